@@ -1,0 +1,298 @@
+"""Executing a submission: every code cell in a fresh kernel, errors recorded, never fatal.
+
+A cell that raises is recorded and execution continues. A cell that exceeds its time is
+interrupted; if the kernel does not come back, it is replaced. A cell that kills the kernel
+(os._exit, a segfault, a memory limit) is recorded, and the notebook is run again in a fresh
+kernel without it, so that what was defined before is still graded.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from jupyter_client.manager import AsyncKernelManager
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbformat import NotebookNode
+
+from .kernel import KernelLauncher, Workspace, stop_kernel
+
+MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
+MAX_PROBE_OUTPUT_BYTES = 96 * 1024 * 1024  # a probe answer carries arrays
+MAX_RESTARTS = 4
+RECOVERY_TIMEOUT = 5.0  # seconds an interrupted kernel gets to become idle again
+
+
+@dataclass
+class CellRun:
+    """What happened to one code cell (index is the 0-based position in the notebook)."""
+
+    index: int
+    status: str  # ok | error | timeout | died | skipped
+    ename: str = ""
+    evalue: str = ""
+    output_truncated: bool = False
+
+
+@dataclass
+class ExecutionRecord:
+    """What happened when the notebook ran."""
+
+    cells: list[CellRun] = field(default_factory=list)
+    timed_out: bool = False  # a cell, or the whole submission, hit its time limit
+    total_timed_out: bool = False
+    kernel_died: bool = False
+    restarts: int = 0
+    fatal_cells: list[int] = field(default_factory=list)
+    output_truncated: bool = False
+    duration_s: float = 0.0
+
+    @property
+    def errors(self) -> list[CellRun]:
+        """Cells that did not finish normally."""
+        return [c for c in self.cells if c.status in ("error", "timeout", "died")]
+
+
+class _Client(NotebookClient):
+    """nbclient with bounded output and the last execute reply kept."""
+
+    output_limit = MAX_CELL_OUTPUT_BYTES
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.last_reply: dict[str, Any] | None = None
+        self._seen = 0
+        self.truncated = False
+        self.on_cell_executed = self._keep_reply
+
+    def _keep_reply(self, cell: Any, cell_index: int, execute_reply: dict[str, Any]) -> None:
+        self.last_reply = execute_reply
+
+    def reset_output_budget(self, limit: int) -> None:
+        self.output_limit = limit
+        self._seen = 0
+        self.truncated = False
+        self.last_reply = None
+
+    def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
+        content = msg.get("content", {})
+        size = len(content.get("text", "")) + sum(
+            len(v) if isinstance(v, str) else 64 for v in content.get("data", {}).values()
+        )
+        if msg.get("msg_type") == "display_data" and not isinstance(
+            next(iter(content.get("data", {}).values()), ""), str
+        ):
+            size += _json_size(content.get("data"))
+        self._seen += size
+        if self._seen > self.output_limit:
+            self.truncated = True
+            return None
+        return super().output(outs, msg, display_id, cell_index)
+
+
+def _json_size(obj: Any, budget: int = MAX_PROBE_OUTPUT_BYTES) -> int:
+    """Approximate size of decoded JSON, without serialising it again."""
+    stack, total = [obj], 0
+    while stack and total <= budget:
+        o = stack.pop()
+        if isinstance(o, str):
+            total += len(o)
+        elif isinstance(o, dict):
+            total += 16 * len(o)
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            total += 8 * len(o)
+            stack.extend(o)
+        else:
+            total += 8
+    return total
+
+
+class Session:
+    """A live kernel that has run a notebook and can run more code (probes)."""
+
+    def __init__(self, launcher: KernelLauncher, workspace: Workspace, nb: NotebookNode):
+        self.launcher = launcher
+        self.workspace = workspace
+        self.nb = nb
+        self.km: AsyncKernelManager | None = None
+        self.client: _Client | None = None
+        self.record = ExecutionRecord()
+        self._fatal_runs: dict[int, CellRun] = {}  # cells that killed a kernel, as recorded then
+
+    async def _start(self, prelude: str) -> None:
+        self.km = await self.launcher.start(self.workspace)
+        self.client = _Client(
+            self.nb,
+            km=self.km,
+            timeout=30,
+            allow_errors=True,
+            interrupt_on_timeout=True,
+            error_on_timeout={"ename": "CellTimeoutError", "evalue": "time limit exceeded", "traceback": []},
+            record_timing=False,
+            allow_stdin=False,
+            shutdown_kernel="immediate",
+            iopub_timeout=4,
+        )
+        self.client.km = self.km
+        kc = self.km.client()
+        kc.start_channels()
+        await kc.wait_for_ready(timeout=60)
+        self.client.kc = kc
+        status, _ = await self.run_code(prelude, timeout=30, output_limit=MAX_CELL_OUTPUT_BYTES)
+        if status != "ok":
+            raise RuntimeError(f"the grader could not prepare the kernel ({status})")
+
+    async def close(self) -> None:
+        """Stop the kernel and its children."""
+        if self.client is not None and self.client.kc is not None:
+            try:
+                self.client.kc.stop_channels()
+            except Exception:
+                pass
+        if self.km is not None:
+            await stop_kernel(self.km)
+        self.km = None
+        self.client = None
+
+    async def run_code(
+        self, source: str, timeout: float, output_limit: int = MAX_PROBE_OUTPUT_BYTES
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Run code that is not a student cell; (status, outputs). Status: ok|error|timeout|died."""
+        cell = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[], execution_count=None)
+        return await self._run(cell, -1, timeout, output_limit)
+
+    async def _run(
+        self, cell: NotebookNode, index: int, timeout: float, output_limit: int
+    ) -> tuple[str, list[dict[str, Any]]]:
+        assert self.client is not None
+        client = self.client
+        client.reset_output_budget(output_limit)
+        client.timeout = max(1, int(round(timeout)))
+        try:
+            await client.async_execute_cell(cell, index if index >= 0 else 0, store_history=index >= 0)
+        except DeadKernelError:
+            return "died", list(cell.get("outputs", []))
+        except CellTimeoutError:
+            return "timeout", list(cell.get("outputs", []))
+        reply = (client.last_reply or {}).get("content", {})
+        if reply.get("status") == "error":
+            if reply.get("ename") == "CellTimeoutError":
+                if not await self._recovered():
+                    return "died", list(cell.get("outputs", []))
+                return "timeout", list(cell.get("outputs", []))
+            return "error", list(cell.get("outputs", []))
+        return "ok", list(cell.get("outputs", []))
+
+    async def _recovered(self) -> bool:
+        """After an interrupt: is the kernel idle again? If not, it is as good as dead."""
+        assert self.client is not None
+        probe = NotebookNode(cell_type="code", source="pass", metadata={}, outputs=[], execution_count=None)
+        self.client.timeout = int(RECOVERY_TIMEOUT)
+        self.client.error_on_timeout = {"ename": "CellTimeoutError", "evalue": "", "traceback": []}
+        try:
+            await self.client.async_execute_cell(probe, 0, store_history=False)
+        except (DeadKernelError, CellTimeoutError):
+            return False
+        reply = (self.client.last_reply or {}).get("content", {})
+        return reply.get("status") == "ok"
+
+    async def run_notebook(self, prelude: str, cell_timeout: float, total_timeout: float) -> None:
+        """Run every code cell; replace the kernel and skip cells that kill it."""
+        start = time.monotonic()
+        deadline = start + total_timeout
+        code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code" and c.source.strip()]
+        while True:
+            runs: list[CellRun] = []
+            died_at = None
+            await self._start(prelude)
+            for i in code_cells:
+                if i in self._fatal_runs:  # it stopped an earlier kernel: skipped this time
+                    runs.append(self._fatal_runs[i])
+                    continue
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self.record.total_timed_out = self.record.timed_out = True
+                    runs.append(CellRun(i, "skipped", "TimeLimit", "the submission's time limit was reached first"))
+                    continue
+                cell = self.nb.cells[i]
+                status, _ = await self._run(cell, i, min(cell_timeout, remaining), MAX_CELL_OUTPUT_BYTES)
+                run = CellRun(i, status, output_truncated=self.client.truncated if self.client else False)
+                self.record.output_truncated |= run.output_truncated
+                if status == "error":
+                    reply = (self.client.last_reply or {}).get("content", {}) if self.client else {}
+                    run.ename = str(reply.get("ename", ""))[:200]
+                    run.evalue = str(reply.get("evalue", ""))[:500]
+                elif status == "timeout":
+                    self.record.timed_out = True
+                    run.ename, run.evalue = "Timeout", f"the cell ran longer than {min(cell_timeout, remaining):.0f} s and was interrupted"
+                elif status == "died":
+                    run.ename, run.evalue = _death_cause(self.km)
+                    died_at = i
+                runs.append(run)
+                if died_at is not None:
+                    break
+            if died_at is None:
+                self.record.cells = runs
+                break
+            self.record.kernel_died = True
+            self.record.fatal_cells.append(died_at)
+            self._fatal_runs[died_at] = runs[-1]
+            self.record.cells = runs  # kept if we cannot restart
+            await self.close()
+            if self.record.restarts >= MAX_RESTARTS or time.monotonic() >= deadline:
+                # Mark the rest as not run; there is no live kernel to probe.
+                done = {r.index for r in runs}
+                self.record.cells += [CellRun(i, "skipped", "KernelDied", "not run: the kernel kept dying") for i in code_cells if i not in done]
+                break
+            self.record.restarts += 1
+        self.record.duration_s = time.monotonic() - start
+
+    @property
+    def alive(self) -> bool:
+        """Whether probes can still run."""
+        return self.km is not None and self.client is not None
+
+
+def _death_cause(km: AsyncKernelManager | None) -> tuple[str, str]:
+    """Why the kernel died, where the exit status says."""
+    code = None
+    try:
+        proc = getattr(getattr(km, "provisioner", None), "process", None)
+        if proc is not None:
+            code = proc.poll()
+    except Exception:
+        code = None
+    if code is None:
+        return "KernelDied", "the kernel stopped during this cell"
+    if code < 0:
+        import signal as _signal
+
+        try:
+            name = _signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if name in ("SIGKILL", "SIGSEGV", "SIGABRT") else ""
+        return "KernelDied", f"the kernel was killed by {name}{hint} during this cell"
+    return "KernelDied", f"the kernel exited with status {code} during this cell"
+
+
+async def execute(
+    nb: NotebookNode,
+    workspace: Workspace,
+    launcher: KernelLauncher,
+    prelude: str,
+    cell_timeout: float = 30.0,
+    total_timeout: float = 300.0,
+) -> Session:
+    """Run a notebook; the returned session is still live for probing (close it)."""
+    session = Session(launcher, workspace, nb)
+    try:
+        await session.run_notebook(prelude, cell_timeout, total_timeout)
+    except BaseException:
+        await session.close()
+        raise
+    return session

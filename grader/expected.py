@@ -1,0 +1,102 @@
+"""The reference side: load an assignment's `reference.py` and compute expected values with torch.
+
+Expected values are computed here, in the grader's process, in float64; they never enter
+the student's kernel.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import SpecError
+from .spec import SPEC_FILE, Assignment
+
+
+class Reference:
+    """An assignment's reference module, with its functions checked against the spec."""
+
+    def __init__(self, assignment: Assignment):
+        self.assignment = assignment
+        self.module = _import(assignment)
+        self._check_names()
+
+    def _check_names(self) -> None:
+        spec = self.assignment.spec
+        file = self.assignment.path(SPEC_FILE)
+        ref = spec.reference
+
+        def need(name: str, field: str) -> None:
+            if not callable(getattr(self.module, name, None)):
+                raise SpecError(f"{file}: {field}: function {name!r} is not defined in {ref}")
+
+        for i, check in enumerate(spec.checks):
+            need(check.reference, f"checks[{i}].reference")
+        for name, inputs in spec.inputs.items():
+            if inputs.generator:
+                need(inputs.generator, f"inputs.{name}.generator")
+        for i, variant in enumerate(spec.variants):
+            for original, replacement in variant.replace.items():
+                need(replacement, f"variants[{i}].replace.{original}")
+
+    def function(self, name: str) -> Callable[..., Any]:
+        """A reference function by name."""
+        return getattr(self.module, name)
+
+    def call(self, name: str, args: list[Any]) -> Any:
+        """Call a reference function on grader inputs; the result as float64 numpy values."""
+        return to_numpy(self.function(name)(*[to_torch(a) for a in args]))
+
+
+def _import(assignment: Assignment) -> ModuleType:
+    path = assignment.path(assignment.spec.reference)
+    modname = f"_grader_reference_{assignment.spec_sha256[:12]}_{abs(hash(str(path)))}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise SpecError(f"{path}: cannot be loaded as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # an instructor's file: say what broke, in one line
+        raise SpecError(f"{path}: fails to import: {type(e).__name__}: {e}") from None
+    sys.modules[modname] = module
+    return module
+
+
+def to_torch(value: Any) -> Any:
+    """Grader inputs to what a reference takes: arrays become float64 tensors."""
+    if isinstance(value, np.ndarray):
+        return torch.tensor(value, dtype=torch.float64)
+    return value
+
+
+def to_numpy(value: Any) -> Any:
+    """A reference result as float64 numpy arrays, keeping dict/tuple structure."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(torch.float64).cpu().numpy().copy()
+    if isinstance(value, dict):
+        return {str(k): to_numpy(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_numpy(v) for v in value]
+    if isinstance(value, (int, float, np.number, bool, np.ndarray)):
+        return np.asarray(value, dtype=np.float64)
+    return value
+
+
+def select(result: Any, part: str | int | None) -> np.ndarray:
+    """The part of a reference result a check compares against."""
+    if part is None:
+        if isinstance(result, list):  # (answer, extras...) convention
+            return np.asarray(result[0], dtype=np.float64)
+        return np.asarray(result, dtype=np.float64)
+    if isinstance(result, dict):
+        return np.asarray(result[str(part)], dtype=np.float64)
+    return np.asarray(result[int(part)], dtype=np.float64)

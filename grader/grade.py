@@ -1,0 +1,160 @@
+"""Grading one notebook, end to end: read, plan, execute, probe, judge, score, report."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from pathlib import Path
+
+from .errors import GraderError, UnknownAssignment
+from .execute import ExecutionRecord, Session, execute
+from .expected import Reference
+from .judge import judge
+from .kernel import KernelLauncher, LocalKernelLauncher, make_workspace
+from .notebook import Submission, read_submission
+from .plan import CheckPlan, plan
+from .probe import (
+    ProbeItem,
+    new_module_name,
+    new_nonce,
+    prelude_source,
+    read_answers,
+    request_source,
+)
+from .report import CellError, CheckResult, Execution, Flag, Report
+from .score import total
+from .spec import Assignment, find_assignment, known_assignments
+
+
+def resolve_assignment(name: str | Assignment | None, submission: Submission) -> Assignment:
+    """The assignment named (id or folder), else the one the notebook's metadata declares."""
+    if isinstance(name, Assignment):
+        return name
+    if name:
+        return find_assignment(name)
+    declared = submission.declared_assignment
+    if declared:
+        return find_assignment(declared)
+    ids = ", ".join(sorted(known_assignments())) or "(none)"
+    raise UnknownAssignment(
+        f"{submission.path}: which assignment is this? Pass --assignment (known assignments: {ids})"
+    )
+
+
+def grade_notebook(
+    path: str | Path,
+    assignment: str | Assignment | None = None,
+    *,
+    seed: int | None = None,
+    cell_timeout: float = 30.0,
+    total_timeout: float = 300.0,
+    launcher: KernelLauncher | None = None,
+) -> Report:
+    """Grade one notebook; raises GraderError if the notebook or the assignment is unusable."""
+    return asyncio.run(
+        grade_notebook_async(
+            path,
+            assignment,
+            seed=seed,
+            cell_timeout=cell_timeout,
+            total_timeout=total_timeout,
+            launcher=launcher,
+        )
+    )
+
+
+async def grade_notebook_async(
+    path: str | Path,
+    assignment: str | Assignment | None = None,
+    *,
+    seed: int | None = None,
+    cell_timeout: float = 30.0,
+    total_timeout: float = 300.0,
+    launcher: KernelLauncher | None = None,
+) -> Report:
+    """The async form of grade_notebook (for callers that already run an event loop)."""
+    started = time.monotonic()
+    submission = read_submission(path)
+    asg = resolve_assignment(assignment, submission)
+    reference = Reference(asg)
+    seed = secrets.randbits(32) if seed is None else int(seed)
+    plans = plan(asg, reference, seed)
+    launcher = launcher or LocalKernelLauncher()
+    cell_timeout = asg.spec.policy.cell_timeout or cell_timeout
+    workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
+    modname = new_module_name()
+    flags: list[Flag] = []
+    try:
+        try:
+            session = await execute(
+                submission.nb, workspace, launcher, prelude_source(modname), cell_timeout, total_timeout
+            )
+        except RuntimeError as e:
+            raise GraderError(f"could not start a Python kernel: {e}") from None
+        try:
+            results: list[CheckResult] = []
+            for p in plans:
+                answers, status = await _probe(session, modname, p, flags)
+                results.extend(judge(p, answers, status))
+        finally:
+            await session.close()
+    finally:
+        workspace.cleanup()
+    report = Report(
+        assignment={"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256},
+        submission={"path": str(submission.path), "sha256": submission.sha256},
+        seed=seed,
+        max_score=asg.max_score,
+        execution=_execution(session.record, launcher),
+        checks=results,
+        flags=flags,
+    )
+    report.score = total(results, flags, asg.spec.policy, asg.max_score)
+    report.duration_s = round(time.monotonic() - started, 3)
+    return report
+
+
+async def _probe(session: Session, modname: str, p: CheckPlan, flags: list[Flag]) -> tuple[dict, str]:
+    if not session.alive:
+        return {}, "no_kernel"
+    check = p.check
+    items = [
+        ProbeItem(
+            id=f"{check.id}#{t.index}",
+            kind="variable" if check.kind == "variable" else "function",
+            names=[check.target, *check.aliases],
+            args=t.args if check.kind != "variable" else [],
+            argnames=check.args,
+        )
+        for t in p.trials
+    ]
+    nonce = new_nonce()
+    timeout = check.timeout * len(items) + 5
+    status, outputs = await session.run_code(request_source(modname, nonce, items), timeout)
+    if status == "died":
+        await session.close()
+        return {}, "died"
+    if status == "timeout":
+        return {}, "timeout"
+    answers, claims = read_answers(outputs, nonce)
+    if claims > 1 or (status == "ok" and not answers):
+        flags.append(Flag("probe_tampered", check.target,
+                          "The notebook interfered with the grader's probe; its answers were not used."))
+        return {}, "ok"
+    return answers, status
+
+
+def _execution(record: ExecutionRecord, launcher: KernelLauncher) -> Execution:
+    return Execution(
+        cell_errors=[CellError(c.index + 1, c.ename, c.evalue) for c in record.errors],
+        timed_out=record.timed_out,
+        kernel_died=record.kernel_died,
+        skipped_cells=sorted(
+            {c.index + 1 for c in record.cells if c.status == "skipped"} | {i + 1 for i in record.fatal_cells}
+        ),
+        output_truncated=record.output_truncated,
+        restarts=record.restarts,
+        duration_s=round(record.duration_s, 3),
+        isolation=launcher.describe(),
+    )

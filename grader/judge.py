@@ -1,0 +1,184 @@
+"""Judging one check: pick the answer out of what the student returned, compare, explain."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .compare import Comparison, align, compare, numeric
+from .diagnose import Failure, diagnose
+from .plan import CheckPlan, Target
+from .probe import Answer, Value, shape_str
+from .report import CheckResult, Diagnosis
+
+MAX_SHOWN_ELEMENTS = 12
+
+
+def normalise_key(key: str) -> str:
+    """`dL_dW1`, `dW1`, `grad_W1`, `W1` all become `w1`."""
+    k = re.sub(r"[^0-9a-z]", "", key.lower())
+    for prefix in ("dldj", "gradient", "grads", "grad", "dld", "djd", "dl", "dj", "d"):
+        if k.startswith(prefix) and len(k) > len(prefix):
+            return k[len(prefix):]
+    return k
+
+
+def select_part(value: Value, target: Target, expected: np.ndarray) -> tuple[Value | None, str]:
+    """The student's value for a target, and how it was found ("" or a note)."""
+    part = target.part
+    if part is None:
+        return _take_answer(value, target.check.take, expected)
+    if value.kind == "dict":
+        wanted = [part.key, *part.aliases]
+        for w in wanted:
+            if w in value.keys:
+                return value.items[value.keys.index(w)], ""
+        norm = {normalise_key(w) for w in wanted}
+        hits = [i for i, k in enumerate(value.keys) if normalise_key(k) in norm]
+        if len(hits) == 1:
+            return value.items[hits[0]], ""
+        return None, f"the returned dict has no key for {part.key!r} (keys: {', '.join(repr(k) for k in value.keys[:8])})"
+    if value.kind == "seq" and part.index is not None:
+        if part.index < len(value.items):
+            return value.items[part.index], ""
+        return None, f"the returned {'tuple' if value.is_tuple else 'list'} has {value.length} items; item {part.index} is expected to be {part.key}"
+    if value.kind == "array" and part.index is not None and value.array is not None and value.array.ndim >= 1:
+        if part.index < value.array.shape[0]:
+            return Value("array", array=value.array[part.index]), ""
+    return None, f"expected a dict keyed {part.key!r} (or a tuple), got {value.describe()}"
+
+
+def _take_answer(value: Value, take: int | None, expected: np.ndarray) -> tuple[Value | None, str]:
+    if value.kind == "seq":
+        whole = numeric(value)
+        fits_whole = whole is not None and align(whole, expected)[1] in ("", "reshaped")
+        if take is not None and take < len(value.items) and not fits_whole:
+            return value.items[take], ""
+        if value.is_tuple and value.items and not fits_whole:  # (answer, cache) convention
+            return value.items[0], ""
+    return value, ""
+
+
+def _show(a: np.ndarray) -> str:
+    if a.size > MAX_SHOWN_ELEMENTS:
+        return f"array of shape {shape_str(a.shape)}"
+    return np.array2string(a, precision=6, suppress_small=False, separator=", ").replace("\n", "")
+
+
+def judge(plan: CheckPlan, answers: dict[str, Answer], probe_status: str) -> list[CheckResult]:
+    """CheckResults for every target of a check, from the probe answers of its trials."""
+    check = plan.check
+    results = []
+    for target in plan.targets:
+        results.append(_judge_target(plan, target, answers, probe_status))
+    _ = check
+    return results
+
+
+def _result(target: Target, status: str, message: str, diagnosis: list[Diagnosis] | None = None, **detail: object) -> CheckResult:
+    c = target.check
+    return CheckResult(
+        id=target.id,
+        target=target.name,
+        kind=c.kind,
+        visibility=c.visibility,
+        status=status,
+        points=target.points if status == "pass" else 0.0,
+        max_points=target.points,
+        message=message,
+        diagnosis=diagnosis or [],
+        detail=dict(detail),
+    )
+
+
+def _judge_target(plan: CheckPlan, target: Target, answers: dict[str, Answer], probe_status: str) -> CheckResult:
+    check = plan.check
+    label = target.label
+    what = "function" if check.kind == "function" else "variable"
+    if probe_status == "timeout":
+        return _result(target, "error", f"{check.target} did not return within {check.timeout:g} s",
+                       [Diagnosis("timeout", f"{check.target} ran longer than {check.timeout:g} s and was interrupted.")])
+    if probe_status in ("died", "no_kernel"):
+        return _result(target, "error", f"{check.target} could not be checked: the kernel died",
+                       [Diagnosis("kernel_died", f"The kernel died while {check.target} was being checked.")])
+    failures: list[Failure] = []
+    notes: list[Diagnosis] = []
+    for trial in plan.trials:
+        ans = answers.get(f"{check.id}#{trial.index}")
+        if ans is None:
+            return _result(target, "error", f"{check.target} could not be checked: the probe got no answer",
+                           [Diagnosis("exception", "The grader's probe got no answer from the kernel; "
+                                      "the notebook may have interfered with it.")])
+        if ans.found is None or ans.value.kind == "missing":
+            names = ", ".join([check.target, *check.aliases][:4])
+            return _result(target, "missing", f"no {what} named {check.target} was found",
+                           [Diagnosis("missing", f"The notebook defines no {what} named {names}.")])
+        v = ans.value
+        if v.kind == "error":
+            return _result(target, "error", f"{ans.found} raised {v.ename}: {v.text}",
+                           [Diagnosis("exception", f"{ans.found}(...) raised {v.ename}: {v.text}")])
+        if v.kind == "not_callable":
+            return _result(target, "fail", f"{ans.found} is a {v.type_name}, not a function",
+                           [Diagnosis("wrong", f"{ans.found} must be a function, but it is a {v.type_name}.")])
+        expected = trial.expected[target.id]
+        part, why = select_part(v, target, expected)
+        if part is None:
+            return _result(target, "fail", why, [Diagnosis("shape_mismatch", why)])
+        if numeric(part) is None:
+            msg = f"{label} is {part.describe()}, not a number or array"
+            if part.kind == "unconvertible":
+                msg = f"{label} could not be read as numbers ({part.ename or 'unconvertible'})"
+            if part.kind == "too_big":
+                msg = f"{label} is {part.describe()}"
+            return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
+        c = compare(part, expected, target.rtol, target.atol, target.allow_transpose)
+        if c.ok:
+            if c.transposed:
+                notes = [Diagnosis("transposed", f"{label} is transposed (shape {shape_str(c.got_raw_shape)}); "
+                                   "accepted for this check.")]
+            continue
+        failures.append(Failure(c, trial.index))
+    n = len(plan.trials)
+    if not failures:
+        how = f"correct on {n} random inputs" if n > 1 else "correct"
+        if check.visibility == "public" and check.kind == "variable":
+            how = "matches the expected value"
+        return _result(target, "pass", how, notes, trials=n)
+    diag = diagnose(label, failures, target.rtol, target.atol)
+    first = failures[0].comparison
+    detail = _detail(first, target, n, len(failures))
+    msg = _fail_message(label, first, check.visibility, n, len(failures), diag)
+    return _result(target, "fail", msg, diag, **detail)
+
+
+def _detail(c: Comparison, target: Target, n: int, n_failed: int) -> dict[str, object]:
+    d: dict[str, object] = {
+        "trials": n,
+        "failed_trials": n_failed,
+        "got_shape": list(c.got_raw_shape),
+        "expected_shape": list(c.expected.shape),
+        "max_abs_error": _finite(c.max_abs),
+        "max_rel_error": _finite(c.max_rel),
+        "worst_index": list(c.worst),
+        "rtol": target.rtol,
+        "atol": target.atol,
+    }
+    if target.check.visibility == "public" and c.got is not None:
+        d["expected"] = c.expected.tolist() if c.expected.size <= 64 else None
+        d["got"] = c.got.tolist() if c.got.size <= 64 else None
+    return d
+
+
+def _finite(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
+
+
+def _fail_message(label: str, c: Comparison, visibility: str, n: int, n_failed: int, diag: list[Diagnosis]) -> str:
+    head = diag[0].message if diag else f"{label} is not right"
+    if visibility == "hidden":
+        scope = f"wrong on {n_failed} of {n} random inputs" if n > 1 else "wrong on a random input"
+        return f"{scope}: {head}"
+    if c.got is not None and c.got.shape == c.expected.shape:
+        return f"{head} Expected {_show(c.expected)}, got {_show(c.got)}."
+    return head

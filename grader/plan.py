@@ -1,0 +1,106 @@
+"""Planning a run: for every check and trial, the inputs to send and the expected answers to keep."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .expected import Reference, select
+from .inputs import Inputs, draw, rng_for
+from .spec import Assignment, Check, Part
+
+
+@dataclass
+class Target:
+    """One scored thing: a whole check, or one part of a structured result."""
+
+    id: str
+    check: Check
+    part: Part | None
+    points: float
+    rtol: float
+    atol: float
+    allow_transpose: bool
+
+    @property
+    def label(self) -> str:
+        """How a student would write it: `sigmoid`, `dL_dW1`, `gradients(...)["W1"]`."""
+        if self.part is None:
+            return self.check.target
+        if self.part.label:
+            return self.part.label
+        return f'{self.check.target}(...)["{self.part.key}"]'
+
+    @property
+    def name(self) -> str:
+        """The report's `target`: `sigmoid`, `dL_dW1`, `gradients.W1`."""
+        return self.check.target if self.part is None else f"{self.check.target}.{self.part.key}"
+
+
+@dataclass
+class Trial:
+    """One call (or read) with its inputs and, per target, the expected value."""
+
+    index: int
+    inputs: Inputs
+    args: list[Any]
+    expected: dict[str, np.ndarray] = field(default_factory=dict)  # target id -> value
+    reference_result: Any = None
+
+
+@dataclass
+class CheckPlan:
+    """A check, its targets and its trials."""
+
+    check: Check
+    targets: list[Target]
+    trials: list[Trial]
+
+
+def targets_of(check: Check) -> list[Target]:
+    """The scored targets of a check: one per part, or the check itself."""
+    if not check.parts:
+        return [Target(check.id, check, None, check.points, check.rtol, check.atol, check.shape == "allow_transpose")]
+    return [
+        Target(
+            f"{check.id}.{p.key}",
+            check,
+            p,
+            p.points,
+            p.rtol if p.rtol is not None else check.rtol,
+            p.atol if p.atol is not None else check.atol,
+            (p.shape or check.shape) == "allow_transpose",
+        )
+        for p in check.parts
+    ]
+
+
+def plan_check(assignment: Assignment, reference: Reference, check: Check, seed: int) -> CheckPlan:
+    """Draw the inputs of every trial and compute the expected values with the reference."""
+    input_set = assignment.spec.inputs[check.inputs]
+    generator = reference.function(input_set.generator) if input_set.generator else None
+    trials_n = check.trials if input_set.is_random else 1
+    rng = rng_for(seed, "inputs", check.id)
+    targets = targets_of(check)
+    trials = []
+    for t in range(trials_n):
+        inputs = draw(input_set, rng, t, generator)
+        args = [inputs[a] for a in check.args]
+        result = reference.call(check.reference, [_copy(a) for a in args])
+        trial = Trial(t, inputs, args, reference_result=result)
+        for target in targets:
+            key = target.part.key if target.part is not None else check.part
+            trial.expected[target.id] = select(result, key)
+        trials.append(trial)
+    return CheckPlan(check, targets, trials)
+
+
+def plan(assignment: Assignment, reference: Reference, seed: int) -> list[CheckPlan]:
+    """Plans for every check of the assignment."""
+    return [plan_check(assignment, reference, c, seed) for c in assignment.spec.checks]
+
+
+def _copy(a: Any) -> Any:
+    return a.copy() if isinstance(a, np.ndarray) else a

@@ -1,0 +1,382 @@
+"""Probing: call the student's functions and read its variables inside its kernel.
+
+Before any student cell runs, a prelude installs a probe runner in the kernel. It holds
+its own references to the builtins and numpy functions it needs, taken before the student
+could patch them, under a module name that is random for each run. After the student's
+cells, each probe request names the inputs (never expected values) and a fresh nonce; the
+runner answers with a single display message whose MIME type carries that nonce. Values are
+plain float64 bytes plus structure; the grader decodes and bounds them, and all judging
+happens in the grader's process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MAX_ELEMENTS = 2_000_000  # per returned array
+MAX_PAYLOAD_BYTES = 64 * 1024 * 1024  # per probe request, all values together
+MAX_ITEMS = 64  # per dict / sequence
+MAX_DEPTH = 4
+
+# Runs in the kernel. Keep it self-contained: it may only rely on what it captures here.
+_PRELUDE = r'''
+def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
+    import sys, types, builtins, binascii, inspect, json
+    import numpy
+    ip = get_ipython()
+    ns = ip.user_ns
+    publish = ip.display_pub.publish
+    asarray, ndarray, float64, frombuffer = numpy.asarray, numpy.ndarray, numpy.float64, numpy.frombuffer
+    tobytes = numpy.ndarray.tobytes
+    b2a, a2b = binascii.b2a_base64, binascii.a2b_base64
+    decode_json = json.JSONDecoder().decode
+    isinstance_, len_, str_, type_, callable_ = isinstance, len, str, type, callable
+    getattr_, hasattr_, list_, tuple_, dict_ = getattr, hasattr, list, tuple, dict
+    int_, float_, bool_, complex_, bytes_ = int, float, bool, complex, bytes
+    exc_types = (Exception, SystemExit, RecursionError)
+    signature = inspect.signature
+    ModuleType, FunctionType = types.ModuleType, types.FunctionType
+
+    def safe_text(fn, limit=300):
+        try:
+            s = fn()
+            if not isinstance_(s, str_):
+                return "?"
+            return s[:limit]
+        except BaseException as e:
+            if isinstance_(e, KeyboardInterrupt):
+                raise
+            return "?"
+
+    def error_of(e):
+        return {"t": "error", "ename": safe_text(lambda: type_(e).__name__, 80),
+                "evalue": safe_text(lambda: str_(e))}
+
+    def decode_arg(a):
+        if "a" in a:
+            arr = frombuffer(a2b(a["a"].encode("ascii")), dtype=float64)
+            return arr.reshape(tuple_(a["shape"])).copy()
+        return a["n"]
+
+    budget = [0]
+
+    def array_value(obj):
+        arr = asarray(obj, dtype=float64)
+        if arr.size > max_elements or budget[0] + arr.size * 8 > max_payload:
+            return {"t": "too_big", "shape": list_(int_(d) for d in arr.shape)}
+        budget[0] += arr.size * 8
+        data = tobytes(arr, order="C")
+        return {"t": "array", "shape": list_(int_(d) for d in arr.shape),
+                "b64": b2a(data, newline=False).decode("ascii")}
+
+    def encode(obj, depth=0):
+        try:
+            if obj is None:
+                return {"t": "none"}
+            tp = type_(obj)
+            if tp is str_ or tp is bytes_:
+                return {"t": "str", "v": safe_text(lambda: str_(obj))}
+            if isinstance_(obj, (tuple_, list_, dict_)):
+                if depth >= max_depth:
+                    return {"t": "object", "type": safe_text(lambda: tp.__name__, 80)}
+                if isinstance_(obj, dict_):
+                    items = list_(obj.items())[:max_items]
+                    return {"t": "dict", "n": len_(obj),
+                            "items": [[safe_text(lambda: str_(k), 80), encode(v, depth + 1)] for k, v in items]}
+                seq = {"t": "seq", "tuple": isinstance_(obj, tuple_), "n": len_(obj),
+                       "items": [encode(v, depth + 1) for v in list_(obj)[:max_items]]}
+                if not isinstance_(obj, tuple_):  # a list of numbers is an array; keep both readings
+                    try:
+                        seq["array"] = array_value(obj)
+                    except exc_types:
+                        pass
+                return seq
+            if isinstance_(obj, (ModuleType, FunctionType, type_)) or tp is complex_:
+                return {"t": "object", "type": safe_text(lambda: tp.__name__, 80)}
+            mod = safe_text(lambda: tp.__module__, 80)
+            if mod.startswith("torch") and hasattr_(obj, "detach"):
+                obj = obj.detach().cpu().numpy()
+            if callable_(obj) and not hasattr_(obj, "__array__"):
+                return {"t": "object", "type": safe_text(lambda: tp.__name__, 80), "callable": True}
+            return array_value(obj)
+        except exc_types as e:
+            out = error_of(e)
+            out["t"] = "unconvertible"
+            return out
+
+    def lookup(names):
+        for name in names:
+            head, _, rest = name.partition(".")
+            if head in ns:
+                obj = ns[head]
+                try:
+                    for attr in rest.split(".") if rest else ():
+                        obj = getattr_(obj, attr)
+                except exc_types:
+                    continue
+                return name, obj
+        # a method of the one object in the notebook that has it (class-based notebooks)
+        for name in names:
+            if "." in name or name.startswith("_"):
+                continue
+            owners = []
+            for key, val in list_(ns.items()):
+                if key.startswith("_") or isinstance_(val, (ModuleType, type_)):
+                    continue
+                try:
+                    if type_(val).__module__ == "__main__" and callable_(getattr_(val, name, None)):
+                        owners.append((key, val))
+                except exc_types:
+                    continue
+            if len_(owners) == 1:
+                return owners[0][0] + "." + name, getattr_(owners[0][1], name)
+        return None, None
+
+    def call(fn, args, argnames):
+        kwargs = None
+        try:
+            params = list_(signature(fn).parameters)
+            if argnames and sorted(params) == sorted(argnames) and params != argnames:
+                kwargs = dict_(zip(argnames, args))
+        except exc_types:
+            pass
+        if kwargs is not None:
+            return fn(**kwargs)
+        return fn(*args)
+
+    def probe(nonce, request):
+        budget[0] = 0
+        req = decode_json(request)
+        answers = []
+        for item in req["items"]:
+            found, obj = lookup(item["names"])
+            ans = {"id": item["id"], "found": found}
+            if found is None:
+                ans["value"] = {"t": "missing"}
+            elif item["kind"] == "variable":
+                ans["value"] = encode(obj)
+            elif not callable_(obj):
+                ans["value"] = {"t": "not_callable", "type": safe_text(lambda: type_(obj).__name__, 80)}
+            else:
+                try:
+                    args = [decode_arg(a) for a in item["args"]]
+                    ans["value"] = encode(call(obj, args, item.get("argnames") or []))
+                except exc_types as e:
+                    ans["value"] = error_of(e)
+            answers.append(ans)
+        publish(data={"application/x-grader-" + nonce + "+json": {"nonce": nonce, "answers": answers}},
+                metadata={})
+
+    mod = ModuleType(modname)
+    mod.probe = probe
+    sys.modules[modname] = mod
+
+_grader_install(%(modname)r, %(max_elements)d, %(max_payload)d, %(max_items)d, %(max_depth)d)
+del _grader_install
+'''
+
+
+def new_module_name() -> str:
+    """A module name for the runner that a notebook cannot know in advance."""
+    return "_grader_probe_" + secrets.token_hex(8)
+
+
+def prelude_source(modname: str) -> str:
+    """Kernel code that installs the runner; run before any student cell."""
+    return _PRELUDE % {
+        "modname": modname,
+        "max_elements": MAX_ELEMENTS,
+        "max_payload": MAX_PAYLOAD_BYTES,
+        "max_items": MAX_ITEMS,
+        "max_depth": MAX_DEPTH,
+    }
+
+
+@dataclass
+class ProbeItem:
+    """One call of a student function, or one read of a variable."""
+
+    id: str
+    kind: str  # "function" | "variable"
+    names: list[str]
+    args: list[Any] = field(default_factory=list)
+    argnames: list[str] = field(default_factory=list)
+
+
+def encode_arg(value: Any) -> dict[str, Any]:
+    """A grader input as the runner receives it: float64 bytes, or a plain number."""
+    if isinstance(value, np.ndarray):
+        arr = np.ascontiguousarray(value, dtype=np.float64)
+        return {"a": base64.b64encode(arr.tobytes()).decode("ascii"), "shape": list(arr.shape)}
+    if isinstance(value, (bool, int, float)):
+        return {"n": value}
+    if isinstance(value, np.number):
+        return {"n": value.item()}
+    raise TypeError(f"unsupported probe input {type(value).__name__}")
+
+
+def request_source(modname: str, nonce: str, items: list[ProbeItem]) -> str:
+    """Kernel code for one probe request."""
+    payload = json.dumps(
+        {
+            "items": [
+                {
+                    "id": it.id,
+                    "kind": it.kind,
+                    "names": it.names,
+                    "args": [encode_arg(a) for a in it.args],
+                    "argnames": it.argnames,
+                }
+                for it in items
+            ]
+        }
+    )
+    return f"__import__('sys').modules[{modname!r}].probe({nonce!r}, {payload!r})"
+
+
+def new_nonce() -> str:
+    """A fresh nonce for one probe request."""
+    return secrets.token_hex(16)
+
+
+def mime_for(nonce: str) -> str:
+    """The MIME type of the one genuine answer to a request."""
+    return f"application/x-grader-{nonce}+json"
+
+
+# ---------------------------------------------------------------- grader side
+
+
+@dataclass
+class Value:
+    """A value brought back from the kernel, decoded and bounded."""
+
+    kind: str  # array | seq | dict | none | str | object | error | unconvertible | missing | not_callable | too_big
+    array: np.ndarray | None = None
+    items: list[Value] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    is_tuple: bool = False
+    length: int = 0
+    type_name: str = ""
+    text: str = ""
+    ename: str = ""
+    shape: tuple[int, ...] = ()
+
+    def describe(self) -> str:
+        """What the value is, in a few words, for feedback."""
+        if self.kind == "array":
+            assert self.array is not None
+            if self.array.ndim == 0:
+                return "a number"
+            return f"an array of shape {shape_str(self.array.shape)}"
+        if self.kind == "seq":
+            return f"a {'tuple' if self.is_tuple else 'list'} of {self.length} items"
+        if self.kind == "dict":
+            return f"a dict with keys {', '.join(repr(k) for k in self.keys[:8])}"
+        if self.kind == "none":
+            return "None"
+        if self.kind == "str":
+            return "a string"
+        if self.kind == "too_big":
+            return f"an array of shape {shape_str(self.shape)}, too large to grade"
+        return f"a {self.type_name or 'value'} object"
+
+
+def shape_str(shape: tuple[int, ...]) -> str:
+    """(3, 2) as 3x2, () as a scalar."""
+    return "x".join(str(d) for d in shape) if shape else "scalar"
+
+
+def decode_value(raw: Any, depth: int = 0) -> Value:
+    """Turn the runner's JSON into a Value, trusting nothing about it."""
+    if not isinstance(raw, dict) or depth > MAX_DEPTH + 1:
+        return Value("unconvertible", text="malformed value")
+    kind = raw.get("t")
+    if kind == "array":
+        try:
+            shape = tuple(int(d) for d in raw["shape"])
+            if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) > MAX_ELEMENTS:
+                return Value("too_big", shape=shape)
+            data = base64.b64decode(raw["b64"], validate=True)
+            arr = np.frombuffer(data, dtype=np.float64)
+            return Value("array", array=arr.reshape(shape).copy())
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            return Value("unconvertible", text="malformed array")
+    if kind == "seq":
+        items = [decode_value(v, depth + 1) for v in _as_list(raw.get("items"))[:MAX_ITEMS]]
+        v = Value("seq", items=items, is_tuple=bool(raw.get("tuple")), length=_int(raw.get("n")))
+        if "array" in raw:
+            arr = decode_value(raw["array"], depth + 1)
+            if arr.kind == "array":
+                v.array = arr.array
+        return v
+    if kind == "dict":
+        pairs = [p for p in _as_list(raw.get("items"))[:MAX_ITEMS] if isinstance(p, list) and len(p) == 2]
+        return Value(
+            "dict",
+            keys=[str(k)[:80] for k, _ in pairs],
+            items=[decode_value(v, depth + 1) for _, v in pairs],
+            length=_int(raw.get("n")),
+        )
+    if kind in ("error", "unconvertible"):
+        return Value(kind, ename=str(raw.get("ename", ""))[:80], text=str(raw.get("evalue", ""))[:300])
+    if kind == "too_big":
+        return Value("too_big", shape=tuple(_int(d) for d in _as_list(raw.get("shape"))[:8]))
+    if kind in ("none", "missing"):
+        return Value(kind)
+    if kind == "str":
+        return Value("str", text=str(raw.get("v", ""))[:300])
+    if kind in ("object", "not_callable"):
+        return Value(kind, type_name=str(raw.get("type", ""))[:80])
+    return Value("unconvertible", text="malformed value")
+
+
+def _as_list(x: Any) -> list[Any]:
+    return x if isinstance(x, list) else []
+
+
+def _int(x: Any) -> int:
+    return x if isinstance(x, int) and not isinstance(x, bool) else 0
+
+
+@dataclass
+class Answer:
+    """The runner's answer for one probe item."""
+
+    id: str
+    found: str | None
+    value: Value
+
+
+def read_answers(outputs: list[dict[str, Any]], nonce: str) -> tuple[dict[str, Answer], int]:
+    """Answers carried by the genuine display message of one request, and how many claimed to be it."""
+    mime = mime_for(nonce)
+    genuine = [
+        o["data"][mime]
+        for o in outputs
+        if o.get("output_type") == "display_data" and mime in o.get("data", {})
+    ]
+    if not genuine:
+        return {}, 0
+    body = genuine[0]
+    if isinstance(body, str):  # some frontends keep JSON as text
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return {}, len(genuine)
+    answers: dict[str, Answer] = {}
+    if isinstance(body, dict) and body.get("nonce") == nonce:
+        for a in _as_list(body.get("answers")):
+            if isinstance(a, dict) and isinstance(a.get("id"), str):
+                found = a.get("found")
+                answers[a["id"]] = Answer(
+                    a["id"], found if isinstance(found, str) else None, decode_value(a.get("value"))
+                )
+    return answers, len(genuine)

@@ -1,0 +1,104 @@
+"""The one report model. Every output format (text, JSON, ...) is a view of it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SCHEMA = "grader.report/1"
+
+
+@dataclass
+class Diagnosis:
+    """Why a check failed (or a note on how it passed), with a stable code."""
+
+    code: str
+    message: str
+
+
+@dataclass
+class CheckResult:
+    """One graded check."""
+
+    id: str
+    target: str
+    kind: str
+    visibility: str
+    status: str  # pass | fail | error | missing
+    points: float
+    max_points: float
+    message: str
+    diagnosis: list[Diagnosis] = field(default_factory=list)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def codes(self) -> list[str]:
+        """The diagnosis codes, in order."""
+        return [d.code for d in self.diagnosis]
+
+
+@dataclass
+class CellError:
+    """A cell that did not finish normally (cell is 1-based, counting every cell)."""
+
+    cell: int
+    ename: str
+    evalue: str
+
+
+@dataclass
+class Execution:
+    """How running the notebook went."""
+
+    cell_errors: list[CellError] = field(default_factory=list)
+    timed_out: bool = False
+    kernel_died: bool = False
+    skipped_cells: list[int] = field(default_factory=list)
+    output_truncated: bool = False
+    restarts: int = 0
+    duration_s: float = 0.0
+    isolation: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Flag:
+    """A finding about the submission as a whole."""
+
+    code: str
+    target: str
+    message: str
+
+
+@dataclass
+class Report:
+    """Everything known about one graded (or ungradable) submission."""
+
+    assignment: dict[str, Any]
+    submission: dict[str, Any]
+    seed: int
+    score: float = 0.0
+    max_score: float = 0.0
+    status: str = "graded"  # graded | error
+    duration_s: float = 0.0
+    execution: Execution = field(default_factory=Execution)
+    checks: list[CheckResult] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
+    error: str | None = None
+    schema: str = SCHEMA
+
+    def check(self, check_id: str) -> CheckResult:
+        """A check by id."""
+        for c in self.checks:
+            if c.id == check_id:
+                return c
+        raise KeyError(check_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `grader.report/1` JSON structure."""
+        d = asdict(self)
+        order = ["schema", "assignment", "submission", "seed", "score", "max_score", "status",
+                 "duration_s", "execution", "checks", "flags", "error"]
+        out = {k: d[k] for k in order}
+        if out["error"] is None:
+            del out["error"]
+        return out

@@ -1,0 +1,14 @@
+"""Scoring: points of passing checks, then the assignment's policy for whole-submission flags."""
+
+from __future__ import annotations
+
+from .report import CheckResult, Flag
+from .spec import Policy
+
+
+def total(checks: list[CheckResult], flags: list[Flag], policy: Policy, max_score: float) -> float:
+    """The score: passing points, less the penalties the policy attaches to flags."""
+    score = sum(c.points for c in checks)
+    if any(f.code == "forbidden_import" for f in flags):
+        score -= policy.forbidden_import_penalty * max_score
+    return round(max(0.0, min(score, max_score)), 6)

@@ -1,0 +1,316 @@
+"""Assignment specs: `assignment.toml` read, validated and located.
+
+An assignment is a folder: `assignment.toml` (this model), `reference.py` (the torch
+reference), `starter.ipynb` and `solution.ipynb`. Nothing about a particular assignment
+lives in the grader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import SpecError, UnknownAssignment
+
+SPEC_FILE = "assignment.toml"
+PACKAGE_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
+DISTRIBUTIONS = ("uniform", "normal", "integers", "onehot", "choice")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Distribution(_Strict):
+    """How one random input is drawn. `shape` may list several shapes: trial i uses shape i mod n."""
+
+    dist: Literal["uniform", "normal", "integers", "onehot", "choice"] = "normal"
+    shape: list[int] | list[list[int]] = Field(default_factory=list)
+    low: float = -1.0
+    high: float = 1.0
+    mean: float = 0.0
+    scale: float = 1.0
+    values: list[float] = Field(default_factory=list)
+    # onehot: shape is (classes, count); each column has one 1.
+
+    @field_validator("shape")
+    @classmethod
+    def _shape_positive(cls, v: list[Any]) -> list[Any]:
+        shapes = v if v and isinstance(v[0], list) else [v]
+        for s in shapes:
+            if any(d < 0 for d in s):
+                raise ValueError("dimensions must be non-negative")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Distribution:
+        if self.dist == "uniform" and not self.low < self.high:
+            raise ValueError("uniform needs low < high")
+        if self.dist == "choice" and not self.values:
+            raise ValueError("choice needs a non-empty `values` list")
+        if self.dist == "onehot" and (len(self.shape) != 2 or isinstance(self.shape[0], list)):
+            raise ValueError("onehot needs shape = [classes, count]")
+        return self
+
+    def shape_for(self, trial: int) -> tuple[int, ...]:
+        """The shape used on a given trial."""
+        if self.shape and isinstance(self.shape[0], list):
+            return tuple(self.shape[trial % len(self.shape)])  # type: ignore[arg-type]
+        return tuple(self.shape)  # type: ignore[arg-type]
+
+
+class InputSet(_Strict):
+    """Named inputs: literal values, random distributions, or a reference generator function."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    generator: str | None = None
+    description: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _collect(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("an input set is a table of name = value or name = {dist = ...}")
+        return data
+
+    @property
+    def variables(self) -> dict[str, Distribution | Any]:
+        """The declared variables, distributions parsed."""
+        out: dict[str, Any] = {}
+        for name, raw in (self.model_extra or {}).items():
+            out[name] = Distribution.model_validate(raw) if isinstance(raw, dict) else raw
+        return out
+
+    @model_validator(mode="after")
+    def _validate_vars(self) -> InputSet:
+        for name, raw in (self.model_extra or {}).items():
+            if isinstance(raw, dict):
+                try:
+                    Distribution.model_validate(raw)
+                except ValidationError as e:
+                    first = e.errors()[0]
+                    loc = ".".join(str(p) for p in first["loc"])
+                    where = f"{name}.{loc}" if loc else name
+                    raise ValueError(f"{where}: {first['msg']}") from None
+            elif not isinstance(raw, (int, float, bool, list)):
+                raise ValueError(f"{name}: expected a number, an array or a {{dist = ...}} table")
+        return self
+
+    @property
+    def is_random(self) -> bool:
+        """Whether values change from run to run (generator or any distribution)."""
+        return self.generator is not None or any(
+            isinstance(v, Distribution) for v in self.variables.values()
+        )
+
+
+class Part(_Strict):
+    """One named part of a structured result (a gradient dict, a tuple)."""
+
+    key: str
+    index: int | None = None
+    aliases: list[str] = Field(default_factory=list)
+    points: float = 1.0
+    label: str = ""  # how to say it to a student, e.g. "dL/dW1"
+    shape: Literal["strict", "allow_transpose"] | None = None
+    rtol: float | None = None
+    atol: float | None = None
+
+
+class Check(_Strict):
+    """One thing the grader verifies: a student function or a notebook variable."""
+
+    id: str = ""
+    kind: Literal["function", "variable", "behaviour"] = "function"
+    target: str
+    aliases: list[str] = Field(default_factory=list)
+    description: str = ""
+    inputs: str
+    args: list[str] = Field(default_factory=list)
+    reference: str
+    part: str | int | None = None  # for a single-valued check: which part of the reference result
+    take: int | None = None  # for functions returning (answer, cache): which element holds the answer
+    parts: list[Part] = Field(default_factory=list)
+    trials: int = Field(default=1, ge=1, le=50)
+    visibility: Literal["public", "hidden"] = "public"
+    points: float = 1.0
+    rtol: float = Field(default=1e-5, ge=0)
+    atol: float = Field(default=1e-8, ge=0)
+    shape: Literal["strict", "allow_transpose"] = "strict"
+    timeout: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Check:
+        if not self.id:
+            object.__setattr__(self, "id", self.target)
+        if self.parts and self.part is not None:
+            raise ValueError("give either `part` or `parts`, not both")
+        keys = [p.key for p in self.parts]
+        if len(keys) != len(set(keys)):
+            raise ValueError("part keys must be unique")
+        return self
+
+
+class Variant(_Strict):
+    """A known wrong answer, computed by a reference function, with its own explanation."""
+
+    name: str
+    message: str
+    replace: dict[str, str]  # reference function -> variant function in reference.py
+    checks: list[str] = Field(default_factory=list)  # limit to these check ids (empty: all)
+
+
+class Policy(_Strict):
+    """Assignment-wide rules."""
+
+    forbidden_imports: list[str] = Field(default_factory=list)
+    forbidden_import_penalty: float = Field(default=0.0, ge=0, le=1)  # fraction of max score
+    hardcoded_scores_zero: bool = True
+    cell_timeout: float | None = None
+
+
+class Spec(_Strict):
+    """The whole `assignment.toml`."""
+
+    id: str
+    title: str
+    version: str = "1"
+    description: str = ""
+    reference: str = "reference.py"
+    files: list[str] = Field(default_factory=list)
+    policy: Policy = Field(default_factory=Policy)
+    inputs: dict[str, InputSet]
+    checks: list[Check]
+    variants: list[Variant] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross(self) -> Spec:
+        ids = [c.id for c in self.checks]
+        dup = {i for i in ids if ids.count(i) > 1}
+        if dup:
+            raise ValueError(f"duplicate check ids: {sorted(dup)}")
+        for i, c in enumerate(self.checks):
+            if c.inputs not in self.inputs:
+                raise _FieldError(
+                    f"checks[{i}].inputs",
+                    f"check {c.id!r} uses input set {c.inputs!r}, which is not defined "
+                    f"(defined: {sorted(self.inputs)})",
+                )
+            declared = self.inputs[c.inputs].variables
+            if self.inputs[c.inputs].generator is None:
+                for a in c.args:
+                    if a not in declared:
+                        raise _FieldError(
+                            f"checks[{i}].args",
+                            f"check {c.id!r} passes {a!r}, which input set {c.inputs!r} does not define",
+                        )
+        return self
+
+
+class _FieldError(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+class Assignment:
+    """A loaded assignment folder: its spec, where it lives, and its fingerprint."""
+
+    def __init__(self, folder: Path, spec: Spec, spec_sha256: str):
+        self.folder = folder
+        self.spec = spec
+        self.spec_sha256 = spec_sha256
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    @property
+    def max_score(self) -> float:
+        return sum(
+            sum(p.points for p in c.parts) if c.parts else c.points for c in self.spec.checks
+        )
+
+    def path(self, name: str) -> Path:
+        """A file of the assignment folder."""
+        return self.folder / name
+
+    def __repr__(self) -> str:
+        return f"Assignment({self.id!r}, {str(self.folder)!r})"
+
+
+def _format_validation_error(file: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors()[:5]:
+        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{file}: {loc or '(top level)'}: {msg}")
+    return "; ".join(lines)
+
+
+def load_spec(folder: Path) -> Assignment:
+    """Read and validate `folder/assignment.toml` and check its reference file exists."""
+    file = folder / SPEC_FILE
+    try:
+        raw_bytes = file.read_bytes()
+    except OSError as e:
+        raise SpecError(f"{file}: cannot read the spec ({e.strerror or e})") from None
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise SpecError(f"{file}: not valid TOML ({e})") from None
+    try:
+        spec = Spec.model_validate(raw)
+    except ValidationError as e:
+        cause = e.errors()[0].get("ctx", {}).get("error")
+        if isinstance(cause, _FieldError):
+            raise SpecError(f"{file}: {cause.field}: {cause}") from None
+        raise SpecError(_format_validation_error(file, e)) from None
+    if not (folder / spec.reference).is_file():
+        raise SpecError(f"{file}: reference: file {spec.reference!r} does not exist in {folder}")
+    for name in spec.files:
+        if not (folder / name).exists():
+            raise SpecError(f"{file}: files: {name!r} does not exist in {folder}")
+    return Assignment(folder.resolve(), spec, hashlib.sha256(raw_bytes).hexdigest())
+
+
+def search_path() -> list[Path]:
+    """Folders holding assignment folders: $GRADER_ASSIGNMENTS (os.pathsep-separated), then the shipped ones."""
+    extra = [Path(p) for p in os.environ.get("GRADER_ASSIGNMENTS", "").split(os.pathsep) if p]
+    return [*extra, PACKAGE_ASSIGNMENTS]
+
+
+def known_assignments() -> dict[str, Path]:
+    """Assignment id (folder name) -> folder, first match on the search path winning."""
+    found: dict[str, Path] = {}
+    for root in search_path():
+        if not root.is_dir():
+            continue
+        for child in sorted(root.iterdir()):
+            if (child / SPEC_FILE).is_file() and child.name not in found:
+                found[child.name] = child
+    return found
+
+
+def find_assignment(name: str) -> Assignment:
+    """Load an assignment named by id or by a folder path."""
+    known = known_assignments()
+    if name in known:
+        return load_spec(known[name])
+    p = Path(name).expanduser()
+    if p.is_file() and p.name == SPEC_FILE:
+        p = p.parent
+    if p.is_dir():
+        if not (p / SPEC_FILE).is_file():
+            raise UnknownAssignment(f"{p} is not an assignment folder: it has no {SPEC_FILE}")
+        return load_spec(p)
+    ids = ", ".join(sorted(known)) or "(none)"
+    raise UnknownAssignment(f"unknown assignment {name!r}; known assignments: {ids}")
