@@ -75,6 +75,8 @@ def to_torch(value: Any) -> Any:
     """Grader inputs to what a reference takes: arrays become float64 tensors."""
     if isinstance(value, np.ndarray):
         return torch.tensor(value, dtype=torch.float64)
+    if isinstance(value, dict):
+        return {k: to_torch(v) for k, v in value.items()}
     return value
 
 

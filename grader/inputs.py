@@ -23,9 +23,14 @@ def rng_for(seed: int, *labels: str) -> np.random.Generator:
 
 
 def as_input(value: Any) -> Any:
-    """Literal spec values: arrays become float64 arrays, scalars stay Python numbers."""
-    if isinstance(value, list):
-        return np.asarray(value, dtype=np.float64)
+    """Spec or generator values: arrays become float64 arrays (copied), dicts keep their keys,
+    scalars stay Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): as_input(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return np.array(value, dtype=np.float64)
+    if isinstance(value, np.generic):
+        return value.item()
     return value
 
 
@@ -60,7 +65,7 @@ def draw(
     out: Inputs = {}
     if generator is not None:
         produced = generator(rng, trial)
-        out.update({k: as_input(np.asarray(v, dtype=np.float64) if isinstance(v, (list, np.ndarray)) else v) for k, v in produced.items()})
+        out.update({str(k): as_input(v) for k, v in produced.items()})
     for name, spec in inputs.variables.items():
         out[name] = sample(spec, rng, trial) if isinstance(spec, Distribution) else as_input(spec)
     return out

@@ -103,4 +103,6 @@ def plan(assignment: Assignment, reference: Reference, seed: int) -> list[CheckP
 
 
 def _copy(a: Any) -> Any:
+    if isinstance(a, dict):
+        return {k: _copy(v) for k, v in a.items()}
     return a.copy() if isinstance(a, np.ndarray) else a

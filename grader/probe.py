@@ -60,6 +60,8 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
                 "evalue": safe_text(lambda: str_(e))}
 
     def decode_arg(a):
+        if "d" in a:
+            return {k: decode_arg(v) for k, v in a["d"]}
         if "a" in a:
             arr = frombuffer(a2b(a["a"].encode("ascii")), dtype=float64)
             return arr.reshape(tuple_(a["shape"])).copy()
@@ -215,6 +217,8 @@ def encode_arg(value: Any) -> dict[str, Any]:
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value, dtype=np.float64)
         return {"a": base64.b64encode(arr.tobytes()).decode("ascii"), "shape": list(arr.shape)}
+    if isinstance(value, dict):
+        return {"d": [[str(k), encode_arg(v)] for k, v in value.items()]}
     if isinstance(value, (bool, int, float)):
         return {"n": value}
     if isinstance(value, np.number):
