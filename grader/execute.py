@@ -172,12 +172,17 @@ class Session:
         client = self.client
         client.reset_output_budget(output_limit)
         client.timeout = max(1, int(round(timeout)))
+        student_nb = client.nb
+        if index < 0:  # nbclient stores the executed cell at its index: keep grader code out of the notebook
+            client.nb = NotebookNode(cells=[cell], metadata={}, nbformat=4, nbformat_minor=5)
         try:
-            await client.async_execute_cell(cell, index if index >= 0 else 0, store_history=index >= 0)
+            await client.async_execute_cell(cell, max(index, 0), store_history=index >= 0)
         except DeadKernelError:
             return "died", list(cell.get("outputs", []))
         except CellTimeoutError:
             return "timeout", list(cell.get("outputs", []))
+        finally:
+            client.nb = student_nb
         reply = (client.last_reply or {}).get("content", {})
         if reply.get("status") == "error":
             if reply.get("ename") == "CellTimeoutError":
@@ -193,10 +198,14 @@ class Session:
         probe = NotebookNode(cell_type="code", source="pass", metadata={}, outputs=[], execution_count=None)
         self.client.timeout = int(RECOVERY_TIMEOUT)
         self.client.error_on_timeout = {"ename": "CellTimeoutError", "evalue": "", "traceback": []}
+        student_nb = self.client.nb
+        self.client.nb = NotebookNode(cells=[probe], metadata={}, nbformat=4, nbformat_minor=5)
         try:
             await self.client.async_execute_cell(probe, 0, store_history=False)
         except (DeadKernelError, CellTimeoutError):
             return False
+        finally:
+            self.client.nb = student_nb
         reply = (self.client.last_reply or {}).get("content", {})
         return reply.get("status") == "ok"
 
