@@ -119,13 +119,16 @@ async def _probe(session: Session, modname: str, p: CheckPlan, flags: list[Flag]
     if not session.alive:
         return {}, "no_kernel"
     check = p.check
+    kind = {"variable": "variable", "behaviour": "pipeline"}.get(check.kind, "function")
     items = [
         ProbeItem(
             id=f"{check.id}#{t.index}",
-            kind="variable" if check.kind == "variable" else "function",
+            kind=kind,
             names=[check.target, *check.aliases],
             args=t.args if check.kind != "variable" else [],
             argnames=check.args,
+            then_names=[check.then, *check.then_aliases] if check.then else [],
+            then_args=t.then_args,
         )
         for t in p.trials
     ]

@@ -102,6 +102,8 @@ def _judge_target(plan: CheckPlan, target: Target, answers: dict[str, Answer], p
     if probe_status in ("died", "no_kernel"):
         return _result(target, "error", f"{check.target} could not be checked: the kernel died",
                        [Diagnosis("kernel_died", f"The kernel died while {check.target} was being checked.")])
+    if check.kind == "behaviour":
+        return _judge_behaviour(plan, target, answers)
     failures: list[Failure] = []
     notes: list[Diagnosis] = []
     for trial in plan.trials:
@@ -182,3 +184,57 @@ def _fail_message(label: str, c: Comparison, visibility: str, n: int, n_failed: 
     if c.got is not None and c.got.shape == c.expected.shape:
         return f"{head} Expected {_show(c.expected)}, got {_show(c.got)}."
     return head
+
+
+def predicted_classes(pred: np.ndarray, m: int) -> np.ndarray | None:
+    """Class indices from a prediction: (m,), (1, m), (m, 1), or scores/one-hot as (classes, m)."""
+    if pred.size == m:
+        return np.rint(pred.reshape(-1))
+    if pred.ndim == 2 and pred.shape[1] == m:
+        return np.argmax(pred, axis=0).astype(np.float64)
+    if pred.ndim == 2 and pred.shape[0] == m:
+        return np.argmax(pred, axis=1).astype(np.float64)
+    return None
+
+
+def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]) -> CheckResult:
+    """Train with the student's function, predict with the other, score accuracy on fresh data."""
+    check = plan.check
+    first, then = check.target, check.then or ""
+    accuracies: list[float] = []
+    thresholds: list[float] = []
+    for trial in plan.trials:
+        ans = answers.get(f"{check.id}#{trial.index}")
+        if ans is None:
+            return _result(target, "error", f"{first} could not be checked: the probe got no answer",
+                           [Diagnosis("exception", "The grader's probe got no answer from the kernel.")])
+        if ans.found is None:
+            return _result(target, "missing", f"no function named {first} was found",
+                           [Diagnosis("missing", f"The notebook defines no function named {first}.")])
+        v = ans.value
+        stage = first if ans.then_found is None and v.kind == "error" else then
+        if v.kind == "missing":
+            return _result(target, "missing", f"no function named {then} was found",
+                           [Diagnosis("missing", f"The notebook defines no function named {then}.")])
+        if v.kind == "error":
+            return _result(target, "error", f"{stage} raised {v.ename}: {v.text}",
+                           [Diagnosis("exception", f"{stage}(...) raised {v.ename}: {v.text}")])
+        assert trial.labels is not None
+        pred = numeric(v)
+        classes = predicted_classes(pred, trial.labels.size) if pred is not None else None
+        if classes is None:
+            msg = f"{then} returned {v.describe()}; expected one class label per sample ({trial.labels.size})"
+            return _result(target, "fail", msg, [Diagnosis("shape_mismatch", msg + ".")])
+        accuracies.append(float(np.mean(classes == trial.labels)))
+        thresholds.append(float(trial.expected[target.id]) - check.margin)
+    worst = min(range(len(accuracies)), key=lambda i: accuracies[i] - thresholds[i])
+    acc, need = accuracies[worst], thresholds[worst]
+    reach = f"{first} then {then} reaches accuracy {acc:.3f} on freshly drawn data"
+    detail = {"trials": len(accuracies), "accuracy": acc}
+    if check.visibility == "public":
+        detail["required_accuracy"] = need
+    if acc >= need:
+        return _result(target, "pass", reach, **detail)
+    bar = f" (at least {need:.3f} is needed)" if check.visibility == "public" else ""
+    msg = f"{reach}, below what training with correct gradients reaches{bar}"
+    return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")], **detail)

@@ -9,7 +9,8 @@ import numpy as np
 
 from .expected import Reference, select
 from .inputs import Inputs, draw, rng_for
-from .spec import Assignment, Check, Part
+from .probe import RESULT
+from .spec import RESULT_ARG, Assignment, Check, Part
 
 
 @dataclass
@@ -46,6 +47,8 @@ class Trial:
     index: int
     inputs: Inputs
     args: list[Any]
+    then_args: list[Any] = field(default_factory=list)  # behaviour checks; RESULT marks the first result
+    labels: np.ndarray | None = None  # behaviour checks: the true classes
     expected: dict[str, np.ndarray] = field(default_factory=dict)  # target id -> value
     reference_result: Any = None
 
@@ -88,6 +91,9 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
     for t in range(trials_n):
         inputs = draw(input_set, rng, t, generator)
         args = [inputs[a] for a in check.args]
+        if check.kind == "behaviour":
+            trials.append(_behaviour_trial(reference, check, t, inputs, args))
+            continue
         result = reference.call(check.reference, [_copy(a) for a in args])
         trial = Trial(t, inputs, args, reference_result=result)
         for target in targets:
@@ -95,6 +101,25 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
             trial.expected[target.id] = select(result, key)
         trials.append(trial)
     return CheckPlan(check, targets, trials)
+
+
+def _behaviour_trial(reference: Reference, check: Check, t: int, inputs: Inputs, args: list[Any]) -> Trial:
+    """A train-then-predict trial: the expected value is the accuracy the reference reaches."""
+    then_args = [RESULT if a == RESULT_ARG else inputs[a] for a in check.then_args]
+    assert check.labels is not None
+    labels = class_labels(np.asarray(inputs[check.labels], dtype=np.float64))
+    ref_args = [_copy(a) for a in args] + [_copy(a) for a in then_args if a is not RESULT]
+    accuracy = float(np.asarray(reference.call(check.reference, [*ref_args, _copy(inputs[check.labels])])))
+    trial = Trial(t, inputs, args, then_args=then_args, labels=labels, reference_result=accuracy)
+    trial.expected[check.id] = np.asarray(accuracy)
+    return trial
+
+
+def class_labels(y: np.ndarray) -> np.ndarray:
+    """Class indices from labels given as indices (m,) / (1, m) or one-hot columns (classes, m)."""
+    if y.ndim == 2 and y.shape[0] > 1 and y.shape[1] > 1:
+        return np.argmax(y, axis=0).astype(np.float64)
+    return y.reshape(-1)
 
 
 def plan(assignment: Assignment, reference: Reference, seed: int) -> list[CheckPlan]:

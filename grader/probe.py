@@ -153,6 +153,19 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
             return fn(**kwargs)
         return fn(*args)
 
+    def then_call(item, result, ans):
+        found2, obj2 = lookup(item["then_names"])
+        ans["then_found"] = found2
+        if found2 is None:
+            return {"t": "missing"}
+        if not callable_(obj2):
+            return {"t": "not_callable", "type": safe_text(lambda: type_(obj2).__name__, 80)}
+        try:
+            args2 = [result if "r" in a else decode_arg(a) for a in item["then_args"]]
+            return encode(call(obj2, args2, []))
+        except exc_types as e:
+            return error_of(e)
+
     def probe(nonce, request):
         budget[0] = 0
         req = decode_json(request)
@@ -169,9 +182,14 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
             else:
                 try:
                     args = [decode_arg(a) for a in item["args"]]
-                    ans["value"] = encode(call(obj, args, item.get("argnames") or []))
+                    result = call(obj, args, item.get("argnames") or [])
                 except exc_types as e:
                     ans["value"] = error_of(e)
+                else:
+                    if item["kind"] == "pipeline":  # feed the result to a second function
+                        ans["value"] = then_call(item, result, ans)
+                    else:
+                        ans["value"] = encode(result)
             answers.append(ans)
         publish(data={"application/x-grader-" + nonce + "+json": {"nonce": nonce, "answers": answers}},
                 metadata={})
@@ -210,6 +228,12 @@ class ProbeItem:
     names: list[str]
     args: list[Any] = field(default_factory=list)
     argnames: list[str] = field(default_factory=list)
+    # kind "pipeline": the first call's result is passed to `then_names` where then_args holds RESULT
+    then_names: list[str] = field(default_factory=list)
+    then_args: list[Any] = field(default_factory=list)
+
+
+RESULT = object()  # placeholder in ProbeItem.then_args for the first call's result
 
 
 def encode_arg(value: Any) -> dict[str, Any]:
@@ -237,6 +261,8 @@ def request_source(modname: str, nonce: str, items: list[ProbeItem]) -> str:
                     "names": it.names,
                     "args": [encode_arg(a) for a in it.args],
                     "argnames": it.argnames,
+                    "then_names": it.then_names,
+                    "then_args": [{"r": 1} if a is RESULT else encode_arg(a) for a in it.then_args],
                 }
                 for it in items
             ]
@@ -357,6 +383,7 @@ class Answer:
     id: str
     found: str | None
     value: Value
+    then_found: str | None = None  # pipelines: the second function's name as found
 
 
 def read_answers(outputs: list[dict[str, Any]], nonce: str) -> tuple[dict[str, Answer], int]:
@@ -380,7 +407,11 @@ def read_answers(outputs: list[dict[str, Any]], nonce: str) -> tuple[dict[str, A
         for a in _as_list(body.get("answers")):
             if isinstance(a, dict) and isinstance(a.get("id"), str):
                 found = a.get("found")
+                then_found = a.get("then_found")
                 answers[a["id"]] = Answer(
-                    a["id"], found if isinstance(found, str) else None, decode_value(a.get("value"))
+                    a["id"],
+                    found if isinstance(found, str) else None,
+                    decode_value(a.get("value")),
+                    then_found if isinstance(then_found, str) else None,
                 )
     return answers, len(genuine)

@@ -19,6 +19,7 @@ from .errors import SpecError, UnknownAssignment
 
 SPEC_FILE = "assignment.toml"
 PACKAGE_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
+RESULT_ARG = "@result"  # in a behaviour check's then_args: the first function's result
 DISTRIBUTIONS = ("uniform", "normal", "integers", "onehot", "choice")
 
 
@@ -144,6 +145,15 @@ class Check(_Strict):
     atol: float = Field(default=1e-8, ge=0)
     shape: Literal["strict", "allow_transpose"] = "strict"
     timeout: float = Field(default=10.0, gt=0)
+    # kind = "behaviour": call `target`, pass its result to `then` (where then_args says "@result"),
+    # and score the accuracy of what `then` returns against the input named by `labels`. The
+    # reference is called with args, then_args (without "@result") and labels, and returns the
+    # accuracy the reference reaches; passing means reaching it less `margin`.
+    then: str | None = None
+    then_aliases: list[str] = Field(default_factory=list)
+    then_args: list[str] = Field(default_factory=list)
+    labels: str | None = None
+    margin: float = Field(default=0.05, ge=0, le=1)
 
     @model_validator(mode="after")
     def _defaults(self) -> Check:
@@ -151,6 +161,13 @@ class Check(_Strict):
             object.__setattr__(self, "id", self.target)
         if self.parts and self.part is not None:
             raise ValueError("give either `part` or `parts`, not both")
+        if self.kind == "behaviour":
+            if not self.then or not self.labels or RESULT_ARG not in self.then_args:
+                raise ValueError(
+                    f'a behaviour check needs `then`, `labels` and "{RESULT_ARG}" in `then_args`'
+                )
+            if self.parts or self.part is not None:
+                raise ValueError("a behaviour check has no parts")
         keys = [p.key for p in self.parts]
         if len(keys) != len(set(keys)):
             raise ValueError("part keys must be unique")
@@ -204,7 +221,9 @@ class Spec(_Strict):
                 )
             declared = self.inputs[c.inputs].variables
             if self.inputs[c.inputs].generator is None:
-                for a in c.args:
+                named = [*c.args, *[a for a in c.then_args if a != RESULT_ARG]]
+                named += [c.labels] if c.labels else []
+                for a in named:
                     if a not in declared:
                         raise _FieldError(
                             f"checks[{i}].args",
