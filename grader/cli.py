@@ -92,3 +92,24 @@ def list_cmd() -> None:
     width = max(len(r[0]) for r in rows)
     for name, title, pts in rows:
         click.echo(f"{name:<{width}}  {pts:>4} pts  {title}")
+
+
+@main.command("validate")
+@click.argument("assignments", nargs=-1, required=True)
+@click.option("--no-notebooks", is_flag=True, help="Skip grading the solution and starter notebooks.")
+def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
+    """Check assignment folders (ids or paths): spec, reference, gradients, notebooks."""
+    from .validate import validate
+
+    failed = False
+    for name in assignments:
+        result = validate(name, notebooks=not no_notebooks)
+        click.echo(f"{result.assignment}:")
+        for f in result.findings:
+            click.echo(f"  {'ok  ' if f.ok else 'FAIL'} {f.step}: {f.message}")
+        failed |= not result.ok
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

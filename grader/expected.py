@@ -38,6 +38,8 @@ class Reference:
 
         for i, check in enumerate(spec.checks):
             need(check.reference, f"checks[{i}].reference")
+            if check.loss:
+                need(check.loss, f"checks[{i}].loss")
         for name, inputs in spec.inputs.items():
             if inputs.generator:
                 need(inputs.generator, f"inputs.{name}.generator")

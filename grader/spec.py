@@ -72,6 +72,8 @@ class InputSet(_Strict):
 
     generator: str | None = None
     description: str = ""
+    # Declared shapes of what a generator produces; `grade validate` checks every draw against them.
+    shapes: dict[str, list[int]] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +147,9 @@ class Check(_Strict):
     atol: float = Field(default=1e-8, ge=0)
     shape: Literal["strict", "allow_transpose"] = "strict"
     timeout: float = Field(default=10.0, gt=0)
+    # For `grade validate`: the reference function of the scalar loss, taking the same args;
+    # the gradient parts of this check must agree with its central finite differences.
+    loss: str | None = None
     # kind = "behaviour": call `target`, pass its result to `then` (where then_args says "@result"),
     # and score the accuracy of what `then` returns against the input named by `labels`. The
     # reference is called with args, then_args (without "@result") and labels, and returns the
