@@ -144,9 +144,12 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
     def call(fn, args, argnames):
         kwargs = None
         try:
+            # same names in another order (case aside): pass by keyword, e.g. forward(W1, W2, X)
             params = list_(signature(fn).parameters)
-            if argnames and sorted(params) == sorted(argnames) and params != argnames:
-                kwargs = dict_(zip(argnames, args))
+            low = [p.lower() for p in params]
+            want = [a.lower() for a in argnames]
+            if argnames and len(set(low)) == len(low) and sorted(low) == sorted(want) and low != want:
+                kwargs = dict_((params[low.index(w)], a) for w, a in zip(want, args))
         except exc_types:
             pass
         if kwargs is not None:
