@@ -111,11 +111,15 @@ def test_hidden_inputs_have_the_given_sample_shapes() -> None:
         assert {k: np.shape(v) for k, v in inputs.items()} == {k: np.shape(v) for k, v in GIVEN.items()}
 
 
-def _numpy_backprop(x, y, W1, b1, W2, b2, *, dp_dz, dJ_dp_factor=1.0, hidden_deriv=None):
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def _numpy_backprop(x, y, W1, b1, W2, b2, *, dp_dz, dJ_dp_factor=1.0, hidden_deriv=None, output=np.exp):
     """Hand-written backprop in numpy, with the pieces a student might get wrong swapped in."""
     z1 = W1 @ x + b1
-    a1 = 1 / (1 + np.exp(-z1))
-    p = np.exp(W2 @ a1 + b2)
+    a1 = _sigmoid(z1)
+    p = output(W2 @ a1 + b2)
     delta2 = dJ_dp_factor * (p - y) * dp_dz(p)
     d_act = a1 * (1 - a1) if hidden_deriv is None else hidden_deriv(a1)
     delta1 = (W2.T @ delta2) * d_act
@@ -131,11 +135,16 @@ def test_variants_compute_the_mistakes_their_messages_describe(ref: Reference) -
         "gradients_output_derivative_dropped": {"dp_dz": np.ones_like},
         "gradients_hidden_sigma_for_sigma_prime": {"dp_dz": lambda p: p, "hidden_deriv": lambda a: a},
         "gradients_loss_without_half": {"dp_dz": lambda p: p, "dJ_dp_factor": 2.0},
+        "gradients_sigmoid_output": {"dp_dz": lambda p: p * (1 - p), "output": _sigmoid},
     }
     for trial in range(3):
         inputs = draw(spec.inputs["network"], rng, trial)
         args = [inputs[a] for a in ARGS]
         truth = ref.call("gradients", args)
+        assert np.allclose(
+            ref.call("forward_sigmoid_output", args[:1] + args[2:]),
+            _sigmoid(inputs["W2"] @ _sigmoid(inputs["W1"] @ inputs["x"] + inputs["b1"]) + inputs["b2"]),
+        )
         for fn, how in cases.items():
             got = ref.call(fn, args)
             want = _numpy_backprop(*args, **how)
@@ -148,7 +157,13 @@ def test_variants_compute_the_mistakes_their_messages_describe(ref: Reference) -
 def test_every_variant_is_declared_with_an_existing_function(ref: Reference) -> None:
     spec = find_assignment(ID).spec
     names = {v.name for v in spec.variants}
-    assert names == {"output_as_sigmoid", "output_derivative_dropped", "sigma_for_sigma_prime", "loss_without_half"}
+    assert names == {
+        "sigmoid_output",
+        "output_as_sigmoid",
+        "output_derivative_dropped",
+        "sigma_for_sigma_prime",
+        "loss_without_half",
+    }
     check_ids = {c.id for c in spec.checks} | {f"{c.id}.{p.key}" for c in spec.checks for p in c.parts}
     for v in spec.variants:
         assert v.message.strip()
@@ -166,6 +181,9 @@ def test_solution_scores_full_marks(grade) -> None:
     assert report.score == report.max_score == 12
     assert all(c.status == "pass" for c in report.checks), [(c.id, c.message) for c in report.checks]
     assert report.execution.cell_errors == []
+    # no false alarms: nothing to diagnose or flag on a correct notebook
+    assert [c.diagnosis for c in report.checks if c.diagnosis] == []
+    assert report.flags == []
 
 
 def test_starter_scores_zero_without_grader_error(grade) -> None:

@@ -230,6 +230,9 @@ def test_solution_scores_full_marks(grade) -> None:
     assert report.score == report.max_score == 18
     assert all(c.status == "pass" for c in report.checks), [(c.id, c.message) for c in report.checks]
     assert report.execution.cell_errors == []
+    # no false alarms: nothing to diagnose or flag on a correct notebook
+    assert [c.diagnosis for c in report.checks if c.diagnosis] == []
+    assert report.flags == []
 
 
 def test_starter_scores_zero_without_grader_error(grade) -> None:
@@ -297,3 +300,28 @@ def test_a_half_in_the_loss_is_explained_on_loss_and_gradients(grade) -> None:
         assert {"variant:loss_with_half", "scaled"} & set(c.codes), (target, c.codes)
         assert "1/2" in c.message, c.message
     assert checks["loss"].codes[0] == "variant:loss_with_half"
+
+
+def test_relu_derivative_returning_relu_is_explained_on_the_function_and_the_gradients(grade) -> None:
+    """relu_derivative(z) written as max(0, z): the activation instead of its slope."""
+    report = grade(FIXTURES / "relu_derivative_is_relu.ipynb", ID)
+    checks = _checks(report)
+    for target in ("relu", "forward", "A2", "L", "gradients.W2", "gradients.b2", "dL_dW2", "dL_db2"):
+        assert checks[target].status == "pass", target  # the output layer does not use relu'
+    for target in ("relu_derivative", "gradients.W1", "gradients.b1", "dL_dW1", "dL_db1"):
+        assert checks[target].status == "fail", target
+        assert checks[target].codes[0] == "variant:relu_for_relu_prime", (target, checks[target].codes)
+    assert "relu'(z) is 1 for a positive z" in checks["relu_derivative"].message
+    assert report.score == 12
+
+
+def test_sample_values_typed_in_from_printed_output_are_flagged_hardcoded(grade) -> None:
+    """Right numbers on the given sample that do not follow when the sample changes."""
+    report = grade(FIXTURES / "typed_numbers.ipynb", ID)
+    checks = _checks(report)
+    for target in ("relu", "relu_derivative", "sigmoid", "loss", "forward", *HIDDEN_GRADIENTS):
+        assert checks[target].status == "pass", target
+    for target in ("A2", "L", *SAMPLE_GRADIENTS):
+        assert checks[target].status == "fail", target
+        assert checks[target].codes == ["hardcoded"], (target, checks[target].codes)
+    assert report.score == 12

@@ -31,6 +31,11 @@ def objective(x, y, W1, b1, W2, b2):
     return half_squared_error(forward(x, W1, b1, W2, b2), y)
 
 
+def loss_of_output(p, y):
+    """J = 1/2 (p - y)^2 of a forward pass's output (the student's own, for finite differences)."""
+    return half_squared_error(p, y)
+
+
 def gradients(x, y, W1, b1, W2, b2):
     """dJ/dW1, dJ/db1, dJ/dW2, dJ/db2 by autograd."""
     return grad(lambda W1, b1, W2, b2: objective(x, y, W1, b1, W2, b2), W1=W1, b1=b1, W2=W2, b2=b2)
@@ -79,3 +84,13 @@ def gradients_hidden_sigma_for_sigma_prime(x, y, W1, b1, W2, b2):
 def gradients_loss_without_half(x, y, W1, b1, W2, b2):
     """Gradients of (p - y)^2 instead of 1/2 (p - y)^2: every gradient twice too large."""
     return _variant_gradients(x, y, W1, b1, W2, b2, loss=squared_error)
+
+
+def forward_sigmoid_output(x, W1, b1, W2, b2):
+    """The output taken as sigmoid(z2) instead of exp(z2)."""
+    return forward(x, W1, b1, W2, b2, output=sigmoid)
+
+
+def gradients_sigmoid_output(x, y, W1, b1, W2, b2):
+    """The exact gradients of the network whose output is sigmoid(z2) instead of exp(z2)."""
+    return _variant_gradients(x, y, W1, b1, W2, b2, output=sigmoid)
