@@ -143,6 +143,9 @@ def test_solution_earns_full_marks() -> None:
     failing = [(c.id, c.message) for c in report.checks if c.status != "pass"]
     assert failing == []
     assert report.score == report.max_score == 10
+    # no false alarms: no diagnosis, no flag on a correct notebook
+    assert [(c.id, c.codes) for c in report.checks if c.diagnosis] == []
+    assert report.flags == []
 
 
 def test_solution_earns_full_marks_on_other_seeds() -> None:
@@ -171,6 +174,8 @@ def test_seed_sign_dropped_on_dL_dw3_is_a_sign_flip() -> None:
     for cid in ("forward", "gradients.w", "gradients.b", "o", "dL_dw7"):
         assert checks[cid].status == "pass", (cid, checks[cid].message)
     assert report.score == report.max_score - 1
+    # the seed computes its numbers from the given sample: nothing is flagged as typed in
+    assert all("hardcoded" not in c.codes for c in report.checks)
 
 
 def test_shared_bias_counted_once_fails_the_bias_gradient() -> None:
@@ -187,5 +192,18 @@ def test_shared_bias_counted_once_fails_the_bias_gradient() -> None:
 def test_shared_bias_counted_once_is_named_by_its_variant() -> None:
     report = graded(FIXTURES / "shared_bias_once.ipynb")
     b = _checks(report)["gradients.b"]
-    assert b.codes == ["variant:shared_bias_counted_once"]
+    assert b.codes[0] == "variant:shared_bias_counted_once"
     assert "shared" in b.diagnosis[0].message
+    # and the bias gradient is not the gradient of the notebook's own (right) forward pass
+    assert "inconsistent" in b.codes
+
+
+def test_answers_typed_in_from_a_hand_computation_are_flagged_hardcoded() -> None:
+    """Seed 003 is a hand computation: numbers typed into the notebook are right on the given
+    sample, but do not follow when the notebook is re-run on another sample."""
+    report = graded(FIXTURES / "typed_answers.ipynb")
+    checks = _checks(report)
+    for cid in ("o", "dL_dw7", "dL_dw3"):
+        assert checks[cid].status == "fail" and "hardcoded" in checks[cid].codes, cid
+    for cid in ("forward", "gradients.w", "gradients.b"):
+        assert checks[cid].status == "pass", cid

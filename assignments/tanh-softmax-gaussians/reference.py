@@ -33,9 +33,14 @@ def cost(A2, Y):
     return ((A2 - Y) ** 2).sum() / (2 * m) - (Y * torch.log(A2)).sum() / m
 
 
+def loss(X, Y, params):
+    """J as a function of the data and the parameters."""
+    return cost(forward(X, params), Y)
+
+
 def gradients(X, Y, params):
     """dJ/dparam for every parameter, by autograd."""
-    return grad(lambda **p: cost(forward(X, p), Y), **params)
+    return grad(lambda **p: loss(X, Y, p), **params)
 
 
 def update(params, grads, lr):
@@ -133,6 +138,15 @@ def draw_batch(rng, trial):
     logits = rng.normal(0.0, 2.0, size=(2, m))
     A2 = np.exp(logits) / np.exp(logits).sum(axis=0)
     return {"X": X, "Y": Y, "params": random_params(rng), "A2": A2}
+
+
+def draw_extreme(rng, trial):
+    """The given points with output weights and biases so large that Z2 reaches about +-1000:
+    valid inputs on which exp(Z2) overflows unless the softmax is computed stably."""
+    params = {k: np.asarray(v, dtype=np.float64) for k, v in GIVEN_PARAMS.items()}
+    params["W2"] = np.array([[2000.0, -1500.0], [-1800.0, 2200.0]])
+    params["b2"] = np.array([[900.0], [-700.0]])
+    return {"X": np.asarray(GIVEN_X, dtype=np.float64), "params": params}
 
 
 def draw_step(rng, trial):
