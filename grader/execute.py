@@ -17,7 +17,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
-from .kernel import KernelLauncher, Workspace, stop_kernel
+from .kernel import Cgroup, KernelLauncher, Workspace, exit_cause, stop_kernel
 
 MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
 MAX_PROBE_OUTPUT_BYTES = 96 * 1024 * 1024  # a probe answer carries arrays
@@ -48,6 +48,12 @@ class ExecutionRecord:
     fatal_cells: list[int] = field(default_factory=list)
     output_truncated: bool = False
     duration_s: float = 0.0
+    limit_events: list[str] = field(default_factory=list)  # limits that were hit, in words
+
+    def event(self, text: str) -> None:
+        """Note a limit that was hit (once)."""
+        if text not in self.limit_events:
+            self.limit_events.append(text)
 
     @property
     def errors(self) -> list[CellRun]:
@@ -75,6 +81,12 @@ class _Client(NotebookClient):
         self._seen = 0
         self.truncated = False
         self.last_reply = None
+        self.started = False  # the kernel announced it began running the code
+
+    def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
+        if msg.get("msg_type") == "execute_input":
+            self.started = True
+        return super().process_message(msg, cell, cell_index)
 
     def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
         content = msg.get("content", {})
@@ -122,6 +134,7 @@ class Session:
         self.client: _Client | None = None
         self.record = ExecutionRecord()
         self._fatal_runs: dict[int, CellRun] = {}  # cells that killed a kernel, as recorded then
+        self.broken = ""  # why the kernel became unusable while still running, if it did
 
     async def _start(self, prelude: str) -> None:
         self.km = await self.launcher.start(self.workspace)
@@ -138,7 +151,7 @@ class Session:
             iopub_timeout=4,
         )
         self.client.km = self.km
-        kc = self.km.client()
+        kc = self.km.client(context=self.km.context)  # its socket options cap message size
         kc.start_channels()
         await kc.wait_for_ready(timeout=60)
         self.client.kc = kc
@@ -148,6 +161,7 @@ class Session:
 
     async def close(self) -> None:
         """Stop the kernel and its children."""
+        self._note_limits()
         if self.client is not None and self.client.kc is not None:
             try:
                 self.client.kc.stop_channels()
@@ -158,12 +172,33 @@ class Session:
         self.km = None
         self.client = None
 
+    def _note_limits(self) -> None:
+        cgroup = getattr(self.km, "grader_cgroup", None)
+        if isinstance(cgroup, Cgroup):
+            if cgroup.hit_process_limit():
+                self.record.event("process limit: the kernel tried to start more processes than allowed")
+            if cgroup.oom_kills():
+                self.record.event("memory limit: a process of the kernel was killed for using too much memory")
+            elif cgroup.hit_memory_limit():
+                self.record.event("memory limit: the kernel reached its memory limit")
+
     async def run_code(
         self, source: str, timeout: float, output_limit: int = MAX_PROBE_OUTPUT_BYTES
     ) -> tuple[str, list[dict[str, Any]]]:
-        """Run code that is not a student cell; (status, outputs). Status: ok|error|timeout|died."""
+        """Run code that is not a student cell; (status, outputs). Status: ok|error|timeout|died.
+
+        Code that runs out of time and ignores the interrupt gets `timeout`, and its kernel is
+        stopped (the session is then no longer `alive`).
+        """
+        if not self.alive:
+            return "died", []
         cell = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[], execution_count=None)
-        return await self._run(cell, -1, timeout, output_limit)
+        status, outputs = await self._run(cell, -1, timeout, output_limit)
+        if status == "hung":  # it would stay busy forever: stop it; later probes see no kernel
+            self.record.event("time limit: a probe ran out of time and ignored the interrupt; the kernel was stopped")
+            await self.close()
+            return "timeout", outputs
+        return status, outputs
 
     async def _run(
         self, cell: NotebookNode, index: int, timeout: float, output_limit: int
@@ -181,13 +216,16 @@ class Session:
             return "died", list(cell.get("outputs", []))
         except CellTimeoutError:
             return "timeout", list(cell.get("outputs", []))
+        except Exception as e:  # e.g. patched json in the kernel garbles its messages
+            self.broken = f"the kernel's messages could not be read ({type(e).__name__})"
+            return "died", list(cell.get("outputs", []))
         finally:
             client.nb = student_nb
         reply = (client.last_reply or {}).get("content", {})
         if reply.get("status") == "error":
             if reply.get("ename") == "CellTimeoutError":
                 if not await self._recovered():
-                    return "died", list(cell.get("outputs", []))
+                    return "hung", list(cell.get("outputs", []))
                 return "timeout", list(cell.get("outputs", []))
             return "error", list(cell.get("outputs", []))
         return "ok", list(cell.get("outputs", []))
@@ -228,18 +266,44 @@ class Session:
                     runs.append(CellRun(i, "skipped", "TimeLimit", "the submission's time limit was reached first"))
                     continue
                 cell = self.nb.cells[i]
-                status, _ = await self._run(cell, i, min(cell_timeout, remaining), MAX_CELL_OUTPUT_BYTES)
+                limit = min(cell_timeout, remaining)
+                status, _ = await self._run(cell, i, limit, MAX_CELL_OUTPUT_BYTES)
                 run = CellRun(i, status, output_truncated=self.client.truncated if self.client else False)
                 self.record.output_truncated |= run.output_truncated
                 if status == "error":
                     reply = (self.client.last_reply or {}).get("content", {}) if self.client else {}
                     run.ename = str(reply.get("ename", ""))[:200]
                     run.evalue = str(reply.get("evalue", ""))[:500]
-                elif status == "timeout":
+                elif status in ("timeout", "hung"):
                     self.record.timed_out = True
-                    run.ename, run.evalue = "Timeout", f"the cell ran longer than {min(cell_timeout, remaining):.0f} s and was interrupted"
+                    if limit < cell_timeout:
+                        self.record.total_timed_out = True
+                    which = ("the submission's time limit was reached" if limit < cell_timeout
+                             else f"the cell ran longer than {limit:.0f} s")
+                    if status == "timeout":
+                        run.ename, run.evalue = "Timeout", f"{which}; it was interrupted"
+                    elif self.client is not None and not self.client.started and _last_ran(runs):
+                        # The kernel never began this cell: the one before left it unable to
+                        # answer (e.g. by patching what the kernel itself runs on). Blame that one.
+                        self.record.timed_out = any(r.status == "timeout" for r in runs)
+                        run = _last_ran(runs)
+                        runs.remove(run)
+                        run.status, run.ename = "died", "KernelUnresponsive"
+                        run.evalue = ("the kernel stopped answering after this cell; "
+                                      "the notebook was run again without it")
+                        self.record.kernel_died = True
+                        died_at = run.index
+                    else:  # it ignored the interrupt: stop that kernel, go on without this cell
+                        run.status = "timeout"
+                        run.ename, run.evalue = "Timeout", (f"{which} and it did not stop when interrupted; "
+                                                            "the notebook was run again without it")
+                        died_at = i
                 elif status == "died":
+                    self.record.kernel_died = True
                     run.ename, run.evalue = _death_cause(self.km)
+                    if self.broken:
+                        run.evalue = f"{self.broken} after this cell"
+                        self.broken = ""
                     died_at = i
                 runs.append(run)
                 if died_at is not None:
@@ -247,7 +311,6 @@ class Session:
             if died_at is None:
                 self.record.cells = runs
                 break
-            self.record.kernel_died = True
             self.record.fatal_cells.append(died_at)
             self._fatal_runs[died_at] = runs[-1]
             self.record.cells = runs  # kept if we cannot restart
@@ -255,7 +318,9 @@ class Session:
             if self.record.restarts >= MAX_RESTARTS or time.monotonic() >= deadline:
                 # Mark the rest as not run; there is no live kernel to probe.
                 done = {r.index for r in runs}
-                self.record.cells += [CellRun(i, "skipped", "KernelDied", "not run: the kernel kept dying") for i in code_cells if i not in done]
+                why = ("not run: the submission's time limit was reached" if time.monotonic() >= deadline
+                       else "not run: the kernel kept dying")
+                self.record.cells += [CellRun(i, "skipped", "KernelDied", why) for i in code_cells if i not in done]
                 break
             self.record.restarts += 1
         self.record.duration_s = time.monotonic() - start
@@ -266,27 +331,17 @@ class Session:
         return self.km is not None and self.client is not None
 
 
-def _death_cause(km: AsyncKernelManager | None) -> tuple[str, str]:
-    """Why the kernel died, where the exit status says."""
-    code = None
-    try:
-        proc = getattr(getattr(km, "provisioner", None), "process", None)
-        if proc is not None:
-            code = proc.poll()
-    except Exception:
-        code = None
-    if code is None:
-        return "KernelDied", "the kernel stopped during this cell"
-    if code < 0:
-        import signal as _signal
+def _last_ran(runs: list[CellRun]) -> CellRun | None:
+    """The last cell of this kernel that ran (ok or error), if any."""
+    return next((r for r in reversed(runs) if r.status in ("ok", "error")), None)
 
-        try:
-            name = _signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = " (out of memory?)" if name in ("SIGKILL", "SIGSEGV", "SIGABRT") else ""
-        return "KernelDied", f"the kernel was killed by {name}{hint} during this cell"
-    return "KernelDied", f"the kernel exited with status {code} during this cell"
+
+def _death_cause(km: AsyncKernelManager | None) -> tuple[str, str]:
+    """Why the kernel died, where its exit status or its cgroup says."""
+    cause = exit_cause(km)
+    if cause:
+        return "KernelDied", f"the kernel stopped during this cell: {cause}"
+    return "KernelDied", "the kernel stopped during this cell"
 
 
 async def execute(

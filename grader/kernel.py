@@ -2,31 +2,67 @@
 
 The kernel is always the grader's own Python (whatever kernelspec the notebook names),
 started over IPC sockets in a fresh working folder, with a minimal environment and
-resource limits applied before the interpreter starts.
+resource limits applied before the interpreter starts. How far it is fenced off from the
+rest of the machine is the isolation level (strongest available is chosen by default):
+
+- `sandbox` (bubblewrap): its own filesystem view (the system and the Python install
+  read-only, only its working folder writable; the grader, the assignments and the home
+  folders are not there), no network, its own process, IPC and host-name namespaces, no
+  capabilities, and it dies with the grader.
+- `namespace` (unshare): no network and its own process namespace; the filesystem is the
+  grader user's.
+- `process`: a plain child process; network and filesystem are the grader user's.
+
+At every level: a minimal environment, a private working folder, rlimits (address space,
+file size, open files, no core dumps, processes where the kernel enforces them), and, where
+a writable cgroup exists, a cgroup with a memory and a process limit for the kernel and all
+its children. `describe()` says which of these a run actually got.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import inspect
 import json
 import os
+import secrets
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import psutil
+import zmq
+import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
+
+from .errors import GraderError
 
 # Files beside a notebook that its code may import or read (`import my_answers`, data files).
 SIBLING_SUFFIXES = {".py", ".csv", ".txt", ".npy", ".npz", ".json", ".pkl", ".dat", ".tsv"}
 SIBLING_MAX_BYTES = 20 * 1024 * 1024
 # Environment variables worth keeping: they change numeric results or where things run, not secrets.
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
+# No single kernel message may be larger: a cell printing 1 GB cannot make the grader hold it.
+MAX_MESSAGE_BYTES = 160 * 1024 * 1024
+ISOLATION_LEVELS = ("sandbox", "namespace", "process")
+# The kernel's user inside the sandbox; nothing on the host is owned by it.
+SANDBOX_UID = 65534
+# /etc files a Python kernel needs (dynamic loader, user names, time zone); nothing else of /etc.
+SANDBOX_ETC = (
+    "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group",
+    "/etc/nsswitch.conf", "/etc/localtime", "/etc/mime.types", "/etc/alternatives",
+)
 
 
 @dataclass(frozen=True)
@@ -38,22 +74,23 @@ class Limits:
     file_size_mb: int = 256
     open_files: int = 1024
 
-    def rlimits(self) -> dict[str, int]:
-        """As `resource` module limits."""
+    def rlimits(self, tasks_now: int | None = None) -> dict[str, int]:
+        """As `resource` module limits (`tasks_now`: processes and threads the kernel's user already runs)."""
         mb = 1024 * 1024
         return {
+            # Per process: a single huge allocation fails with MemoryError instead of a kill.
             "RLIMIT_AS": self.memory_mb * mb,
             # NPROC counts every process and thread of the user, so allow for those already running.
-            "RLIMIT_NPROC": _user_tasks() + self.processes,
+            "RLIMIT_NPROC": (_user_tasks() if tasks_now is None else tasks_now) + self.processes,
             "RLIMIT_FSIZE": self.file_size_mb * mb,
             "RLIMIT_NOFILE": self.open_files,
             "RLIMIT_CORE": 0,
         }
 
 
-def _user_tasks() -> int:
-    """Processes and threads this user runs now."""
-    uid = os.getuid()
+def _user_tasks(uid: int | None = None) -> int:
+    """Processes and threads a user runs now (this user by default)."""
+    uid = os.getuid() if uid is None else uid
     total = 0
     for p in psutil.process_iter(["uids", "num_threads"]):
         try:
@@ -64,10 +101,25 @@ def _user_tasks() -> int:
     return total
 
 
-# Applies the limits, then becomes the kernel. Runs as `python -c`, before any student code.
+# Runs as `python -c` between the grader and the kernel, before any student code: joins the
+# cgroups, asks to die with the grader, applies the rlimits, then becomes the kernel (or the
+# sandbox that starts it).
 _LIMITED_EXEC = """
 import os, resource, sys, json
-for name, value in json.loads(sys.argv[1]).items():
+cfg = json.loads(sys.argv[1])
+for path in cfg.get("cgroups", []):
+    try:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+    except OSError:
+        os._exit(121)  # a limit we promised is not in force: refuse to run
+if cfg.get("pdeathsig"):
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
+        pass
+for name, value in cfg["rlimits"].items():
     try:
         soft, hard = resource.getrlimit(getattr(resource, name))
         if hard != resource.RLIM_INFINITY:
@@ -75,8 +127,89 @@ for name, value in json.loads(sys.argv[1]).items():
         resource.setrlimit(getattr(resource, name), (value, value))
     except (ValueError, OSError, AttributeError):
         pass
-os.execv(sys.argv[2], sys.argv[2:])
+os.execvp(sys.argv[2], sys.argv[2:])
 """
+
+
+# ---------------------------------------------------------------- what a run leaves behind
+
+_live_lock = threading.Lock()
+_live_roots: set[Path] = set()
+_live_kernels: dict[int, int] = {}  # pid -> process group of every kernel not yet stopped
+_live_cgroups: dict[int, Cgroup] = {}
+
+
+def _track(kind: dict[Any, Any] | set[Any], key: Any, value: Any = None, remove: bool = False) -> None:
+    with _live_lock:
+        if remove:
+            if isinstance(kind, dict):
+                kind.pop(key, None)
+            else:
+                kind.discard(key)
+        elif isinstance(kind, dict):
+            kind[key] = value
+        else:
+            kind.add(key)
+
+
+def cleanup_all() -> None:
+    """Kill every kernel and remove every temp folder and cgroup this process still has.
+
+    The normal path cleans up after each run; this is the safety net for an interrupted
+    grader (Ctrl-C, SIGTERM), and runs at exit.
+    """
+    with _live_lock:
+        kernels = dict(_live_kernels)
+        cgroups = list(_live_cgroups.values())
+        roots = list(_live_roots)
+        _live_kernels.clear()
+        _live_cgroups.clear()
+        _live_roots.clear()
+    for pid, pgid in kernels.items():
+        _kill_tree(pid, pgid)
+    for cg in cgroups:
+        cg.destroy()
+    for root in roots:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+atexit.register(cleanup_all)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """While grading, SIGTERM and SIGHUP interrupt like Ctrl-C, so that cleanup code runs.
+
+    (By default SIGTERM ends Python at once, leaving kernels and temp folders behind.)
+    Only the main thread can install handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum: int, frame: Any) -> None:
+        # Whatever handles Ctrl-C now (asyncio's runner cancels the main task) handles this too.
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[sig] = signal.signal(sig, forward)
+        except (ValueError, OSError):
+            continue
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            with contextlib.suppress(ValueError, OSError):
+                signal.signal(sig, handler)
+
+
+# ---------------------------------------------------------------- workspace
 
 
 @dataclass
@@ -88,6 +221,7 @@ class Workspace:
     runtime: Path = field(init=False)
 
     def __post_init__(self) -> None:
+        _track(_live_roots, self.root)
         self.work = self.root / "work"
         self.runtime = self.root / "rt"
         self.work.mkdir()
@@ -97,30 +231,194 @@ class Workspace:
     def cleanup(self) -> None:
         """Remove everything the run wrote."""
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.root.exists():  # files the kernel made read-only, or a still-dying writer
+            for p in self.root.rglob("*"):
+                with contextlib.suppress(OSError):
+                    p.chmod(0o700)
+            shutil.rmtree(self.root, ignore_errors=True)
+        _track(_live_roots, self.root, remove=True)
 
 
 def make_workspace(notebook: Path, extra_files: list[Path] | None = None) -> Workspace:
     """A fresh folder holding the notebook, the files beside it that code may use, and shipped files."""
     ws = Workspace(Path(tempfile.mkdtemp(prefix="grader-")))
-    shutil.copyfile(notebook, ws.work / notebook.name)
     try:
-        siblings = list(notebook.parent.iterdir())
-    except OSError:
-        siblings = []
-    for p in siblings:
-        if p.suffix.lower() in SIBLING_SUFFIXES and p.is_file() and not p.is_symlink():
-            try:
-                if p.stat().st_size <= SIBLING_MAX_BYTES:
-                    shutil.copyfile(p, ws.work / p.name)
-            except OSError:
-                continue
-    for src in extra_files or []:
-        dest = ws.work / src.name
-        if src.is_dir():
-            shutil.copytree(src, dest, dirs_exist_ok=True)
-        else:
-            shutil.copyfile(src, dest)
+        shutil.copyfile(notebook, ws.work / notebook.name)
+        try:
+            siblings = list(notebook.parent.iterdir())
+        except OSError:
+            siblings = []
+        for p in siblings:
+            if p.suffix.lower() in SIBLING_SUFFIXES and p.is_file() and not p.is_symlink():
+                try:
+                    if p.stat().st_size <= SIBLING_MAX_BYTES:
+                        shutil.copyfile(p, ws.work / p.name)
+                except OSError:
+                    continue
+        for src in extra_files or []:
+            dest = ws.work / src.name
+            if src.is_dir():
+                shutil.copytree(src, dest, dirs_exist_ok=True)
+            else:
+                shutil.copyfile(src, dest)
+    except BaseException:
+        ws.cleanup()
+        raise
     return ws
+
+
+# ---------------------------------------------------------------- cgroups
+
+
+class Cgroup:
+    """A cgroup (v1 or v2) holding one kernel and its children, with memory and process limits."""
+
+    def __init__(self, version: int, dirs: dict[str, Path]):
+        self.version = version
+        self.dirs = dirs  # controller -> folder (v2: the same folder for both)
+
+    @classmethod
+    def create(cls, limits: Limits) -> tuple[Cgroup | None, str]:
+        """A new cgroup under the grader's own, or (None, why not)."""
+        name = "grader-" + secrets.token_hex(6)
+        try:
+            own = Path("/proc/self/cgroup").read_text().splitlines()
+        except OSError:
+            return None, "no /proc/self/cgroup"
+        fs = Path("/sys/fs/cgroup")
+        v1 = {}
+        v2_path = None
+        for line in own:
+            parts = line.split(":", 2)
+            if len(parts) != 3:
+                continue
+            _, ctrls, path = parts
+            for c in ctrls.split(","):
+                if c in ("memory", "pids") and (fs / c).is_dir():
+                    v1[c] = fs / c / path.lstrip("/")
+            if ctrls == "" and (fs / "cgroup.controllers").exists():
+                v2_path = fs / path.lstrip("/")
+        if "memory" in v1 and "pids" in v1:
+            dirs = {c: base / name for c, base in v1.items()}
+            cg = cls(1, dirs)
+            try:
+                for d in dirs.values():
+                    d.mkdir()
+                mem = dirs["memory"]
+                (mem / "memory.limit_in_bytes").write_text(str(limits.memory_mb * 2**20))
+                if (mem / "memory.memsw.limit_in_bytes").exists():
+                    with contextlib.suppress(OSError):  # no swap accounting: the RAM limit stands
+                        (mem / "memory.memsw.limit_in_bytes").write_text(str(limits.memory_mb * 2**20))
+                (dirs["pids"] / "pids.max").write_text(str(limits.processes))
+            except OSError as e:
+                cg.destroy()
+                return None, f"cgroup v1 not writable ({e.strerror or e})"
+            return cg, ""
+        if v2_path is not None:
+            try:
+                enabled = (v2_path / "cgroup.subtree_control").read_text().split()
+                if not {"memory", "pids"} <= set(enabled):
+                    (v2_path / "cgroup.subtree_control").write_text("+memory +pids")
+                d = v2_path / name
+                d.mkdir()
+            except OSError as e:
+                return None, f"cgroup v2 not delegated to the grader ({e.strerror or e})"
+            cg = cls(2, {"memory": d, "pids": d})
+            try:
+                (d / "memory.max").write_text(str(limits.memory_mb * 2**20))
+                if (d / "memory.swap.max").exists():
+                    with contextlib.suppress(OSError):
+                        (d / "memory.swap.max").write_text("0")
+                (d / "pids.max").write_text(str(limits.processes))
+            except OSError as e:
+                cg.destroy()
+                return None, f"cgroup v2 limits not writable ({e.strerror or e})"
+            return cg, ""
+        return None, "no memory and pids cgroup controllers"
+
+    def procs_files(self) -> list[str]:
+        """Where a process writes its pid to join."""
+        return sorted({str(d / "cgroup.procs") for d in self.dirs.values()})
+
+    def pids(self) -> set[int]:
+        """Every process in the cgroup."""
+        out: set[int] = set()
+        for f in self.procs_files():
+            with contextlib.suppress(OSError, ValueError):
+                out |= {int(x) for x in Path(f).read_text().split()}
+        return out
+
+    def oom_kills(self) -> int:
+        """How many processes the memory limit killed."""
+        mem = self.dirs["memory"]
+        f = mem / ("memory.oom_control" if self.version == 1 else "memory.events")
+        return _counter(f, "oom_kill")
+
+    def hit_memory_limit(self) -> bool:
+        """Whether memory use ever reached the limit."""
+        mem = self.dirs["memory"]
+        if self.version == 1:
+            return _int_file(mem / "memory.failcnt") > 0 or self.oom_kills() > 0
+        return _counter(mem / "memory.events", "max") > 0 or self.oom_kills() > 0
+
+    def hit_process_limit(self) -> bool:
+        """Whether a fork was refused by the process limit."""
+        return _counter(self.dirs["pids"] / "pids.events", "max") > 0
+
+    def kill_all(self) -> None:
+        """SIGKILL everything inside, including processes that escaped the kernel's process group."""
+        kill_file = self.dirs["pids"] / "cgroup.kill"
+        if self.version == 2 and kill_file.exists():
+            with contextlib.suppress(OSError):
+                kill_file.write_text("1")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            pids = self.pids()
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.02)
+
+    def destroy(self) -> None:
+        """Kill what is inside and remove the cgroup."""
+        self.kill_all()
+        for d in self.dirs.values():
+            for _ in range(100):
+                try:
+                    d.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)
+        _track(_live_cgroups, id(self), remove=True)
+
+    def describe(self) -> str:
+        """For the report."""
+        return f"cgroup v{self.version}"
+
+
+def _int_file(path: Path) -> int:
+    try:
+        return int(path.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _counter(path: Path, key: str) -> int:
+    try:
+        for line in path.read_text().splitlines():
+            k, _, v = line.partition(" ")
+            if k == key:
+                return int(v)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+# ---------------------------------------------------------------- launchers
 
 
 class KernelLauncher(Protocol):
@@ -131,12 +429,125 @@ class KernelLauncher(Protocol):
     def describe(self) -> dict[str, object]: ...
 
 
-class LocalKernelLauncher:
-    """A new ipykernel process of the grader's own Python, limited and with a minimal environment."""
+@functools.cache
+def _works(argv: tuple[str, ...]) -> tuple[bool, str]:
+    """Whether a wrapper command can run a trivial program here (cached per process)."""
+    try:
+        r = subprocess.run([*argv, "/bin/true"], capture_output=True, timeout=20, text=True)
+    except (OSError, subprocess.SubprocessError) as e:
+        return False, str(e)[:200]
+    if r.returncode != 0:
+        return False, (r.stderr.strip().splitlines() or [f"exit status {r.returncode}"])[-1][:200]
+    return True, ""
 
-    def __init__(self, limits: Limits | None = None, python: str | None = None):
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+class LocalKernelLauncher:
+    """A new ipykernel process of the grader's own Python, limited, with a minimal environment.
+
+    `isolation` is "auto" (the strongest level that works here), or one of ISOLATION_LEVELS;
+    asking for a level that is not available is an error. `cgroup=False` skips cgroups.
+    """
+
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        python: str | None = None,
+        isolation: str = "auto",
+        cgroup: bool = True,
+    ):
+        if isolation not in ("auto", *ISOLATION_LEVELS):
+            raise GraderError(
+                f"unknown isolation level {isolation!r} (choose auto, {', '.join(ISOLATION_LEVELS)})"
+            )
         self.limits = limits or Limits()
         self.python = python or sys.executable
+        self.requested = isolation
+        self.use_cgroup = cgroup
+        self.unavailable: dict[str, str] = {}  # level -> why it could not be used
+        self.level = self._choose(isolation)
+        self.cgroup_note = ""  # why the last kernel has no cgroup
+        self.last_cgroup: Cgroup | None = None
+
+    # -- choosing a level
+
+    def _choose(self, wanted: str) -> str:
+        order = ISOLATION_LEVELS if wanted == "auto" else (wanted,)
+        for level in order:
+            if level == "process":
+                return level
+            ok, why = _works(tuple(self._wrapper(level, probe=True)))
+            if ok:
+                return level
+            self.unavailable[level] = why
+        if wanted != "auto":
+            raise GraderError(f"isolation level {wanted!r} is not available here: {self.unavailable[wanted]}")
+        return "process"
+
+    def _wrapper(self, level: str, workspace: Workspace | None = None, probe: bool = False) -> list[str]:
+        """The command that puts the kernel in its namespaces (empty for `process`)."""
+        if level == "namespace":
+            exe = shutil.which("unshare")
+            if exe is None:
+                return ["/nonexistent/unshare"]
+            args = [exe, "--net", "--ipc", "--pid", "--fork", "--kill-child"]
+            if not _is_root():
+                args.insert(1, "--map-root-user")
+            return args
+        if level == "sandbox":
+            exe = shutil.which("bwrap")
+            if exe is None:
+                return ["/nonexistent/bwrap"]
+            return [exe, *self._bwrap_args(workspace, probe)]
+        return []
+
+    def _bwrap_args(self, ws: Workspace | None, probe: bool) -> list[str]:
+        args = [
+            "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
+            "--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--hostname", "grader", "--die-with-parent", "--cap-drop", "ALL",
+        ]
+        for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+            p = Path(top)
+            if p.is_symlink():
+                args += ["--symlink", os.readlink(p), top]
+            elif p.is_dir():
+                args += ["--ro-bind", top, top]
+        for src in self._python_dirs():
+            args += ["--ro-bind", src, src]
+        for f in SANDBOX_ETC:
+            if os.path.exists(f):
+                args += ["--ro-bind", f, f]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--size", str(64 * 2**20), "--tmpfs", "/tmp"]
+        if ws is not None:
+            for d in (ws.work, ws.runtime):
+                args += ["--bind", str(d), str(d)]
+            args += ["--chdir", str(ws.work)]
+        if probe:
+            args += ["--"]
+        return args
+
+    def _python_dirs(self) -> list[str]:
+        """The Python install and environment the kernel runs from, and nothing beside them."""
+        exe = Path(self.python)
+        cands = {
+            sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+            str(exe.parent), str(exe.resolve().parent.parent),
+        }
+        for p in sys.path:  # site-packages outside the prefixes (not the project itself)
+            if p and p.rstrip("/").endswith(("site-packages", "dist-packages")):
+                cands.add(p)
+        dirs = sorted({os.path.realpath(c) for c in cands} | cands)
+        dirs = [d for d in dirs if os.path.isdir(d) and not d.startswith(("/usr/", "/proc", "/tmp"))
+                and d not in ("/", "/usr")]
+        # A folder inside another one is bound with it.
+        return [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
+
+    # -- starting a kernel
 
     def kernel_env(self, ws: Workspace) -> dict[str, str]:
         """Only what a kernel needs: no tokens, keys or CI variables of the grader's environment."""
@@ -162,13 +573,15 @@ class LocalKernelLauncher:
                 env[key] = os.environ[key]
         return env
 
-    def argv(self) -> list[str]:
-        """The kernel command: limits first, then ipykernel of our own interpreter."""
-        return [
-            self.python,
-            "-c",
-            _LIMITED_EXEC,
-            json.dumps(self.limits.rlimits()),
+    def argv(self, workspace: Workspace | None = None, cgroup: Cgroup | None = None) -> list[str]:
+        """The kernel command: limits first, then the namespaces, then ipykernel of our interpreter."""
+        tasks = _user_tasks()
+        cfg = {
+            "rlimits": self.limits.rlimits(tasks),
+            "cgroups": cgroup.procs_files() if cgroup else [],
+            "pdeathsig": True,
+        }
+        kernel = [
             self.python,
             "-m",
             "ipykernel_launcher",
@@ -177,55 +590,187 @@ class LocalKernelLauncher:
             "--HistoryManager.enabled=False",
             "--IPKernelApp.quiet=True",
         ]
+        if self.level != "process":
+            # In its own process namespace the kernel's parent is pid 1, which ipykernel takes for
+            # "the parent has exited"; the wrapper kills the kernel when the grader goes instead.
+            kernel.append("--IPKernelApp.parent_handle=0")
+        return [self.python, "-c", _LIMITED_EXEC, json.dumps(cfg), *self._wrapper(self.level, workspace), *kernel]
 
     async def start(self, workspace: Workspace) -> AsyncKernelManager:
         """Start the kernel with its cwd in the workspace."""
+        cgroup = None
+        self.cgroup_note = ""
+        if self.use_cgroup:
+            cgroup, self.cgroup_note = Cgroup.create(self.limits)
+            if cgroup is not None:
+                _track(_live_cgroups, id(cgroup), cgroup)
+        else:
+            self.cgroup_note = "not requested"
+        self.last_cgroup = cgroup
+        context = zmq.asyncio.Context()
+        context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        context.setsockopt(zmq.LINGER, 0)
         km = AsyncKernelManager(
             transport="ipc",
             ip=str(workspace.runtime / "k"),
             connection_file=str(workspace.runtime / "kernel.json"),
+            context=context,
         )
         km._kernel_spec = KernelSpec(  # always our interpreter, never the notebook's kernelspec
-            argv=self.argv(),
+            argv=self.argv(workspace, cgroup),
             display_name="grader",
             language="python",
-            interrupt_mode="signal",
+            # A wrapper process (bwrap, unshare) would die of SIGINT and take the kernel with it.
+            interrupt_mode="signal" if self.level == "process" else "message",
         )
-        await km.start_kernel(cwd=str(workspace.work), env=self.kernel_env(workspace))
+        km.grader_cgroup = cgroup  # type: ignore[attr-defined]
+        km.grader_level = self.level  # type: ignore[attr-defined]
+        # Never the grader's own stdout/stderr: what the kernel writes there could pass for a report.
+        log = open(workspace.runtime / "kernel.log", "ab")  # noqa: SIM115 (closed below)
+        try:
+            await km.start_kernel(cwd=str(workspace.work), env=self.kernel_env(workspace),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        except BaseException:
+            await stop_kernel(km)
+            raise
+        finally:
+            log.close()
+        proc = getattr(km.provisioner, "process", None)
+        if proc is not None:
+            _track(_live_kernels, proc.pid, getattr(km.provisioner, "pgid", None) or proc.pid)
         return km
 
     def describe(self) -> dict[str, object]:
         """What this launcher guarantees, for the report."""
-        return {
-            "kind": "local-process",
+        level = self.level
+        d: dict[str, Any] = {
+            "level": level,
+            "requested": self.requested,
+            "environment": "minimal (no variables of the grader's environment but locale/BLAS settings)",
+            "working_folder": "a fresh temporary folder with only the submission and the assignment's files",
             "memory_mb": self.limits.memory_mb,
             "processes": self.limits.processes,
             "file_size_mb": self.limits.file_size_mb,
-            "network": "not isolated",
-            "filesystem": "private working folder; the rest of the machine is readable",
-            "environment": "minimal",
+            "open_files": self.limits.open_files,
+            "max_message_mb": MAX_MESSAGE_BYTES // 2**20,
         }
+        if level == "sandbox":
+            d["network"] = "none (own network namespace)"
+            d["filesystem"] = ("own view: system and Python install read-only, only the working "
+                               "folder writable; grader, assignments and home folders absent")
+            d["user"] = f"uid {SANDBOX_UID} in a user namespace, no capabilities"
+        elif level == "namespace":
+            d["network"] = "none (own network namespace)"
+            d["filesystem"] = "the grader user's: readable and writable as that user"
+            d["user"] = "the grader's user" if not _is_root() else "root (the grader's user)"
+        else:
+            d["network"] = "NOT isolated: the kernel can reach the network"
+            d["filesystem"] = "the grader user's: readable and writable as that user"
+            d["user"] = "the grader's user"
+        cg = self.last_cgroup
+        if cg is not None:
+            d["memory_limit"] = f"{cg.describe()}: {self.limits.memory_mb} MB for the kernel and its children"
+            d["process_limit"] = f"{cg.describe()}: {self.limits.processes} processes"
+        else:
+            d["memory_limit"] = f"per process (RLIMIT_AS {self.limits.memory_mb} MB); no cgroup ({self.cgroup_note or 'not started'})"
+            if _is_root():
+                d["process_limit"] = "NOT limited: RLIMIT_NPROC does not bind root and no cgroup is available"
+            else:
+                d["process_limit"] = f"RLIMIT_NPROC (the grader user's processes + {self.limits.processes})"
+        if self.unavailable:
+            d["unavailable"] = dict(self.unavailable)
+        return d
+
+
+# ---------------------------------------------------------------- stopping
+
+
+def _kill_tree(pid: int, pgid: int | None) -> None:
+    """SIGKILL a process, its process group and every descendant (found before killing)."""
+    procs: list[psutil.Process] = []
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        pass
+    if pgid:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    with contextlib.suppress(psutil.Error):
+        psutil.wait_procs(procs, timeout=3)
 
 
 async def stop_kernel(km: AsyncKernelManager) -> None:
-    """Stop a kernel and everything it started, and remove its connection files."""
-    pgid = None
+    """Stop a kernel and everything it started, and remove its connection files and cgroup."""
     provisioner = getattr(km, "provisioner", None)
-    if provisioner is not None:
-        pgid = getattr(provisioner, "pgid", None)
+    pgid = getattr(provisioner, "pgid", None) if provisioner is not None else None
+    proc = getattr(provisioner, "process", None) if provisioner is not None else None
+    pid = getattr(proc, "pid", None)
+    descendants: list[psutil.Process] = []
+    if pid:
+        with contextlib.suppress(psutil.Error):
+            descendants = psutil.Process(pid).children(recursive=True)
     try:
         if km.has_kernel:
             await km.shutdown_kernel(now=True)
     except Exception:  # already gone: nothing to stop
         pass
-    if pgid:  # children the student started (subprocesses, forks) share the process group
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+    if pid:
+        _kill_tree(pid, pgid)
+        _track(_live_kernels, pid, remove=True)
+    for p in descendants:  # children that left the process group
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    cgroup = getattr(km, "grader_cgroup", None)
+    if isinstance(cgroup, Cgroup):
+        cgroup.destroy()
     try:
         pending = km.cleanup_resources()
         if inspect.isawaitable(pending):
             await pending
     except Exception:
         pass
+    with contextlib.suppress(Exception):
+        km.context.destroy(linger=0)
+
+
+def exit_cause(km: AsyncKernelManager | None) -> str:
+    """Why a kernel stopped, as far as its exit status and its cgroup tell ("" if unknown)."""
+    if km is None:
+        return ""
+    cgroup = getattr(km, "grader_cgroup", None)
+    code = None
+    with contextlib.suppress(Exception):
+        proc = getattr(getattr(km, "provisioner", None), "process", None)
+        if proc is not None:
+            code = proc.poll()
+    wrapped = getattr(km, "grader_level", "process") != "process"
+    signame = ""
+    if code is not None and code < 0:
+        signame = _signame(-code)
+    elif code is not None and wrapped and 128 < code < 128 + 65:  # bwrap/unshare report a signal so
+        signame = _signame(code - 128)
+    if isinstance(cgroup, Cgroup) and cgroup.oom_kills() > 0:
+        return f"it used more than the memory limit and was killed ({signame or 'SIGKILL'})"
+    if signame:
+        hint = ""
+        if signame == "SIGKILL":
+            hint = " (likely a resource limit)"
+        elif signame in ("SIGSEGV", "SIGBUS", "SIGABRT"):
+            hint = " (a crash in native code)"
+        elif signame == "SIGXFSZ":
+            hint = " (it wrote a file larger than the file size limit)"
+        return f"it was killed by {signame}{hint}"
+    if code is not None:
+        return f"it exited with status {code} (os._exit or sys.exit in native code?)"
+    return ""
+
+
+def _signame(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return f"signal {n}"
