@@ -219,3 +219,20 @@ def test_textbook_softmax_is_right_but_flagged_unstable() -> None:
     forward = _checks(report)["forward"]
     assert forward.codes == ["unstable"]
     assert "maximum" in forward.diagnosis[0].message
+
+
+def test_a_train_that_never_returns_is_stopped_and_the_rest_still_graded() -> None:
+    report = graded(FIXTURES / "train_never_returns.ipynb")
+    assert report.status == "graded"
+    checks = _checks(report)
+    behaviour = checks["train_predict"]
+    assert behaviour.status == "error" and behaviour.codes == ["timeout"]
+    assert report.score == report.max_score - behaviour.max_points
+
+
+def test_gradients_by_torch_autograd_cost_the_stated_penalty() -> None:
+    report = graded(FIXTURES / "torch_autograd.ipynb")
+    assert [f.code for f in report.flags] == ["forbidden_import"]
+    assert all(c.status == "pass" for c in report.checks)  # the values themselves are right
+    penalty = find_assignment(ID).spec.policy.forbidden_import_penalty
+    assert report.score == pytest.approx(report.max_score * (1 - penalty))
