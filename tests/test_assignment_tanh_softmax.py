@@ -236,3 +236,13 @@ def test_gradients_by_torch_autograd_cost_the_stated_penalty() -> None:
     assert all(c.status == "pass" for c in report.checks)  # the values themselves are right
     penalty = find_assignment(ID).spec.policy.forbidden_import_penalty
     assert report.score == pytest.approx(report.max_score * (1 - penalty))
+
+
+def test_squared_error_without_its_half_is_named_in_cost_and_gradients() -> None:
+    report = graded(FIXTURES / "squared_without_half.ipynb")
+    checks = _checks(report)
+    for cid in ("cost_given", "cost", *(f"gradients.{k}" for k in SHAPES)):
+        assert checks[cid].codes[0] == "variant:squared_error_without_half", cid
+    # the gradients are those of the notebook's own (wrong) cost: not inconsistent
+    assert all("inconsistent" not in checks[f"gradients.{k}"].codes for k in SHAPES)
+    assert checks["forward"].status == "pass" and checks["train_predict"].status == "pass"
