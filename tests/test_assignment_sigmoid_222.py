@@ -207,3 +207,15 @@ def test_answers_typed_in_from_a_hand_computation_are_flagged_hardcoded() -> Non
         assert checks[cid].status == "fail" and "hardcoded" in checks[cid].codes, cid
     for cid in ("forward", "gradients.w", "gradients.b"):
         assert checks[cid].status == "pass", cid
+
+
+def test_sigmoid_for_derivative_variant_uses_s_where_s_prime_belongs(ref: Reference) -> None:
+    """With s(z) in place of s'(z): dL/dw7 = 2 (o2 - t2) o2 h1 instead of 2 (o2 - t2) o2 (1 - o2) h1."""
+    g = _given_tensors()
+    x, t, w, b = g["x"], g["target"], g["w"], g["b"]
+    h1 = torch.sigmoid(w[0] * x[0] + w[1] * x[1] + b[0])
+    o2 = ref.function("forward")(x, w, b)[1]
+    variant = ref.function("dL_dw7_sigmoid_for_derivative")(x, t, w, b)
+    assert float(variant) == pytest.approx(float(2 * (o2 - t[1]) * o2 * h1), rel=1e-12)
+    right = ref.function("dL_dw7")(x, t, w, b)
+    assert float(right) == pytest.approx(float(2 * (o2 - t[1]) * o2 * (1 - o2) * h1), rel=1e-12)
