@@ -57,6 +57,9 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
     except GraderError as e:
         _fail(str(e))
         return
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the kernel and temp folder are already gone
+        click.echo("grade: interrupted; nothing was graded", err=True)
+        sys.exit(130)
     text = render(report, fmt)
     _emit(text, output)
     if fail_under is not None and report.score < fail_under:
