@@ -1,18 +1,22 @@
 """Diagnosing a failed comparison: say *what* is wrong, in the student's terms.
 
 Each diagnosis has a stable code (DESIGN.md) and a sentence. Diagnoses never change a score
-by themselves; the scoring policy decides that.
+by themselves; the scoring policy decides that. Messages name the student's own functions
+and variables and never show hidden inputs or expected values.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compare import Comparison, matches
+from .compare import Comparison, align, matches
 from .probe import shape_str
 from .report import Diagnosis
+
+MAX_LISTED = 4  # elements named in one message
 
 
 @dataclass
@@ -21,14 +25,32 @@ class Failure:
 
     comparison: Comparison
     trial: int
+    variants: dict[str, np.ndarray] = field(default_factory=dict)  # variant name -> its value here
+
+
+def _cap(text: str) -> str:
+    """Capitalise a sentence that starts with a plain word (never a student's identifier)."""
+    return "The" + text[3:] if text.startswith("the ") else text
 
 
 def _fmt_index(idx: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(i) for i in idx) + "]"
 
 
-def diagnose(label: str, failures: list[Failure], rtol: float, atol: float) -> list[Diagnosis]:
-    """Explain why `label` failed, most specific explanation first."""
+def diagnose(
+    label: str,
+    failures: list[Failure],
+    rtol: float,
+    atol: float,
+    *,
+    variants: Sequence[tuple[str, str]] = (),
+    axes: Sequence[str] = (),
+) -> list[Diagnosis]:
+    """Explain why `label` failed, most specific explanation first.
+
+    `variants` are (name, message) of the wrong answers the assignment declares; each failure
+    carries the variant's value on its inputs. `axes` name the rows / columns of a matrix.
+    """
     first = failures[0].comparison
     if first.problem == "transposed":
         return [_transposed(label, first, rtol, atol)]
@@ -36,24 +58,15 @@ def diagnose(label: str, failures: list[Failure], rtol: float, atol: float) -> l
         return [
             Diagnosis(
                 "shape_mismatch",
-                f"{label} has shape {shape_str(first.got_raw_shape)}, but shape "
+                _cap(f"{label}") + f" has shape {shape_str(first.got_raw_shape)}, but shape "
                 f"{shape_str(first.expected.shape)} is expected.",
             )
         ]
+    variant = match_variant(failures, variants, rtol, atol)
+    if variant is not None:
+        return [variant]
     if first.problem == "nan":
-        assert first.got is not None
-        bad = np.argwhere(~np.isfinite(first.got))
-        where = ", ".join(_fmt_index(tuple(int(i) for i in b)) for b in bad[:4])
-        more = f" and {len(bad) - 4} more" if len(bad) > 4 else ""
-        scalar = first.got.ndim == 0
-        return [
-            Diagnosis(
-                "nan_or_inf",
-                f"{label} is nan or infinite"
-                + ("" if scalar else f" at {where}{more}")
-                + " where the true value is finite: look for overflow (exp of a large number) or 0/0.",
-            )
-        ]
+        return [_nan(label, failures, axes)]
     found = _sign_or_scale(label, failures, rtol, atol)
     if found:
         return [found]
@@ -64,20 +77,61 @@ def diagnose(label: str, failures: list[Failure], rtol: float, atol: float) -> l
         and matches(first.got.T, first.expected, rtol, atol)
     ):
         return [_transposed(label, first, rtol, atol)]
-    return [_wrong(label, first)]
+    return [_wrong(label, failures, axes)]
+
+
+def match_variant(
+    failures: list[Failure], variants: Sequence[tuple[str, str]], rtol: float, atol: float
+) -> Diagnosis | None:
+    """The first declared variant the student's value equals (within tolerance) on every failing trial."""
+    for name, message in variants:
+        hit = True
+        for f in failures:
+            value = f.variants.get(name)
+            got = f.comparison.got
+            if value is None or got is None:
+                hit = False
+                break
+            aligned, how = align(got, value)
+            if aligned is None or not matches(aligned, value, rtol, atol):
+                hit = False
+                break
+            # a variant that coincides with the right answer here explains nothing
+            if matches(value, f.comparison.expected, rtol, atol):
+                hit = False
+                break
+        if hit:
+            return Diagnosis(f"variant:{name}", message)
+    return None
 
 
 def _transposed(label: str, c: Comparison, rtol: float, atol: float) -> Diagnosis:
     assert c.got is not None
     right = matches(c.got.T, c.expected, rtol, atol) if c.got.ndim == 2 else False
     shapes = (
-        f"{label} has shape {shape_str(c.got_raw_shape)}, but it must have the shape "
-        f"{shape_str(c.expected.shape)} (the shape of what it is the gradient of / the expected result)"
+        _cap(f"{label}") + f" has shape {shape_str(c.got_raw_shape)}, the transpose of the expected "
+        f"{shape_str(c.expected.shape)}: a gradient has the shape of what it is the gradient of"
     )
     if c.got.shape == c.expected.shape:  # square: only the values show it
-        shapes = f"{label} holds the transpose of the expected matrix"
+        shapes = _cap(f"{label}") + " holds the transpose of the expected matrix"
     tail = "; its values are right once transposed." if right else "; even transposed, its values are not right."
     return Diagnosis("transposed", shapes + tail)
+
+
+def _nan(label: str, failures: list[Failure], axes: Sequence[str]) -> Diagnosis:
+    first = failures[0].comparison
+    assert first.got is not None
+    mask = ~np.isfinite(first.got)
+    for f in failures[1:]:  # elements non-finite on any trial of the same shape
+        g = f.comparison.got
+        if g is not None and g.shape == mask.shape:
+            mask = mask | ~np.isfinite(g)
+    where = "" if first.got.ndim == 0 else f" (at {_where(label, mask, axes)})"
+    return Diagnosis(
+        "nan_or_inf",
+        _cap(f"{label} is nan or infinite where the true value is finite{where}: look for overflow "
+             "(exp of a large number), a division by zero or 0/0."),
+    )
 
 
 def _ratio(c: Comparison) -> float | None:
@@ -103,20 +157,23 @@ def _sign_or_scale(label: str, failures: list[Failure], rtol: float, atol: float
     k = ks[0]
     if any(abs(x - k) > 1e-3 * max(1.0, abs(k)) for x in ks):
         return None  # not one constant across inputs
+    every = " on every input tried" if len(failures) > 1 else ""
     if abs(k + 1) < 1e-6:
         return Diagnosis(
             "sign_flip",
-            f"{label} has the right magnitude but the opposite sign: check the sign of the error term "
-            "(y - t versus t - y) or of the update.",
+            _cap(f"{label}") + f" has the right magnitude but the opposite sign{every}: check the sign of the "
+            "error term (y - t, not t - y) and of each step of the chain rule.",
         )
     kr = _nice(k)
     hint = ""
     if abs(abs(k) - 2) < 1e-6:
-        hint = " A factor 2 on a squared loss usually means the 1/2 in L = 1/2 (y - t)^2 was dropped (or the loss has no 1/2 and it was kept)."
+        hint = (" On a squared loss a factor 2 means the 1/2 of L = 1/2 (y - t)^2 was dropped "
+                "(or the loss has no 1/2 and one was added to its derivative).")
     elif abs(abs(k) - 0.5) < 1e-6:
-        hint = " A factor 1/2 on a squared loss usually means a 1/2 was added that the loss does not have, or the 2 from d/dy (y - t)^2 was dropped."
-    sign = " and the opposite sign" if k < 0 else ""
-    return Diagnosis("scaled", f"{label} is {kr} times the correct value{sign}.{hint}")
+        hint = (" On a squared loss a factor 1/2 means a 1/2 was added that the loss does not have "
+                "(the 2 from d/dy (y - t)^2 was dropped).")
+    sign = ", with the opposite sign" if k < 0 else ""
+    return Diagnosis("scaled", _cap(f"{label}") + f" is {kr} times the correct value{sign}{every} (factor c = {kr}).{hint}")
 
 
 def _nice(k: float) -> str:
@@ -127,20 +184,102 @@ def _nice(k: float) -> str:
     return f"{k:.4g}"
 
 
-def _wrong(label: str, c: Comparison) -> Diagnosis:
+def axis_phrase(name: str, k: int) -> str:
+    """`hidden unit` and row 2 -> `hidden unit 3`; a name with `{}` is a template for the 1-based index."""
+    return name.format(k + 1) if "{}" in name else f"{name} {k + 1}"
+
+
+def _where(label: str, mask: np.ndarray, axes: Sequence[str]) -> str:
+    """Which elements a boolean mask marks, as rows, columns or elements, named by the axes."""
+    idx = [tuple(int(i) for i in b) for b in np.argwhere(mask)]
+    if mask.ndim == 2 and mask.size > 1:
+        rows_all = [r for r in range(mask.shape[0]) if mask[r].all()]
+        cols_all = [c for c in range(mask.shape[1]) if mask[:, c].all()]
+        row_axis = axes[0] if axes else ""
+        col_axis = axes[1] if len(axes) > 1 else ""
+        if mask.shape[1] > 1 and rows_all and mask.sum() == len(rows_all) * mask.shape[1]:
+            return _lines("row", rows_all, label, row_axis)
+        if mask.shape[0] > 1 and cols_all and mask.sum() == len(cols_all) * mask.shape[0]:
+            return _lines("column", cols_all, label, col_axis)
+    shown = ", ".join(_element(i, mask.shape, axes) for i in idx[:MAX_LISTED])
+    more = f" and {len(idx) - MAX_LISTED} more" if len(idx) > MAX_LISTED else ""
+    return f"{shown}{more}"
+
+
+def _lines(kind: str, which: list[int], label: str, axis: str) -> str:
+    parts = []
+    for r in which[:MAX_LISTED]:
+        parts.append(f"{kind} {r} of {label}" + (f", i.e. {axis_phrase(axis, r)}" if axis else ""))
+    more = f" and {len(which) - MAX_LISTED} more {kind}s" if len(which) > MAX_LISTED else ""
+    return "; ".join(parts) + more
+
+
+def _element(i: tuple[int, ...], shape: tuple[int, ...], axes: Sequence[str]) -> str:
+    names = []
+    if axes:
+        # a column vector (n, 1) named by one axis: the row is what matters
+        dims = [d for d, n in enumerate(shape) if n > 1] if len(axes) < len(shape) else list(range(len(shape)))
+        for a, d in zip(axes, dims):
+            if shape[d] > 1:  # a dimension of size 1 needs no name
+                names.append(axis_phrase(a, i[d]))
+    return _fmt_index(i) + (f" ({', '.join(names)})" if names else "")
+
+
+def _wrong(label: str, failures: list[Failure], axes: Sequence[str]) -> Diagnosis:
+    c = failures[0].comparison
     total = c.expected.size
-    if total <= 1:
-        where = ""
-    elif c.n_bad == total:
-        where = f" Every element is off; the worst is at {_fmt_index(c.worst)}."
-    else:
-        where = f" {c.n_bad} of {total} elements are off; the worst is at {_fmt_index(c.worst)}."
+    where = ""
+    if total > 1 and c.bad_mask is not None:
+        mask = c.bad_mask.copy()
+        for f in failures[1:]:
+            m = f.comparison.bad_mask
+            if m is not None and m.shape == mask.shape:
+                mask |= m
+        n_bad = int(mask.sum())
+        if n_bad == total:
+            where = f" Every element is off; the worst is {_element(c.worst, c.expected.shape, axes)}."
+        else:
+            where = f" Wrong: {_where(label, mask, axes)} ({n_bad} of {total} elements); the rest is right."
     return Diagnosis(
         "wrong",
-        f"{label} is not right: largest absolute error {c.max_abs:.3g}, largest relative error "
+        _cap(f"{label}") + f" is not right: largest absolute error {c.max_abs:.3g}, largest relative error "
         f"{_rel(c.max_rel)}.{where}",
     )
 
 
 def _rel(r: float) -> str:
     return "infinite (the true value is 0)" if not np.isfinite(r) else f"{r:.3g}"
+
+
+# ------------------------------------------------------------- beyond one comparison
+
+
+def hardcoded_function(name: str) -> Diagnosis:
+    """A function right on the notebook's own sample but wrong on fresh inputs."""
+    return Diagnosis(
+        "hardcoded",
+        f"{name} gives the right answer on the notebook's given sample but not on fresh inputs: "
+        "it must compute from its arguments, not from the notebook's variables or typed-in numbers.",
+    )
+
+
+def hardcoded_variable(name: str, unchanged: bool, inputs: Sequence[str]) -> Diagnosis:
+    """A variable that does not follow when the given sample changes."""
+    given = ", ".join(inputs)
+    how = ("it kept the same value" if unchanged else "it did not change as it should")
+    return Diagnosis(
+        "hardcoded",
+        f"{name} is right for the given sample, but when the notebook was re-run with other values "
+        f"of {given}, {how}: compute it from {given} instead of typing in the result.",
+    )
+
+
+def unstable(name: str, where: str, hint: str) -> Diagnosis:
+    """A function that overflows (nan/inf) on extreme but valid inputs."""
+    tail = f" {hint}" if hint else (" Rewrite it so that it never takes exp of a large positive number "
+                                    "(for example with exp(-|a|)).")
+    return Diagnosis(
+        "unstable",
+        f"{name} returns nan or inf for extreme but valid inputs{where}, where the true value is finite "
+        f"(an overflow).{tail}",
+    )

@@ -7,9 +7,11 @@ import secrets
 import time
 from pathlib import Path
 
+from .consistency import check_consistency
 from .errors import GraderError, UnknownAssignment
 from .execute import ExecutionRecord, Session, execute
 from .expected import Reference
+from .imports import forbidden_imports
 from .judge import judge
 from .kernel import KernelLauncher, LocalKernelLauncher, make_workspace
 from .notebook import Submission, read_submission
@@ -23,6 +25,7 @@ from .probe import (
     request_source,
 )
 from .report import CellError, CheckResult, Execution, Flag, Report
+from .rerun import rerun_given
 from .score import total
 from .spec import Assignment, find_assignment, known_assignments
 
@@ -97,10 +100,13 @@ async def grade_notebook_async(
             for p in plans:
                 answers, status = await _probe(session, modname, p, flags)
                 results.extend(judge(p, answers, status))
+            await check_consistency(session, modname, plans, results, reference, seed)
+            flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
         finally:
             await session.close()
     finally:
         workspace.cleanup()
+    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, total_timeout)
     report = Report(
         assignment={"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256},
         submission={"path": str(submission.path), "sha256": submission.sha256},
@@ -132,6 +138,9 @@ async def _probe(session: Session, modname: str, p: CheckPlan, flags: list[Flag]
         )
         for t in p.trials
     ]
+    for which, side in (("given", p.given), ("extreme", p.extreme)):  # unscored: diagnosis only
+        if side is not None:
+            items.append(ProbeItem(f"{check.id}#{which}", "function", [check.target, *check.aliases], side.args, check.args))
     nonce = new_nonce()
     timeout = check.timeout * len(items) + 5
     status, outputs = await session.run_code(request_source(modname, nonce, items), timeout)

@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 
-from .compare import Comparison, align, compare, numeric
-from .diagnose import Failure, diagnose
+from .compare import Comparison, align, compare, matches, numeric
+from .diagnose import Failure, diagnose, hardcoded_function, unstable
 from .plan import CheckPlan, Target
 from .probe import Answer, Value, shape_str
 from .report import CheckResult, Diagnosis
@@ -140,18 +140,67 @@ def _judge_target(plan: CheckPlan, target: Target, answers: dict[str, Answer], p
                 notes = [Diagnosis("transposed", f"{label} is transposed (shape {shape_str(c.got_raw_shape)}); "
                                    "accepted for this check.")]
             continue
-        failures.append(Failure(c, trial.index))
+        failures.append(Failure(c, trial.index, trial.variants.get(target.id, {})))
     n = len(plan.trials)
+    axes = (target.part.axes if target.part is not None and target.part.axes else check.axes)
+    shaky = _extreme_note(plan, target, answers, label)
     if not failures:
         how = f"correct on {n} random inputs" if n > 1 else "correct"
         if check.visibility == "public" and check.kind == "variable":
             how = "matches the expected value"
-        return _result(target, "pass", how, notes, trials=n)
-    diag = diagnose(label, failures, target.rtol, target.atol)
+        return _result(target, "pass", how, notes + shaky, trials=n)
+    diag = diagnose(label, failures, target.rtol, target.atol, variants=plan.variants, axes=axes)
+    if _right_on_given(plan, target, answers):
+        diag.insert(0, hardcoded_function(check.target))
+    diag += shaky
     first = failures[0].comparison
     detail = _detail(first, target, n, len(failures))
     msg = _fail_message(label, first, check.visibility, n, len(failures), diag)
     return _result(target, "fail", msg, diag, **detail)
+
+
+def _side_value(plan: CheckPlan, target: Target, answers: dict[str, Answer], which: str) -> tuple[np.ndarray | None, np.ndarray]:
+    """The student's numeric value on an unscored side trial ("given" / "extreme"), and the expected one."""
+    trial = plan.given if which == "given" else plan.extreme
+    ans = answers.get(f"{plan.check.id}#{which}")
+    if trial is None or ans is None or ans.found is None:
+        return None, np.zeros(0)
+    expected = trial.expected[target.id]
+    part, _ = select_part(ans.value, target, expected) if ans.value.kind not in ("error", "missing") else (None, "")
+    got = numeric(part) if part is not None else None
+    if got is None:
+        return None, expected
+    aligned, _ = align(got, expected)
+    return aligned, expected
+
+
+def _right_on_given(plan: CheckPlan, target: Target, answers: dict[str, Answer]) -> bool:
+    """Whether the function is right on the notebook's own sample (it failed on fresh inputs)."""
+    got, expected = _side_value(plan, target, answers, "given")
+    return got is not None and matches(got, expected, target.rtol, target.atol)
+
+
+def _extreme_note(plan: CheckPlan, target: Target, answers: dict[str, Answer], label: str) -> list[Diagnosis]:
+    """`unstable` when the function gives nan/inf on extreme inputs where the true value is finite."""
+    got, expected = _side_value(plan, target, answers, "extreme")
+    ans = answers.get(f"{plan.check.id}#extreme")
+    name = plan.check.target if target.part is None else label
+    if ans is not None and ans.value.kind == "error" and ans.value.ename in ("OverflowError", "FloatingPointError"):
+        return [unstable(name, f" (it raises {ans.value.ename})", plan.check.stable_hint)]
+    if got is None or plan.extreme is None:
+        return []
+    bad = ~np.isfinite(got) & np.isfinite(expected)
+    if not bad.any():
+        return []
+    where = ""
+    args = [a for a in plan.extreme.args if isinstance(a, np.ndarray)]
+    if len(args) == 1 and args[0].shape == got.shape:
+        # the extreme inputs are public (not hidden): name the sign of the offending ones
+        vals = args[0][bad]
+        signs = sorted({"large negative" if v < 0 else "large positive" for v in vals if abs(v) >= 10})
+        if signs:
+            where = f" ({' and '.join(signs)} inputs, such as {vals[np.argmax(np.abs(vals))]:g})"
+    return [unstable(name, where, plan.check.stable_hint)]
 
 
 def _detail(c: Comparison, target: Target, n: int, n_failed: int) -> dict[str, object]:

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SpecError
 from .expected import Reference, select
 from .inputs import Inputs, draw, rng_for
 from .probe import RESULT
-from .spec import RESULT_ARG, Assignment, Check, Part
+from .spec import RESULT_ARG, SPEC_FILE, Assignment, Check, Part
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Trial:
     labels: np.ndarray | None = None  # behaviour checks: the true classes
     expected: dict[str, np.ndarray] = field(default_factory=dict)  # target id -> value
     reference_result: Any = None
+    variants: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # target id -> variant -> value
 
 
 @dataclass
@@ -60,6 +62,9 @@ class CheckPlan:
     check: Check
     targets: list[Target]
     trials: list[Trial]
+    variants: list[tuple[str, str]] = field(default_factory=list)  # (name, message) that apply here
+    given: Trial | None = None  # the notebook's own sample (hard-coding check), not scored
+    extreme: Trial | None = None  # extreme but valid inputs (stability check), not scored
 
 
 def targets_of(check: Check) -> list[Target]:
@@ -99,8 +104,52 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
         for target in targets:
             key = target.part.key if target.part is not None else check.part
             trial.expected[target.id] = select(result, key)
+        add_variants(assignment, reference, check, targets, trial)
         trials.append(trial)
-    return CheckPlan(check, targets, trials)
+    out = CheckPlan(check, targets, trials)
+    out.variants = [
+        (v.name, v.message)
+        for v in assignment.spec.variants
+        if check.reference in v.replace and (not v.checks or check.id in v.checks)
+    ]
+    if check.kind == "function" and check.given:
+        out.given = side_trial(assignment, reference, check, targets, check.given, check.given_args or check.args, seed)
+    if check.kind == "function" and check.extreme:
+        out.extreme = side_trial(assignment, reference, check, targets, check.extreme, check.args, seed)
+    return out
+
+
+def side_trial(
+    assignment: Assignment, reference: Reference, check: Check, targets: list[Target], set_name: str, names: list[str], seed: int
+) -> Trial:
+    """One unscored trial of a check on another input set (its args taken by position from `names`)."""
+    input_set = assignment.spec.inputs[set_name]
+    generator = reference.function(input_set.generator) if input_set.generator else None
+    inputs = draw(input_set, rng_for(seed, "inputs", check.id, set_name), 0, generator)
+    args = [inputs[a] for a in names]
+    result = reference.call(check.reference, [_copy(a) for a in args])
+    trial = Trial(-1, inputs, args, reference_result=result)
+    for target in targets:
+        key = target.part.key if target.part is not None else check.part
+        trial.expected[target.id] = select(result, key)
+    return trial
+
+
+def add_variants(assignment: Assignment, reference: Reference, check: Check, targets: list[Target], trial: Trial) -> None:
+    """Compute, per target, the value each declared wrong variant gives on this trial's inputs."""
+    for variant in assignment.spec.variants:
+        if variant.checks and check.id not in variant.checks:
+            continue
+        replacement = variant.replace.get(check.reference)
+        if replacement is None:
+            continue
+        try:
+            result = reference.call(replacement, [_copy(a) for a in trial.args])
+            for target in targets:
+                key = target.part.key if target.part is not None else check.part
+                trial.variants.setdefault(target.id, {})[variant.name] = select(result, key)
+        except Exception:  # a variant that cannot be evaluated on these inputs explains nothing
+            continue
 
 
 def _behaviour_trial(reference: Reference, check: Check, t: int, inputs: Inputs, args: list[Any]) -> Trial:
@@ -124,6 +173,12 @@ def class_labels(y: np.ndarray) -> np.ndarray:
 
 def plan(assignment: Assignment, reference: Reference, seed: int) -> list[CheckPlan]:
     """Plans for every check of the assignment."""
+    for i, c in enumerate(assignment.spec.checks):
+        if c.consistency is not None and not callable(getattr(reference.module, c.consistency.reference_loss, None)):
+            raise SpecError(
+                f"{assignment.path(SPEC_FILE)}: checks[{i}].consistency.reference_loss: function "
+                f"{c.consistency.reference_loss!r} is not defined in {assignment.spec.reference}"
+            )
     return [plan_check(assignment, reference, c, seed) for c in assignment.spec.checks]
 
 

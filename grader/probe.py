@@ -197,8 +197,20 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
         publish(data={"application/x-grader-" + nonce + "+json": {"nonce": nonce, "answers": answers}},
                 metadata={})
 
+    modules, baseline = sys.modules, frozenset(sys.modules)  # before any student cell runs
+
+    def loaded(nonce, request):
+        # which of the named top-level modules the notebook has imported since the prelude
+        names = decode_json(request)
+        keys = list_(modules)
+        hits = [n for n in names if n not in baseline
+                and any(k == n or k.startswith(n + ".") for k in keys)]
+        publish(data={"application/x-grader-" + nonce + "+json": {"nonce": nonce, "answers": [
+            {"id": n, "found": n, "value": {"t": "none"}} for n in hits]}}, metadata={})
+
     mod = ModuleType(modname)
     mod.probe = probe
+    mod.loaded = loaded
     sys.modules[modname] = mod
 
 _grader_install(%(modname)r, %(max_elements)d, %(max_payload)d, %(max_items)d, %(max_depth)d)
@@ -272,6 +284,11 @@ def request_source(modname: str, nonce: str, items: list[ProbeItem]) -> str:
         }
     )
     return f"__import__('sys').modules[{modname!r}].probe({nonce!r}, {payload!r})"
+
+
+def loaded_source(modname: str, nonce: str, names: list[str]) -> str:
+    """Kernel code asking which of `names` (top-level modules) the notebook imported."""
+    return f"__import__('sys').modules[{modname!r}].loaded({nonce!r}, {json.dumps(names)!r})"
 
 
 def new_nonce() -> str:

@@ -124,6 +124,38 @@ class Part(_Strict):
     shape: Literal["strict", "allow_transpose"] | None = None
     rtol: float | None = None
     atol: float | None = None
+    axes: list[str] = Field(default_factory=list)  # names of rows/columns for feedback (see Check.axes)
+
+
+class Consistency(_Strict):
+    """How to rebuild the student's loss from its own functions, for a finite-difference check.
+
+    The student's `forward` is called with `forward_args` (names of the check's inputs; a
+    dotted name reaches into a dict input, e.g. "params.W1"); its output (the first item if it
+    returns a tuple) goes to the student's `loss` (called as loss(output, *loss_args)) when the
+    notebook defines one, else to the reference function `reference_loss` (same arguments).
+    `params` maps each part key of the gradient check to the input it differentiates
+    (default: the input named like the key).
+    """
+
+    forward: str
+    forward_aliases: list[str] = Field(default_factory=list)
+    forward_args: list[str]
+    forward_check: str | None = None  # id of the check that grades the forward pass
+    loss: str | None = None
+    loss_aliases: list[str] = Field(default_factory=list)
+    loss_args: list[str] = Field(default_factory=list)
+    reference_loss: str
+    params: dict[str, str] = Field(default_factory=dict)
+    step: float = Field(default=1e-6, gt=0)
+    max_elements: int = Field(default=32, ge=1, le=256)  # per parameter; larger ones are sampled
+
+
+class Rerun(_Strict):
+    """Re-run the notebook with its given sample replaced by fresh values (hard-coding check)."""
+
+    inputs: str  # the input set holding the notebook's given sample (names as the notebook has them)
+    fresh: str  # an input set drawing fresh values for the same names
 
 
 class Check(_Strict):
@@ -159,6 +191,17 @@ class Check(_Strict):
     then_args: list[str] = Field(default_factory=list)
     labels: str | None = None
     margin: float = Field(default=0.05, ge=0, le=1)
+    # Feedback: names of the rows / columns of a matrix result, e.g. ["hidden unit", "input"];
+    # "{}" marks where the 1-based index goes ("the weights into hidden unit {}").
+    axes: list[str] = Field(default_factory=list)
+    # Hard-coding check for functions: also call the function on this input set (the notebook's
+    # given sample), with `given_args` (default: `args`) in the same positions as `args`.
+    given: str | None = None
+    given_args: list[str] = Field(default_factory=list)
+    # Stability check: also call the function on this input set of extreme but valid values.
+    extreme: str | None = None
+    stable_hint: str = ""  # what to write instead, said when the result is nan/inf there
+    consistency: Consistency | None = None
 
     @model_validator(mode="after")
     def _defaults(self) -> Check:
@@ -210,9 +253,11 @@ class Spec(_Strict):
     inputs: dict[str, InputSet]
     checks: list[Check]
     variants: list[Variant] = Field(default_factory=list)
+    rerun: Rerun | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> Spec:
+        self._cross_extra()
         ids = [c.id for c in self.checks]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:
@@ -235,6 +280,30 @@ class Spec(_Strict):
                             f"check {c.id!r} passes {a!r}, which input set {c.inputs!r} does not define",
                         )
         return self
+
+
+    def _cross_extra(self) -> None:
+        """Input sets named by the diagnosis fields (given, extreme, rerun) exist and fit."""
+        for i, c in enumerate(self.checks):
+            for field in ("given", "extreme"):
+                name = getattr(c, field)
+                if name is not None and name not in self.inputs:
+                    raise _FieldError(f"checks[{i}].{field}", f"check {c.id!r} names input set {name!r}, which is not defined")
+            if c.given_args and len(c.given_args) != len(c.args):
+                raise _FieldError(f"checks[{i}].given_args", "given_args must list one name per entry of args")
+            if c.given and self.inputs[c.given].generator is None:
+                declared = self.inputs[c.given].variables
+                for a in c.given_args or c.args:
+                    if a not in declared:
+                        raise _FieldError(f"checks[{i}].given_args", f"input set {c.given!r} does not define {a!r}")
+        if self.rerun is not None:
+            for field in ("inputs", "fresh"):
+                if getattr(self.rerun, field) not in self.inputs:
+                    raise _FieldError(f"rerun.{field}", f"input set {getattr(self.rerun, field)!r} is not defined")
+            given = set(self.inputs[self.rerun.inputs].variables)
+            fresh = set(self.inputs[self.rerun.fresh].variables)
+            if self.inputs[self.rerun.fresh].generator is None and not given <= fresh:
+                raise _FieldError("rerun.fresh", f"input set {self.rerun.fresh!r} must define {sorted(given - fresh)}")
 
 
 class _FieldError(ValueError):

@@ -1,0 +1,174 @@
+"""Hard-coding check for notebook variables: re-run the notebook on a fresh sample.
+
+The notebook runs again in a fresh kernel; right after the statement that first assigns the
+given sample (`x0 = ...`, `W1 = ...`), a grader cell replaces those variables with freshly
+drawn values. Variables the notebook computes follow; numbers typed or printed in do not.
+A variable that was right on the given sample and does not follow is flagged `hardcoded`.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from nbformat import NotebookNode
+
+from .compare import compare, numeric
+from .diagnose import hardcoded_variable
+from .execute import execute
+from .expected import Reference, select
+from .inputs import draw, rng_for
+from .judge import select_part
+from .kernel import KernelLauncher, make_workspace
+from .notebook import Submission
+from .plan import CheckPlan
+from .probe import (
+    ProbeItem,
+    new_module_name,
+    new_nonce,
+    prelude_source,
+    read_answers,
+    request_source,
+)
+from .report import CheckResult
+from .spec import Assignment
+
+
+def _assigned_names(stmt: ast.stmt) -> set[str]:
+    names: set[str] = set()
+    targets: list[ast.expr] = []
+    if isinstance(stmt, ast.Assign):
+        targets = list(stmt.targets)
+    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
+        targets = [stmt.target]
+    for t in targets:
+        for node in ast.walk(t):
+            if isinstance(node, ast.Name):
+                names.add(node.id)
+    return names
+
+
+def split_point(source: str, names: Sequence[str]) -> int | None:
+    """In a cell, the line after the last top-level statement assigning one of `names` (None: none does)."""
+    try:
+        tree = ast.parse("\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines()))
+    except (SyntaxError, ValueError):
+        return None
+    end = None
+    for stmt in tree.body:
+        if _assigned_names(stmt) & set(names):
+            end = stmt.end_lineno
+    return end
+
+
+def assignment_source(values: dict[str, Any]) -> str:
+    """Python that sets each variable to a value (float repr round-trips exactly)."""
+    lines = []
+    for name, v in values.items():
+        if isinstance(v, np.ndarray):
+            lines.append(f"{name} = __import__('numpy').array({v.tolist()!r}, dtype=float)")
+        else:
+            lines.append(f"{name} = {float(v)!r}")
+    return "\n".join(lines)
+
+
+def with_fresh_sample(nb: NotebookNode, values: dict[str, Any]) -> NotebookNode | None:
+    """A copy of the notebook whose given sample is replaced right after it is first assigned."""
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        end = split_point(cell.source, list(values))
+        if end is None:
+            continue
+        lines = cell.source.splitlines()
+        out = copy.deepcopy(nb)
+        head = copy.deepcopy(cell)
+        head.source = "\n".join(lines[:end])
+        tail = copy.deepcopy(cell)
+        tail.source = "\n".join(lines[end:])
+        inject = copy.deepcopy(cell)
+        inject.source = assignment_source(values)
+        new_cells = [head, inject] + ([tail] if tail.source.strip() else [])
+        out.cells = list(nb.cells[:i]) + new_cells + list(nb.cells[i + 1:])
+        return out
+    return None
+
+
+async def rerun_given(
+    submission: Submission,
+    asg: Assignment,
+    reference: Reference,
+    plans: list[CheckPlan],
+    results: list[CheckResult],
+    launcher: KernelLauncher,
+    seed: int,
+    cell_timeout: float,
+    total_timeout: float,
+) -> None:
+    """Flag given-sample variables that were right but do not follow a fresh sample."""
+    spec = asg.spec
+    if spec.rerun is None:
+        return
+    by_id = {r.id: r for r in results}
+    watched = [
+        p for p in plans
+        if p.check.kind == "variable" and p.check.inputs == spec.rerun.inputs
+        and all(by_id.get(t.id) is not None and by_id[t.id].status == "pass" for t in p.targets)
+    ]
+    if not watched:
+        return
+    given_names = list(spec.inputs[spec.rerun.inputs].variables)
+    fresh_set = spec.inputs[spec.rerun.fresh]
+    generator = reference.function(fresh_set.generator) if fresh_set.generator else None
+    fresh = draw(fresh_set, rng_for(seed, "rerun"), 0, generator)
+    values = {n: fresh[n] for n in given_names if n in fresh}
+    nb = with_fresh_sample(submission.nb, values)
+    if nb is None:
+        return
+    workspace = make_workspace(submission.path, [asg.path(f) for f in spec.files])
+    modname = new_module_name()
+    try:
+        try:
+            session = await execute(nb, workspace, launcher, prelude_source(modname), cell_timeout, total_timeout)
+        except RuntimeError:
+            return  # no second kernel: nothing to conclude
+        try:
+            items = [ProbeItem(p.check.id, "variable", [p.check.target, *p.check.aliases]) for p in watched]
+            nonce = new_nonce()
+            status, outputs = await session.run_code(request_source(modname, nonce, items), 30)
+            answers, claims = read_answers(outputs, nonce) if status == "ok" else ({}, 0)
+        finally:
+            await session.close()
+    finally:
+        workspace.cleanup()
+    if claims != 1:
+        return
+    for p in watched:
+        ans = answers.get(p.check.id)
+        if ans is None or ans.found is None:
+            continue
+        expected_all = reference.call(p.check.reference, [values.get(a, fresh.get(a)) for a in p.check.args])
+        for target in p.targets:
+            key = target.part.key if target.part is not None else p.check.part
+            expected = select(expected_all, key)
+            part, _ = select_part(ans.value, target, expected)
+            if part is None or numeric(part) is None:
+                continue  # gone or not numeric after the re-run: inconclusive
+            c = compare(part, expected, target.rtol, target.atol, target.allow_transpose)
+            if c.ok:
+                continue
+            before = p.trials[0].expected[target.id]
+            unchanged = compare(part, before, target.rtol, target.atol, target.allow_transpose).ok
+            _flag(by_id[target.id], hardcoded_variable(target.label, unchanged, given_names), spec.policy.hardcoded_scores_zero)
+
+
+def _flag(result: CheckResult, diagnosis: Any, scores_zero: bool) -> None:
+    result.diagnosis.insert(0, diagnosis)
+    result.detail["hardcoded"] = True
+    if scores_zero:
+        result.status = "fail"
+        result.points = 0.0
+        result.message = diagnosis.message
