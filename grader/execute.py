@@ -8,6 +8,7 @@ kernel without it, so that what was defined before is still graded.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,10 +83,14 @@ class _Client(NotebookClient):
         self.truncated = False
         self.last_reply = None
         self.started = False  # the kernel announced it began running the code
+        self.idle_seen = False  # ... and that it finished (the last message of a cell on IOPub)
 
     def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
-        if msg.get("msg_type") == "execute_input":
+        kind = msg.get("msg_type")
+        if kind == "execute_input":
             self.started = True
+        elif kind == "status" and msg.get("content", {}).get("execution_state") == "idle":
+            self.idle_seen = True
         return super().process_message(msg, cell, cell_index)
 
     def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
@@ -222,6 +227,10 @@ class Session:
         finally:
             client.nb = student_nb
         reply = (client.last_reply or {}).get("content", {})
+        if not client.idle_seen and reply.get("ename") != "CellTimeoutError":
+            # A message over the size limit makes ZeroMQ drop the IOPub connection for good:
+            # connect afresh, or every later output (probe answers too) would be lost.
+            await self._reconnect_iopub()
         if reply.get("status") == "error":
             if reply.get("ename") == "CellTimeoutError":
                 if not await self._recovered():
@@ -229,6 +238,20 @@ class Session:
                 return "timeout", list(cell.get("outputs", []))
             return "error", list(cell.get("outputs", []))
         return "ok", list(cell.get("outputs", []))
+
+    async def _reconnect_iopub(self) -> None:
+        kc = self.client.kc if self.client is not None else None
+        if kc is None:
+            return
+        self.record.output_truncated = True
+        self.record.event("output limit: a message from the kernel was over the size limit and was dropped")
+        try:
+            kc.iopub_channel.stop()
+            kc._iopub_channel = None  # the property makes a new socket
+            kc.iopub_channel.start()
+        except Exception:
+            return
+        await asyncio.sleep(0.3)  # let the new subscription reach the kernel
 
     async def _recovered(self) -> bool:
         """After an interrupt: is the kernel idle again? If not, it is as good as dead."""
@@ -261,7 +284,7 @@ class Session:
                     runs.append(self._fatal_runs[i])
                     continue
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self.record.total_timed_out:
                     self.record.total_timed_out = self.record.timed_out = True
                     runs.append(CellRun(i, "skipped", "TimeLimit", "the submission's time limit was reached first"))
                     continue

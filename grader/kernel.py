@@ -54,7 +54,7 @@ SIBLING_MAX_BYTES = 20 * 1024 * 1024
 # Environment variables worth keeping: they change numeric results or where things run, not secrets.
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
 # No single kernel message may be larger: a cell printing 1 GB cannot make the grader hold it.
-MAX_MESSAGE_BYTES = 160 * 1024 * 1024
+MAX_MESSAGE_BYTES = 96 * 1024 * 1024
 ISOLATION_LEVELS = ("sandbox", "namespace", "process")
 # The kernel's user inside the sandbox; nothing on the host is owned by it.
 SANDBOX_UID = 65534
@@ -441,6 +441,16 @@ def _works(argv: tuple[str, ...]) -> tuple[bool, str]:
     return True, ""
 
 
+@functools.cache
+def _cgroup_support() -> tuple[str | None, str]:
+    """Whether this process can make kernel cgroups: ("cgroup vN", "") or (None, why not)."""
+    cg, why = Cgroup.create(Limits())
+    if cg is None:
+        return None, why
+    cg.destroy()
+    return cg.describe(), ""
+
+
 def _is_root() -> bool:
     return os.geteuid() == 0
 
@@ -449,16 +459,18 @@ class LocalKernelLauncher:
     """A new ipykernel process of the grader's own Python, limited, with a minimal environment.
 
     `isolation` is "auto" (the strongest level that works here), or one of ISOLATION_LEVELS;
-    asking for a level that is not available is an error. `cgroup=False` skips cgroups.
+    asking for a level that is not available is an error. Unset, it is read from the
+    NNGRADER_ISOLATION environment variable (default "auto"). `cgroup=False` skips cgroups.
     """
 
     def __init__(
         self,
         limits: Limits | None = None,
         python: str | None = None,
-        isolation: str = "auto",
+        isolation: str | None = None,
         cgroup: bool = True,
     ):
+        isolation = isolation or os.environ.get("NNGRADER_ISOLATION") or "auto"
         if isolation not in ("auto", *ISOLATION_LEVELS):
             raise GraderError(
                 f"unknown isolation level {isolation!r} (choose auto, {', '.join(ISOLATION_LEVELS)})"
@@ -493,7 +505,8 @@ class LocalKernelLauncher:
             exe = shutil.which("unshare")
             if exe is None:
                 return ["/nonexistent/unshare"]
-            args = [exe, "--net", "--ipc", "--pid", "--fork", "--kill-child"]
+            # A /proc of its own: the grader's processes (and their folders) are not listed.
+            args = [exe, "--net", "--ipc", "--pid", "--fork", "--kill-child", "--mount-proc"]
             if not _is_root():
                 args.insert(1, "--map-root-user")
             return args
@@ -667,12 +680,14 @@ class LocalKernelLauncher:
             d["network"] = "NOT isolated: the kernel can reach the network"
             d["filesystem"] = "the grader user's: readable and writable as that user"
             d["user"] = "the grader's user"
-        cg = self.last_cgroup
-        if cg is not None:
-            d["memory_limit"] = f"{cg.describe()}: {self.limits.memory_mb} MB for the kernel and its children"
-            d["process_limit"] = f"{cg.describe()}: {self.limits.processes} processes"
+        cg_kind, note = (self.last_cgroup.describe(), "") if self.last_cgroup else (None, self.cgroup_note)
+        if self.last_cgroup is None and not self.cgroup_note and self.use_cgroup:  # no kernel yet: try
+            cg_kind, note = _cgroup_support()
+        if cg_kind is not None:
+            d["memory_limit"] = f"{cg_kind}: {self.limits.memory_mb} MB for the kernel and its children"
+            d["process_limit"] = f"{cg_kind}: {self.limits.processes} processes"
         else:
-            d["memory_limit"] = f"per process (RLIMIT_AS {self.limits.memory_mb} MB); no cgroup ({self.cgroup_note or 'not started'})"
+            d["memory_limit"] = f"per process (RLIMIT_AS {self.limits.memory_mb} MB); no cgroup ({note})"
             if _is_root():
                 d["process_limit"] = "NOT limited: RLIMIT_NPROC does not bind root and no cgroup is available"
             else:
