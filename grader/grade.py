@@ -9,11 +9,11 @@ from pathlib import Path
 
 from .consistency import check_consistency
 from .errors import GraderError, UnknownAssignment
-from .execute import ExecutionRecord, Session, execute
+from .execute import MAX_CELL_OUTPUT_BYTES, ExecutionRecord, Session, execute
 from .expected import Reference
 from .imports import forbidden_imports
 from .judge import judge
-from .kernel import KernelLauncher, LocalKernelLauncher, make_workspace
+from .kernel import KernelLauncher, LocalKernelLauncher, cleanup_all, interruptible, make_workspace
 from .notebook import Submission, read_submission
 from .plan import CheckPlan, plan
 from .probe import (
@@ -55,16 +55,21 @@ def grade_notebook(
     launcher: KernelLauncher | None = None,
 ) -> Report:
     """Grade one notebook; raises GraderError if the notebook or the assignment is unusable."""
-    return asyncio.run(
-        grade_notebook_async(
-            path,
-            assignment,
-            seed=seed,
-            cell_timeout=cell_timeout,
-            total_timeout=total_timeout,
-            launcher=launcher,
-        )
-    )
+    try:
+        with interruptible():  # SIGTERM, too, stops the kernel and removes the temp folder
+            return asyncio.run(
+                grade_notebook_async(
+                    path,
+                    assignment,
+                    seed=seed,
+                    cell_timeout=cell_timeout,
+                    total_timeout=total_timeout,
+                    launcher=launcher,
+                )
+            )
+    except (KeyboardInterrupt, SystemExit):  # interrupted: nothing of this run may outlive it
+        cleanup_all()
+        raise
 
 
 async def grade_notebook_async(
@@ -112,7 +117,7 @@ async def grade_notebook_async(
         submission={"path": str(submission.path), "sha256": submission.sha256},
         seed=seed,
         max_score=asg.max_score,
-        execution=_execution(session.record, launcher),
+        execution=_execution(session.record, launcher, cell_timeout, total_timeout),
         checks=results,
         flags=flags,
     )
@@ -157,8 +162,20 @@ async def _probe(session: Session, modname: str, p: CheckPlan, flags: list[Flag]
     return answers, status
 
 
-def _execution(record: ExecutionRecord, launcher: KernelLauncher) -> Execution:
+def _execution(record: ExecutionRecord, launcher: KernelLauncher, cell_timeout: float = 0.0,
+               total_timeout: float = 0.0) -> Execution:
+    isolation = launcher.describe()
+    limits = {"cell_timeout_s": cell_timeout, "total_timeout_s": total_timeout,
+              "output_per_cell_kb": MAX_CELL_OUTPUT_BYTES // 1024}
+    for key in ("memory_mb", "processes", "file_size_mb", "open_files"):
+        if key in isolation:
+            limits[key] = isolation[key]
     return Execution(
+        ran_cells=[c.index + 1 for c in record.cells if c.status in ("ok", "error")],
+        timed_out_cells=[c.index + 1 for c in record.cells if c.status == "timeout"],
+        total_timed_out=record.total_timed_out,
+        limits=limits,
+        limit_events=list(record.limit_events),
         cell_errors=[CellError(c.index + 1, c.ename, c.evalue) for c in record.errors],
         timed_out=record.timed_out,
         kernel_died=record.kernel_died,
@@ -168,5 +185,5 @@ def _execution(record: ExecutionRecord, launcher: KernelLauncher) -> Execution:
         output_truncated=record.output_truncated,
         restarts=record.restarts,
         duration_s=round(record.duration_s, 3),
-        isolation=launcher.describe(),
+        isolation=isolation,
     )

@@ -58,6 +58,12 @@ class Execution:
     restarts: int = 0
     duration_s: float = 0.0
     isolation: dict[str, Any] = field(default_factory=dict)
+    # 1-based cells that ran to the end (with or without an error), and those stopped by a time limit
+    ran_cells: list[int] = field(default_factory=list)
+    timed_out_cells: list[int] = field(default_factory=list)
+    total_timed_out: bool = False  # the submission's own time limit was reached
+    limits: dict[str, Any] = field(default_factory=dict)  # the limits in force
+    limit_events: list[str] = field(default_factory=list)  # limits that were hit, in words
 
 
 @dataclass
