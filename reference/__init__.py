@@ -41,6 +41,19 @@ def derivative(f: Callable[[Tensor], Tensor], z: Tensor) -> Tensor:
     return g
 
 
+def with_derivative(f: Callable[[Tensor], Tensor], df: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """An elementwise function with the value of f but whose autograd derivative is df.
+
+    Builds wrong-answer variants by autograd: a student whose forward pass is right but who
+    multiplies by df in the backward pass (d/dz [c * (z - z.detach())] = c; the term's value is 0).
+    """
+
+    def g(z: Tensor) -> Tensor:
+        return f(z).detach() + df(z).detach() * (z - z.detach())
+
+    return g
+
+
 def grad(loss: Callable[..., Tensor], **params: Tensor) -> dict[str, Tensor]:
     """Gradients of the scalar `loss(**params)` with respect to every parameter, by autograd."""
     leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}

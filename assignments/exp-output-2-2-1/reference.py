@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import torch
 
-from reference import Tensor, grad, half_squared_error, sigmoid, squared_error
+from reference import Tensor, grad, half_squared_error, sigmoid, squared_error, with_derivative
 
 Elementwise = Callable[[Tensor], Tensor]
 
@@ -43,18 +43,6 @@ def gradients(x, y, W1, b1, W2, b2):
 
 # --- known wrong answers -------------------------------------------------------------------
 
-
-def with_derivative(f: Elementwise, df: Elementwise) -> Elementwise:
-    """An elementwise function with the value of f but whose autograd derivative is df.
-
-    Models a student who computes the forward pass right but uses the local derivative df in
-    backpropagation: d/dz [c * (z - z.detach())] = c, and the value of that term is 0.
-    """
-
-    def g(z: Tensor) -> Tensor:
-        return f(z).detach() + df(z).detach() * (z - z.detach())
-
-    return g
 
 
 def _variant_gradients(x, y, W1, b1, W2, b2, *, hidden=sigmoid, output=exp, loss=half_squared_error):

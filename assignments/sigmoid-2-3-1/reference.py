@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import torch
 
-from reference import derivative, grad, half_squared_error, sigmoid, squared_error
+from reference import derivative, grad, half_squared_error, sigmoid, squared_error, with_derivative
 
 Tensor = torch.Tensor
 Elementwise = Callable[[Tensor], Tensor]
@@ -37,17 +37,6 @@ def gradients(x, t, W1, W2):
 
 # ------------------------------------------------------------------ wrong variants
 
-
-def with_derivative(f: Elementwise, df: Elementwise) -> Elementwise:
-    """An elementwise function with the value of f but whose autograd derivative is df.
-
-    Models a student whose forward pass is right but who multiplies by df in the backward pass.
-    """
-
-    def g(z: Tensor) -> Tensor:
-        return f(z).detach() + df(z).detach() * (z - z.detach())
-
-    return g
 
 
 def _variant_gradients(x, t, W1, W2, *, hidden=sigmoid, output=sigmoid, loss=half_squared_error):
