@@ -18,7 +18,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
-from .kernel import Cgroup, KernelLauncher, Workspace, exit_cause, stop_kernel
+from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_cause, stop_kernel
 
 MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
 MAX_PROBE_OUTPUT_BYTES = 96 * 1024 * 1024  # a probe answer carries arrays
@@ -142,6 +142,7 @@ class Session:
         self.broken = ""  # why the kernel became unusable while still running, if it did
 
     async def _start(self, prelude: str) -> None:
+        check_interrupted()
         self.km = await self.launcher.start(self.workspace)
         self.client = _Client(
             self.nb,
@@ -226,6 +227,7 @@ class Session:
             return "died", list(cell.get("outputs", []))
         finally:
             client.nb = student_nb
+            check_interrupted()  # the grader is stopping: whatever happened to the cell, go no further
         reply = (client.last_reply or {}).get("content", {})
         if not client.idle_seen and reply.get("ename") != "CellTimeoutError":
             # A message over the size limit makes ZeroMQ drop the IOPub connection for good:

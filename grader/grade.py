@@ -13,7 +13,14 @@ from .execute import MAX_CELL_OUTPUT_BYTES, ExecutionRecord, Session, execute
 from .expected import Reference
 from .imports import forbidden_imports
 from .judge import judge
-from .kernel import KernelLauncher, LocalKernelLauncher, cleanup_all, interruptible, make_workspace
+from .kernel import (
+    KernelLauncher,
+    LocalKernelLauncher,
+    cleanup_all,
+    interrupted,
+    interruptible,
+    make_workspace,
+)
 from .notebook import Submission, read_submission
 from .plan import CheckPlan, plan
 from .probe import (
@@ -55,18 +62,25 @@ def grade_notebook(
     launcher: KernelLauncher | None = None,
 ) -> Report:
     """Grade one notebook; raises GraderError if the notebook or the assignment is unusable."""
-    try:
-        with interruptible():  # SIGTERM, too, stops the kernel and removes the temp folder
-            return asyncio.run(
-                grade_notebook_async(
-                    path,
-                    assignment,
-                    seed=seed,
-                    cell_timeout=cell_timeout,
-                    total_timeout=total_timeout,
-                    launcher=launcher,
-                )
+    async def run() -> Report:
+        task = asyncio.current_task()
+        with interruptible(task):  # Ctrl-C and SIGTERM stop the kernel and remove the temp folder
+            return await grade_notebook_async(
+                path,
+                assignment,
+                seed=seed,
+                cell_timeout=cell_timeout,
+                total_timeout=total_timeout,
+                launcher=launcher,
             )
+
+    try:
+        return asyncio.run(run())
+    except asyncio.CancelledError:
+        cleanup_all()
+        if interrupted():
+            raise KeyboardInterrupt from None
+        raise
     except (KeyboardInterrupt, SystemExit):  # interrupted: nothing of this run may outlive it
         cleanup_all()
         raise

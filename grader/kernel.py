@@ -21,6 +21,7 @@ its children. `describe()` says which of these a run actually got.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import contextlib
 import functools
@@ -176,29 +177,47 @@ def cleanup_all() -> None:
 atexit.register(cleanup_all)
 
 
-@contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """While grading, SIGTERM and SIGHUP interrupt like Ctrl-C, so that cleanup code runs.
+_interrupted = threading.Event()
 
-    (By default SIGTERM ends Python at once, leaving kernels and temp folders behind.)
-    Only the main thread can install handlers; elsewhere this does nothing.
+
+def interrupted() -> bool:
+    """Whether the grader was told to stop (Ctrl-C, SIGTERM, SIGHUP) during `interruptible()`."""
+    return _interrupted.is_set()
+
+
+def check_interrupted() -> None:
+    """Raise CancelledError if the grader was told to stop: no more kernel work."""
+    if _interrupted.is_set():
+        raise asyncio.CancelledError("the grader was interrupted")
+
+
+@contextlib.contextmanager
+def interruptible(task: asyncio.Task[Any] | None = None) -> Iterator[None]:
+    """While grading, SIGINT, SIGTERM and SIGHUP stop the run cleanly.
+
+    By default SIGTERM ends Python at once, leaving kernels and temp folders behind. Here a
+    signal sets a flag and cancels `task` (the grading coroutine's task), so its cleanup code
+    runs on the way out; nbclient reports a cancelled cell as a dead kernel, so the execution
+    layer checks the flag after every kernel call and goes no further (no restart). Without
+    a task the signal raises KeyboardInterrupt. Only the main thread can install handlers;
+    elsewhere this does nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _interrupted.clear()
+    loop = task.get_loop() if task is not None else None
 
-    def forward(signum: int, frame: Any) -> None:
-        # Whatever handles Ctrl-C now (asyncio's runner cancels the main task) handles this too.
-        handler = signal.getsignal(signal.SIGINT)
-        if callable(handler):
-            handler(signal.SIGINT, frame)
-        else:
+    def stop(signum: int, frame: Any) -> None:
+        _interrupted.set()
+        if task is None or loop is None or task.done() or loop.is_closed():
             raise KeyboardInterrupt
+        loop.call_soon_threadsafe(task.cancel)
 
     previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         try:
-            previous[sig] = signal.signal(sig, forward)
+            previous[sig] = signal.signal(sig, stop)
         except (ValueError, OSError):
             continue
     try:
