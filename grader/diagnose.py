@@ -283,3 +283,13 @@ def unstable(name: str, where: str, hint: str) -> Diagnosis:
         f"{name} returns nan or inf for extreme but valid inputs{where}, where the true value is finite "
         f"(an overflow).{tail}",
     )
+
+
+def unstable_overflow(name: str, hint: str) -> Diagnosis:
+    """A function whose values survive extreme inputs only because an overflow gave inf in a harmless place."""
+    tail = f" {hint}" if hint else ""
+    return Diagnosis(
+        "unstable",
+        f"{name} overflows for extreme but valid inputs (numpy warns: overflow, e.g. exp of a large number); "
+        f"its results are still right there, but only because inf landed where it does no harm.{tail}",
+    )

@@ -160,6 +160,9 @@ async def _probe(session: Session, modname: str, p: CheckPlan, flags: list[Flag]
     for which, side in (("given", p.given), ("extreme", p.extreme)):  # unscored: diagnosis only
         if side is not None:
             items.append(ProbeItem(f"{check.id}#{which}", "function", [check.target, *check.aliases], side.args, check.args))
+    if p.extreme is not None:  # the same extreme inputs, with numpy overflow raising
+        items.append(ProbeItem(f"{check.id}#extreme_fp", "function", [check.target, *check.aliases],
+                               p.extreme.args, check.args, fp_raise=True))
     nonce = new_nonce()
     timeout = check.timeout * len(items) + 5
     status, outputs = await session.run_code(request_source(modname, nonce, items), timeout)

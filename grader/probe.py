@@ -34,6 +34,7 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
     ns = ip.user_ns
     publish = ip.display_pub.publish
     asarray, ndarray, float64, frombuffer = numpy.asarray, numpy.ndarray, numpy.float64, numpy.frombuffer
+    errstate = numpy.errstate
     tobytes = numpy.ndarray.tobytes
     b2a, a2b = binascii.b2a_base64, binascii.a2b_base64
     # The C scanner is bound now: patching json (module or class) later does not reach it.
@@ -219,7 +220,11 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
             else:
                 try:
                     args = [decode_arg(a) for a in item["args"]]
-                    result = call(obj, args, item.get("argnames") or [])
+                    if item.get("fp_raise"):  # stability check: a numpy overflow raises
+                        with errstate(over="raise"):
+                            result = call(obj, args, item.get("argnames") or [])
+                    else:
+                        result = call(obj, args, item.get("argnames") or [])
                 except exc_types as e:
                     ans["value"] = error_of(e)
                 else:
@@ -280,6 +285,7 @@ class ProbeItem:
     # kind "pipeline": the first call's result is passed to `then_names` where then_args holds RESULT
     then_names: list[str] = field(default_factory=list)
     then_args: list[Any] = field(default_factory=list)
+    fp_raise: bool = False  # call with numpy overflow raising FloatingPointError
 
 
 RESULT = object()  # placeholder in ProbeItem.then_args for the first call's result
@@ -312,6 +318,7 @@ def request_source(modname: str, nonce: str, items: list[ProbeItem]) -> str:
                     "argnames": it.argnames,
                     "then_names": it.then_names,
                     "then_args": [{"r": 1} if a is RESULT else encode_arg(a) for a in it.then_args],
+                    "fp_raise": it.fp_raise,
                 }
                 for it in items
             ]
