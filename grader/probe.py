@@ -51,7 +51,10 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
     type_name_of = type.__dict__["__name__"].__get__
     type_module_of = type.__dict__["__module__"].__get__
     array_size_of = ndarray.__dict__["size"].__get__
-    plain_scalars = (str, int, float, bool)
+
+    def is_plain(x):  # by identity: a metaclass's __eq__ never runs
+        tp = type_(x)
+        return tp is str_ or tp is int_ or tp is float_ or tp is bool_
 
     # Anything a notebook's code raises is an answer, except the grader's own interrupt.
     exc_types = (Exception, SystemExit, GeneratorExit)
@@ -75,12 +78,15 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
         # str() of a notebook's own exception class could run its code (and never return):
         # only exceptions with a built-in __str__ and plain arguments are shown
         def text():
-            plain = type_(e.args) is tuple_ and all(type_(a) in plain_scalars for a in e.args)
+            plain = type_(e.args) is tuple_ and all(is_plain(a) for a in e.args)
             return str_(e) if plain and not isinstance_(type_(e).__str__, FunctionType) else "?"
         return {"t": "error", "ename": safe_text(lambda: type_name_of(type_(e)), 80), "evalue": safe_text(text)}
 
     def tname(obj):
         return safe_text(lambda: type_name_of(type_(obj)), 80)
+
+    def key_text(k):  # a key's own __str__ could run the notebook's code: plain keys only
+        return safe_text(lambda: str_(k), 80) if is_plain(k) else "<" + tname(k) + ">"
 
     def decode_arg(a):
         if "d" in a:
@@ -125,7 +131,7 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
                 if issubclass_(tp, dict_):
                     items = list_(islice(dict_.items(obj), max_items))
                     return {"t": "dict", "n": dict_.__len__(obj),
-                            "items": [[safe_text(lambda: str_(k), 80), encode(v, depth + 1)] for k, v in items]}
+                            "items": [[key_text(k), encode(v, depth + 1)] for k, v in items]}
                 base = tuple_ if issubclass_(tp, tuple_) else list_
                 seq = {"t": "seq", "tuple": base is tuple_, "n": base.__len__(obj),
                        "items": [encode(v, depth + 1) for v in islice(base.__iter__(obj), max_items)]}
