@@ -265,3 +265,28 @@ def test_variants_are_computed_per_trial_for_the_checks_whose_reference_they_rep
     assert [n for n, _ in plans["sigmoid_derivative"].variants] == ["sigma_for_sigma_prime", "derivative_of_input"]
     assert plans["sigmoid"].variants == []
     assert grads.given is not None and plans["sigmoid"].extreme is not None and grads.extreme is None
+
+
+def test_the_hardcoding_policy_decides_whether_a_flagged_variable_keeps_its_points():
+    from grader.report import CheckResult
+    from grader.rerun import _flag
+
+    def passing() -> CheckResult:
+        return CheckResult("y", "y", "variable", "public", "pass", 1.0, 1.0, "matches the expected value")
+
+    d = hardcoded_variable("y", True, ["x0"])
+    kept, zeroed = passing(), passing()
+    _flag(kept, d, scores_zero=False)
+    _flag(zeroed, d, scores_zero=True)
+    assert (kept.status, kept.points, kept.codes) == ("pass", 1.0, ["hardcoded"])
+    assert (zeroed.status, zeroed.points, zeroed.codes) == ("fail", 0.0, ["hardcoded"])
+
+
+def test_finite_differences_move_one_element_of_a_possibly_nested_input():
+    from grader.consistency import _with_element, get_path
+
+    inputs = {"X": np.ones((2, 3)), "params": {"W1": np.zeros((2, 2)), "b1": np.zeros((2, 1))}}
+    moved = _with_element(inputs, "params.W1", (1, 0), 1e-6)
+    assert get_path(moved, "params.W1")[1, 0] == 1e-6 and get_path(moved, "params.W1").sum() == 1e-6
+    assert inputs["params"]["W1"].sum() == 0  # the trial's own inputs are untouched
+    assert get_path(moved, "X") is not inputs["X"]
