@@ -254,23 +254,34 @@ def _rel(r: float) -> str:
 # ------------------------------------------------------------- beyond one comparison
 
 
-def hardcoded_function(name: str) -> Diagnosis:
-    """A function right on the notebook's own sample but wrong on fresh inputs."""
-    return Diagnosis(
-        "hardcoded",
-        f"{name} gives the right answer on the notebook's given sample but not on fresh inputs: "
-        "it must compute from its arguments, not from the notebook's variables or typed-in numbers.",
-    )
+def hardcoded_function(name: str, ignored: Sequence[str] = (), given: Sequence[str] = (), n_args: int = 0) -> Diagnosis:
+    """A function right on the notebook's own sample but wrong on fresh inputs, and which arguments it ignores."""
+    head = f"{name} gives the right answer on the notebook's given sample but not on fresh inputs"
+    if ignored and n_args and len(ignored) == n_args:
+        why = ("it returns that same answer whatever its arguments: compute it from the arguments "
+               "instead of typing in numbers or reading the notebook's variables.")
+    elif ignored:
+        pairs = ", ".join(a if a == g else f"{a} (it reads {g})" for a, g in zip(ignored, given))
+        why = f"it ignores its argument{'s' if len(ignored) > 1 else ''} {pairs} and uses the notebook's given values instead."
+    else:
+        why = "it must compute from its arguments, not from the notebook's variables or typed-in numbers."
+    return Diagnosis("hardcoded", f"{head}: {why}")
 
 
 def hardcoded_variable(name: str, unchanged: bool, inputs: Sequence[str]) -> Diagnosis:
-    """A variable that does not follow when the given sample changes."""
+    """A variable that does not follow when the given sample changes (`inputs`: those it does not follow)."""
     given = ", ".join(inputs)
-    how = ("it kept the same value" if unchanged else "it did not change as it should")
+    if unchanged:
+        return Diagnosis(
+            "hardcoded",
+            f"{name} is right for the given sample, but when the notebook was re-run with other values "
+            f"of {given}, it kept the same value: compute it from {given} instead of typing in the result.",
+        )
     return Diagnosis(
         "hardcoded",
-        f"{name} is right for the given sample, but when the notebook was re-run with other values "
-        f"of {given}, {how}: compute it from {given} instead of typing in the result.",
+        f"{name} is right for the given sample, but when the notebook was re-run with other values, it "
+        f"still used the old {given}: compute it from the variable{'s' if len(inputs) > 1 else ''} {given}, "
+        "not from typed-in numbers or values worked out earlier.",
     )
 
 

@@ -150,8 +150,9 @@ def _judge_target(plan: CheckPlan, target: Target, answers: dict[str, Answer], p
             how = "matches the expected value"
         return _result(target, "pass", how, notes + shaky, trials=n)
     diag = diagnose(label, failures, target.rtol, target.atol, variants=plan.variants, axes=axes)
-    if _right_on_given(plan, target, answers):
-        diag.insert(0, hardcoded_function(check.target))
+    ignored = _ignored_args(plan, target, failures) if _right_on_given(plan, target, answers) else None
+    if ignored is not None:
+        diag.insert(0, hardcoded_function(check.target, *ignored, n_args=len(check.args)))
     diag += shaky
     first = failures[0].comparison
     detail = _detail(first, target, n, len(failures))
@@ -178,6 +179,30 @@ def _right_on_given(plan: CheckPlan, target: Target, answers: dict[str, Answer])
     """Whether the function is right on the notebook's own sample (it failed on fresh inputs)."""
     got, expected = _side_value(plan, target, answers, "given")
     return got is not None and matches(got, expected, target.rtol, target.atol)
+
+
+def _ignored_args(plan: CheckPlan, target: Target, failures: list[Failure]) -> tuple[list[str], list[str]] | None:
+    """The fewest arguments that, read from the given sample instead, explain every failing trial.
+
+    Returns (the function's argument names, the given sample's names) or None if no choice does.
+    """
+    check = plan.check
+    common: set[tuple[int, ...]] | None = None
+    for f in failures:
+        trial = next((t for t in plan.trials if t.index == f.trial), None)
+        got = f.comparison.got
+        if trial is None or got is None or f.comparison.problem not in ("values", "nan"):
+            return None
+        hits = {subset for subset, value in trial.ignoring.get(target.id, [])
+                if value.shape == got.shape and matches(got, value, target.rtol, target.atol)}
+        common = hits if common is None else common & hits
+        if not common:
+            return None
+    if not common:
+        return None
+    best = min(common, key=lambda c: (len(c), c))
+    given_names = check.given_args or check.args
+    return [check.args[i] for i in best], [given_names[i] for i in best]
 
 
 def _extreme_note(plan: CheckPlan, target: Target, answers: dict[str, Answer], label: str) -> list[Diagnosis]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,8 @@ class Trial:
     expected: dict[str, np.ndarray] = field(default_factory=dict)  # target id -> value
     reference_result: Any = None
     variants: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # target id -> variant -> value
+    # hard-coding: target id -> [(argument positions taken from the given sample instead, value)]
+    ignoring: dict[str, list[tuple[tuple[int, ...], np.ndarray]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -114,6 +117,8 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
     ]
     if check.kind == "function" and check.given:
         out.given = side_trial(assignment, reference, check, targets, check.given, check.given_args or check.args, seed)
+        for trial in trials:
+            add_ignoring(reference, check, targets, trial, out.given)
     if check.kind == "function" and check.extreme:
         out.extreme = side_trial(assignment, reference, check, targets, check.extreme, check.args, seed)
     return out
@@ -133,6 +138,31 @@ def side_trial(
         key = target.part.key if target.part is not None else check.part
         trial.expected[target.id] = select(result, key)
     return trial
+
+
+MAX_IGNORED_ARGS = 6  # beyond this, only "ignores every argument" is tried
+
+
+def add_ignoring(reference: Reference, check: Check, targets: list[Target], trial: Trial, given: Trial) -> None:
+    """What the reference gives when some arguments are taken from the given sample instead of the trial.
+
+    A function that ignores those arguments (and reads the notebook's variables or typed-in
+    numbers) returns exactly that on fresh inputs.
+    """
+    n = len(trial.args)
+    subsets = (
+        [c for k in range(1, n + 1) for c in itertools.combinations(range(n), k)]
+        if n <= MAX_IGNORED_ARGS else [tuple(range(n))]
+    )
+    for subset in subsets:
+        args = [given.args[i] if i in subset else trial.args[i] for i in range(n)]
+        try:
+            result = reference.call(check.reference, [_copy(a) for a in args])
+            for target in targets:
+                key = target.part.key if target.part is not None else check.part
+                trial.ignoring.setdefault(target.id, []).append((subset, select(result, key)))
+        except Exception:  # given and fresh shapes do not mix: nothing to learn from this subset
+            continue
 
 
 def add_variants(assignment: Assignment, reference: Reference, check: Check, targets: list[Target], trial: Trial) -> None:

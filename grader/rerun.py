@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,7 +25,7 @@ from .inputs import draw, rng_for
 from .judge import select_part
 from .kernel import KernelLauncher, make_workspace
 from .notebook import Submission
-from .plan import CheckPlan
+from .plan import MAX_IGNORED_ARGS, CheckPlan
 from .probe import (
     ProbeItem,
     new_module_name,
@@ -33,7 +34,7 @@ from .probe import (
     read_answers,
     request_source,
 )
-from .report import CheckResult
+from .report import CheckResult, Diagnosis
 from .spec import Assignment
 
 
@@ -161,8 +162,39 @@ async def rerun_given(
             if c.ok:
                 continue
             before = p.trials[0].expected[target.id]
-            unchanged = compare(part, before, target.rtol, target.atol, target.allow_transpose).ok
-            _flag(by_id[target.id], hardcoded_variable(target.label, unchanged, given_names), spec.policy.hardcoded_scores_zero)
+            if compare(part, before, target.rtol, target.atol, target.allow_transpose).ok:
+                stale: list[str] | None = list(p.check.args)  # kept the same value
+            else:
+                stale = _stale_inputs(reference, p, target, key, part, values, fresh)
+            if stale is not None:
+                diagnosis = hardcoded_variable(target.label, len(stale) == len(p.check.args), stale)
+                _flag(by_id[target.id], diagnosis, spec.policy.hardcoded_scores_zero)
+            else:  # it follows the new sample, wrongly: a mistake the given sample hides, not hard-coding
+                by_id[target.id].diagnosis.append(Diagnosis(
+                    "wrong",
+                    f"{target.label} is right for the given sample, but not when the notebook is re-run with other "
+                    f"values of {', '.join(given_names)}: its computation has a mistake that the given sample hides.",
+                ))
+
+
+def _stale_inputs(
+    reference: Reference, p: CheckPlan, target: Any, key: Any, part: Any, values: dict[str, Any], fresh: dict[str, Any]
+) -> list[str] | None:
+    """The fewest inputs whose given-sample values, kept instead of the fresh ones, explain the variable."""
+    args = list(p.check.args)
+    given = p.trials[0].inputs
+    if len(args) > MAX_IGNORED_ARGS:
+        return None
+    for k in range(1, len(args)):
+        for subset in itertools.combinations(range(len(args)), k):
+            mixed = [given[a] if i in subset else values.get(a, fresh.get(a)) for i, a in enumerate(args)]
+            try:
+                value = select(reference.call(p.check.reference, mixed), key)
+            except Exception:  # shapes that do not mix: this subset explains nothing
+                continue
+            if compare(part, value, target.rtol, target.atol, target.allow_transpose).ok:
+                return [args[i] for i in subset]
+    return None
 
 
 def _flag(result: CheckResult, diagnosis: Any, scores_zero: bool) -> None:

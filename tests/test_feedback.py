@@ -103,11 +103,33 @@ def test_a_function_that_returns_the_sample_answer_is_hardcoded():
     rep = report("hardcoded_function")
     for t in ("gradients.W1", "gradients.W2"):
         assert codes(rep, t)[0] == "hardcoded"
+        assert "same answer whatever its arguments" in messages(rep, t)
         assert rep.check(t).points == 0
     # its variables are right on the sample, but do not follow a fresh one: zero by the policy
     for t in ("dL_dW1", "dL_dW2"):
         assert codes(rep, t)[0] == "hardcoded" and rep.check(t).points == 0
     assert rep.check("y").status == "pass" and rep.check("y").diagnosis == []
+
+
+def test_a_function_reading_the_notebooks_sample_instead_of_its_argument_is_hardcoded():
+    rep = report("uses_notebook_x0")
+    for t in ("gradients.W1", "gradients.W2"):
+        assert codes(rep, t)[0] == "hardcoded"
+        assert "ignores its argument x (it reads x0)" in messages(rep, t)
+    # its variables are computed on the sample, so they are right and follow a fresh one
+    assert all(rep.check(t).status == "pass" and not rep.check(t).diagnosis for t in ("y", "dL_dW1", "dL_dW2"))
+
+
+def test_a_function_wrong_only_where_the_sample_hides_it_is_not_called_hardcoded():
+    # the error is in hidden unit 2, whose gradient on the given sample is ~1e-23: right there,
+    # wrong on fresh inputs, yet it computes from its arguments; a plain mistake
+    rep = report("wrong_unit_2")
+    # its variable follows a fresh sample, wrongly: noted, not called hard-coded, points kept
+    sample = rep.check("dL_dW1")
+    assert sample.status == "pass" and sample.points == 1 and sample.codes == ["wrong"]
+    assert "a mistake that the given sample hides" in sample.diagnosis[0].message
+    assert codes(rep, "gradients.W1") == ["wrong", "inconsistent"]
+    assert "row 1 of the dL/dW1 returned by gradients, i.e. the weights into hidden unit 2" in messages(rep, "gradients.W1")
 
 
 def test_typed_in_results_without_functions_are_hardcoded():
