@@ -8,6 +8,7 @@ kernel without it, so that what was defined before is still graded.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import time
 from dataclasses import dataclass, field
@@ -354,6 +355,33 @@ class Session:
     def alive(self) -> bool:
         """Whether probes can still run."""
         return self.km is not None and self.client is not None
+
+
+def unrun_definitions(nb: NotebookNode, record: ExecutionRecord) -> dict[str, CellRun]:
+    """Top-level names defined by cells that did not run to the end (timed out, skipped, fatal).
+
+    So a check of such a name can say why it could not run, instead of "missing".
+    """
+    out: dict[str, CellRun] = {}
+    for run in record.cells:
+        if run.status in ("ok", "error") or not 0 <= run.index < len(nb.cells):
+            continue
+        lines = nb.cells[run.index].source.splitlines()
+        code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in lines)  # IPython magics
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError):
+            continue
+        for node in tree.body:
+            names: list[str] = []
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+            for name in names:
+                out.setdefault(name, run)
+    return out
 
 
 def _last_ran(runs: list[CellRun]) -> CellRun | None:

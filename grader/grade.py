@@ -9,7 +9,14 @@ from pathlib import Path
 
 from .consistency import check_consistency
 from .errors import GraderError, UnknownAssignment
-from .execute import MAX_CELL_OUTPUT_BYTES, ExecutionRecord, Session, execute
+from .execute import (
+    MAX_CELL_OUTPUT_BYTES,
+    CellRun,
+    ExecutionRecord,
+    Session,
+    execute,
+    unrun_definitions,
+)
 from .expected import Reference
 from .imports import forbidden_imports
 from .judge import judge
@@ -31,7 +38,7 @@ from .probe import (
     read_answers,
     request_source,
 )
-from .report import CellError, CheckResult, Execution, Flag, Report
+from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import rerun_given
 from .score import total
 from .spec import Assignment, find_assignment, known_assignments
@@ -116,9 +123,11 @@ async def grade_notebook_async(
             raise GraderError(f"could not start a Python kernel: {e}") from None
         try:
             results: list[CheckResult] = []
+            unrun = unrun_definitions(submission.nb, session.record)
             for p in plans:
                 answers, status = await _probe(session, modname, p, flags)
-                results.extend(judge(p, answers, status))
+                names = [p.check.target, *p.check.aliases]
+                results.extend(_not_run(r, names, unrun) for r in judge(p, answers, status))
             await check_consistency(session, modname, plans, results, reference, seed)
             flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
         finally:
@@ -177,6 +186,19 @@ async def _probe(session: Session, modname: str, p: CheckPlan, flags: list[Flag]
                           "The notebook interfered with the grader's probe; its answers were not used."))
         return {}, "ok"
     return answers, status
+
+
+def _not_run(result: CheckResult, names: list[str], unrun: dict[str, CellRun]) -> CheckResult:
+    """A check reported missing because the cell defining its name never ran says so."""
+    run = next((unrun[n] for n in names if n in unrun), None)
+    if result.status != "missing" or run is None:
+        return result
+    code = "timeout" if run.ename in ("Timeout", "TimeLimit") else "kernel_died"
+    why = f"cell {run.index + 1}, which defines it, did not run to the end: {run.evalue}"
+    result.status = "error"
+    result.message = f"{result.target} could not be checked: {why}"
+    result.diagnosis = [Diagnosis(code, f"{result.target} could not be checked: {why}.")]
+    return result
 
 
 def _execution(record: ExecutionRecord, launcher: KernelLauncher, cell_timeout: float = 0.0,

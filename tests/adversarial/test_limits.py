@@ -36,7 +36,9 @@ def test_submission_time_limit_still_gives_a_full_report():
     # every check is there, and the ones whose code never ran say so
     assert len(r.checks) == 8
     deriv = next(c for c in r.checks if c.target == "sigmoid_derivative")
-    assert deriv.status == "missing"
+    assert deriv.status == "error" and deriv.codes == ["timeout"]
+    assert "cell 6, which defines it, did not run" in deriv.message
+    assert next(c for c in r.checks if c.target == "forward").status == "missing"  # never defined at all
 
 
 def test_file_size_limit_stops_a_disk_filler():
