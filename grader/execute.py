@@ -24,6 +24,7 @@ from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_c
 MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
 MAX_PROBE_OUTPUT_BYTES = 96 * 1024 * 1024  # a probe answer carries arrays
 MAX_RESTARTS = 4
+MAX_REVIVALS = 2  # fresh kernels for probes, after grader code killed one
 RECOVERY_TIMEOUT = 5.0  # seconds an interrupted kernel gets to become idle again
 
 
@@ -140,6 +141,8 @@ class Session:
         self.client: _Client | None = None
         self.record = ExecutionRecord()
         self._fatal_runs: dict[int, CellRun] = {}  # cells that killed a kernel, as recorded then
+        self._run_args: tuple[str, float, float] | None = None  # prelude and time limits of the notebook run
+        self.revivals = 0
         self.broken = ""  # why the kernel became unusable while still running, if it did
 
     async def _start(self, prelude: str) -> None:
@@ -194,18 +197,49 @@ class Session:
     ) -> tuple[str, list[dict[str, Any]]]:
         """Run code that is not a student cell; (status, outputs). Status: ok|error|timeout|died.
 
-        Code that runs out of time and ignores the interrupt gets `timeout`, and its kernel is
-        stopped (the session is then no longer `alive`).
+        Code that runs out of time and ignores the interrupt gets `timeout`. When such code (or
+        code that kills the kernel, `died`) leaves the kernel unusable, the session starts a
+        fresh kernel and runs the notebook again, so later probes still have one; if that is
+        not possible, the session is no longer `alive`.
         """
         if not self.alive:
             return "died", []
         cell = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[], execution_count=None)
         status, outputs = await self._run(cell, -1, timeout, output_limit)
-        if status == "hung":  # it would stay busy forever: stop it; later probes see no kernel
-            self.record.event("time limit: a probe ran out of time and ignored the interrupt; the kernel was stopped")
-            await self.close()
+        if status == "hung":  # it would stay busy forever
+            self.record.event("time limit: grader code calling the notebook ran out of time and ignored the interrupt")
+            await self._revive()
             return "timeout", outputs
+        if status == "died":
+            cause = exit_cause(self.km)
+            self.record.event("the kernel stopped while the notebook's code was being checked"
+                              + (f": {cause}" if cause else ""))
+            await self._revive()
         return status, outputs
+
+    async def _revive(self) -> None:
+        """A fresh kernel that has run the notebook again (same skipped cells), or none."""
+        await self.close()
+        if self._run_args is None or self.revivals >= MAX_REVIVALS:
+            return
+        prelude, cell_timeout, total_timeout = self._run_args
+        budget = total_timeout - self.record.duration_s  # the notebook's time is shared by every run
+        if budget < 1:
+            return
+        self.revivals += 1
+        saved, self.record = self.record, ExecutionRecord()
+        try:
+            await self.run_notebook(prelude, cell_timeout, budget)
+        finally:
+            fresh, self.record = self.record, saved
+            self.record.duration_s += fresh.duration_s
+            for ev in fresh.limit_events:
+                self.record.event(ev)
+        if [(c.index, c.status) for c in fresh.cells] != [(c.index, c.status) for c in saved.cells]:
+            # not the state the checks so far saw: no kernel rather than a different one
+            await self.close()
+        else:
+            self.record.event("a fresh kernel ran the notebook again for the remaining checks")
 
     async def _run(
         self, cell: NotebookNode, index: int, timeout: float, output_limit: int
@@ -275,6 +309,8 @@ class Session:
 
     async def run_notebook(self, prelude: str, cell_timeout: float, total_timeout: float) -> None:
         """Run every code cell; replace the kernel and skip cells that kill it."""
+        if self._run_args is None:
+            self._run_args = (prelude, cell_timeout, total_timeout)
         start = time.monotonic()
         deadline = start + total_timeout
         code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code" and c.source.strip()]

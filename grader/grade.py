@@ -175,8 +175,7 @@ async def _probe(session: Session, modname: str, p: CheckPlan, flags: list[Flag]
     nonce = new_nonce()
     timeout = check.timeout * len(items) + 5
     status, outputs = await session.run_code(request_source(modname, nonce, items), timeout)
-    if status == "died":
-        await session.close()
+    if status == "died":  # the session has a fresh kernel for later checks, if it could make one
         return {}, "died"
     if status == "timeout":
         return {}, "timeout"

@@ -132,3 +132,13 @@ def test_wiping_the_namespace_and_imports_earns_nothing():
     assert_no_unearned_credit(r, {"sigmoid"})
     assert r.status == "graded"
     assert 3 in {e.cell for e in r.execution.cell_errors}
+
+
+def test_function_that_kills_the_kernel_loses_only_its_own_check():
+    r = grade_attack("probe_kills_kernel")
+    by = {c.target: c for c in r.checks}
+    assert by["forward"].status == "error" and by["forward"].codes == ["kernel_died"]
+    # a fresh kernel ran the notebook again: the checks after it are still graded
+    assert {"sigmoid", "sigmoid_derivative", "gradients.W1", "gradients.W2"} <= passed(r)
+    assert_no_unearned_credit(r, {"sigmoid", "sigmoid_derivative", "gradients.W1", "gradients.W2"})
+    assert any("status 3" in ev for ev in r.execution.limit_events)
