@@ -317,6 +317,8 @@ class Cgroup:
                     v1[c] = fs / c / path.lstrip("/")
             if ctrls == "" and (fs / "cgroup.controllers").exists():
                 v2_path = fs / path.lstrip("/")
+        for base in [*v1.values(), *([v2_path] if v2_path else [])]:
+            _sweep_stale(base)
         if "memory" in v1 and "pids" in v1:
             dirs = {c: base / name for c, base in v1.items()}
             cg = cls(1, dirs)
@@ -417,6 +419,28 @@ class Cgroup:
     def describe(self) -> str:
         """For the report."""
         return f"cgroup v{self.version}"
+
+
+STALE_CGROUP_S = 600
+
+
+def _sweep_stale(base: Path) -> None:
+    """Remove empty kernel cgroups left by a grader that was killed (SIGKILL) long ago.
+
+    Only empty ones older than STALE_CGROUP_S: a live run's cgroup holds its kernel, and a
+    new one is joined within seconds of being made.
+    """
+    try:
+        entries = list(base.glob("grader-*"))
+    except OSError:
+        return
+    now = time.time()
+    for d in entries:
+        try:
+            if now - d.stat().st_mtime > STALE_CGROUP_S and not (d / "cgroup.procs").read_text().strip():
+                d.rmdir()
+        except OSError:
+            continue
 
 
 def _int_file(path: Path) -> int:
