@@ -474,9 +474,9 @@ class KernelLauncher(Protocol):
 
 @functools.cache
 def _works(argv: tuple[str, ...]) -> tuple[bool, str]:
-    """Whether a wrapper command can run a trivial program here (cached per process)."""
+    """Whether a command (a wrapper around a Python import) runs here (cached per process)."""
     try:
-        r = subprocess.run([*argv, "/bin/true"], capture_output=True, timeout=20, text=True)
+        r = subprocess.run(list(argv), capture_output=True, timeout=30, text=True, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.SubprocessError) as e:
         return False, str(e)[:200]
     if r.returncode != 0:
@@ -534,7 +534,8 @@ class LocalKernelLauncher:
         for level in order:
             if level == "process":
                 return level
-            ok, why = _works(tuple(self._wrapper(level, probe=True)))
+            # The real thing: our Python, importing the kernel, inside the wrapper.
+            ok, why = _works((*self._wrapper(level, probe=True), self.python, "-c", "import ipykernel"))
             if ok:
                 return level
             self.unavailable[level] = why
@@ -572,13 +573,13 @@ class LocalKernelLauncher:
                 args += ["--symlink", os.readlink(p), top]
             elif p.is_dir():
                 args += ["--ro-bind", top, top]
-        for src in self._python_dirs():
-            args += ["--ro-bind", src, src]
         for f in SANDBOX_ETC:
             if os.path.exists(f):
                 args += ["--ro-bind", f, f]
         args += ["--proc", "/proc", "--dev", "/dev"]
         args += ["--size", str(64 * 2**20), "--tmpfs", "/tmp"]
+        for src in self._python_dirs():  # after /tmp: a virtual environment may live there
+            args += ["--ro-bind", src, src]
         if ws is not None:
             for d in (ws.work, ws.runtime):
                 args += ["--bind", str(d), str(d)]
@@ -598,8 +599,8 @@ class LocalKernelLauncher:
             if p and p.rstrip("/").endswith(("site-packages", "dist-packages")):
                 cands.add(p)
         dirs = sorted({os.path.realpath(c) for c in cands} | cands)
-        dirs = [d for d in dirs if os.path.isdir(d) and not d.startswith(("/usr/", "/proc", "/tmp"))
-                and d not in ("/", "/usr")]
+        dirs = [d for d in dirs if os.path.isdir(d) and not d.startswith(("/usr/", "/proc/"))
+                and d not in ("/", "/usr", "/tmp", "/proc")]
         # A folder inside another one is bound with it.
         return [d for d in dirs if not any(d != o and d.startswith(o.rstrip("/") + "/") for o in dirs)]
 
