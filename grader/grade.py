@@ -84,8 +84,8 @@ def grade_notebook(
     try:
         return asyncio.run(run())
     except asyncio.CancelledError:
-        cleanup_all()
-        if interrupted():
+        if interrupted():  # (other cancellations are the caller's business: its runs stay)
+            cleanup_all()
             raise KeyboardInterrupt from None
         raise
     except (KeyboardInterrupt, SystemExit):  # interrupted: nothing of this run may outlive it
