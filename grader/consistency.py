@@ -100,16 +100,19 @@ async def check_consistency(
                    and not any(d.code in ("shape_mismatch", "hardcoded") for d in by_id[t.id].diagnosis)]
         if not failing:
             continue
-        verdicts = await _verdicts(session, modname, p, cons, failing, reference, seed)
+        verdicts, own_loss = await _verdicts(session, modname, p, cons, failing, reference, seed)
         forward = by_id.get(cons.forward_check) if cons.forward_check else None
         forward_ok = None if forward is None or forward.status in ("missing", "error") else forward.status == "pass"
         for target in failing:
             if target.id in verdicts:
-                _explain(by_id[target.id], target, verdicts[target.id], forward_ok, cons)
+                _explain(by_id[target.id], target, verdicts[target.id], forward_ok, cons, own_loss)
 
 
-def _explain(result: CheckResult, target: Target, consistent: bool, forward_ok: bool | None, cons: Consistency) -> None:
+def _explain(
+    result: CheckResult, target: Target, consistent: bool, forward_ok: bool | None, cons: Consistency, own_loss: bool
+) -> None:
     fwd = cons.forward
+    loss = f"your own {cons.loss}" if own_loss and cons.loss else "the assignment's loss"
     result.detail["consistent_with_forward"] = consistent
     if consistent:
         if forward_ok is False:
@@ -120,17 +123,18 @@ def _explain(result: CheckResult, target: Target, consistent: bool, forward_ok: 
         return
     if forward_ok:
         text = (f"Your forward pass is right; the backward pass does not match it: {target.label} disagrees "
-                f"with finite differences of your own {fwd} and loss.")
+                f"with finite differences of your own {fwd} and {loss}.")
     else:
-        text = (f"{target.label} does not match finite differences of your own {fwd} and loss: "
+        text = (f"{target.label} does not match finite differences of your own {fwd} and {loss}: "
                 "the backward pass does not follow your forward pass.")
     result.diagnosis.append(Diagnosis("inconsistent", text))
 
 
 async def _verdicts(
     session: Session, modname: str, p: CheckPlan, cons: Consistency, failing: list[Target], reference: Reference, seed: int
-) -> dict[str, bool]:
-    """Target id -> whether the student's gradient matches finite differences on every trial."""
+) -> tuple[dict[str, bool], bool]:
+    """Target id -> whether the student's gradient matches finite differences on every trial; and
+    whether the student's own loss function was used."""
     check = p.check
     items: list[ProbeItem] = []
     probes: dict[str, _Probe] = {}
@@ -158,13 +162,13 @@ async def _verdicts(
                     items.append(_forward_item(f"{key}#{j}{'+' if sign > 0 else '-'}", cons, args, moved, use_loss))
     answers = await _ask(session, modname, items, check.timeout)
     if answers is None:
-        return {}
+        return {}, use_loss
     if use_loss and any(a.value.kind == "missing" for k, a in answers.items() if not k.startswith("g#")):
         use_loss = False  # the notebook has no loss function: use the reference's loss of its output
         items = [_forward_item(it.id, cons, it.args, None, False) if not it.id.startswith("g#") else it for it in items]
         answers = await _ask(session, modname, items, check.timeout)
         if answers is None:
-            return {}
+            return {}, use_loss
     out: dict[str, bool] = {}
     for key, pr in probes.items():
         g_ans = answers.get(f"g#{pr.trial.index}")
@@ -186,7 +190,7 @@ async def _verdicts(
             atol = FD_ATOL + FD_ATOL_SCALE * float(max(np.abs(f).max(initial=0), np.abs(g).max(initial=0)))
             ok = bool(np.all(np.abs(g - f) <= atol + FD_RTOL * np.abs(f)))
             out[pr.target.id] = out.get(pr.target.id, True) and ok
-    return out
+    return out, use_loss
 
 
 def _forward_item(item_id: str, cons: Consistency, args: list[Any], moved: dict[str, Any] | None, use_loss: bool) -> ProbeItem:
