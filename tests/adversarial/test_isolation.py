@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -166,3 +167,38 @@ def test_workspace_holds_only_the_submission_and_its_files(tmp_path: Path):
     finally:
         ws.cleanup()
     assert not ws.root.exists()
+
+
+def test_without_bubblewrap_the_namespace_level_is_next(monkeypatch: pytest.MonkeyPatch):
+    real_which = shutil.which
+    monkeypatch.setattr(kernel_mod.shutil, "which", lambda name: None if name == "bwrap" else real_which(name))
+    kernel_mod._works.cache_clear()
+    try:
+        if not kernel_mod._works((*LocalKernelLauncher(isolation="process")._wrapper("namespace", probe=True),
+                                  "/bin/true"))[0]:
+            pytest.skip("unshare cannot make namespaces here")
+        d = LocalKernelLauncher().describe()
+        assert d["level"] == "namespace" and list(d["unavailable"]) == ["sandbox"]
+        assert d["network"].startswith("none")
+    finally:
+        kernel_mod._works.cache_clear()
+
+
+def test_without_a_cgroup_the_report_says_how_memory_and_processes_are_limited():
+    d = LocalKernelLauncher(cgroup=False).describe()
+    assert d["memory_limit"].startswith("per process (RLIMIT_AS 2048 MB)")
+    if os.geteuid() == 0:
+        assert d["process_limit"].startswith("NOT limited")
+    else:
+        assert d["process_limit"].startswith("RLIMIT_NPROC")
+
+
+def test_weakest_setup_still_grades_and_says_so():
+    from .helpers import ROOT
+
+    launcher = LocalKernelLauncher(isolation="process", cgroup=False)
+    r = grade_notebook(ROOT / "assignments" / ASSIGNMENT / "solution.ipynb", ASSIGNMENT, seed=3, launcher=launcher)
+    assert r.score == r.max_score
+    iso = r.execution.isolation
+    assert iso["level"] == "process" and iso["network"].startswith("NOT isolated")
+    assert "no cgroup (not requested)" in iso["memory_limit"]
