@@ -156,13 +156,13 @@ class Session:
             interrupt_on_timeout=True,
             error_on_timeout={"ename": "CellTimeoutError", "evalue": "time limit exceeded", "traceback": []},
             record_timing=False,
-            allow_stdin=False,
             shutdown_kernel="immediate",
             iopub_timeout=4,
         )
         self.client.km = self.km
         kc = self.km.client(context=self.km.context)  # its socket options cap message size
         kc.start_channels()
+        kc.allow_stdin = False  # input() raises at once instead of waiting for a reply no one sends
         await kc.wait_for_ready(timeout=60)
         self.client.kc = kc
         status, _ = await self.run_code(prelude, timeout=30, output_limit=MAX_CELL_OUTPUT_BYTES)

@@ -129,3 +129,11 @@ def test_transposed_gradient_credit_is_a_spec_setting(tmp_path, grade, shape_pol
     strict = grade(NB / "seed_style.ipynb", ASG).check("dL_dW1")
     assert strict.status == "fail" and strict.codes[0] == "transposed"
     assert lenient.status == "pass" and "transposed" in lenient.codes
+
+
+def test_input_calls_fail_at_once_instead_of_waiting_for_the_time_limit(grade):
+    report = grade(NB / "asks_input.ipynb", ASG)
+    (error,) = report.execution.cell_errors
+    assert error.cell == 2 and error.ename == "StdinNotImplementedError"
+    assert not report.execution.timed_out
+    assert report.check("sigmoid").status == "pass"
