@@ -221,10 +221,7 @@ def _loss(ans: Answer | None, trial: Trial, cons: Consistency, reference: Refere
 async def _ask(session: Session, modname: str, items: list[ProbeItem], per_call: float) -> dict[str, Answer] | None:
     nonce = new_nonce()
     status, outputs = await session.run_code(request_source(modname, nonce, items), per_call * len(items) + 5)
-    if status == "died":
-        await session.close()
-        return None
-    if status != "ok":
+    if status != "ok":  # a probe that killed the kernel: the session revives itself for later checks
         return None
     answers, claims = read_answers(outputs, nonce)
     return answers if claims == 1 else None

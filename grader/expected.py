@@ -40,6 +40,8 @@ class Reference:
             need(check.reference, f"checks[{i}].reference")
             if check.loss:
                 need(check.loss, f"checks[{i}].loss")
+            if check.consistency is not None:
+                need(check.consistency.reference_loss, f"checks[{i}].consistency.reference_loss")
         for name, inputs in spec.inputs.items():
             if inputs.generator:
                 need(inputs.generator, f"inputs.{name}.generator")

@@ -8,11 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SpecError
 from .expected import Reference, select
 from .inputs import Inputs, draw, rng_for
 from .probe import RESULT
-from .spec import RESULT_ARG, SPEC_FILE, Assignment, Check, Part
+from .spec import RESULT_ARG, Assignment, Check, Part
 
 
 @dataclass
@@ -203,12 +202,6 @@ def class_labels(y: np.ndarray) -> np.ndarray:
 
 def plan(assignment: Assignment, reference: Reference, seed: int) -> list[CheckPlan]:
     """Plans for every check of the assignment."""
-    for i, c in enumerate(assignment.spec.checks):
-        if c.consistency is not None and not callable(getattr(reference.module, c.consistency.reference_loss, None)):
-            raise SpecError(
-                f"{assignment.path(SPEC_FILE)}: checks[{i}].consistency.reference_loss: function "
-                f"{c.consistency.reference_loss!r} is not defined in {assignment.spec.reference}"
-            )
     return [plan_check(assignment, reference, c, seed) for c in assignment.spec.checks]
 
 
