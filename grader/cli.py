@@ -14,6 +14,7 @@ import click
 
 from .errors import GraderError
 from .grade import grade_notebook
+from .kernel import ISOLATION_LEVELS, LocalKernelLauncher
 from .render import RENDERERS, render
 from .spec import known_assignments, load_spec
 
@@ -49,11 +50,15 @@ def main() -> None:
 @click.option("--timeout", "cell_timeout", type=click.FloatRange(min=0.1), default=_DEFAULTS["cell_timeout"], show_default=True, help="Seconds per cell.")
 @click.option("--total-timeout", type=click.FloatRange(min=1), default=_DEFAULTS["total_timeout"], show_default=True, help="Seconds for all cells together.")
 @click.option("--fail-under", type=float, help="Exit 1 if the score is below this.")
+@click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
+              help="How the notebook is fenced off (default: $NNGRADER_ISOLATION, else auto: the strongest available).")
 def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path | None, seed: int | None,
-                 cell_timeout: float, total_timeout: float, fail_under: float | None) -> None:
+                 cell_timeout: float, total_timeout: float, fail_under: float | None, isolation: str | None) -> None:
     """Grade one notebook."""
     try:
-        report = grade_notebook(notebook, assignment, seed=seed, cell_timeout=cell_timeout, total_timeout=total_timeout)
+        launcher = LocalKernelLauncher(isolation=isolation)
+        report = grade_notebook(notebook, assignment, seed=seed, cell_timeout=cell_timeout,
+                                total_timeout=total_timeout, launcher=launcher)
     except GraderError as e:
         _fail(str(e))
         return

@@ -94,3 +94,12 @@ def test_list_shows_assignments_with_points():
     r = run("list")
     assert r.returncode == 0
     assert any(line.startswith("sigmoid-2-3-1") and "11 pts" in line for line in r.stdout.splitlines())
+
+
+def test_isolation_level_can_be_chosen_and_is_reported(tmp_path):
+    out = tmp_path / "r.json"
+    r = run(str(SOLUTION), "--isolation", "process", "--format", "json", "-o", str(out), "--seed", "2")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(out.read_text())["execution"]["isolation"]["level"] == "process"
+    text = run(str(SOLUTION), "--isolation", "process", "--seed", "2").stdout
+    assert "isolation level process" in text

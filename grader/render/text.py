@@ -32,6 +32,8 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
         con.print(f"[yellow]the kernel died; skipped cell(s) {', '.join(map(str, ex.skipped_cells))} and graded the rest[/]")
     elif ex.timed_out:
         con.print("[yellow]a time limit was reached; what ran was graded[/]")
+    for event in ex.limit_events:
+        con.print(f"[yellow]{escape(event)}[/]")
     if ex.output_truncated:
         con.print("[dim]some cell output was truncated[/]")
     for c in report.checks:
@@ -42,4 +44,7 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
     for f in report.flags:
         con.print(f"[yellow]{escape(f.code)}[/] {escape(f.target)}: {escape(f.message)}")
     con.print(f"[bold]Score: {_pts(report.score)}/{_pts(report.max_score)}[/]")
+    level = ex.isolation.get("level")
+    if level:
+        con.print(f"[dim]ran in isolation level {escape(str(level))}, {report.duration_s:.1f} s[/]")
     return buf.getvalue()
