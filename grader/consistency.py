@@ -160,13 +160,13 @@ async def _verdicts(
                     moved = _with_element(trial.inputs, path, ix, sign * h)
                     args = [get_path(moved, a) for a in cons.forward_args]
                     items.append(_forward_item(f"{key}#{j}{'+' if sign > 0 else '-'}", cons, args, moved, use_loss))
-    answers = await _ask(session, modname, items, check.timeout)
+    answers = await ask(session, modname, items, check.timeout)
     if answers is None:
         return {}, use_loss
     if use_loss and any(a.value.kind == "missing" for k, a in answers.items() if not k.startswith("g#")):
         use_loss = False  # the notebook has no loss function: use the reference's loss of its output
         items = [_forward_item(it.id, cons, it.args, None, False) if not it.id.startswith("g#") else it for it in items]
-        answers = await _ask(session, modname, items, check.timeout)
+        answers = await ask(session, modname, items, check.timeout)
         if answers is None:
             return {}, use_loss
     out: dict[str, bool] = {}
@@ -218,7 +218,8 @@ def _loss(ans: Answer | None, trial: Trial, cons: Consistency, reference: Refere
     return float(arr.reshape(())) if arr.size == 1 else None
 
 
-async def _ask(session: Session, modname: str, items: list[ProbeItem], per_call: float) -> dict[str, Answer] | None:
+async def ask(session: Session, modname: str, items: list[ProbeItem], per_call: float) -> dict[str, Answer] | None:
+    """Answers to unscored probe items, or None if the kernel gave no single genuine answer."""
     nonce = new_nonce()
     status, outputs = await session.run_code(request_source(modname, nonce, items), per_call * len(items) + 5)
     if status != "ok":  # a probe that killed the kernel: the session revives itself for later checks

@@ -28,6 +28,7 @@ from .kernel import (
     interruptible,
     make_workspace,
 )
+from .localise import localise
 from .notebook import Submission, read_submission
 from .plan import CheckPlan, plan
 from .probe import (
@@ -129,6 +130,7 @@ async def grade_notebook_async(
                 names = [p.check.target, *p.check.aliases]
                 results.extend(_not_run(r, names, unrun) for r in judge(p, answers, status))
             await check_consistency(session, modname, plans, results, reference, seed)
+            await localise(session, modname, plans, results)
             flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
         finally:
             await session.close()

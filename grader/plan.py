@@ -55,6 +55,7 @@ class Trial:
     variants: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # target id -> variant -> value
     # hard-coding: target id -> [(argument positions taken from the given sample instead, value)]
     ignoring: dict[str, list[tuple[tuple[int, ...], np.ndarray]]] = field(default_factory=dict)
+    intermediates: list[np.ndarray] = field(default_factory=list)  # Check.intermediates' true values
 
 
 @dataclass
@@ -107,6 +108,9 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
             key = target.part.key if target.part is not None else check.part
             trial.expected[target.id] = select(result, key)
         add_variants(assignment, reference, check, targets, trial)
+        if t == 0:  # one trial is enough to say where a computation goes wrong
+            trial.intermediates = [select(reference.call(im.reference, [_copy(a) for a in args]), None)
+                                   for im in check.intermediates]
         trials.append(trial)
     out = CheckPlan(check, targets, trials)
     out.variants = [

@@ -151,6 +151,18 @@ class Consistency(_Strict):
     max_elements: int = Field(default=32, ge=1, le=256)  # per parameter; larger ones are sampled
 
 
+class Intermediate(_Strict):
+    """A value computed on the way (h, z2, delta2, ...), to say where a wrong answer first goes wrong.
+
+    `names` are what students call it: notebook variables (variable checks) or keys of the
+    dict a function returns (function checks). `reference` computes it from the check's args.
+    """
+
+    names: list[str]
+    reference: str
+    label: str
+
+
 class Rerun(_Strict):
     """Re-run the notebook with its given sample replaced by fresh values (hard-coding check)."""
 
@@ -202,6 +214,9 @@ class Check(_Strict):
     extreme: str | None = None
     stable_hint: str = ""  # what to write instead, said when the result is nan/inf there
     consistency: Consistency | None = None
+    # In the order the network computes them (forward, then backward): when this check fails,
+    # the student's own intermediate values show where the computation first goes wrong.
+    intermediates: list[Intermediate] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _defaults(self) -> Check:

@@ -35,6 +35,33 @@ def gradients(x, t, W1, W2):
     return grad(lambda W1, W2: loss(x, t, W1, W2), W1=W1, W2=W2)
 
 
+# ------------------------------------------------------------------ intermediate values
+# What a student computes on the way; feedback says which of them first goes wrong.
+
+
+def hidden_preactivation(x, t, W1, W2):
+    return W1 @ x
+
+
+def hidden_activation(x, t, W1, W2):
+    return sigmoid(W1 @ x)
+
+
+def output_preactivation(x, t, W1, W2):
+    return W2 @ sigmoid(W1 @ x)
+
+
+def output_delta(x, t, W1, W2):
+    """dL/da2, by autograd with respect to the output pre-activation."""
+    a2 = output_preactivation(x, t, W1, W2)
+    return grad(lambda a2: half_squared_error(sigmoid(a2), t), a2=a2)["a2"]
+
+
+def hidden_delta(x, t, W1, W2):
+    """dL/da1, by autograd with respect to the hidden pre-activations."""
+    return grad(lambda a1: half_squared_error(sigmoid(W2 @ sigmoid(a1)), t), a1=W1 @ x)["a1"]
+
+
 # ------------------------------------------------------------------ wrong variants
 
 
