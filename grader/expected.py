@@ -47,6 +47,8 @@ class Reference:
         for name, inputs in spec.inputs.items():
             if inputs.generator:
                 need(inputs.generator, f"inputs.{name}.generator")
+        for k, im in enumerate(spec.intermediates):
+            need(im.reference, f"intermediates[{k}].reference")
         for i, variant in enumerate(spec.variants):
             for original, replacement in variant.replace.items():
                 need(replacement, f"variants[{i}].replace.{original}")

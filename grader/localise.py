@@ -18,16 +18,14 @@ from .plan import CheckPlan
 from .probe import ProbeItem, Value
 from .report import CheckResult
 
-TOL = dict(rtol=1e-5, atol=1e-8)
 
-
-def _agrees(value: np.ndarray, expected: np.ndarray) -> bool:
+def _agrees(value: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> bool:
     """Equal up to size-1 dimensions or a transpose: where, not how, is what matters here."""
     if value.size != expected.size:
         return False
-    if matches(value.reshape(expected.shape), expected, **TOL):
+    if matches(value.reshape(expected.shape), expected, rtol, atol):
         return True
-    return value.ndim == 2 and value.shape == expected.shape[::-1] and matches(value.T, expected, **TOL)
+    return value.ndim == 2 and value.shape == expected.shape[::-1] and matches(value.T, expected, rtol, atol)
 
 
 def _from_result(value: Value, names: list[str]) -> tuple[str, np.ndarray] | None:
@@ -42,11 +40,14 @@ def _from_result(value: Value, names: list[str]) -> tuple[str, np.ndarray] | Non
     return None
 
 
-def verdict(found: list[tuple[int, str, np.ndarray]], truths: list[np.ndarray], labels: list[str]) -> str:
+def verdict(
+    found: list[tuple[int, str, np.ndarray]], truths: list[np.ndarray], labels: list[str],
+    rtol: float = 1e-5, atol: float = 1e-8,
+) -> str:
     """The sentence: which of the student's intermediates are right, and the first that is wrong."""
     right: list[str] = []
     for k, name, value in sorted(found, key=lambda f: f[0]):
-        if _agrees(value, truths[k]) or any(_agrees(value, t) for t in truths):
+        if any(_agrees(value, t, rtol, atol) for t in truths):
             right.append(name)
             continue
         lead = f"Your {', '.join(right)} {'is' if len(right) == 1 else 'are'} right; " if right else ""
@@ -63,16 +64,17 @@ async def localise(session: Session, modname: str, plans: list[CheckPlan], resul
     for p in plans:
         check = p.check
         failing = [by_id[t.id] for t in p.targets if t.id in by_id and by_id[t.id].status == "fail"]
-        if not check.intermediates or not failing or not p.trials or not session.alive:
+        mids = p.intermediates
+        if not mids or not failing or not p.trials or not session.alive:
             continue
         trial = p.trials[0]
-        if len(trial.intermediates) != len(check.intermediates):
+        if len(trial.intermediates) != len(mids):
             continue
         found: list[tuple[int, str, np.ndarray]] = []
         if check.kind == "variable":
-            items = [ProbeItem(f"{check.id}#mid{k}", "variable", im.names) for k, im in enumerate(check.intermediates)]
+            items = [ProbeItem(f"{check.id}#mid{k}", "variable", im.names) for k, im in enumerate(mids)]
             answers = await ask(session, modname, items, check.timeout) or {}
-            for k, _ in enumerate(check.intermediates):
+            for k, _ in enumerate(mids):
                 ans = answers.get(f"{check.id}#mid{k}")
                 arr = numeric(ans.value) if ans is not None and ans.found else None
                 if arr is not None and ans is not None and ans.found is not None:
@@ -83,11 +85,11 @@ async def localise(session: Session, modname: str, plans: list[CheckPlan], resul
             ans = answers.get(f"{check.id}#mid")
             if ans is None or ans.found is None:
                 continue
-            for k, im in enumerate(check.intermediates):
+            for k, im in enumerate(mids):
                 hit = _from_result(ans.value, im.names)
                 if hit is not None:
                     found.append((k, f'{check.target}(...)["{hit[0]}"]', hit[1]))
-        sentence = verdict(found, trial.intermediates, [im.label for im in check.intermediates])
+        sentence = verdict(found, trial.intermediates, [im.label for im in mids], check.rtol, check.atol)
         if not sentence:
             continue
         for r in failing:

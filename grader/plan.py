@@ -11,7 +11,7 @@ import numpy as np
 from .expected import Reference, select
 from .inputs import Inputs, draw, rng_for
 from .probe import RESULT
-from .spec import RESULT_ARG, Assignment, Check, Part
+from .spec import RESULT_ARG, Assignment, Check, Intermediate, Part
 
 
 @dataclass
@@ -68,6 +68,7 @@ class CheckPlan:
     variants: list[tuple[str, str]] = field(default_factory=list)  # (name, message) that apply here
     given: Trial | None = None  # the notebook's own sample (hard-coding check), not scored
     extreme: Trial | None = None  # extreme but valid inputs (stability check), not scored
+    intermediates: list[Intermediate] = field(default_factory=list)  # the check's and the spec's shared ones
 
 
 def targets_of(check: Check) -> list[Target]:
@@ -95,6 +96,7 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
     trials_n = check.trials if input_set.is_random else 1
     rng = rng_for(seed, "inputs", check.id)
     targets = targets_of(check)
+    intermediates = [*check.intermediates, *(im for im in assignment.spec.intermediates if check.id in im.checks)]
     trials = []
     for t in range(trials_n):
         inputs = draw(input_set, rng, t, generator)
@@ -110,9 +112,10 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
         add_variants(assignment, reference, check, targets, trial)
         if t == 0:  # one trial is enough to say where a computation goes wrong
             trial.intermediates = [select(reference.call(im.reference, [_copy(a) for a in args]), None)
-                                   for im in check.intermediates]
+                                   for im in intermediates]
         trials.append(trial)
     out = CheckPlan(check, targets, trials)
+    out.intermediates = intermediates
     out.variants = [
         (v.name, v.message)
         for v in assignment.spec.variants

@@ -161,6 +161,7 @@ class Intermediate(_Strict):
     names: list[str]
     reference: str
     label: str
+    checks: list[str] = Field(default_factory=list)  # at the top level: the checks it serves
 
 
 class Rerun(_Strict):
@@ -268,11 +269,17 @@ class Spec(_Strict):
     inputs: dict[str, InputSet]
     checks: list[Check]
     variants: list[Variant] = Field(default_factory=list)
+    intermediates: list[Intermediate] = Field(default_factory=list)  # shared by the checks they name
     rerun: Rerun | None = None
 
     @model_validator(mode="after")
     def _cross(self) -> Spec:
         self._cross_extra()
+        ids = {c.id for c in self.checks}
+        for k, im in enumerate(self.intermediates):
+            unknown = [c for c in im.checks if c not in ids] or ([] if im.checks else ["(none named)"])
+            if unknown:
+                raise _FieldError(f"intermediates[{k}].checks", f"names no check of this spec: {unknown}")
         ids = [c.id for c in self.checks]
         dup = {i for i in ids if ids.count(i) > 1}
         if dup:

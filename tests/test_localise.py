@@ -40,3 +40,9 @@ def test_a_seed_style_notebook_with_a_wrong_hidden_delta_is_told_which_step(grad
     assert where.startswith("Your a_1, a_2, a_3, delta_2 are right; delta_1 is the first")
     assert where in check.message and where in check.diagnosis[0].message
     assert report.check("dL_dW2").status == "pass"
+
+
+def test_the_saturated_seed_is_told_its_output_delta_is_where_it_goes_wrong(grade):
+    report = grade(NOTEBOOKS / "relu-sigmoid-3-3-1" / "seed_rounded_output.ipynb")
+    where = report.check("dL_dW1").detail["goes_wrong_at"]
+    assert "dL_dA2 are right; dL_dZ2 is the first" in where

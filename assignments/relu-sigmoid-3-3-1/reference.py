@@ -42,6 +42,41 @@ def gradients(x, Y, W1, b1, W2, b2):
     return grad(lambda W1, b1, W2, b2: objective(x, Y, W1, b1, W2, b2), W1=W1, b1=b1, W2=W2, b2=b2)
 
 
+# --- intermediate values (feedback says which of a student's first goes wrong) ------------
+
+
+def pre_hidden(x, Y, W1, b1, W2, b2):
+    return W1 @ x + b1
+
+
+def hidden(x, Y, W1, b1, W2, b2):
+    return relu(W1 @ x + b1)
+
+
+def pre_output(x, Y, W1, b1, W2, b2):
+    return W2 @ relu(W1 @ x + b1) + b2
+
+
+def output(x, Y, W1, b1, W2, b2):
+    return forward(x, W1, b1, W2, b2)
+
+
+def dL_dA2(x, Y, W1, b1, W2, b2):
+    return grad(lambda A2: loss(A2, Y), A2=output(x, Y, W1, b1, W2, b2))["A2"]
+
+
+def dL_dZ2(x, Y, W1, b1, W2, b2):
+    return grad(lambda Z2: loss(sigmoid(Z2), Y), Z2=pre_output(x, Y, W1, b1, W2, b2))["Z2"]
+
+
+def dL_dA1(x, Y, W1, b1, W2, b2):
+    return grad(lambda A1: loss(sigmoid(W2 @ A1 + b2), Y), A1=hidden(x, Y, W1, b1, W2, b2))["A1"]
+
+
+def dL_dZ1(x, Y, W1, b1, W2, b2):
+    return grad(lambda Z1: loss(sigmoid(W2 @ relu(Z1) + b2), Y), Z1=pre_hidden(x, Y, W1, b1, W2, b2))["Z1"]
+
+
 # --- hidden inputs ---------------------------------------------------------------------------
 
 # Well-conditioned draws: every hidden pre-activation at least this far from the ReLU kink,
