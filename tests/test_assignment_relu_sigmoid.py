@@ -224,17 +224,6 @@ def test_variants_are_declared_for_checks_that_exist(ref: Reference) -> None:
 # --- grading real notebooks ------------------------------------------------------------------
 
 
-def test_solution_scores_full_marks(grade) -> None:
-    report = grade(FOLDER / "solution.ipynb")  # assignment read from the metadata
-    assert report.status == "graded"
-    assert report.score == report.max_score == 18
-    assert all(c.status == "pass" for c in report.checks), [(c.id, c.message) for c in report.checks]
-    assert report.execution.cell_errors == []
-    # no false alarms: nothing to diagnose or flag on a correct notebook
-    assert [c.diagnosis for c in report.checks if c.diagnosis] == []
-    assert report.flags == []
-
-
 def test_starter_scores_zero_without_grader_error(grade) -> None:
     report = grade(FOLDER / "starter.ipynb")
     assert report.status == "graded"

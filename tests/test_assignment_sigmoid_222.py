@@ -136,24 +136,6 @@ def test_every_declared_variant_function_exists(ref: Reference) -> None:
             assert callable(ref.function(original)) and callable(ref.function(replacement))
 
 
-def test_solution_earns_full_marks() -> None:
-    report = graded(FOLDER / "solution.ipynb")
-    assert report.status == "graded"
-    assert not report.execution.cell_errors
-    failing = [(c.id, c.message) for c in report.checks if c.status != "pass"]
-    assert failing == []
-    assert report.score == report.max_score == 10
-    # no false alarms: no diagnosis, no flag on a correct notebook
-    assert [(c.id, c.codes) for c in report.checks if c.diagnosis] == []
-    assert report.flags == []
-
-
-def test_solution_earns_full_marks_on_other_seeds() -> None:
-    for seed in (1, 99):
-        report = graded(FOLDER / "solution.ipynb", seed=seed)
-        assert report.score == report.max_score, [(c.id, c.message) for c in report.checks]
-
-
 def test_starter_scores_zero_without_grader_error() -> None:
     report = graded(FOLDER / "starter.ipynb")
     assert report.status == "graded"

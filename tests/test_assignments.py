@@ -25,6 +25,25 @@ def test_every_shipped_assignment_validates(assignment):
     assert {"spec", "reference", "solution.ipynb", "starter.ipynb"} <= steps
 
 
+@pytest.mark.parametrize("assignment", SHIPPED)
+@pytest.mark.parametrize("seed", [1234, 77])
+def test_solutions_earn_full_marks_with_nothing_to_diagnose_or_flag(assignment, seed):
+    report = graded(ROOT / "assignments" / assignment / "solution.ipynb", seed=seed)  # id from metadata
+    assert report.status == "graded" and report.assignment["id"] == assignment
+    assert [(c.id, c.status, c.codes, c.message) for c in report.checks if c.status != "pass" or c.diagnosis] == []
+    assert report.flags == [] and report.execution.cell_errors == []
+    assert report.score == report.max_score > 0
+
+
+@pytest.mark.parametrize("assignment", SHIPPED)
+def test_starters_score_zero_and_list_every_check(assignment):
+    report = graded(ROOT / "assignments" / assignment / "starter.ipynb")
+    assert report.status == "graded" and report.score == 0
+    spec = find_assignment(assignment).spec
+    expected_ids = {f"{c.id}.{p.key}" if c.parts else c.id for c in spec.checks for p in (c.parts or [None])}
+    assert {c.id for c in report.checks} == expected_ids
+
+
 def test_an_assignment_outside_the_package_grades_end_to_end_by_path():
     good = graded(EXTERNAL / "solution.ipynb", str(EXTERNAL))
     assert good.assignment["id"] == "logistic-external"
