@@ -38,7 +38,11 @@ def _fail(message: str) -> None:
 @click.group(cls=_DefaultToNotebook, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="nngrader")
 def main() -> None:
-    """Grade neural-network notebooks against a PyTorch-autograd reference."""
+    """Grade neural-network notebooks against a PyTorch-autograd reference.
+
+    `grade NOTEBOOK [OPTIONS]` grades one notebook (short for `grade notebook NOTEBOOK`);
+    see `grade notebook --help` for its options.
+    """
 
 
 @main.command("notebook")
