@@ -70,8 +70,12 @@ def _loss_value(value: Value) -> float | None:
 
 
 def _output(value: Value) -> np.ndarray | None:
-    """The forward pass's output: the value, or the first item of a returned (output, cache)."""
-    if value.kind == "seq" and value.is_tuple and value.items:
+    """The forward pass's output: the value, or the first item of a returned (output, cache).
+
+    A tuple of plain numbers, as in `return o1, o2`, is the output itself.
+    """
+    scalars = all(v.kind == "array" and v.array is not None and v.array.size == 1 for v in value.items)
+    if value.kind == "seq" and value.is_tuple and value.items and not (scalars and value.array is not None):
         return numeric(value.items[0])
     return numeric(value)
 

@@ -157,6 +157,8 @@ def _sign_or_scale(label: str, failures: list[Failure], rtol: float, atol: float
     k = ks[0]
     if any(abs(x - k) > 1e-3 * max(1.0, abs(k)) for x in ks):
         return None  # not one constant across inputs
+    if sum(f.comparison.expected.size for f in failures) == 1 and not _is_simple(k):
+        return None  # any single wrong number is *some* multiple of the right one: that explains nothing
     every = " on every input tried" if len(failures) > 1 else ""
     if abs(k + 1) < 1e-6:
         return Diagnosis(
@@ -174,6 +176,11 @@ def _sign_or_scale(label: str, failures: list[Failure], rtol: float, atol: float
                 "(the 2 from d/dy (y - t)^2 was dropped).")
     sign = ", with the opposite sign" if k < 0 else ""
     return Diagnosis("scaled", _cap(f"{label}") + f" is {kr} times the correct value{sign}{every} (factor c = {kr}).{hint}")
+
+
+def _is_simple(k: float) -> bool:
+    """Whether k is a small fraction such as 2, -1, 1/2 or 3/4 (what a dropped factor gives)."""
+    return any(abs(k * den - round(k * den)) < 1e-6 and abs(round(k * den)) <= 16 for den in (1, 2, 3, 4, 8))
 
 
 def _nice(k: float) -> str:

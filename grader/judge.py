@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 
@@ -16,12 +17,33 @@ MAX_SHOWN_ELEMENTS = 12
 
 
 def normalise_key(key: str) -> str:
-    """`dL_dW1`, `dW1`, `grad_W1`, `W1` all become `w1`."""
+    """`dL_dW1`, `dW1`, `grad_W1`, `W1_grad`, `W1` all become `w1`."""
     k = re.sub(r"[^0-9a-z]", "", key.lower())
-    for prefix in ("dldj", "gradient", "grads", "grad", "dld", "djd", "dl", "dj", "d"):
+    for suffix in ("gradient", "grad"):  # W1_grad, W1_gradient
+        if k.endswith(suffix) and len(k) > len(suffix):
+            k = k[: -len(suffix)]
+            break
+    for prefix in ("dldj", "gradient", "grads", "grad", "delta", "dld", "djd", "dl", "dj", "d"):
         if k.startswith(prefix) and len(k) > len(prefix):
             return k[len(prefix):]
     return k
+
+
+def _numbered(value: Value, wanted: list[str], expected: np.ndarray) -> Value | None:
+    """A vector part returned as one dict entry per element: {"w1": .., ..., "w8": ..} for "w"."""
+    n = expected.size
+    if expected.ndim != 1 or n < 2:
+        return None
+    for w in wanted:
+        stem = normalise_key(w)
+        norm = [normalise_key(k) for k in value.keys]
+        index = [norm.index(f"{stem}{i}") if norm.count(f"{stem}{i}") == 1 else -1 for i in range(1, n + 1)]
+        if -1 in index or f"{stem}{n + 1}" in norm:
+            continue
+        parts = [numeric(value.items[i]) for i in index]
+        if all(p is not None and p.size == 1 for p in parts):
+            return Value("array", array=np.array([float(p.reshape(-1)[0]) for p in parts]))
+    return None
 
 
 def select_part(value: Value, target: Target, expected: np.ndarray) -> tuple[Value | None, str]:
@@ -38,6 +60,9 @@ def select_part(value: Value, target: Target, expected: np.ndarray) -> tuple[Val
         hits = [i for i, k in enumerate(value.keys) if normalise_key(k) in norm]
         if len(hits) == 1:
             return value.items[hits[0]], ""
+        numbered = _numbered(value, wanted, expected)
+        if numbered is not None:
+            return numbered, ""
         return None, f"the returned dict has no key for {part.key!r} (keys: {', '.join(repr(k) for k in value.keys[:8])})"
     if value.kind == "seq" and part.index is not None:
         if part.index < len(value.items):
@@ -92,7 +117,33 @@ def _result(target: Target, status: str, message: str, diagnosis: list[Diagnosis
     )
 
 
+CONVENTIONS = {
+    "flat": "with vectors passed as 1-D arrays, as the notebook writes them",
+    "row": "with vectors passed as rows (1xn), as the notebook writes them",
+}
+
+
 def _judge_target(plan: CheckPlan, target: Target, answers: dict[str, Answer], probe_status: str) -> CheckResult:
+    """Judge a target; a function that fails as called but is right in another vector convention passes."""
+    result = _judge_once(plan, target, answers, probe_status)
+    if result.status == "pass" or plan.check.kind != "function":
+        return result
+    ids = [f"{plan.check.id}#{t.index}" for t in plan.trials]
+    for conv, how in CONVENTIONS.items():
+        if not all(i in answers and conv in answers[i].alts for i in ids):
+            continue
+        view = dict(answers)
+        for i in ids:
+            view[i] = replace(answers[i], value=answers[i].alts[conv])
+        alt = _judge_once(plan, target, view, probe_status)
+        if alt.status == "pass":
+            alt.message += f" ({how})"
+            alt.detail["vectors"] = conv
+            return alt
+    return result
+
+
+def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], probe_status: str) -> CheckResult:
     check = plan.check
     label = target.label
     what = "function" if check.kind == "function" else "variable"

@@ -88,9 +88,34 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
     def key_text(k):  # a key's own __str__ could run the notebook's code: plain keys only
         return safe_text(lambda: str_(k), 80) if is_plain(k) else "<" + tname(k) + ">"
 
+    def norm_key(k):  # as the grader's normalise_key: dW1, grad_W1, W1_grad, dJ_dW1 -> w1
+        k = "".join(c for c in k.lower() if c.isascii() and c.isalnum())
+        for suffix in ("gradient", "grad"):
+            if k.endswith(suffix) and len_(k) > len_(suffix):
+                k = k[:-len_(suffix)]
+                break
+        for prefix in ("dldj", "gradient", "grads", "grad", "delta", "dld", "djd", "dl", "dj", "d"):
+            if k.startswith(prefix) and len_(k) > len_(prefix):
+                return k[len_(prefix):]
+        return k
+
+    class Keys(dict_):
+        # A dict input also answers to the notebook's own spelling of its keys: an update()
+        # written for its gradients' "dW1" reads the grader's "W1".
+        __slots__ = ()
+
+        def __missing__(self, key):
+            if type_(key) is str_:
+                hits = [k for k in dict_.keys(self) if type_(k) is str_ and norm_key(k) == norm_key(key)]
+                if len_(hits) == 1:
+                    return dict_.__getitem__(self, hits[0])
+            raise KeyError(key)
+
+    Keys.__name__ = Keys.__qualname__ = "dict"
+
     def decode_arg(a):
         if "d" in a:
-            return {k: decode_arg(v) for k, v in a["d"]}
+            return Keys((k, decode_arg(v)) for k, v in a["d"])
         if "a" in a:
             arr = frombuffer(a2b(a["a"].encode("ascii")), dtype=float64)
             return arr.reshape(tuple_(a["shape"])).copy()
@@ -105,6 +130,8 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
                 return {"t": "too_big", "shape": list_(int_(d) for d in ndarray.__dict__["shape"].__get__(obj))}
         elif issubclass_(type_(obj), list_) and list_.__len__(obj) > max_elements:
             return {"t": "too_big", "shape": [list_.__len__(obj)]}
+        elif issubclass_(type_(obj), tuple_) and tuple_.__len__(obj) > max_elements:
+            return {"t": "too_big", "shape": [tuple_.__len__(obj)]}
         arr = asarray(obj)
         if array_size_of(arr) > max_elements:
             return {"t": "too_big", "shape": list_(int_(d) for d in arr.shape)}
@@ -135,7 +162,9 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
                 base = tuple_ if issubclass_(tp, tuple_) else list_
                 seq = {"t": "seq", "tuple": base is tuple_, "n": base.__len__(obj),
                        "items": [encode(v, depth + 1) for v in islice(base.__iter__(obj), max_items)]}
-                if base is list_:  # a list of numbers is an array; keep both readings
+                # a list or tuple of numbers is also an array (forward returning (o1, o2)); keep both readings
+                if base is list_ or all(is_plain(v) or issubclass_(type_(v), ndarray)
+                                        for v in islice(tuple_.__iter__(obj), max_items)):
                     try:
                         seq["array"] = array_value(obj)
                     except exc_types:
@@ -197,6 +226,31 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
             return fn(**kwargs)
         return fn(*args)
 
+    def convention(conv, args):
+        # the notebook's own vector convention: "flat" passes (n, 1) and (1, n) arrays as (n,),
+        # "row" passes (n, 1) columns as (1, n) rows; other arguments (and dicts) stay as they are
+        out, changed = [], False
+        for a in args:
+            if isinstance_(a, ndarray) and a.ndim == 2 and 1 in a.shape:
+                if conv == "flat":
+                    a, changed = a.reshape(-1), True
+                elif a.shape[0] > 1:
+                    a, changed = a.reshape(1, -1), True
+            out.append(a)
+        return out, changed
+
+    def alternates(item, obj):
+        alts = {}
+        for conv in ("flat", "row"):
+            args, changed = convention(conv, [decode_arg(a) for a in item["args"]])
+            if not changed:
+                continue
+            try:
+                alts[conv] = encode(call(obj, args, item.get("argnames") or []))
+            except exc_types as e:
+                alts[conv] = error_of(e)
+        return alts
+
     def then_call(item, result, ans):
         found2, obj2 = lookup(item["then_names"])
         ans["then_found"] = found2
@@ -238,6 +292,10 @@ def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
                         ans["value"] = then_call(item, result, ans)
                     else:
                         ans["value"] = encode(result)
+                if item.get("alt"):  # the same call with vectors shaped as 1-D arrays or rows
+                    alts = alternates(item, obj)
+                    if alts:
+                        ans["alts"] = alts
             answers.append(ans)
         publish(data={"application/x-grader-" + nonce + "+json": {"nonce": nonce, "answers": answers}},
                 metadata={})
@@ -292,6 +350,9 @@ class ProbeItem:
     then_names: list[str] = field(default_factory=list)
     then_args: list[Any] = field(default_factory=list)
     fp_raise: bool = False  # call with numpy overflow raising FloatingPointError
+    # also call it with column/row vectors passed as 1-D arrays ("flat") and as rows ("row"),
+    # for notebooks written in another vector convention
+    alternates: bool = False
 
 
 RESULT = object()  # placeholder in ProbeItem.then_args for the first call's result
@@ -325,6 +386,7 @@ def request_source(modname: str, nonce: str, items: list[ProbeItem]) -> str:
                     "then_names": it.then_names,
                     "then_args": [{"r": 1} if a is RESULT else encode_arg(a) for a in it.then_args],
                     "fp_raise": it.fp_raise,
+                    "alt": it.alternates and it.kind == "function" and not it.fp_raise,
                 }
                 for it in items
             ]
@@ -451,6 +513,7 @@ class Answer:
     found: str | None
     value: Value
     then_found: str | None = None  # pipelines: the second function's name as found
+    alts: dict[str, Value] = field(default_factory=dict)  # other vector conventions: "flat", "row"
 
 
 def read_answers(outputs: list[dict[str, Any]], nonce: str) -> tuple[dict[str, Answer], int]:
@@ -475,10 +538,14 @@ def read_answers(outputs: list[dict[str, Any]], nonce: str) -> tuple[dict[str, A
             if isinstance(a, dict) and isinstance(a.get("id"), str):
                 found = a.get("found")
                 then_found = a.get("then_found")
+                raw_alts = a.get("alts")
+                alts = ({k: decode_value(raw_alts[k]) for k in ("flat", "row") if k in raw_alts}
+                        if isinstance(raw_alts, dict) else {})
                 answers[a["id"]] = Answer(
                     a["id"],
                     found if isinstance(found, str) else None,
                     decode_value(a.get("value")),
                     then_found if isinstance(then_found, str) else None,
+                    alts,
                 )
     return answers, len(genuine)

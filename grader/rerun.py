@@ -65,15 +65,93 @@ def split_point(source: str, names: Sequence[str]) -> int | None:
     return end
 
 
+# Fresh values take the notebook's own form of the variable they replace: its shape when the
+# sizes agree (x = np.array([1, 2]) stays 1-D), np.matrix, a plain float or a list. A notebook
+# written for 1-D vectors then runs on the fresh sample as it ran on the given one.
+_FIT = """
+def _grader_fit(old, g):
+    import numpy
+    for k, o in old.items():
+        new = g[k]
+        try:
+            if isinstance(new, numpy.ndarray) and numpy.size(o) == new.size and numpy.shape(o) != new.shape:
+                new = new.reshape(numpy.shape(o))
+            if isinstance(o, numpy.matrix):
+                new = numpy.asmatrix(new)
+            elif type(o) in (int, float) and numpy.size(new) == 1:
+                new = float(numpy.reshape(new, ()))
+            elif type(o) is list and numpy.shape(o) == numpy.shape(new):
+                new = numpy.asarray(new).tolist()
+        except Exception:
+            continue
+        g[k] = new
+_grader_fit(_grader_old, globals())
+del _grader_fit, _grader_old"""
+
+
+def assigning_cells(nb: NotebookNode, name: str) -> list[int]:
+    """1-based numbers of the code cells whose top-level statements assign `name`."""
+    cells = []
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in cell.source.splitlines())
+        try:
+            tree = ast.parse(code)
+        except (SyntaxError, ValueError):
+            continue
+        if any(name in _assigned_names(n) for n in _top_level(tree)):
+            cells.append(i + 1)
+    return cells
+
+
+def _top_level(tree: ast.Module) -> list[ast.stmt]:
+    """Statements that run at notebook level: the body, and the bodies of its loops, ifs and withs."""
+    out: list[ast.stmt] = []
+    todo = list(tree.body)
+    while todo:
+        stmt = todo.pop()
+        out.append(stmt)
+        if isinstance(stmt, (ast.For, ast.While, ast.If, ast.With, ast.Try)):
+            for field in ("body", "orelse", "finalbody"):
+                todo.extend(getattr(stmt, field, []))
+            for h in getattr(stmt, "handlers", []):
+                todo.extend(h.body)
+    return out
+
+
+def note_reassigned(nb: NotebookNode, plans: list[CheckPlan], results: list[CheckResult]) -> None:
+    """A failing variable that the notebook assigns in several cells: say which value was graded."""
+    by_id = {r.id: r for r in results}
+    for p in plans:
+        if p.check.kind != "variable":
+            continue
+        name, cells = next(((n, c) for n in [p.check.target, *p.check.aliases] if (c := assigning_cells(nb, n))),
+                           ("", []))
+        if len(cells) < 2:
+            continue
+        listed = ", ".join(str(c) for c in cells[:-1]) + f" and {cells[-1]}"
+        note = (f"Note: {name} is assigned in cells {listed}; the value graded is the one it has when the "
+                f"notebook ends (from cell {cells[-1]}). If an earlier cell computed the asked-for value, "
+                "give the later value another name.")
+        for t in p.targets:
+            r = by_id.get(t.id)
+            if r is not None and r.status == "fail":
+                r.message += " " + note
+                if r.diagnosis:
+                    r.diagnosis[0].message += " " + note
+                r.detail["assigned_in_cells"] = cells
+
+
 def assignment_source(values: dict[str, Any]) -> str:
-    """Python that sets each variable to a value (float repr round-trips exactly)."""
-    lines = []
+    """Python that sets each variable to a value (float repr round-trips exactly), in the notebook's form."""
+    lines = [f"_grader_old = {{k: globals()[k] for k in {list(values)!r} if k in globals()}}"]
     for name, v in values.items():
         if isinstance(v, np.ndarray):
             lines.append(f"{name} = __import__('numpy').array({v.tolist()!r}, dtype=float)")
         else:
             lines.append(f"{name} = {float(v)!r}")
-    return "\n".join(lines)
+    return "\n".join(lines) + _FIT
 
 
 def with_fresh_sample(nb: NotebookNode, values: dict[str, Any]) -> NotebookNode | None:
