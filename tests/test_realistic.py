@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from grader.execute import tolerant_imports
 from grader.judge import normalise_key, select_part
 from grader.plan import targets_of
 from grader.probe import Value
@@ -28,6 +29,7 @@ CORRECT = [
     ("sigmoid-2-3-1", "s231_matrix_class"),  # np.matrix, staticmethods, keys "W1_grad"
     ("exp-output-2-2-1", "exp_flat_floats"),  # 1-D vectors, Python floats and ints, keys "dW1"
     ("exp-output-2-2-1", "exp_odd_keys"),  # forward_pass -> (p, cache), backward -> keys "W1_grad"
+    ("exp-output-2-2-1", "exp_colab_imports"),  # google.colab and seaborn imported before numpy
     ("relu-sigmoid-3-3-1", "relu_lambdas_tuple"),  # lambdas, int relu', (1,1) loss, tuple of grads
     ("relu-sigmoid-3-3-1", "relu_flat_inputs"),  # 1-D convention throughout, keys "dL/dW1"
     ("sigmoid-2-2-2", "s222_scalar_math"),  # math.exp on scalars, forward -> (o1, o2), lists
@@ -162,6 +164,17 @@ def test_numbered_entries_of_a_dict_make_up_a_vector_part():
     # an incomplete numbering is not a vector
     partial = Value("dict", keys=keys[:5], items=value.items[:5])
     assert select_part(partial, target_w, np.zeros(8))[0] is None
+
+
+def test_an_unavailable_import_does_not_stop_the_rest_of_its_cell():
+    source = "from google.colab import drive\nimport seaborn as sns, numpy as np\nx = np.ones(2)\ndrive.mount('/d')"
+    ns: dict = {}
+    with pytest.raises(ModuleNotFoundError, match="google"):  # using it raises the import's own error
+        exec(tolerant_imports(source), ns)
+    assert ns["x"].tolist() == [1.0, 1.0] and ns["np"] is np
+    with pytest.raises(ModuleNotFoundError, match="seaborn"):
+        ns["sns"].set_theme()
+    assert tolerant_imports("import numpy as np\n%matplotlib inline") == "import numpy as np\n%matplotlib inline"
 
 
 @pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")  # np.matrix, as notebooks use it
