@@ -27,6 +27,7 @@ CORRECT = [
     ("sigmoid-2-3-1", "s231_rowvec_lambdas"),  # 1-D x, scalar t, lambdas, pip/matplotlib/colab cells
     ("sigmoid-2-3-1", "s231_globals_reuse"),  # a global cache, a training cell, a broken plot cell
     ("sigmoid-2-3-1", "s231_matrix_class"),  # np.matrix, staticmethods, keys "W1_grad"
+    ("sigmoid-2-3-1", "s231_row_convention"),  # one sample as a row: x (1, 2), h = x @ W1.T
     ("exp-output-2-2-1", "exp_flat_floats"),  # 1-D vectors, Python floats and ints, keys "dW1"
     ("exp-output-2-2-1", "exp_odd_keys"),  # forward_pass -> (p, cache), backward -> keys "W1_grad"
     ("exp-output-2-2-1", "exp_colab_imports"),  # google.colab and seaborn imported before numpy
@@ -35,6 +36,7 @@ CORRECT = [
     ("sigmoid-2-2-2", "s222_scalar_math"),  # math.exp on scalars, forward -> (o1, o2), lists
     ("sigmoid-2-2-2", "s222_named_keys"),  # gradients -> {"w1": .., ..., "w8": .., "b1": .., "b2": ..}
     ("tanh-softmax-gaussians", "tanh_inplace_cache"),  # (A2, cache), in-place update on "dW1" keys
+    ("tanh-softmax-gaussians", "tanh_lowercase_keys"),  # params["w1"], grads "dw1", predict -> list
 ]
 
 # (assignment, notebook, score, {target: (status, first diagnosis code)})
@@ -131,6 +133,16 @@ def test_a_variable_reassigned_later_says_which_value_was_graded():
     assert y.status == "fail" and y.detail["assigned_in_cells"] == [2, 5]
     assert "assigned in cells 2 and 5" in y.diagnosis[0].message
     assert report.score == report.max_score - 1  # the rest of the notebook is right
+
+
+def test_functions_written_for_row_vectors_pass_and_say_so():
+    report = graded(_path("sigmoid-2-3-1", "s231_row_convention"), seed=SEEDS[0])
+    for c in report.checks:
+        if c.target in ("gradients.W1", "gradients.W2"):
+            assert c.status == "pass" and c.detail.get("vectors") == "row", c.message
+            assert "rows (1xn)" in c.message
+        if c.target == "forward":  # x @ W1.T works on a 1-D x too, and 1-D is tried first
+            assert c.status == "pass" and "as the notebook writes them" in c.message
 
 
 def test_functions_written_for_1d_vectors_pass_and_say_so():
