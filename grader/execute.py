@@ -23,7 +23,7 @@ from nbformat import NotebookNode
 from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_cause, stop_kernel
 
 MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
-MAX_PROBE_OUTPUT_BYTES = 96 * 1024 * 1024  # a probe answer carries arrays
+MAX_PROBE_OUTPUT_BYTES = 32 * 1024 * 1024  # a probe answer carries arrays
 MAX_RESTARTS = 4
 MAX_REVIVALS = 2  # fresh kernels for probes, after grader code killed one
 RECOVERY_TIMEOUT = 5.0  # seconds an interrupted kernel gets to become idle again

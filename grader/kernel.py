@@ -55,7 +55,7 @@ SIBLING_MAX_BYTES = 20 * 1024 * 1024
 # Environment variables worth keeping: they change numeric results or where things run, not secrets.
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
 # No single kernel message may be larger: a cell printing 1 GB cannot make the grader hold it.
-MAX_MESSAGE_BYTES = 96 * 1024 * 1024
+MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 ISOLATION_LEVELS = ("sandbox", "namespace", "process")
 # The kernel's user inside the sandbox; nothing on the host is owned by it.
 SANDBOX_UID = 65534

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-MAX_ELEMENTS = 2_000_000  # per returned array
-MAX_PAYLOAD_BYTES = 64 * 1024 * 1024  # per probe request, all values together
+MAX_ELEMENTS = 1_000_000  # per returned array
+MAX_PAYLOAD_BYTES = 16 * 1024 * 1024  # per probe request, all values together (base64 fits a message)
 MAX_ITEMS = 64  # per dict / sequence
 MAX_DEPTH = 4
 
