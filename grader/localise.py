@@ -63,7 +63,9 @@ async def localise(session: Session, modname: str, plans: list[CheckPlan], resul
     by_id = {r.id: r for r in results}
     for p in plans:
         check = p.check
-        failing = [by_id[t.id] for t in p.targets if t.id in by_id and by_id[t.id].status == "fail"]
+        # wrong values only: a transposed or misshapen result needs no search for a wrong step
+        failing = [by_id[t.id] for t in p.targets if t.id in by_id and by_id[t.id].status == "fail"
+                   and not set(by_id[t.id].codes) & {"transposed", "shape_mismatch"}]
         mids = p.intermediates
         if not mids or not failing or not p.trials or not session.alive:
             continue

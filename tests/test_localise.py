@@ -46,3 +46,9 @@ def test_the_saturated_seed_is_told_its_output_delta_is_where_it_goes_wrong(grad
     report = grade(NOTEBOOKS / "relu-sigmoid-3-3-1" / "seed_rounded_output.ipynb")
     where = report.check("dL_dW1").detail["goes_wrong_at"]
     assert "dL_dA2 are right; dL_dZ2 is the first" in where
+
+
+def test_a_transposed_result_gets_no_search_for_a_wrong_step(grade):
+    report = grade(NOTEBOOKS / "sigmoid-2-3-1" / "seed_style.ipynb", "sigmoid-2-3-1")
+    check = report.check("dL_dW1")
+    assert check.codes == ["transposed"] and "goes_wrong_at" not in check.detail
