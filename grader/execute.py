@@ -12,6 +12,7 @@ import ast
 import asyncio
 import importlib.util
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +145,8 @@ class Session:
         self._fatal_runs: dict[int, CellRun] = {}  # cells that killed a kernel, as recorded then
         self._run_args: tuple[str, float, float] | None = None  # prelude and time limits of the notebook run
         self.revivals = 0
+        # Called after each student cell that ran (e.g. to keep values a later cell overwrites).
+        self.after_cell: Callable[[Session, int], Awaitable[None]] | None = None
         self.broken = ""  # why the kernel became unusable while still running, if it did
 
     async def _start(self, prelude: str) -> None:
@@ -313,12 +316,16 @@ class Session:
         if self._run_args is None:
             self._run_args = (prelude, cell_timeout, total_timeout)
         start = time.monotonic()
-        deadline = start + total_timeout
+        deadline: float | None = None
         code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code" and c.source.strip()]
         while True:
             runs: list[CellRun] = []
             died_at = None
+            begun = time.monotonic()
             await self._start(prelude)
+            # the submission's time is its cells' time: starting a kernel does not count
+            started = time.monotonic()
+            deadline = started + total_timeout if deadline is None else deadline + (started - begun)
             for i in code_cells:
                 if i in self._fatal_runs:  # it stopped an earlier kernel: skipped this time
                     runs.append(self._fatal_runs[i])
@@ -374,6 +381,8 @@ class Session:
                 runs.append(run)
                 if died_at is not None:
                     break
+                if self.after_cell is not None and run.status in ("ok", "error"):
+                    await self.after_cell(self, i)
             if died_at is None:
                 self.record.cells = runs
                 break
@@ -506,9 +515,11 @@ async def execute(
     prelude: str,
     cell_timeout: float = 30.0,
     total_timeout: float = 300.0,
+    after_cell: Callable[[Session, int], Awaitable[None]] | None = None,
 ) -> Session:
     """Run a notebook; the returned session is still live for probing (close it)."""
     session = Session(launcher, workspace, nb)
+    session.after_cell = after_cell
     try:
         await session.run_notebook(prelude, cell_timeout, total_timeout)
     except BaseException:

@@ -42,6 +42,7 @@ from .probe import (
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import note_reassigned, rerun_given
 from .score import total
+from .snapshots import Snapshots
 from .spec import Assignment, find_assignment, known_assignments
 
 
@@ -114,11 +115,13 @@ async def grade_notebook_async(
     cell_timeout = asg.spec.policy.cell_timeout or cell_timeout
     workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
     modname = new_module_name()
+    snapshots = Snapshots(submission.nb, plans)
     flags: list[Flag] = []
     try:
         try:
             session = await execute(
-                submission.nb, workspace, launcher, prelude_source(modname), cell_timeout, total_timeout
+                submission.nb, workspace, launcher, prelude_source(modname), cell_timeout, total_timeout,
+                after_cell=snapshots.hook(modname),
             )
         except RuntimeError as e:
             raise GraderError(f"could not start a Python kernel: {e}") from None
@@ -142,6 +145,7 @@ async def grade_notebook_async(
     finally:
         workspace.cleanup()
     await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, total_timeout)
+    snapshots.rescue(plans, results)
     note_reassigned(submission.nb, plans, results)
     report = Report(
         assignment={"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256},

@@ -137,3 +137,10 @@ def test_input_calls_fail_at_once_instead_of_waiting_for_the_time_limit(grade):
     assert error.cell == 2 and error.ename == "StdinNotImplementedError"
     assert not report.execution.timed_out
     assert report.check("sigmoid").status == "pass"
+
+
+def test_a_variable_reused_later_is_graded_on_its_earlier_value(grade):
+    report = grade(NB / "y_reused_for_plot.ipynb", ASG)
+    y = report.check("y")
+    assert y.status == "pass" and y.detail["graded_after_cell"] == 2
+    assert "assigns y again in cell 5" in y.message

@@ -1,0 +1,81 @@
+"""Variables a later cell overwrites: the value right after each earlier assignment also counts.
+
+Students reuse names (`y` for the network's output, then `y = sigmoid(xs)` for a plot). A
+variable check that fails on the notebook's final value is judged again on the value the
+variable had right after each earlier cell that assigned it; if one of those is right, the
+check passes and says which cell's value was graded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from .consistency import ask
+from .execute import Session
+from .judge import judge
+from .plan import CheckPlan
+from .probe import Answer, ProbeItem
+from .report import CheckResult
+from .rerun import assigning_cells
+
+SNAPSHOT_TIMEOUT = 5.0  # seconds to read a cell's variables
+
+
+class Snapshots:
+    """Which cells to watch, and what the watched variables held after them."""
+
+    def __init__(self, nb: object, plans: list[CheckPlan]):
+        # 0-based cell -> [(check id, names)], for variables assigned in more than one cell
+        self.watch: dict[int, list[tuple[str, list[str]]]] = {}
+        self.last: dict[str, int] = {}  # check id -> 1-based cell of its final assignment
+        self.values: dict[str, list[tuple[int, Answer]]] = {}  # check id -> [(1-based cell, answer)]
+        for p in plans:
+            if p.check.kind != "variable":
+                continue
+            names = [p.check.target, *p.check.aliases]
+            cells = next((c for n in names if (c := assigning_cells(nb, n))), [])  # type: ignore[arg-type]
+            if len(cells) < 2:
+                continue
+            self.last[p.check.id] = cells[-1]
+            for cell in cells[:-1]:
+                self.watch.setdefault(cell - 1, []).append((p.check.id, names))
+
+    def hook(self, modname: str) -> Callable[[Session, int], Awaitable[None]] | None:
+        """The after-cell hook for execute(), or None when nothing needs watching."""
+        if not self.watch:
+            return None
+
+        async def after_cell(session: Session, index: int) -> None:
+            wanted = self.watch.get(index)
+            if not wanted:
+                return
+            items = [ProbeItem(f"{cid}@{index}", "variable", names) for cid, names in wanted]
+            answers = await ask(session, modname, items, SNAPSHOT_TIMEOUT) or {}
+            for cid, _ in wanted:
+                ans = answers.get(f"{cid}@{index}")
+                if ans is not None and ans.found is not None:
+                    kept = [v for v in self.values.get(cid, []) if v[0] != index + 1]  # a re-run replaces
+                    self.values[cid] = [*kept, (index + 1, ans)]
+
+        return after_cell
+
+    def rescue(self, plans: list[CheckPlan], results: list[CheckResult]) -> None:
+        """Judge failing variables again on their earlier values; keep a pass, saying which cell."""
+        at = {r.id: i for i, r in enumerate(results)}
+        for p in plans:
+            cid = p.check.id
+            ids = [t.id for t in p.targets]
+            if cid not in self.values or not p.trials or any(i not in at for i in ids):
+                continue
+            if all(results[at[i]].status == "pass" for i in ids):
+                continue
+            for cell, ans in sorted(self.values[cid]):
+                trial = p.trials[0]
+                again = judge(p, {f"{cid}#{trial.index}": Answer(f"{cid}#{trial.index}", ans.found, ans.value)}, "ok")
+                if all(r.status == "pass" for r in again):
+                    for r in again:
+                        r.message += (f" (its value after cell {cell}; the notebook assigns {ans.found} "
+                                      f"again in cell {self.last[cid]})")
+                        r.detail["graded_after_cell"] = cell
+                        results[at[r.id]] = r
+                    break
