@@ -160,17 +160,12 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
     for trial in plan.trials:
         ans = answers.get(f"{check.id}#{trial.index}")
         if ans is None:
-            return _result(target, "error", f"{check.target} could not be checked: the probe got no answer",
-                           [Diagnosis("exception", "The grader's probe got no answer from the kernel; "
-                                      "the notebook may have interfered with it.")])
+            return _no_answer(target, check.target)
         if ans.found is None or ans.value.kind == "missing":
-            names = ", ".join([check.target, *check.aliases][:4])
-            return _result(target, "missing", f"no {what} named {check.target} was found",
-                           [Diagnosis("missing", f"The notebook defines no {what} named {names}.")])
+            return _missing(target, what, [check.target, *check.aliases])
         v = ans.value
         if v.kind == "error":
-            return _result(target, "error", f"{ans.found} raised {v.ename}: {v.text}",
-                           [Diagnosis("exception", f"{ans.found}(...) raised {v.ename}: {v.text}")])
+            return _raised(target, ans.found, v)
         if v.kind == "not_callable":
             return _result(target, "fail", f"{ans.found} is a {v.type_name}, not a function",
                            [Diagnosis("wrong", f"{ans.found} must be a function, but it is a {v.type_name}.")])
@@ -325,6 +320,22 @@ def predicted_classes(pred: np.ndarray, m: int) -> np.ndarray | None:
     return None
 
 
+def _no_answer(target: Target, name: str) -> CheckResult:
+    return _result(target, "error", f"{name} could not be checked: the probe got no answer",
+                   [Diagnosis("exception", "The grader's probe got no answer from the kernel; "
+                              "the notebook may have interfered with it.")])
+
+
+def _missing(target: Target, what: str, names: list[str]) -> CheckResult:
+    return _result(target, "missing", f"no {what} named {names[0]} was found",
+                   [Diagnosis("missing", f"The notebook defines no {what} named {', '.join(names[:4])}.")])
+
+
+def _raised(target: Target, name: str, v: Value) -> CheckResult:
+    return _result(target, "error", f"{name} raised {v.ename}: {v.text}",
+                   [Diagnosis("exception", f"{name}(...) raised {v.ename}: {v.text}")])
+
+
 def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]) -> CheckResult:
     """Train with the student's function, predict with the other, score accuracy on fresh data."""
     check = plan.check
@@ -334,19 +345,14 @@ def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]
     for trial in plan.trials:
         ans = answers.get(f"{check.id}#{trial.index}")
         if ans is None:
-            return _result(target, "error", f"{first} could not be checked: the probe got no answer",
-                           [Diagnosis("exception", "The grader's probe got no answer from the kernel.")])
+            return _no_answer(target, first)
         if ans.found is None:
-            return _result(target, "missing", f"no function named {first} was found",
-                           [Diagnosis("missing", f"The notebook defines no function named {first}.")])
+            return _missing(target, "function", [first])
         v = ans.value
-        stage = first if ans.then_found is None and v.kind == "error" else then
         if v.kind == "missing":
-            return _result(target, "missing", f"no function named {then} was found",
-                           [Diagnosis("missing", f"The notebook defines no function named {then}.")])
+            return _missing(target, "function", [then])
         if v.kind == "error":
-            return _result(target, "error", f"{stage} raised {v.ename}: {v.text}",
-                           [Diagnosis("exception", f"{stage}(...) raised {v.ename}: {v.text}")])
+            return _raised(target, first if ans.then_found is None else then, v)
         assert trial.labels is not None
         pred = numeric(v)
         classes = predicted_classes(pred, trial.labels.size) if pred is not None else None
