@@ -16,6 +16,7 @@ from .errors import GraderError
 from .grade import grade_notebook
 from .kernel import ISOLATION_LEVELS, LocalKernelLauncher
 from .render import RENDERERS, render
+from .render.safe import inert
 from .spec import known_assignments, load_spec
 
 _DEFAULTS = grade_notebook.__kwdefaults__ or {}
@@ -69,8 +70,14 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the kernel and temp folder are already gone
         click.echo("grade: interrupted; nothing was graded", err=True)
         sys.exit(130)
+    except Exception as e:  # a failure outside any one stage of grading: still one line, no traceback
+        click.echo(f"grade: internal error: {inert(f'{type(e).__name__}: {e}', 300)}", err=True)
+        sys.exit(3)
     text = render(report, fmt)
     _emit(text, output)
+    if report.status == "error":
+        click.echo(f"grade: {inert(report.error or 'grading failed', 300)}", err=True)
+        sys.exit(3)
     if fail_under is not None and report.score < fail_under:
         sys.exit(1)
 

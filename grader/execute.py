@@ -22,6 +22,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
 from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_cause, stop_kernel
+from .notebook import parse_cell
 
 MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
 MAX_PROBE_OUTPUT_BYTES = 32 * 1024 * 1024  # a probe answer carries arrays
@@ -422,10 +423,8 @@ def tolerant_imports(source: str) -> str:
     still fails (a note goes to stderr) and a later use of the module still raises.
     """
     lines = source.splitlines()
-    code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in lines)  # IPython magics
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError):
+    tree = parse_cell(source)
+    if tree is None:
         return source
     spans = [(n.lineno, n.end_lineno or n.lineno) for n in tree.body]
     wrap = []
@@ -477,11 +476,8 @@ def unrun_definitions(nb: NotebookNode, record: ExecutionRecord) -> dict[str, Ce
     for run in record.cells:
         if run.status in ("ok", "error") or not 0 <= run.index < len(nb.cells):
             continue
-        lines = nb.cells[run.index].source.splitlines()
-        code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in lines)  # IPython magics
-        try:
-            tree = ast.parse(code)
-        except (SyntaxError, ValueError):
+        tree = parse_cell(nb.cells[run.index].source)
+        if tree is None:
             continue
         for node in tree.body:
             names: list[str] = []

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .consistency import check_consistency
 from .errors import GraderError, UnknownAssignment
@@ -39,22 +43,23 @@ from .probe import (
     read_answers,
     request_source,
 )
+from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import note_reassigned, rerun_given
 from .score import total
 from .snapshots import Snapshots
-from .spec import Assignment, find_assignment, known_assignments
+from .spec import Assignment, Policy, find_assignment, find_known_assignment, known_assignments
 
 
 def resolve_assignment(name: str | Assignment | None, submission: Submission) -> Assignment:
-    """The assignment named (id or folder), else the one the notebook's metadata declares."""
+    """The assignment named (id or folder), else the one the notebook's metadata declares (by id only)."""
     if isinstance(name, Assignment):
         return name
     if name:
         return find_assignment(name)
     declared = submission.declared_assignment
     if declared:
-        return find_assignment(declared)
+        return find_known_assignment(declared)
     ids = ", ".join(sorted(known_assignments())) or "(none)"
     raise UnknownAssignment(
         f"{submission.path}: which assignment is this? Pass --assignment (known assignments: {ids})"
@@ -104,20 +109,60 @@ async def grade_notebook_async(
     total_timeout: float = 300.0,
     launcher: KernelLauncher | None = None,
 ) -> Report:
-    """The async form of grade_notebook (for callers that already run an event loop)."""
+    """The async form of grade_notebook (for callers that already run an event loop).
+
+    Raises GraderError only when the notebook or the assignment is unusable. Any failure
+    after that (of the grader, on this submission) is a report with status "error", the
+    stage that failed and what was graded before it.
+    """
     started = time.monotonic()
     submission = read_submission(path)
     asg = resolve_assignment(assignment, submission)
-    reference = Reference(asg)
     seed = secrets.randbits(32) if seed is None else int(seed)
+    report = Report(
+        assignment=assignment_info(asg),
+        submission={"path": str(submission.path), "sha256": submission.sha256},
+        seed=seed,
+        max_score=asg.max_score,
+    )
+    run = _Run(launcher or LocalKernelLauncher(), asg.spec.policy.cell_timeout or cell_timeout, total_timeout)
+    try:
+        await _grade(report, run, submission, asg)
+    except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
+        _failed(report, run, e, asg.spec.policy)
+    report.duration_s = round(time.monotonic() - started, 3)
+    return report
+
+
+def assignment_info(asg: Assignment) -> dict[str, Any]:
+    """The report's `assignment`: what was graded against, and from which folder."""
+    return {"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256, "folder": str(asg.folder)}
+
+
+@dataclass
+class _Run:
+    """One grading run's settings, and how far it got (for a report of a failure)."""
+
+    launcher: KernelLauncher
+    cell_timeout: float
+    total_timeout: float
+    stage: str = "planning the checks"
+    session: Session | None = None
+
+
+async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignment) -> None:
+    """Every stage of grading; each adds what it finds to `report` as it goes."""
+    launcher, cell_timeout, total_timeout, seed = run.launcher, run.cell_timeout, run.total_timeout, report.seed
+    reference = Reference(asg)
     plans = plan(asg, reference, seed)
-    launcher = launcher or LocalKernelLauncher()
-    cell_timeout = asg.spec.policy.cell_timeout or cell_timeout
+    run.stage = "preparing the working folder"
     workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
     modname = new_module_name()
     snapshots = Snapshots(submission.nb, plans)
-    flags: list[Flag] = []
+    flags: list[Flag] = report.flags
+    results: list[CheckResult] = report.checks
     try:
+        run.stage = "running the notebook"
         try:
             session = await execute(
                 submission.nb, workspace, launcher, prelude_source(modname), cell_timeout, total_timeout,
@@ -125,8 +170,9 @@ async def grade_notebook_async(
             )
         except RuntimeError as e:
             raise GraderError(f"could not start a Python kernel: {e}") from None
+        run.session = session
         try:
-            results: list[CheckResult] = []
+            run.stage = "checking the notebook's functions and variables"
             unrun = unrun_definitions(submission.nb, session.record)
             for p in plans:
                 answers, status = await _probe(session, modname, p, flags)
@@ -137,28 +183,36 @@ async def grade_notebook_async(
                     checked = judge(p, answers, status)
                 names = [p.check.target, *p.check.aliases]
                 results.extend(_not_run(r, names, unrun) for r in checked)
+            run.stage = "checking gradients against the notebook's own forward pass"
             await check_consistency(session, modname, plans, results, reference, seed)
+            run.stage = "locating wrong intermediate values"
             await localise(session, modname, plans, results)
+            run.stage = "checking imports"
             flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
         finally:
             await session.close()
     finally:
         workspace.cleanup()
+    run.stage = "re-running the notebook on a fresh sample"
     await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, total_timeout)
+    run.stage = "scoring"
     snapshots.rescue(plans, results)
     note_reassigned(submission.nb, plans, results)
-    report = Report(
-        assignment={"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256},
-        submission={"path": str(submission.path), "sha256": submission.sha256},
-        seed=seed,
-        max_score=asg.max_score,
-        execution=_execution(session.record, launcher, cell_timeout, total_timeout),
-        checks=results,
-        flags=flags,
-    )
+    report.execution = _execution(session.record, launcher, cell_timeout, total_timeout)
     report.score = total(results, flags, asg.spec.policy, asg.max_score)
-    report.duration_s = round(time.monotonic() - started, 3)
-    return report
+
+
+def _failed(report: Report, run: _Run, error: Exception, policy: Policy) -> None:
+    """Turn a failure while grading into the report's error: one line for people, the traceback for maintainers."""
+    report.status = "error"
+    report.error_stage = run.stage
+    what = f"{type(error).__name__}: {error}" if not isinstance(error, GraderError) else str(error)
+    report.error = inert(f"the grader failed while {run.stage}: {what}", 500)
+    report.error_traceback = inert_block("".join(traceback.format_exception(error)))
+    if run.session is not None:
+        report.execution = _execution(run.session.record, run.launcher, run.cell_timeout, run.total_timeout)
+    with contextlib.suppress(Exception):  # what was graded before the failure still counts
+        report.score = total(report.checks, report.flags, policy, report.max_score)
 
 
 async def _probe(

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from .notebook import parse_cell
 from .probe import loaded_source, new_nonce, read_answers
 from .report import Flag
 
@@ -28,16 +29,10 @@ def _top(name: str) -> str:
     return name.split(".")[0]
 
 
-def _ipython_safe(source: str) -> str:
-    """Cell source with IPython-only lines (magics, shell escapes) blanked so that it parses."""
-    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-
-
 def imported_modules(source: str) -> set[str]:
     """Top-level names of every module a cell imports, however it does it."""
-    try:
-        tree = ast.parse(_ipython_safe(source))
-    except (SyntaxError, ValueError):
+    tree = parse_cell(source)
+    if tree is None:
         return {_top(a or b) for a, b in _TEXT.findall(source)}
     found: set[str] = set()
     for node in ast.walk(tree):

@@ -171,7 +171,7 @@ def cleanup_all() -> None:
     for cg in cgroups:
         cg.destroy()
     for root in roots:
-        shutil.rmtree(root, ignore_errors=True)
+        remove_tree(root)
 
 
 atexit.register(cleanup_all)
@@ -249,13 +249,21 @@ class Workspace:
 
     def cleanup(self) -> None:
         """Remove everything the run wrote."""
-        shutil.rmtree(self.root, ignore_errors=True)
-        if self.root.exists():  # files the kernel made read-only, or a still-dying writer
-            for p in self.root.rglob("*"):
-                with contextlib.suppress(OSError):
-                    p.chmod(0o700)
-            shutil.rmtree(self.root, ignore_errors=True)
+        remove_tree(self.root)
         _track(_live_roots, self.root, remove=True)
+
+
+def remove_tree(root: Path) -> None:
+    """Remove a folder the kernel wrote into, however deep, long-named or read-only it made it."""
+    with contextlib.suppress(Exception):  # shutil recurses: thousands of nested folders exhaust the stack
+        shutil.rmtree(root, ignore_errors=True)
+    if not os.path.lexists(root):
+        return
+    # rm walks without recursion or path-length limits; chmod first for folders made read-only
+    for cmd in (["chmod", "-R", "u+rwx", str(root)], ["rm", "-rf", "--one-file-system", str(root)]):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=120, check=False)
 
 
 def make_workspace(notebook: Path, extra_files: list[Path] | None = None) -> Workspace:

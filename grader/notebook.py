@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import warnings
@@ -17,6 +18,19 @@ from .errors import SubmissionError
 
 MAX_NOTEBOOK_BYTES = 200 * 1024 * 1024
 KNOWN_CELL_TYPES = {"code", "markdown", "raw"}
+
+
+def parse_cell(source: str) -> ast.Module | None:
+    """A code cell's syntax tree (IPython magics and shell lines blanked), or None if it does not parse.
+
+    Also None for code nested too deeply for the parser (`1+1+...` over thousands of terms):
+    the kernel rejects such a cell too, and no scan of the grader may crash on it.
+    """
+    code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines())
+    try:
+        return ast.parse(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 @dataclass

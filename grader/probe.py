@@ -24,6 +24,7 @@ MAX_ELEMENTS = 1_000_000  # per returned array
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024  # per probe request, all values together (base64 fits a message)
 MAX_ITEMS = 64  # per dict / sequence
 MAX_DEPTH = 4
+MAX_DIMS = 32  # numpy's own limit is 64; no answer needs more
 
 # Runs in the kernel. Keep it self-contained: it may only rely on what it captures here.
 _PRELUDE = r'''
@@ -460,9 +461,10 @@ def decode_value(raw: Any, depth: int = 0) -> Value:
     kind = raw.get("t")
     if kind == "array":
         try:
-            shape = tuple(int(d) for d in raw["shape"])
-            if any(d < 0 for d in shape) or int(np.prod(shape, dtype=np.int64)) > MAX_ELEMENTS:
-                return Value("too_big", shape=shape)
+            shape = tuple(_int(d, -1) for d in _as_list(raw["shape"])[:MAX_DIMS + 1])
+            if len(shape) > MAX_DIMS or any(d < 0 for d in shape) or _size(shape) > MAX_ELEMENTS:
+                return Value("unconvertible" if any(d < 0 for d in shape) else "too_big",
+                             shape=tuple(max(d, 0) for d in shape[:8]), text="malformed array")
             data = base64.b64decode(raw["b64"], validate=True)
             arr = np.frombuffer(data, dtype=np.float64)
             return Value("array", array=arr.reshape(shape).copy())
@@ -501,8 +503,18 @@ def _as_list(x: Any) -> list[Any]:
     return x if isinstance(x, list) else []
 
 
-def _int(x: Any) -> int:
-    return x if isinstance(x, int) and not isinstance(x, bool) else 0
+def _int(x: Any, default: int = 0) -> int:
+    return x if isinstance(x, int) and not isinstance(x, bool) else default
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    """Elements in a shape, in Python integers: a forged shape cannot overflow it."""
+    n = 1
+    for d in shape:
+        n *= d
+        if n > MAX_ELEMENTS:  # stop early: the product of forged dimensions could be astronomically large
+            return n
+    return n
 
 
 @dataclass

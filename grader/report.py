@@ -89,7 +89,9 @@ class Report:
     execution: Execution = field(default_factory=Execution)
     checks: list[CheckResult] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # status "error": what went wrong, in one line
+    error_stage: str | None = None  # ... in which stage of grading
+    error_traceback: str | None = None  # ... and where in the grader, for its maintainers
     schema: str = SCHEMA
 
     def check(self, check_id: str) -> CheckResult:
@@ -103,8 +105,5 @@ class Report:
         """The `grader.report/1` JSON structure."""
         d = asdict(self)
         order = ["schema", "assignment", "submission", "seed", "score", "max_score", "status",
-                 "duration_s", "execution", "checks", "flags", "error"]
-        out = {k: d[k] for k in order}
-        if out["error"] is None:
-            del out["error"]
-        return out
+                 "duration_s", "execution", "checks", "flags", "error", "error_stage", "error_traceback"]
+        return {k: d[k] for k in order if d[k] is not None or k not in ("error", "error_stage", "error_traceback")}

@@ -24,7 +24,7 @@ from .expected import Reference, select
 from .inputs import draw, rng_for
 from .judge import select_part
 from .kernel import KernelLauncher, make_workspace
-from .notebook import Submission
+from .notebook import Submission, parse_cell
 from .plan import MAX_IGNORED_ARGS, CheckPlan
 from .probe import (
     ProbeItem,
@@ -54,9 +54,8 @@ def _assigned_names(stmt: ast.stmt) -> set[str]:
 
 def split_point(source: str, names: Sequence[str]) -> int | None:
     """In a cell, the line after the last top-level statement assigning one of `names` (None: none does)."""
-    try:
-        tree = ast.parse("\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines()))
-    except (SyntaxError, ValueError):
+    tree = parse_cell(source)
+    if tree is None:
         return None
     end = None
     for stmt in tree.body:
@@ -95,10 +94,8 @@ def assigning_cells(nb: NotebookNode, name: str) -> list[int]:
     for i, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in cell.source.splitlines())
-        try:
-            tree = ast.parse(code)
-        except (SyntaxError, ValueError):
+        tree = parse_cell(cell.source)
+        if tree is None:
             continue
         if any(name in _assigned_names(n) for n in _top_level(tree)):
             cells.append(i + 1)

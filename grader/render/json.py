@@ -7,14 +7,18 @@ import math
 from typing import Any
 
 from ..report import Report
+from .safe import inert, inert_block
 
 
 def _clean(x: Any) -> Any:
     # JSON has no NaN/Infinity: such numbers become null
     if isinstance(x, float) and not math.isfinite(x):
         return None
+    # text may come from the notebook: inert here too, for whoever prints it from the JSON
+    if isinstance(x, str):
+        return inert(x, 4000)
     if isinstance(x, dict):
-        return {k: _clean(v) for k, v in x.items()}
+        return {inert(k, 200) if isinstance(k, str) else k: _clean(v) for k, v in x.items()}
     if isinstance(x, list):
         return [_clean(v) for v in x]
     return x
@@ -22,4 +26,9 @@ def _clean(x: Any) -> Any:
 
 def render_json(report: Report) -> str:
     """The report as indented JSON."""
-    return json.dumps(_clean(report.to_dict()), indent=2, allow_nan=False) + "\n"
+    d = report.to_dict()
+    trace = d.pop("error_traceback", None)
+    d = _clean(d)
+    if trace is not None:  # several lines, each inert
+        d["error_traceback"] = inert_block(trace)
+    return json.dumps(d, indent=2, allow_nan=False) + "\n"

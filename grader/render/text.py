@@ -1,15 +1,25 @@
-"""Terminal output: one line per check with a reason, then the total."""
+"""Terminal output: one line per check with a reason, then the total.
+
+Every line starts with the grader's own words (a verdict, `cell N:`, `Score:` …) or with an
+indent; text from the notebook comes only after that, made inert, and long lines wrap with
+a hanging indent. So nothing a notebook says can pass for a line of the report, open a
+markdown fence, or start a CI runner's workflow command.
+"""
 
 from __future__ import annotations
 
 import io
+import textwrap
 
 from rich.console import Console
 from rich.markup import escape
 
 from ..report import Report
+from .safe import inert
 
-_MARK = {"pass": "[green]PASS[/]", "fail": "[red]FAIL[/]", "error": "[red]ERROR[/]", "missing": "[yellow]MISSING[/]"}
+_MARK = {"pass": ("PASS", "green"), "fail": ("FAIL", "red"), "error": ("ERROR", "red"),
+         "missing": ("MISSING", "yellow")}
+_INDENT = "      "
 
 
 def _pts(x: float) -> str:
@@ -19,32 +29,51 @@ def _pts(x: float) -> str:
 def render_text(report: Report, color: bool | None = None, width: int = 100) -> str:
     """A human summary of a report."""
     buf = io.StringIO()
-    con = Console(file=buf, force_terminal=bool(color), no_color=not color, width=width, highlight=False, soft_wrap=True)
+    con = Console(file=buf, force_terminal=bool(color), no_color=not color, width=10_000,
+                  highlight=False, emoji=False, soft_wrap=True)
+    width = max(40, width)
+
+    def line(lead: str, style: str, text: str = "", indent: str = _INDENT) -> None:
+        # `lead` is the grader's own word (styled); `text` may hold the notebook's words (inert)
+        plain = f"{lead} {text}" if lead and text else lead or text
+        wrapped = textwrap.wrap(plain, width=width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+        first = wrapped[0]
+        head = f"[{style}]{escape(lead)}[/]" + escape(first[len(lead):]) if lead and style else escape(first)
+        con.print(head)
+        for rest in wrapped[1:]:
+            con.print(escape(rest))
+
     a = report.assignment
-    con.print(f"[bold]{escape(str(report.submission.get('path', '')))}[/] — assignment {escape(a.get('id', '?'))} (seed {report.seed})")
+    source = f" from {inert(a['folder'])}" if a.get("folder") else ""
+    line("Notebook:", "bold", inert(report.submission.get("path", "")))
+    line("Assignment:", "bold", f"{inert(a.get('id', '?'))} version {inert(a.get('version', '?'))}{source} "
+                                f"(seed {report.seed})")
     if report.status == "error":
-        con.print(f"[red]could not grade:[/] {escape(report.error or 'unknown error')}")
-        return buf.getvalue()
+        stage = f" (while {inert(report.error_stage)})" if report.error_stage else ""
+        line(f"ERROR could not finish grading{stage}:", "red", inert(report.error or "unknown error"))
     ex = report.execution
     for e in ex.cell_errors:
-        con.print(f"[dim]cell {e.cell}: {escape(e.ename)}: {escape(e.evalue[:160])}[/]")
+        line(f"cell {e.cell}:", "dim", f"{inert(e.ename, 80)}: {inert(e.evalue, 160)}")
     if ex.kernel_died:
-        con.print(f"[yellow]the kernel died; skipped cell(s) {', '.join(map(str, ex.skipped_cells))} and graded the rest[/]")
+        line("Note:", "yellow", f"the kernel died; skipped cell(s) {', '.join(map(str, ex.skipped_cells))} "
+                                "and graded the rest")
     elif ex.timed_out:
-        con.print("[yellow]a time limit was reached; what ran was graded[/]")
+        line("Note:", "yellow", "a time limit was reached; what ran was graded")
     for event in ex.limit_events:
-        con.print(f"[yellow]{escape(event)}[/]")
+        line("Limit:", "yellow", inert(event))
     if ex.output_truncated:
-        con.print("[dim]some cell output was truncated[/]")
+        line("Note:", "dim", "some cell output was truncated")
     for c in report.checks:
-        vis = " [dim](hidden)[/]" if c.visibility == "hidden" else ""
-        con.print(f"{_MARK.get(c.status, c.status)} {escape(c.target)}{vis}  {_pts(c.points)}/{_pts(c.max_points)}  {escape(c.message)}")
+        word, style = _MARK.get(c.status, (c.status.upper(), ""))
+        vis = " (hidden)" if c.visibility == "hidden" else ""
+        line(word, style, f"{inert(c.target, 120)}{vis}  {_pts(c.points)}/{_pts(c.max_points)}  {inert(c.message)}")
         for d in c.diagnosis[1:] if c.status != "pass" else c.diagnosis:
-            con.print(f"      [dim]{escape(d.code)}:[/] {escape(d.message)}")
+            line(_INDENT + inert(d.code, 60) + ":", "dim", inert(d.message), indent=_INDENT + "  ")
     for f in report.flags:
-        con.print(f"[yellow]{escape(f.code)}[/] {escape(f.target)}: {escape(f.message)}")
-    con.print(f"[bold]Score: {_pts(report.score)}/{_pts(report.max_score)}[/]")
+        line(f"{inert(f.code, 60)}:", "yellow", f"{inert(f.target, 120)}: {inert(f.message)}")
+    line("Score:", "bold", f"{_pts(report.score)}/{_pts(report.max_score)}"
+                           + (" (incomplete: grading stopped early)" if report.status == "error" else ""))
     level = ex.isolation.get("level")
     if level:
-        con.print(f"[dim]ran in isolation level {escape(str(level))}, {report.duration_s:.1f} s[/]")
+        line("Ran", "dim", f"in isolation level {inert(level, 40)}, {report.duration_s:.1f} s")
     return buf.getvalue()

@@ -1,0 +1,43 @@
+"""Making text that came from a notebook inert, whatever format it lands in.
+
+Messages, names and values in a report can hold text the notebook chose (an exception's
+message, a dict key, a file name). Rendered as is, such text could forge lines of the
+report (a newline, then `PASS ...`), drive a terminal (ANSI escapes), reorder what is shown
+(bidirectional overrides) or reach a CI runner as a workflow command (`::error::`). Every
+renderer passes each string through here first.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Terminal escape sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), and other ESC pairs.
+_ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
+# C0 and C1 controls, DEL, bidirectional controls, line/paragraph separators, zero-width and BOM.
+_CONTROLS = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+)
+_SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
+# CI runners read these as commands wherever a line starts with them (after leading blanks).
+_WORKFLOW = re.compile(r"::|##\[")
+
+
+def inert(text: object, limit: int = 2000) -> str:
+    """One line of plain text: escapes and controls removed, blanks folded, workflow commands broken."""
+    s = str(text)
+    if len(s) > 4 * limit:  # bound the work before the regexes
+        s = s[: 4 * limit]
+    s = _ESCAPES.sub("", s)
+    s = _SPACES.sub(" ", s)
+    s = _CONTROLS.sub("", s)
+    s = _WORKFLOW.sub(lambda m: ": :" if m.group() == "::" else "# #[", s)
+    s = s.strip()
+    if len(s) > limit:
+        s = s[: limit - 1].rstrip() + "…"
+    return s
+
+
+def inert_block(text: object, limit: int = 20000) -> str:
+    """Several lines (a traceback for maintainers): each line made inert, line breaks kept."""
+    lines = str(text)[: 2 * limit].splitlines()
+    return "\n".join(inert(line, limit) for line in lines)[:limit]
