@@ -24,6 +24,11 @@ from nbformat import NotebookNode
 from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_cause, stop_kernel
 
 MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
+# What every output message costs against that budget at least: a flood of tiny messages is cut
+# off too, before the outputs (and display ids) it leaves add up.
+MIN_MESSAGE_COST = 1024
+# Messages that nbclient would keep (as outputs, display updates or cleared-and-redrawn output).
+_KEPT_MESSAGES = {"stream", "display_data", "update_display_data", "execute_result", "error"}
 MAX_PROBE_OUTPUT_BYTES = 32 * 1024 * 1024  # a probe answer carries arrays
 MAX_RESTARTS = 4
 MAX_REVIVALS = 2  # fresh kernels for probes, after grader code killed one
@@ -67,11 +72,18 @@ class ExecutionRecord:
 
 
 class _Client(NotebookClient):
-    """nbclient with bounded output and the last execute reply kept."""
+    """nbclient with bounded output and the last execute reply kept.
+
+    The grader's memory is bounded for every kind of message: comm messages (widgets and their
+    state, buffers) are not handled at all, and every message nbclient would keep (output,
+    display updates, results, errors with their tracebacks) counts against the cell's budget
+    by its whole size; beyond the budget it is dropped, not stored.
+    """
 
     output_limit = MAX_CELL_OUTPUT_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("store_widget_state", False)
         super().__init__(*args, **kwargs)
         self.last_reply: dict[str, Any] | None = None
         self._seen = 0
@@ -90,27 +102,20 @@ class _Client(NotebookClient):
         self.idle_seen = False  # ... and that it finished (the last message of a cell on IOPub)
 
     def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
-        kind = msg.get("msg_type")
+        kind = str(msg.get("msg_type", ""))
         if kind == "execute_input":
             self.started = True
         elif kind == "status" and msg.get("content", {}).get("execution_state") == "idle":
             self.idle_seen = True
-        return super().process_message(msg, cell, cell_index)
-
-    def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
-        content = msg.get("content", {})
-        size = len(content.get("text", "")) + sum(
-            len(v) if isinstance(v, str) else 64 for v in content.get("data", {}).values()
-        )
-        if msg.get("msg_type") == "display_data" and not isinstance(
-            next(iter(content.get("data", {}).values()), ""), str
-        ):
-            size += _json_size(content.get("data"))
-        self._seen += size
-        if self._seen > self.output_limit:
-            self.truncated = True
+        elif kind.startswith("comm"):  # the grader runs no widgets: nothing of a comm is kept
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        elif kind in _KEPT_MESSAGES:
+            budget = self.output_limit - self._seen
+            self._seen += max(MIN_MESSAGE_COST, _json_size(msg.get("content"), budget=max(budget, 0)))
+            if self._seen > self.output_limit:
+                self.truncated = True
+                return None
+        return super().process_message(msg, cell, cell_index)
 
 
 def _json_size(obj: Any, budget: int = MAX_PROBE_OUTPUT_BYTES) -> int:

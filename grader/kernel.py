@@ -56,6 +56,9 @@ SIBLING_MAX_BYTES = 20 * 1024 * 1024
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
 # No single kernel message may be larger: a cell printing 1 GB cannot make the grader hold it.
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# ... nor may more than a few wait in the grader's queues: a flood waits in the kernel instead
+# (or is dropped there), so the grader holds at most this many messages, however fast they come.
+MAX_QUEUED_MESSAGES = 8
 ISOLATION_LEVELS = ("sandbox", "namespace", "process")
 # The kernel's user inside the sandbox; nothing on the host is owned by it.
 SANDBOX_UID = 65534
@@ -885,6 +888,7 @@ class LocalKernelLauncher:
             self.last_uid = workspace.uid
         context = zmq.asyncio.Context()
         context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        context.setsockopt(zmq.RCVHWM, MAX_QUEUED_MESSAGES)
         context.setsockopt(zmq.LINGER, 0)
         km = AsyncKernelManager(
             transport="ipc",
