@@ -86,6 +86,7 @@ class _Client(NotebookClient):
         kwargs.setdefault("store_widget_state", False)
         super().__init__(*args, **kwargs)
         self.last_reply: dict[str, Any] | None = None
+        self._display_sizes: dict[str, int] = {}  # display id -> size of the data its outputs hold
         self._seen = 0
         self.truncated = False
         self.on_cell_executed = self._keep_reply
@@ -110,11 +111,29 @@ class _Client(NotebookClient):
         elif kind.startswith("comm"):  # the grader runs no widgets: nothing of a comm is kept
             return None
         elif kind in _KEPT_MESSAGES:
-            budget = self.output_limit - self._seen
-            self._seen += max(MIN_MESSAGE_COST, _json_size(msg.get("content"), budget=max(budget, 0)))
-            if self._seen > self.output_limit:
+            content = msg.get("content") or {}
+            transient = content.get("transient") if isinstance(content, dict) else None
+            display_id = transient.get("display_id") if isinstance(transient, dict) else None
+            if not isinstance(display_id, str):
+                display_id = None
+            room = max(self.output_limit - self._seen, 0)
+            size = max(MIN_MESSAGE_COST, _json_size(content, budget=room + 1))
+            # An update replaces the data of the outputs with its display id (one copy is kept
+            # per id): it costs what it adds. One for an id nbclient does not know is ignored.
+            known = display_id is not None and display_id in self._display_id_map
+            grows = max(0, size - self._display_sizes.get(display_id, 0)) if known else 0
+            if kind == "update_display_data":
+                if not known:
+                    return None
+                cost = grows
+            else:
+                cost = size + grows
+            if self._seen + cost > self.output_limit:
                 self.truncated = True
                 return None
+            self._seen += cost
+            if display_id is not None:
+                self._display_sizes[display_id] = size
         return super().process_message(msg, cell, cell_index)
 
 
