@@ -246,6 +246,7 @@ def test_kernel_cannot_forge_the_report_or_kill_the_grader(tmp_path: Path):
             found = json.loads((drop / "found.json").read_text()) if (drop / "found.json").exists() else None
             if level == "process":  # it can read the command line; it can use it for nothing
                 assert found is not None and any(str(out) == p for _, p in found["outputs"]), found
+                assert found["environ"] and all(e == "Permission denied" for e in found["environ"]), found
             if found is not None:
                 assert found["forged"] == [] and found["killed"] == [], found
                 (drop / "found.json").unlink()
