@@ -130,6 +130,9 @@ def test_as_root_the_kernel_is_an_unprivileged_user_of_its_own(level: str, tmp_p
     assert f"uid {uid}" in limits["user"] and "unprivileged user of its own" in limits["user"]
     assert limits["cleanup"] == "every process of the kernel's user is killed after the run"
     assert processes_of(uid) == []  # the sleeper too
+    if level != "sandbox":  # (its /tmp and /dev/shm are its own)
+        assert len(me["left"]) >= 2
+    assert not [f for f in me["left"] if os.path.exists(f)]
 
 
 @root_only
@@ -145,6 +148,24 @@ def test_each_workspace_gets_another_user_and_the_workspace_is_closed_to_it(tmp_
         assert "kernel_user.ipynb" in listing
         assert parent_mode == 0o711 and writable == [False, False, False]
     assert seen[0] != seen[1]
+
+
+@root_only
+@pytest.mark.parametrize("level", LEVELS)
+def test_a_closed_folder_above_the_workspace_stays_closed(level: str, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    closed = tmp_path / "closed"
+    (closed / "tmp").mkdir(parents=True)
+    closed.chmod(0o700)
+    (closed / "secret.txt").write_text("not for the kernel")
+    monkeypatch.setattr(tempfile, "tempdir", str(closed / "tmp"))  # where workspaces are made
+    r = run_attack("kernel_user", level, f"(os.getcwd(), os.path.exists({str(closed / 'secret.txt')!r}), "
+                   f"sorted(os.listdir({str(closed)!r})), os.access({str(closed)!r}, os.W_OK))", tmp=tmp_path)
+    cwd, secret, listing, writable = r["value"]
+    assert cwd.startswith(str(closed / "tmp" / "grader-"))  # the kernel works there...
+    assert not secret and listing == ["tmp"]  # ...and sees nothing else of it
+    if level != "sandbox":  # (in the sandbox, that path is inside its own private /tmp)
+        assert not writable
 
 
 # ---------------------------------------------------------------- cgroup and memory
