@@ -202,6 +202,10 @@ def remove_user_files(uid: int) -> None:
 _LIMITED_EXEC = """
 import os, resource, sys, json
 cfg = json.loads(sys.argv[1])
+def die(code, why):
+    sys.stderr.write(f"grader: {why}\\n")
+    sys.stderr.flush()
+    os._exit(code)
 def prctl(*args):
     import ctypes
     return ctypes.CDLL(None, use_errno=True).prctl(*[ctypes.c_ulong(a) for a in args])
@@ -210,7 +214,7 @@ for path in cfg.get("cgroups", []):
         with open(path, "w") as f:
             f.write(str(os.getpid()))
     except OSError:
-        os._exit(121)  # a limit we promised is not in force: refuse to run
+        die(121, "cannot join the kernel's cgroup")  # a limit we promised is not in force: refuse to run
 for name, value in cfg.get("rlimits", {}).items():
     try:
         soft, hard = resource.getrlimit(getattr(resource, name))
@@ -237,15 +241,15 @@ try:
         if groups:
             cwd = os.getcwd()
             if libc.unshare(0x20000) or libc.mount(None, b"/", None, 0x4000 | 0x40000, None):  # NEWNS; REC|PRIVATE
-                os._exit(123)
+                die(123, "cannot make a mount namespace for the kernel's user")
             for a, paths in groups.items():
                 fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in paths}
                 if libc.mount(b"tmpfs", a.encode(), b"tmpfs", 2 | 4 | 8, b"mode=0755,size=1m"):  # NOSUID|NODEV|NOEXEC
-                    os._exit(123)
+                    die(123, f"cannot open {a} to the kernel's user")
                 for p, fd in fds.items():
                     os.makedirs(p, 0o755, exist_ok=True)
                     if libc.mount(f"/proc/self/fd/{fd}".encode(), p.encode(), None, 0x1000 | 0x4000, None):  # BIND|REC
-                        os._exit(123)
+                        die(123, f"cannot open {p} to the kernel's user")
                     os.close(fd)
             os.chdir(cwd)
     if uid is not None:  # no groups, no root, no way back, no set-user-id programs
@@ -253,17 +257,17 @@ try:
         os.setgid(uid)
         os.setuid(uid)
         if prctl(38, 1, 0, 0, 0):  # PR_SET_NO_NEW_PRIVS
-            os._exit(122)
+            die(122, "cannot forbid new privileges")
         try:
             os.setuid(0)
         except OSError:
             pass
         else:
-            os._exit(122)
+            die(122, "could become root again")
         if os.getuid() != uid or os.geteuid() != uid or os.getgid() != uid or os.getgroups():
-            os._exit(122)
-except OSError:
-    os._exit(122)
+            die(122, "the change of user did not hold")
+except OSError as e:
+    die(122, f"cannot run the kernel as an unprivileged user ({e.strerror})")
 if cfg.get("pdeathsig"):  # after the change of user, which clears it
     try:
         prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
@@ -720,6 +724,11 @@ class LocalKernelLauncher:
         order = ISOLATION_LEVELS if wanted == "auto" else (wanted,)
         for level in order:
             if level == "process":
+                if _is_root():  # never root: if the kernel cannot run as a user of its own, it does not run
+                    ok, why = _works(tuple(self._limited(level, [self.python, "-c", "import ipykernel"], probe=True)))
+                    if not ok:
+                        self.unavailable[level] = why
+                        raise GraderError(f"the kernel cannot run as an unprivileged user here: {why}")
                 return level
             # The real thing: our Python, importing the kernel, inside the wrapper, as the kernel's user.
             ok, why = _works(tuple(self._limited(level, [self.python, "-c", "import ipykernel"], probe=True)))
