@@ -17,6 +17,11 @@ At every level: a minimal environment, a private working folder, rlimits (addres
 file size, open files, no core dumps, processes where the kernel enforces them), and, where
 a writable cgroup exists, a cgroup with a memory and a process limit for the kernel and all
 its children. `describe()` says which of these a run actually got.
+
+When the grader runs as root, the kernel never is: at every level it runs as a fresh
+unprivileged user of its own (no groups, no new privileges), which cannot leave its cgroup,
+signal the grader or write the grader's files, and every process of that user is killed
+after the run (`Workspace.hand_to`, `kill_user`).
 """
 
 from __future__ import annotations
