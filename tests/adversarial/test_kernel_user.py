@@ -243,18 +243,26 @@ def test_daemons_do_not_outlive_the_run(level: str, cgroup: bool, tmp_path: Path
 
 
 @root_only
-def test_kernel_cannot_forge_the_report_or_kill_the_grader(tmp_path: Path):
-    drop = Path(f"/tmp/nngrader-test-{secrets.token_hex(6)}")  # where the kernel may say what it found
+@pytest.mark.parametrize("shared", [False, True])
+def test_kernel_cannot_forge_the_report_or_kill_the_grader(shared: bool, tmp_path: Path):
+    # shared: the report goes to a folder everyone may write to (the kernel may write there
+    # too, plant links where the grader might write, but not make the grader write anything
+    # but its report, or anywhere else)
+    base = Path(tempfile.mkdtemp(prefix="nngrader-test-", dir="/tmp"))
+    base.chmod(0o755)
+    drop = base / "drop"  # where the kernel may say what it found
     drop.mkdir(mode=0o777)
     drop.chmod(0o777)
+    victim = drop / "victim"
+    victim.write_text("the grader's user's file\n")
     try:
         sub = tmp_path / "sub"
         sub.mkdir()
         shutil.copyfile(ADVERSARIAL / "grader_cmdline.ipynb", sub / "grader_cmdline.ipynb")
         (sub / "drop.txt").write_text(str(drop))
-        out = tmp_path / "out" / "report.json"
+        out = (base if shared else tmp_path) / "out" / "report.json"
         out.parent.mkdir()
-        out.parent.chmod(0o755)
+        out.parent.chmod(0o1777 if shared else 0o755)
         for level in LEVELS:
             env = dict(os.environ, NNGRADER_ISOLATION=level)
             result, _ = run_grade([str(sub / "grader_cmdline.ipynb"), "--format", "json", "-o", str(out)],
@@ -264,17 +272,24 @@ def test_kernel_cannot_forge_the_report_or_kill_the_grader(tmp_path: Path):
             assert d["execution"]["isolation"]["level"] == level
             assert {c["target"] for c in d["checks"] if c["status"] == "pass"} == {"sigmoid", "sigmoid_derivative"}
             assert d["score"] < d["max_score"]
+            assert out.stat().st_uid == 0
+            assert victim.read_text() == "the grader's user's file\n"
             found = json.loads((drop / "found.json").read_text()) if (drop / "found.json").exists() else None
             if level == "process":  # it can read the command line; it can use it for nothing
                 assert found is not None and any(str(out) == p for _, p in found["outputs"]), found
                 assert found["environ"] and all(e == "Permission denied" for e in found["environ"]), found
+                assert bool(found["forged"]) == shared, found
             if found is not None:
-                assert found["forged"] == [] and found["killed"] == [], found
+                assert found["killed"] == [], found
+                if not shared:
+                    assert found["forged"] == [], found
                 (drop / "found.json").unlink()
-            assert not (out.parent / (out.name + ".tmp")).exists()
+            for p in out.parent.iterdir():
+                if p != out:
+                    p.unlink()
             out.unlink()
     finally:
-        shutil.rmtree(drop, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- when the grader is not root
