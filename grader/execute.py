@@ -25,6 +25,11 @@ from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_c
 from .notebook import parse_cell
 
 MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
+# What every output message costs against that budget at least: a flood of tiny messages is cut
+# off too, before the outputs (and display ids) it leaves add up.
+MIN_MESSAGE_COST = 1024
+# Messages that nbclient would keep (as outputs, display updates or cleared-and-redrawn output).
+_KEPT_MESSAGES = {"stream", "display_data", "update_display_data", "execute_result", "error"}
 MAX_PROBE_OUTPUT_BYTES = 32 * 1024 * 1024  # a probe answer carries arrays
 MAX_RESTARTS = 4
 MAX_REVIVALS = 2  # fresh kernels for probes, after grader code killed one
@@ -68,13 +73,21 @@ class ExecutionRecord:
 
 
 class _Client(NotebookClient):
-    """nbclient with bounded output and the last execute reply kept."""
+    """nbclient with bounded output and the last execute reply kept.
+
+    The grader's memory is bounded for every kind of message: comm messages (widgets and their
+    state, buffers) are not handled at all, and every message nbclient would keep (output,
+    display updates, results, errors with their tracebacks) counts against the cell's budget
+    by its whole size; beyond the budget it is dropped, not stored.
+    """
 
     output_limit = MAX_CELL_OUTPUT_BYTES
 
     def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("store_widget_state", False)
         super().__init__(*args, **kwargs)
         self.last_reply: dict[str, Any] | None = None
+        self._display_sizes: dict[str, int] = {}  # display id -> size of the data its outputs hold
         self._seen = 0
         self.truncated = False
         self.on_cell_executed = self._keep_reply
@@ -91,27 +104,38 @@ class _Client(NotebookClient):
         self.idle_seen = False  # ... and that it finished (the last message of a cell on IOPub)
 
     def process_message(self, msg: dict[str, Any], cell: Any, cell_index: int) -> Any:
-        kind = msg.get("msg_type")
+        kind = str(msg.get("msg_type", ""))
         if kind == "execute_input":
             self.started = True
         elif kind == "status" and msg.get("content", {}).get("execution_state") == "idle":
             self.idle_seen = True
-        return super().process_message(msg, cell, cell_index)
-
-    def output(self, outs: list[Any], msg: dict[str, Any], display_id: str | None, cell_index: int) -> Any:
-        content = msg.get("content", {})
-        size = len(content.get("text", "")) + sum(
-            len(v) if isinstance(v, str) else 64 for v in content.get("data", {}).values()
-        )
-        if msg.get("msg_type") == "display_data" and not isinstance(
-            next(iter(content.get("data", {}).values()), ""), str
-        ):
-            size += _json_size(content.get("data"))
-        self._seen += size
-        if self._seen > self.output_limit:
-            self.truncated = True
+        elif kind.startswith("comm"):  # the grader runs no widgets: nothing of a comm is kept
             return None
-        return super().output(outs, msg, display_id, cell_index)
+        elif kind in _KEPT_MESSAGES:
+            content = msg.get("content") or {}
+            transient = content.get("transient") if isinstance(content, dict) else None
+            display_id = transient.get("display_id") if isinstance(transient, dict) else None
+            if not isinstance(display_id, str):
+                display_id = None
+            room = max(self.output_limit - self._seen, 0)
+            size = max(MIN_MESSAGE_COST, _json_size(content, budget=room + 1))
+            # An update replaces the data of the outputs with its display id (one copy is kept
+            # per id): it costs what it adds. One for an id nbclient does not know is ignored.
+            known = display_id is not None and display_id in self._display_id_map
+            grows = max(0, size - self._display_sizes.get(display_id, 0)) if known else 0
+            if kind == "update_display_data":
+                if not known:
+                    return None
+                cost = grows
+            else:
+                cost = size + grows
+            if self._seen + cost > self.output_limit:
+                self.truncated = True
+                return None
+            self._seen += cost
+            if display_id is not None:
+                self._display_sizes[display_id] = size
+        return super().process_message(msg, cell, cell_index)
 
 
 def _json_size(obj: Any, budget: int = MAX_PROBE_OUTPUT_BYTES) -> int:

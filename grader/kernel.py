@@ -17,6 +17,11 @@ At every level: a minimal environment, a private working folder, rlimits (addres
 file size, open files, no core dumps, processes where the kernel enforces them), and, where
 a writable cgroup exists, a cgroup with a memory and a process limit for the kernel and all
 its children. `describe()` says which of these a run actually got.
+
+When the grader runs as root, the kernel never is: at every level it runs as a fresh
+unprivileged user of its own (no groups, no new privileges), which cannot leave its cgroup,
+signal the grader or write the grader's files, and every process of that user is killed
+after the run (`Workspace.hand_to`, `kill_user`).
 """
 
 from __future__ import annotations
@@ -56,9 +61,19 @@ SIBLING_MAX_BYTES = 20 * 1024 * 1024
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
 # No single kernel message may be larger: a cell printing 1 GB cannot make the grader hold it.
 MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+# ... nor may more than a few wait in the grader's queues: a flood waits in the kernel instead
+# (or is dropped there), so the grader holds at most this many messages, however fast they come.
+MAX_QUEUED_MESSAGES = 8
 ISOLATION_LEVELS = ("sandbox", "namespace", "process")
 # The kernel's user inside the sandbox; nothing on the host is owned by it.
 SANDBOX_UID = 65534
+# When the grader runs as root, each workspace's kernels run as a user of their own, drawn from
+# this range (no account has such a uid): it owns nothing of the grader's and can signal nothing
+# but its own processes, and every process it starts is found by its uid and killed at the end.
+KERNEL_UID_BASE = 0x5A000000
+KERNEL_UID_SPAN = 1 << 24
+# Size of each writable tmpfs of the sandbox (/tmp, /dev/shm); the rest of its tree is read-only.
+SANDBOX_TMPFS_BYTES = 64 * 2**20
 # /etc files a Python kernel needs (dynamic loader, user names, time zone); nothing else of /etc.
 SANDBOX_ETC = (
     "/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/passwd", "/etc/group",
@@ -102,31 +117,166 @@ def _user_tasks(uid: int | None = None) -> int:
     return total
 
 
+def _uids_in_use() -> set[int]:
+    """Every uid that runs a process now (real, effective or saved)."""
+    out: set[int] = set()
+    for p in psutil.process_iter(["uids"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            out.update(p.info["uids"])
+    return out
+
+
+def fresh_kernel_uid() -> int:
+    """A uid no account has and no process runs as, for the kernels of one workspace."""
+    import grp
+    import pwd
+
+    taken = _uids_in_use() | {u.pw_uid for u in pwd.getpwall()} | {g.gr_gid for g in grp.getgrall()}
+    while True:
+        uid = KERNEL_UID_BASE + secrets.randbelow(KERNEL_UID_SPAN)
+        if uid not in taken:
+            return uid
+
+
+def _user_procs(uid: int) -> list[psutil.Process]:
+    """Live (not zombie) processes with `uid` as their real, effective or saved uid."""
+    out = []
+    for p in psutil.process_iter(["uids", "status"]):
+        with contextlib.suppress(psutil.Error, TypeError):
+            if uid in p.info["uids"] and p.info["status"] != psutil.STATUS_ZOMBIE:
+                out.append(p)
+    return out
+
+
+def kill_user(uid: int) -> bool:
+    """SIGKILL every process of a kernel user (root only); whether none is left.
+
+    A process of that user does it, with kill(-1): the kernel signals every process the user
+    may signal at once, wherever it is (other sessions, other PID namespaces, reparented to
+    init), and a process about to fork with a pending SIGKILL does not fork. Then root kills
+    what is still found by its uid.
+    """
+    if uid < KERNEL_UID_BASE or not _is_root():  # never the grader's own user
+        return False
+    for _ in range(20):
+        procs = _user_procs(uid)
+        if not procs:
+            return True
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run(["/bin/sh", "-c", "kill -9 -1"], user=uid, group=uid, extra_groups=[],
+                           env={}, cwd="/", stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=10)
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.kill()  # psutil checks the pid was not reused
+        time.sleep(0.02)
+    return not _user_procs(uid)
+
+
+# Folders every user may write to: what a kernel's user left there goes with its workspace.
+SHARED_WRITABLE = ("/tmp", "/var/tmp", "/dev/shm")
+
+
+def remove_user_files(uid: int) -> None:
+    """Remove what a kernel user (root only) left at the top of the shared writable folders."""
+    if uid < KERNEL_UID_BASE or not _is_root():
+        return
+    for top in SHARED_WRITABLE:
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            continue
+        for e in entries:
+            with contextlib.suppress(OSError):
+                if e.stat(follow_symlinks=False).st_uid != uid:
+                    continue
+                if e.is_dir(follow_symlinks=False):
+                    remove_tree(Path(e.path))
+                else:
+                    os.unlink(e.path)
+
+
 # Runs as `python -c` between the grader and the kernel, before any student code: joins the
-# cgroups, asks to die with the grader, applies the rlimits, then becomes the kernel (or the
-# sandbox that starts it).
+# cgroups, applies the rlimits, and, when the grader is root, hands the connection file to the
+# kernel's user, makes the folders that user needs reachable (in a mount namespace of its own,
+# when a folder above them is closed to others: a tmpfs over that folder holding only them), and
+# becomes that user (no groups, no new privileges); then asks to die with its parent and becomes
+# the kernel (or the wrapper that starts it). At the `namespace` level as root it runs twice:
+# outside `unshare` (limits) and inside it (the change of user, which unshare itself needs root
+# for).
 _LIMITED_EXEC = """
 import os, resource, sys, json
 cfg = json.loads(sys.argv[1])
+def die(code, why):
+    sys.stderr.write(f"grader: {why}\\n")
+    sys.stderr.flush()
+    os._exit(code)
+def prctl(*args):
+    import ctypes
+    return ctypes.CDLL(None, use_errno=True).prctl(*[ctypes.c_ulong(a) for a in args])
 for path in cfg.get("cgroups", []):
     try:
         with open(path, "w") as f:
             f.write(str(os.getpid()))
     except OSError:
-        os._exit(121)  # a limit we promised is not in force: refuse to run
-if cfg.get("pdeathsig"):
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
-    except Exception:
-        pass
-for name, value in cfg["rlimits"].items():
+        die(121, "cannot join the kernel's cgroup")  # a limit we promised is not in force: refuse to run
+for name, value in cfg.get("rlimits", {}).items():
     try:
         soft, hard = resource.getrlimit(getattr(resource, name))
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
         resource.setrlimit(getattr(resource, name), (value, value))
     except (ValueError, OSError, AttributeError):
+        pass
+uid = cfg.get("uid")
+try:
+    for path in cfg.get("give", []):  # the connection file: the kernel's user may read it, no one else
+        os.chown(path, cfg["owner"], cfg["owner"])
+    if cfg.get("reach"):  # folders the kernel's user must reach, behind folders it may not search
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        groups = {}
+        for p in cfg["reach"]:
+            parts = p.strip("/").split("/")
+            for i in range(1, len(parts)):
+                a = "/" + "/".join(parts[:i])
+                if not os.stat(a).st_mode & 0o001:
+                    groups.setdefault(a, []).append(p)
+                    break
+        if groups:
+            cwd = os.getcwd()
+            if libc.unshare(0x20000) or libc.mount(None, b"/", None, 0x4000 | 0x40000, None):  # NEWNS; REC|PRIVATE
+                die(123, "cannot make a mount namespace for the kernel's user")
+            for a, paths in groups.items():
+                fds = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in paths}
+                if libc.mount(b"tmpfs", a.encode(), b"tmpfs", 2 | 4 | 8, b"mode=0755,size=1m"):  # NOSUID|NODEV|NOEXEC
+                    die(123, f"cannot open {a} to the kernel's user")
+                for p, fd in fds.items():
+                    os.makedirs(p, 0o755, exist_ok=True)
+                    if libc.mount(f"/proc/self/fd/{fd}".encode(), p.encode(), None, 0x1000 | 0x4000, None):  # BIND|REC
+                        die(123, f"cannot open {p} to the kernel's user")
+                    os.close(fd)
+            os.chdir(cwd)
+    if uid is not None:  # no groups, no root, no way back, no set-user-id programs
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        if prctl(38, 1, 0, 0, 0):  # PR_SET_NO_NEW_PRIVS
+            die(122, "cannot forbid new privileges")
+        try:
+            os.setuid(0)
+        except OSError:
+            pass
+        else:
+            die(122, "could become root again")
+        if os.getuid() != uid or os.geteuid() != uid or os.getgid() != uid or os.getgroups():
+            die(122, "the change of user did not hold")
+except OSError as e:
+    die(122, f"cannot run the kernel as an unprivileged user ({e.strerror})")
+if cfg.get("pdeathsig"):  # after the change of user, which clears it
+    try:
+        prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except Exception:
         pass
 os.execvp(sys.argv[2], sys.argv[2:])
 """
@@ -138,6 +288,7 @@ _live_lock = threading.Lock()
 _live_roots: set[Path] = set()
 _live_kernels: dict[int, int] = {}  # pid -> process group of every kernel not yet stopped
 _live_cgroups: dict[int, Cgroup] = {}
+_live_uids: set[int] = set()  # kernel users whose processes are killed at exit
 
 
 def _track(kind: dict[Any, Any] | set[Any], key: Any, value: Any = None, remove: bool = False) -> None:
@@ -163,11 +314,15 @@ def cleanup_all() -> None:
         kernels = dict(_live_kernels)
         cgroups = list(_live_cgroups.values())
         roots = list(_live_roots)
+        uids = list(_live_uids)
         _live_kernels.clear()
         _live_cgroups.clear()
         _live_roots.clear()
+        _live_uids.clear()
     for pid, pgid in kernels.items():
         _kill_tree(pid, pgid)
+    for uid in uids:
+        kill_user(uid)
     for cg in cgroups:
         cg.destroy()
     for root in roots:
@@ -233,22 +388,56 @@ def interruptible(task: asyncio.Task[Any] | None = None) -> Iterator[None]:
 
 @dataclass
 class Workspace:
-    """The folders of one run: `work` (the kernel's cwd) and `runtime` (sockets, config)."""
+    """The folders of one run: `work` (the kernel's cwd), `runtime` (connection file, config, log)
+    and `sockets` (where the kernel makes its IPC sockets).
+
+    When the grader runs as root, `hand_to` gives `work` and `sockets` to the kernel's user
+    (`uid`); the root folder and `runtime` stay the grader's (the kernel may only pass through
+    them and read its connection file), so nothing the grader later opens there can have been
+    planted by the kernel.
+    """
 
     root: Path
     work: Path = field(init=False)
     runtime: Path = field(init=False)
+    sockets: Path = field(init=False)
+    uid: int | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         _track(_live_roots, self.root)
         self.work = self.root / "work"
         self.runtime = self.root / "rt"
+        self.sockets = self.root / "ipc"
         self.work.mkdir()
         self.runtime.mkdir()
+        self.sockets.mkdir()
         (self.runtime / "ipython").mkdir()
 
+    @property
+    def connection_file(self) -> Path:
+        """The kernel's connection file (the grader writes it; only the kernel's user may read it)."""
+        return self.runtime / "kernel.json"
+
+    def hand_to(self, uid: int) -> None:
+        """Let the kernel's user `uid` use the workspace: its own `work` and `sockets`, nothing else."""
+        if self.uid is None:
+            self.uid = uid
+            _track(_live_uids, uid)
+        os.chmod(self.root, 0o711)
+        os.chmod(self.runtime, 0o711)
+        for top in (self.work, self.sockets):
+            os.chmod(top, 0o700)
+            for d, dirs, files in os.walk(top):  # not following links
+                for name in (d, *(os.path.join(d, n) for n in dirs + files)):
+                    with contextlib.suppress(OSError):
+                        os.lchown(name, self.uid, self.uid)
+
     def cleanup(self) -> None:
-        """Remove everything the run wrote."""
+        """Remove everything the run wrote (after killing every process of its kernels' user)."""
+        if self.uid is not None:
+            kill_user(self.uid)
+            remove_user_files(self.uid)
+            _track(_live_uids, self.uid, remove=True)
         remove_tree(self.root)
         _track(_live_roots, self.root, remove=True)
 
@@ -506,6 +695,12 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
+@functools.cache
+def _probe_uid() -> int:
+    """The kernel user of the runs that check whether a level works (one per grader process)."""
+    return fresh_kernel_uid()
+
+
 class LocalKernelLauncher:
     """A new ipykernel process of the grader's own Python, limited, with a minimal environment.
 
@@ -534,6 +729,7 @@ class LocalKernelLauncher:
         self.level = self._choose(isolation)
         self.cgroup_note = ""  # why the last kernel has no cgroup
         self.last_cgroup: Cgroup | None = None
+        self.last_uid: int | None = None  # the last kernel's user, when the grader is root
 
     # -- choosing a level
 
@@ -541,9 +737,14 @@ class LocalKernelLauncher:
         order = ISOLATION_LEVELS if wanted == "auto" else (wanted,)
         for level in order:
             if level == "process":
+                if _is_root():  # never root: if the kernel cannot run as a user of its own, it does not run
+                    ok, why = _works(tuple(self._limited(level, [self.python, "-c", "import ipykernel"], probe=True)))
+                    if not ok:
+                        self.unavailable[level] = why
+                        raise GraderError(f"the kernel cannot run as an unprivileged user here: {why}")
                 return level
-            # The real thing: our Python, importing the kernel, inside the wrapper.
-            ok, why = _works((*self._wrapper(level, probe=True), self.python, "-c", "import ipykernel"))
+            # The real thing: our Python, importing the kernel, inside the wrapper, as the kernel's user.
+            ok, why = _works(tuple(self._limited(level, [self.python, "-c", "import ipykernel"], probe=True)))
             if ok:
                 return level
             self.unavailable[level] = why
@@ -569,6 +770,39 @@ class LocalKernelLauncher:
             return [exe, *self._bwrap_args(workspace, probe)]
         return []
 
+    def _limited(self, level: str, command: list[str], workspace: Workspace | None = None,
+                 cgroup: Cgroup | None = None, probe: bool = False) -> list[str]:
+        """`command` as the kernel runs it: limits and (as root) its own user, then its namespaces."""
+        uid = None
+        if _is_root():
+            uid = workspace.uid if workspace is not None and workspace.uid is not None else _probe_uid()
+        tasks = 0 if probe else _user_tasks(uid)
+        if uid is not None and cgroup is not None:
+            tasks += self.limits.processes  # the cgroup's limit binds first (and tells it was hit)
+        cfg: dict[str, Any] = {
+            "rlimits": {} if probe else self.limits.rlimits(tasks),
+            "cgroups": cgroup.procs_files() if cgroup else [],
+            "pdeathsig": True,
+        }
+        inner: list[str] = []
+        if uid is not None:
+            cfg["reach"] = self._reach(workspace)
+            if workspace is not None:
+                cfg["owner"], cfg["give"] = uid, [str(workspace.connection_file)]
+            if level == "namespace":  # unshare needs root: the change of user happens inside it
+                inner = [self.python, "-I", "-S", "-c", _LIMITED_EXEC, json.dumps({"uid": uid, "pdeathsig": True})]
+            else:
+                cfg["uid"] = uid
+        return [self.python, "-I", "-S", "-c", _LIMITED_EXEC, json.dumps(cfg),
+                *self._wrapper(level, workspace, probe), *inner, *command]
+
+    def _reach(self, ws: Workspace | None) -> list[str]:
+        """Folders the kernel's user must reach: the Python it runs and its workspace."""
+        dirs = {os.path.realpath(d) for d in self._python_dirs()}
+        if ws is not None:
+            dirs.add(os.path.realpath(ws.root))
+        return sorted(dirs)
+
     def _bwrap_args(self, ws: Workspace | None, probe: bool) -> list[str]:
         args = [
             "--unshare-user", "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_UID),
@@ -584,13 +818,18 @@ class LocalKernelLauncher:
         for f in SANDBOX_ETC:
             if os.path.exists(f):
                 args += ["--ro-bind", f, f]
-        args += ["--proc", "/proc", "--dev", "/dev"]
-        args += ["--size", str(64 * 2**20), "--tmpfs", "/tmp"]
+        # Every writable tmpfs has a size: /dev is read-only once made (its devices still work), and
+        # /dev/shm and /tmp are small; the sandbox's root is made read-only last.
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(SANDBOX_TMPFS_BYTES), "--tmpfs", "/dev/shm",
+                 "--remount-ro", "/dev"]
+        args += ["--size", str(SANDBOX_TMPFS_BYTES), "--tmpfs", "/tmp"]
         for src in self._python_dirs():  # after /tmp: a virtual environment may live there
             args += ["--ro-bind", src, src]
         if ws is not None:
-            for d in (ws.work, ws.runtime):
+            for d in (ws.work, ws.runtime, ws.sockets):
                 args += ["--bind", str(d), str(d)]
+        args += ["--remount-ro", "/"]
+        if ws is not None:
             args += ["--chdir", str(ws.work)]
         if probe:
             args += ["--"]
@@ -640,12 +879,6 @@ class LocalKernelLauncher:
 
     def argv(self, workspace: Workspace | None = None, cgroup: Cgroup | None = None) -> list[str]:
         """The kernel command: limits first, then the namespaces, then ipykernel of our interpreter."""
-        tasks = _user_tasks()
-        cfg = {
-            "rlimits": self.limits.rlimits(tasks),
-            "cgroups": cgroup.procs_files() if cgroup else [],
-            "pdeathsig": True,
-        }
         kernel = [
             self.python,
             "-m",
@@ -659,7 +892,7 @@ class LocalKernelLauncher:
             # In its own process namespace the kernel's parent is pid 1, which ipykernel takes for
             # "the parent has exited"; the wrapper kills the kernel when the grader goes instead.
             kernel.append("--IPKernelApp.parent_handle=0")
-        return [self.python, "-c", _LIMITED_EXEC, json.dumps(cfg), *self._wrapper(self.level, workspace), *kernel]
+        return self._limited(self.level, kernel, workspace, cgroup)
 
     async def start(self, workspace: Workspace) -> AsyncKernelManager:
         """Start the kernel with its cwd in the workspace."""
@@ -672,13 +905,17 @@ class LocalKernelLauncher:
         else:
             self.cgroup_note = "not requested"
         self.last_cgroup = cgroup
+        if _is_root():  # the kernel runs as a user of its own, never as root
+            workspace.hand_to(workspace.uid if workspace.uid is not None else fresh_kernel_uid())
+            self.last_uid = workspace.uid
         context = zmq.asyncio.Context()
         context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        context.setsockopt(zmq.RCVHWM, MAX_QUEUED_MESSAGES)
         context.setsockopt(zmq.LINGER, 0)
         km = AsyncKernelManager(
             transport="ipc",
-            ip=str(workspace.runtime / "k"),
-            connection_file=str(workspace.runtime / "kernel.json"),
+            ip=str(workspace.sockets / "k"),
+            connection_file=str(workspace.connection_file),
             context=context,
         )
         km._kernel_spec = KernelSpec(  # always our interpreter, never the notebook's kernelspec
@@ -690,6 +927,7 @@ class LocalKernelLauncher:
         )
         km.grader_cgroup = cgroup  # type: ignore[attr-defined]
         km.grader_level = self.level  # type: ignore[attr-defined]
+        km.grader_uid = workspace.uid  # type: ignore[attr-defined]
         # Never the grader's own stdout/stderr: what the kernel writes there could pass for a report.
         log = open(workspace.runtime / "kernel.log", "ab")  # noqa: SIM115 (closed below)
         try:
@@ -719,19 +957,27 @@ class LocalKernelLauncher:
             "open_files": self.limits.open_files,
             "max_message_mb": MAX_MESSAGE_BYTES // 2**20,
         }
+        root = _is_root()
+        uid = f"uid {self.last_uid}" if self.last_uid is not None else "a fresh uid per submission"
+        own_user = (f"an unprivileged user of its own ({uid}): no groups, no capabilities, no set-user-ID "
+                    "programs; it cannot signal the grader or write the grader's files")
         if level == "sandbox":
             d["network"] = "none (own network namespace)"
             d["filesystem"] = ("own view: system and Python install read-only, only the working "
                                "folder writable; grader, assignments and home folders absent")
             d["user"] = f"uid {SANDBOX_UID} in a user namespace, no capabilities"
+            if root:
+                d["user"] += f"; on the host, {own_user}"
         elif level == "namespace":
             d["network"] = "none (own network namespace)"
-            d["filesystem"] = "the grader user's: readable and writable as that user"
-            d["user"] = "the grader's user" if not _is_root() else "root (the grader's user)"
+            d["filesystem"] = ("readable as an unprivileged user; writable only in its working folder and "
+                               "world-writable folders" if root else "the grader user's: readable and writable as that user")
+            d["user"] = own_user if root else "the grader's user"
         else:
             d["network"] = "NOT isolated: the kernel can reach the network"
-            d["filesystem"] = "the grader user's: readable and writable as that user"
-            d["user"] = "the grader's user"
+            d["filesystem"] = ("readable as an unprivileged user; writable only in its working folder and "
+                               "world-writable folders" if root else "the grader user's: readable and writable as that user")
+            d["user"] = own_user if root else "the grader's user"
         cg_kind, note = (self.last_cgroup.describe(), "") if self.last_cgroup else (None, self.cgroup_note)
         if self.last_cgroup is None and not self.cgroup_note and self.use_cgroup:  # no kernel yet: try
             cg_kind, note = _cgroup_support()
@@ -740,10 +986,19 @@ class LocalKernelLauncher:
             d["process_limit"] = f"{cg_kind}: {self.limits.processes} processes"
         else:
             d["memory_limit"] = f"per process (RLIMIT_AS {self.limits.memory_mb} MB); no cgroup ({note})"
-            if _is_root():
-                d["process_limit"] = "NOT limited: RLIMIT_NPROC does not bind root and no cgroup is available"
+            if root:
+                d["process_limit"] = f"RLIMIT_NPROC: {self.limits.processes} processes of the kernel's own user"
             else:
                 d["process_limit"] = f"RLIMIT_NPROC (the grader user's processes + {self.limits.processes})"
+        if root:
+            d["cleanup"] = "every process of the kernel's user is killed after the run"
+        elif cg_kind is not None:
+            d["cleanup"] = "the kernel's process group, its descendants and everything in its cgroup are killed"
+        elif level != "process":
+            d["cleanup"] = "the kernel's process namespace ends with it"
+        else:
+            d["cleanup"] = ("the kernel's process group and descendants are killed; a process that "
+                            "detached from both can outlive the run")
         if self.unavailable:
             d["unavailable"] = dict(self.unavailable)
         return d
@@ -794,6 +1049,9 @@ async def stop_kernel(km: AsyncKernelManager) -> None:
     cgroup = getattr(km, "grader_cgroup", None)
     if isinstance(cgroup, Cgroup):
         cgroup.destroy()
+    uid = getattr(km, "grader_uid", None)
+    if isinstance(uid, int):  # whatever left the process group, the tree and the cgroup: by its user
+        kill_user(uid)
     try:
         pending = km.cleanup_resources()
         if inspect.isawaitable(pending):
