@@ -148,6 +148,7 @@ class Session:
         # Called after each student cell that ran (e.g. to keep values a later cell overwrites).
         self.after_cell: Callable[[Session, int], Awaitable[None]] | None = None
         self.broken = ""  # why the kernel became unusable while still running, if it did
+        self.tampered: list[str] = []  # nonces of grader requests that did not run as sent
 
     async def _start(self, prelude: str) -> None:
         check_interrupted()

@@ -31,14 +31,7 @@ from .kernel import (
 from .localise import localise
 from .notebook import Submission, read_submission
 from .plan import CheckPlan, plan
-from .probe import (
-    ProbeItem,
-    new_module_name,
-    new_nonce,
-    prelude_source,
-    read_answers,
-    request_source,
-)
+from .probe import ProbeItem, new_module_name, prelude_source, probe_request, send
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import note_reassigned, rerun_given
 from .score import total
@@ -140,12 +133,17 @@ async def grade_notebook_async(
             await check_consistency(session, modname, plans, results, reference, seed)
             await localise(session, modname, plans, results)
             flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
+            if session.tampered and not any(f.code == "probe_tampered" for f in flags):
+                flags.append(Flag("probe_tampered", "probes", "The notebook interfered with the grader's "
+                                  "requests; their answers were not used."))
         finally:
             await session.close()
     finally:
         workspace.cleanup()
     await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, total_timeout)
     snapshots.rescue(plans, results)
+    if any("probe_tampered" in r.codes for r in results) and not any(f.code == "probe_tampered" for f in flags):
+        flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))
     note_reassigned(submission.nb, plans, results)
     report = Report(
         assignment={"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256},
@@ -188,19 +186,15 @@ async def _probe(
     if p.extreme is not None:  # the same extreme inputs, with numpy overflow raising
         items.append(ProbeItem(f"{check.id}#extreme_fp", "function", [check.target, *check.aliases],
                                p.extreme.args, check.args, fp_raise=True))
-    nonce = new_nonce()
     timeout = check.timeout * len(items) + 5
-    status, outputs = await session.run_code(request_source(modname, nonce, items), timeout)
-    if status == "died":  # the session has a fresh kernel for later checks, if it could make one
-        return {}, "died"
-    if status == "timeout":
-        return {}, "timeout"
-    answers, claims = read_answers(outputs, nonce)
-    if claims > 1 or (status == "ok" and not answers):
+    reply = await send(session, probe_request(modname, items), timeout)
+    if reply.status in ("died", "timeout"):  # died: the session has a fresh kernel for later checks, if it could make one
+        return {}, reply.status
+    if not reply.ok:
         flags.append(Flag("probe_tampered", check.target,
                           "The notebook interfered with the grader's probe; its answers were not used."))
         return {}, "ok"
-    return answers, status
+    return reply.answers, "ok"
 
 
 def _not_run(result: CheckResult, names: list[str], unrun: dict[str, CellRun]) -> CheckResult:
