@@ -15,6 +15,7 @@ from .execute import (
     ExecutionRecord,
     Session,
     execute,
+    tolerant_imports,
     unrun_definitions,
 )
 from .expected import Reference
@@ -31,7 +32,7 @@ from .kernel import (
 from .localise import localise
 from .notebook import Submission, read_submission
 from .plan import CheckPlan, plan
-from .probe import ProbeItem, new_module_name, prelude_source, probe_request, send
+from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import note_reassigned, rerun_given
 from .score import total
@@ -123,11 +124,15 @@ async def grade_notebook_async(
             unrun = unrun_definitions(submission.nb, session.record)
             for p in plans:
                 answers, status = await _probe(session, modname, p, flags)
+                numerical = _numerical(answers)
                 checked = judge(p, answers, status)
                 if status == "ok" and p.check.kind == "function" and any(r.status != "pass" for r in checked):
                     # written for 1-D or row vectors? ask again with vectors shaped that way too
                     answers, status = await _probe(session, modname, p, flags, alternates=True)
+                    numerical = numerical or _numerical(answers)
                     checked = judge(p, answers, status)
+                if numerical:
+                    _flag_numerical(p, checked, flags)
                 names = [p.check.target, *p.check.aliases]
                 results.extend(_not_run(r, names, unrun) for r in checked)
             await check_consistency(session, modname, plans, results, reference, seed)
@@ -177,6 +182,8 @@ async def _probe(
             then_names=[check.then, *check.then_aliases] if check.then else [],
             then_args=t.then_args,
             alternates=alternates,
+            # a gradient check: does it evaluate the notebook's own functions on moved weights?
+            watch=check.consistency is not None,
         )
         for t in p.trials
     ]
@@ -194,7 +201,33 @@ async def _probe(
         flags.append(Flag("probe_tampered", check.target,
                           "The notebook interfered with the grader's probe; its answers were not used."))
         return {}, "ok"
+    locate(reply.answers, _cell_texts(session))
     return reply.answers, "ok"
+
+
+def _cell_texts(session: Session) -> list[list[str]]:
+    """Per cell, the texts it may have run as: its source, and the source as the kernel got it."""
+    out = []
+    for c in session.nb.cells:
+        src = c.source if c.cell_type == "code" else ""
+        tolerant = tolerant_imports(src) if src else src
+        out.append([src] if tolerant == src else [src, tolerant])
+    return out
+
+
+def _numerical(answers: dict[str, Answer]) -> bool:
+    return any(a.numerical for a in answers.values())
+
+
+def _flag_numerical(p: CheckPlan, checked: list[CheckResult], flags: list[Flag]) -> None:
+    """A gradient function that evaluates the notebook's forward pass or loss on weights moved one
+    element at a time computes finite differences, not backpropagation."""
+    name = p.check.target
+    text = (f"{name} computes its gradients numerically: it evaluates the notebook's own functions with "
+            "one weight moved at a time (finite differences). This assignment asks for backpropagation by hand.")
+    for r in checked:
+        r.diagnosis.append(Diagnosis("numerical_gradient", text))
+    flags.append(Flag("numerical_gradient", name, text))
 
 
 def _not_run(result: CheckResult, names: list[str], unrun: dict[str, CellRun]) -> CheckResult:

@@ -238,6 +238,8 @@ class Workspace:
     root: Path
     work: Path = field(init=False)
     runtime: Path = field(init=False)
+    # The current kernel's own folders (see new_kernel_dirs): fresh for every kernel started.
+    kdirs: KernelDirs | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         _track(_live_roots, self.root)
@@ -245,7 +247,11 @@ class Workspace:
         self.runtime = self.root / "rt"
         self.work.mkdir()
         self.runtime.mkdir()
-        (self.runtime / "ipython").mkdir()
+
+    def new_kernel_dirs(self) -> KernelDirs:
+        """Fresh folders for the next kernel; what an earlier kernel wrote anywhere never reaches it."""
+        self.kdirs = KernelDirs.make(self.root / ("k-" + secrets.token_hex(8)))
+        return self.kdirs
 
     def cleanup(self) -> None:
         """Remove everything the run wrote."""
@@ -256,6 +262,66 @@ class Workspace:
                     p.chmod(0o700)
             shutil.rmtree(self.root, ignore_errors=True)
         _track(_live_roots, self.root, remove=True)
+
+
+@dataclass(frozen=True)
+class KernelDirs:
+    """One kernel's start-up folders, prepared by the grader before it starts.
+
+    `cwd` (empty) is where the kernel starts, so neither IPython's config search of the
+    current folder nor Python's `sys.path[0]` sees the submission; `ipython`, `jupyter` and
+    `xdg` hold the (empty) configuration, profile and start-up folders; all of these are
+    read-only. `sockets` (the kernel's IPC sockets, matplotlib's cache) is the only writable one.
+    The name is random and made anew for every kernel, first or revived.
+    """
+
+    root: Path
+
+    @property
+    def cwd(self) -> Path:
+        return self.root / "cwd"
+
+    @property
+    def ipython(self) -> Path:
+        return self.root / "ipython"
+
+    @property
+    def sockets(self) -> Path:
+        return self.root / "rt"
+
+    @classmethod
+    def make(cls, root: Path) -> KernelDirs:
+        """Create the folders (failing if the name exists) and make the configuration read-only."""
+        root.mkdir(mode=0o755)
+        d = cls(root)
+        profile = d.ipython / "profile_default"
+        fixed = [d.cwd, d.ipython, profile, *(profile / n for n in ("startup", "log", "pid", "security", "db")),
+                 root / "jupyter", root / "jupyter" / "config", root / "jupyter" / "data",
+                 root / "xdg", root / "xdg" / "config", root / "xdg" / "cache"]
+        for f in fixed:
+            f.mkdir()
+        (d.sockets / "mpl").mkdir(parents=True)
+        for f in reversed(fixed):  # read-only, innermost first
+            f.chmod(0o555)
+        return d
+
+    def env(self) -> dict[str, str]:
+        """Where IPython, Jupyter and XDG look for configuration: here, never a writable folder."""
+        r = self.root
+        return {
+            "IPYTHONDIR": str(self.ipython),
+            "JUPYTER_CONFIG_DIR": str(r / "jupyter" / "config"),
+            "JUPYTER_DATA_DIR": str(r / "jupyter" / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.sockets),
+            "JUPYTER_CONFIG_PATH": str(r / "jupyter" / "config"),
+            "JUPYTER_PATH": str(r / "jupyter" / "data"),
+            "XDG_CONFIG_HOME": str(r / "xdg" / "config"),
+            "XDG_CACHE_HOME": str(r / "xdg" / "cache"),
+            "MPLCONFIGDIR": str(self.sockets / "mpl"),
+            # no folder of the submission (nor the cwd) on sys.path at start (Python >= 3.11;
+            # before that the cwd, empty and read-only, stands first)
+            "PYTHONSAFEPATH": "1",
+        }
 
 
 def make_workspace(notebook: Path, extra_files: list[Path] | None = None) -> Workspace:
@@ -583,7 +649,12 @@ class LocalKernelLauncher:
         if ws is not None:
             for d in (ws.work, ws.runtime):
                 args += ["--bind", str(d), str(d)]
-            args += ["--chdir", str(ws.work)]
+            if ws.kdirs is not None:  # the kernel's configuration: read-only but for its sockets
+                k = ws.kdirs
+                args += ["--ro-bind", str(k.root), str(k.root), "--bind", str(k.sockets), str(k.sockets),
+                         "--chdir", str(k.cwd)]
+            else:
+                args += ["--chdir", str(ws.work)]
         if probe:
             args += ["--"]
         return args
@@ -618,13 +689,12 @@ class LocalKernelLauncher:
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(ws.runtime / "mpl"),
-            "IPYTHONDIR": str(ws.runtime / "ipython"),
             "JUPYTER_PLATFORM_DIRS": "1",
             "OPENBLAS_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
         }
+        env.update((ws.kdirs or ws.new_kernel_dirs()).env())
         for key in PASSTHROUGH_ENV:
             if key in os.environ:
                 env[key] = os.environ[key]
@@ -654,7 +724,8 @@ class LocalKernelLauncher:
         return [self.python, "-c", _LIMITED_EXEC, json.dumps(cfg), *self._wrapper(self.level, workspace), *kernel]
 
     async def start(self, workspace: Workspace) -> AsyncKernelManager:
-        """Start the kernel with its cwd in the workspace."""
+        """Start a kernel in fresh, read-only start-up folders (the prelude then enters the work folder)."""
+        kdirs = workspace.new_kernel_dirs()
         cgroup = None
         self.cgroup_note = ""
         if self.use_cgroup:
@@ -669,8 +740,8 @@ class LocalKernelLauncher:
         context.setsockopt(zmq.LINGER, 0)
         km = AsyncKernelManager(
             transport="ipc",
-            ip=str(workspace.runtime / "k"),
-            connection_file=str(workspace.runtime / "kernel.json"),
+            ip=str(kdirs.sockets / "k"),
+            connection_file=str(kdirs.sockets / "kernel.json"),
             context=context,
         )
         km._kernel_spec = KernelSpec(  # always our interpreter, never the notebook's kernelspec
@@ -683,9 +754,9 @@ class LocalKernelLauncher:
         km.grader_cgroup = cgroup  # type: ignore[attr-defined]
         km.grader_level = self.level  # type: ignore[attr-defined]
         # Never the grader's own stdout/stderr: what the kernel writes there could pass for a report.
-        log = open(workspace.runtime / "kernel.log", "ab")  # noqa: SIM115 (closed below)
+        log = open(kdirs.root / "kernel.log", "xb")  # noqa: SIM115 (closed below)
         try:
-            await km.start_kernel(cwd=str(workspace.work), env=self.kernel_env(workspace),
+            await km.start_kernel(cwd=str(kdirs.cwd), env=self.kernel_env(workspace),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         except BaseException:
             await stop_kernel(km)

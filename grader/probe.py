@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -132,13 +133,26 @@ def mime_for(nonce: str) -> str:
 # ---------------------------------------------------------------- grader side
 
 
-@dataclass(frozen=True)
+@dataclass
 class Where:
-    """A line of the notebook's code, as the runner saw it: its cell's digest, line number and text."""
+    """A line of the notebook's code, as the runner saw it: its cell's digest, line number and text.
+
+    `cell` (1-based, 0 if unknown) and `cell_line` are filled in by the grader from the
+    notebook's own sources; only then is `text` shown.
+    """
 
     cell_sha: str
     line: int
     text: str
+    cell: int = 0
+    cell_line: int = 0
+
+    def describe(self) -> str:
+        """Where, in words: "cell 4, line 2: `return x / 0`"."""
+        if not self.cell:
+            return "in code outside the notebook's cells"
+        at = f"cell {self.cell}" + (f", line {self.cell_line}" if self.cell_line else "")
+        return f"in {at}: `{self.text}`" if self.text else f"in {at}"
 
 
 def _where(raw: Any) -> Where | None:
@@ -165,6 +179,7 @@ class Value:
     ename: str = ""
     shape: tuple[int, ...] = ()
     where: Where | None = None  # errors: where in the notebook's code it was raised
+    own_class: bool = False  # errors: of an exception class the notebook defined (its name is its own)
 
     def describe(self) -> str:
         """What the value is, in a few words, for feedback."""
@@ -224,7 +239,7 @@ def decode_value(raw: Any, depth: int = 0) -> Value:
         )
     if kind in ("error", "unconvertible"):
         return Value(kind, ename=str(raw.get("ename", ""))[:80], text=str(raw.get("evalue", ""))[:300],
-                     where=_where(raw.get("where")))
+                     where=_where(raw.get("where")), own_class=raw.get("own") is not False)
     if kind == "too_big":
         return Value("too_big", shape=tuple(_int(d) for d in _as_list(raw.get("shape"))[:8]))
     if kind in ("none", "missing"):
@@ -339,3 +354,42 @@ def _answers(body: dict[str, Any]) -> dict[str, Answer]:
                 numerical=a.get("numerical") is True,
             )
     return answers
+
+
+def _cell_sha(text: str) -> str:
+    """The digest the runner gives a cell's code: IPython caches it as lines each ending in a newline."""
+    return hashlib.sha256("".join(line + "\n" for line in text.splitlines()).encode("utf-8", "replace")).hexdigest()
+
+
+def locate(answers: dict[str, Answer], cells: list[list[str]]) -> None:
+    """Resolve where each error was raised to a notebook cell, from the notebook's own sources.
+
+    `cells[i]` holds the texts cell i + 1 may have run as (its source first). A line the
+    runner reports is shown only if the cell really has it: the kernel cannot put text of
+    its choosing (a hidden check's inputs) into the report this way.
+    """
+    by_sha: dict[str, tuple[int, bool]] = {}
+    for i, texts in enumerate(cells):
+        for k, text in enumerate(texts):
+            by_sha.setdefault(_cell_sha(text), (i + 1, k == 0))
+    for a in answers.values():
+        for v in (a.value, *a.alts.values()):
+            if v.where is not None:
+                _resolve(v.where, by_sha, cells)
+
+
+def _resolve(w: Where, by_sha: dict[str, tuple[int, bool]], cells: list[list[str]]) -> None:
+    hit = by_sha.get(w.cell_sha)
+    if hit is None:  # e.g. a cell IPython rewrote (magics): the one cell that has this line
+        having = [i + 1 for i, texts in enumerate(cells)
+                  if texts and w.text and w.text in (ln.strip() for ln in texts[0].splitlines())]
+        hit = (having[0], False) if len(having) == 1 else None
+    if hit is None:
+        w.text = ""
+        return
+    w.cell = hit[0]
+    lines = [ln.strip() for ln in cells[w.cell - 1][0].splitlines()]
+    if hit[1] and 0 < w.line <= len(lines) and lines[w.line - 1] == w.text:
+        w.cell_line = w.line
+    elif w.text not in lines:
+        w.text = ""

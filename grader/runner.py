@@ -268,7 +268,8 @@ class Runner:
             plain = type(e.args) is tuple and all(is_plain(a) for a in e.args)
             return str(e) if plain and not isinstance(type(e).__str__, _FunctionType) else "?"
 
-        out = {"t": "error", "ename": safe_text(lambda: _type_name_of(type(e)), 80), "evalue": safe_text(text)}
+        out = {"t": "error", "ename": safe_text(lambda: _type_name_of(type(e)), 80), "evalue": safe_text(text),
+               "own": safe_text(lambda: _type_module_of(type(e)), 80) in ("__main__", "?")}
         try:
             where = cell_of(e.__traceback__, self.ns)
         except _EXC:
@@ -497,3 +498,23 @@ def boot_source(modname: str, limits: dict[str, int]) -> str:
         "del _grader_boot\n"
     )
 
+
+
+def enter_workdir_source(work: str) -> str:
+    """Kernel code that makes the work folder the cwd and puts it last on sys.path.
+
+    The kernel starts in an empty, read-only folder; the notebook's own files (`import
+    my_answers`) are found from the work folder, but only after every module of the kernel's
+    Python: a `numpy.py` beside the notebook shadows nothing. `''` and the start folder, which
+    IPython and Python insert, are taken out.
+    """
+    return (
+        "def _grader_enter(work):\n"
+        "    import os, sys\n"
+        "    start = os.getcwd()\n"
+        "    os.chdir(work)\n"
+        "    drop = {'', '.', start, work}\n"
+        "    sys.path[:] = [p for p in sys.path if p not in drop] + [work]\n"
+        f"_grader_enter({work!r})\n"
+        "del _grader_enter\n"
+    )
