@@ -90,7 +90,7 @@ def test_answers_forged_by_a_pre_run_cell_hook_are_tampered():
     assert {"sigmoid", "imports"} <= flags["probe_tampered"]
 
 
-def test_builtins_and_json_patched_before_each_request_change_nothing():
+def test_builtins_and_numpy_patched_before_each_request_change_nothing():
     r = grade_attack("pre_run_cell_patches")
     assert passed(r) == RIGHT
     assert "torch" in flag_codes(r).get("forbidden_import", set())
@@ -159,8 +159,10 @@ def test_a_kernel_that_cannot_be_restarted_is_the_submissions_failure(capfd: pyt
     r = grade_notebook(ADVERSARIAL / "os_exit.ipynb", ASSIGNMENT, seed=3,
                        launcher=FailsAfterFirst(isolation="process"))
     assert r.status == "graded"
-    assert passed(r) == SETUP
+    assert passed(r) == set() and r.score == 0  # no kernel is left to check anything
+    assert {c.status for c in r.checks} <= {"error", "missing"}
     assert cell_error(r, 3)[0] == "KernelDied"
+    assert 4 in r.execution.skipped_cells
     assert any("could not be prepared" in ev for ev in r.execution.limit_events)
     assert "Traceback" not in capfd.readouterr().err
 
@@ -194,7 +196,7 @@ def test_hidden_check_errors_show_where_not_the_message():
     assert fwd.status == "error"
     assert "ValueError" in fwd.message and "cell 3, line 2" in fwd.message
     assert "raise ValueError" in fwd.message
-    assert "inputs were" not in fwd.message and "[[" not in fwd.message
+    assert "x=[" not in fwd.message and "[[" not in fwd.message  # the source line, never the values
     grads = [c for c in by.values() if c.target.startswith("gradients")]
     assert grads and all(c.status == "error" for c in grads)
     for c in grads:
