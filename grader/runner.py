@@ -23,6 +23,7 @@ import linecache
 import sys
 import types
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy
@@ -47,8 +48,8 @@ _setprofile, _getprofile = sys.setprofile, sys.getprofile
 _ModuleType, _FunctionType, _MethodType = types.ModuleType, types.FunctionType, types.MethodType
 # Anything a notebook's code raises is an answer, except the grader's own interrupt.
 _EXC = (Exception, SystemExit, GeneratorExit)
-# A gradient call that evaluates notebook code on inputs moved in one element this many
-# times computes its gradient by finite differences.
+# A gradient call that evaluates notebook code on one input moved in one element, at this many
+# distinct elements (3 where the input has them), computes its gradient by finite differences.
 PERTURBED_CALLS_MIN = 2
 
 
@@ -190,26 +191,35 @@ class PerturbationWatch:
     def __init__(self, ns: dict[str, Any], inputs: list[Any]):
         self.ns = ns
         self.originals = [a.copy() for a in arrays_in(inputs)]
-        self.moved: set[tuple[int, Any]] = set()
-        self.calls = 0
+        self.moved: set[tuple[int, int]] = set()  # (input, flat index) of each one-element move seen
 
     def __call__(self, frame: Any, event: str, arg: Any) -> None:
         if event != "call" or frame.f_globals is not self.ns or not self.originals:
             return
+        try:  # an exception here would end the profiling and reach the notebook's code
+            self.note(frame)
+        except _EXC:
+            pass
+
+    def note(self, frame: Any) -> None:
+        """Record the first argument of a notebook function's call that is an input moved in one element."""
         code = frame.f_code
         local = frame.f_locals
         for name in _islice(code.co_varnames, code.co_argcount + code.co_kwonlyargcount):
             for a in arrays_in(local.get(name)):
                 which = one_moved(a, self.originals)
                 if which >= 0:
-                    self.calls += 1
                     where = int(_flatnonzero(_not_equal(a, self.originals[which]))[0])
                     self.moved.add((which, where))  # distinct perturbations count once
                     return
 
     def numerical(self) -> bool:
-        """Whether the call evaluated notebook code on several distinct one-element perturbations."""
-        return len(self.moved) >= PERTURBED_CALLS_MIN
+        """Whether the call moved some input element by element: at least 2 (or 3, if it has as many)."""
+        for i, orig in enumerate(self.originals):
+            need = max(PERTURBED_CALLS_MIN, min(3, _array_size_of(orig)))
+            if sum(1 for which, _ in self.moved if which == i) >= need:
+                return True
+        return False
 
 
 def watched_call(ns: dict[str, Any], fn: Callable[..., Any], args: list[Any],
@@ -484,7 +494,7 @@ def boot_source(modname: str, limits: dict[str, int]) -> str:
     The dict's builtins are a copy of `builtins` taken now, before any student cell: neither
     the notebook's globals nor a later patch of `builtins` reaches a name the runner uses.
     """
-    source = inspect.getsource(sys.modules[__name__])
+    source = Path(__file__).read_text(encoding="utf-8")
     return (
         "def _grader_boot(source, modname, limits):\n"
         "    import builtins, sys\n"
