@@ -271,7 +271,8 @@ class KernelDirs:
     `cwd` (empty) is where the kernel starts, so neither IPython's config search of the
     current folder nor Python's `sys.path[0]` sees the submission; `ipython`, `jupyter` and
     `xdg` hold the (empty) configuration, profile and start-up folders; all of these are
-    read-only. `sockets` (the kernel's IPC sockets, matplotlib's cache) is the only writable one.
+    read-only, but for the top of `ipython`, which IPython wants writable. `sockets` (the
+    kernel's IPC sockets, matplotlib's cache) is the other writable one.
     The name is random and made anew for every kernel, first or revived.
     """
 
@@ -302,7 +303,8 @@ class KernelDirs:
             f.mkdir()
         (d.sockets / "mpl").mkdir(parents=True)
         for f in reversed(fixed):  # read-only, innermost first
-            f.chmod(0o555)
+            if f != d.ipython:  # IPython insists on a writable top folder (or makes one in TMPDIR)
+                f.chmod(0o555)
         return d
 
     def env(self) -> dict[str, str]:
@@ -652,7 +654,7 @@ class LocalKernelLauncher:
             if ws.kdirs is not None:  # the kernel's configuration: read-only but for its sockets
                 k = ws.kdirs
                 args += ["--ro-bind", str(k.root), str(k.root), "--bind", str(k.sockets), str(k.sockets),
-                         "--chdir", str(k.cwd)]
+                         "--bind", str(k.ipython), str(k.ipython), "--chdir", str(k.cwd)]
             else:
                 args += ["--chdir", str(ws.work)]
         if probe:

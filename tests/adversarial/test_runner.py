@@ -14,7 +14,7 @@ import pytest
 
 from grader import grade_notebook
 from grader.errors import GraderError
-from grader.kernel import LocalKernelLauncher
+from grader.kernel import LocalKernelLauncher, make_workspace
 from tests.conftest import graded
 
 from .helpers import (
@@ -225,3 +225,28 @@ def test_backprop_that_loops_over_samples_and_units_is_not_flagged():
     grads = [c for c in r.checks if c.target.startswith("gradients")]
     assert grads and all(c.status == "pass" for c in grads)
     assert r.score == sum(c.points for c in r.checks)
+
+
+def test_kernel_start_folders_are_fresh_read_only_and_outside_the_work_folder(tmp_path: Path):
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text("{}")
+    ws = make_workspace(nb)
+    try:
+        launcher = LocalKernelLauncher(isolation="process")
+        first = ws.new_kernel_dirs()
+        env = launcher.kernel_env(ws)
+        assert env["PYTHONSAFEPATH"] == "1"
+        for key in ("IPYTHONDIR", "JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "XDG_CONFIG_HOME"):
+            assert env[key].startswith(str(first.root)) and not env[key].startswith(str(ws.work))
+        startup = first.ipython / "profile_default" / "startup"
+        assert startup.is_dir() and not list(startup.iterdir())
+        assert not (startup.stat().st_mode & 0o222) and not (first.cwd.stat().st_mode & 0o222)
+        second = ws.new_kernel_dirs()
+        assert second.root != first.root and launcher.kernel_env(ws)["IPYTHONDIR"] == str(second.ipython)
+        bwrap = launcher._bwrap_args(ws, probe=False)
+        at = bwrap.index("--ro-bind", bwrap.index(str(ws.runtime)))
+        assert bwrap[at + 1] == str(second.root)
+        assert bwrap[bwrap.index("--chdir") + 1] == str(second.cwd)
+    finally:
+        ws.cleanup()
+    assert not ws.root.exists()
