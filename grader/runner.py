@@ -265,6 +265,15 @@ class Runner:
         self.budget = 0
         self.modules = sys.modules
         self.baseline = frozenset(sys.modules)  # before any student cell runs
+        # Every import from now on, by top-level name: deleting a module from sys.modules
+        # afterwards does not hide that it was loaded (audit hooks cannot be removed).
+        self.imported: set[str] = set()
+        sys.addaudithook(self.audit)
+
+    def audit(self, event: str, args: tuple[Any, ...]) -> None:
+        """Note the top-level name of every module imported."""
+        if event == "import" and args and type(args[0]) is str:
+            self.imported.add(args[0].partition(".")[0])
 
     # -- values
 
@@ -474,7 +483,7 @@ class Runner:
         names = [n for n in decode_json(request)["names"] if type(n) is str]
         keys = list(self.modules)
         hits = [n for n in names if n not in self.baseline
-                and any(k == n or k.startswith(n + ".") for k in keys)]
+                and (n in self.imported or any(k == n or k.startswith(n + ".") for k in keys))]
         self.answer(nonce, request, {"checked": names, "loaded": hits, "answers": []})
 
 

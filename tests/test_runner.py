@@ -281,3 +281,25 @@ def test_enter_workdir_puts_the_work_folder_last(tmp_path, monkeypatch: pytest.M
     assert os.getcwd() == str(work)
     assert sys.path[-1] == str(work) and sys.path.count(str(work)) == 1
     assert "" not in sys.path and str(start) not in sys.path
+
+
+def test_a_module_removed_from_sys_modules_still_counts_as_loaded(tmp_path, monkeypatch: pytest.MonkeyPatch):
+    pkg = tmp_path / "autodiff_pkg"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("import autodiff_pkg.core\n")  # as torch loads its parts
+    (pkg / "core.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shell = FakeShell()
+    modname = "_grader_probe_audit"
+    shell.user_ns["get_ipython"] = lambda: shell
+    exec(prelude_source(modname), shell.user_ns)
+    try:
+        cell(shell, "import importlib, sys\nimportlib.import_module('autodiff' + '_pkg')\n"
+                    "for k in [k for k in sys.modules if k.startswith('autodiff_pkg')]:\n    del sys.modules[k]\n")
+        assert "autodiff_pkg" not in sys.modules
+        req = loaded_request(modname, ["autodiff_pkg", "never_loaded"])
+        exec(req.source, shell.user_ns)
+        body = genuine_body(shell.published, req)
+    finally:
+        sys.modules.pop(modname, None)
+    assert body is not None and body["loaded"] == ["autodiff_pkg"]

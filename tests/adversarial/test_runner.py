@@ -50,16 +50,17 @@ def flag_codes(r) -> dict[str, set[str]]:
 # ---------------------------------------------------------------- names the runner uses
 
 
-@pytest.mark.parametrize("name", ["shadow_any", "shadow_builtins", "patch_builtins_module"])
+@pytest.mark.parametrize("name", ["shadow_any", "shadow_builtins", "patch_builtins_module", "hide_import"])
 def test_shadowed_or_patched_builtins_do_not_bend_the_runner(name: str):
     r = grade_attack(name)
     # the runner still works: the right function passes, the wrong one fails
-    assert passed(r) == SETUP
-    assert {c.status for c in r.checks if c.target == "sigmoid_derivative"} == {"fail"}
-    # the import check still sees the module loaded by a built name
+    right = RIGHT if name == "hide_import" else SETUP
+    assert passed(r) == right
+    assert {c.status for c in r.checks if c.target not in right and c.target.startswith("sigmoid")} <= {"fail"}
+    # the import check still sees the module loaded by a built name (and then removed)
     assert "torch" in flag_codes(r).get("forbidden_import", set())
     assert "probe_tampered" not in flag_codes(r)
-    assert r.score == 0  # 1 point, less half of 11 for the forbidden import
+    assert r.score == 0  # 1 or 2 points, less half of 11 for the forbidden import
 
 
 # ---------------------------------------------------------------- requests rewritten on their way
