@@ -250,7 +250,7 @@ class Workspace:
 
     def new_kernel_dirs(self) -> KernelDirs:
         """Fresh folders for the next kernel; what an earlier kernel wrote anywhere never reaches it."""
-        self.kdirs = KernelDirs.make(self.root / ("k-" + secrets.token_hex(8)))
+        self.kdirs = KernelDirs.make(self.root / ("k" + secrets.token_hex(3)))
         return self.kdirs
 
     def cleanup(self) -> None:
@@ -271,9 +271,10 @@ class KernelDirs:
     `cwd` (empty) is where the kernel starts, so neither IPython's config search of the
     current folder nor Python's `sys.path[0]` sees the submission; `ipython`, `jupyter` and
     `xdg` hold the (empty) configuration, profile and start-up folders; all of these are
-    read-only, but for the top of `ipython`, which IPython wants writable. `sockets` (the
-    kernel's IPC sockets, matplotlib's cache) is the other writable one.
-    The name is random and made anew for every kernel, first or revived.
+    read-only (`readonly`), but for the top of `ipython`, which IPython wants writable. The
+    folder itself holds the kernel's IPC sockets (a short path: a Unix socket's path is at
+    most 107 bytes) and matplotlib's cache. The name is random and made anew for every
+    kernel, first or revived.
     """
 
     root: Path
@@ -288,12 +289,18 @@ class KernelDirs:
 
     @property
     def sockets(self) -> Path:
-        return self.root / "rt"
+        return self.root
+
+    @property
+    def readonly(self) -> list[Path]:
+        """What the kernel may not change (mounted read-only in the sandbox)."""
+        r = self.root
+        return [self.cwd, self.ipython / "profile_default", r / "jupyter", r / "xdg"]
 
     @classmethod
     def make(cls, root: Path) -> KernelDirs:
         """Create the folders (failing if the name exists) and make the configuration read-only."""
-        root.mkdir(mode=0o755)
+        root.mkdir(mode=0o755)  # fails if it exists: nothing planted in advance
         d = cls(root)
         profile = d.ipython / "profile_default"
         fixed = [d.cwd, d.ipython, profile, *(profile / n for n in ("startup", "log", "pid", "security", "db")),
@@ -301,7 +308,7 @@ class KernelDirs:
                  root / "xdg", root / "xdg" / "config", root / "xdg" / "cache"]
         for f in fixed:
             f.mkdir()
-        (d.sockets / "mpl").mkdir(parents=True)
+        (root / "mpl").mkdir()
         for f in reversed(fixed):  # read-only, innermost first
             if f != d.ipython:  # IPython insists on a writable top folder (or makes one in TMPDIR)
                 f.chmod(0o555)
@@ -319,7 +326,7 @@ class KernelDirs:
             "JUPYTER_PATH": str(r / "jupyter" / "data"),
             "XDG_CONFIG_HOME": str(r / "xdg" / "config"),
             "XDG_CACHE_HOME": str(r / "xdg" / "cache"),
-            "MPLCONFIGDIR": str(self.sockets / "mpl"),
+            "MPLCONFIGDIR": str(r / "mpl"),
             # no folder of the submission (nor the cwd) on sys.path at start (Python >= 3.11;
             # before that the cwd, empty and read-only, stands first)
             "PYTHONSAFEPATH": "1",
@@ -649,12 +656,14 @@ class LocalKernelLauncher:
         for src in self._python_dirs():  # after /tmp: a virtual environment may live there
             args += ["--ro-bind", src, src]
         if ws is not None:
-            for d in (ws.work, ws.runtime):
-                args += ["--bind", str(d), str(d)]
-            if ws.kdirs is not None:  # the kernel's configuration: read-only but for its sockets
+            # its connection file, which only the grader writes, in a folder the kernel cannot change
+            args += ["--bind", str(ws.work), str(ws.work), "--ro-bind", str(ws.runtime), str(ws.runtime)]
+            if ws.kdirs is not None:  # its own folder (sockets), with the configuration read-only
                 k = ws.kdirs
-                args += ["--ro-bind", str(k.root), str(k.root), "--bind", str(k.sockets), str(k.sockets),
-                         "--bind", str(k.ipython), str(k.ipython), "--chdir", str(k.cwd)]
+                args += ["--bind", str(k.root), str(k.root)]
+                for d in k.readonly:
+                    args += ["--ro-bind", str(d), str(d)]
+                args += ["--chdir", str(k.cwd)]
             else:
                 args += ["--chdir", str(ws.work)]
         if probe:
@@ -743,7 +752,7 @@ class LocalKernelLauncher:
         km = AsyncKernelManager(
             transport="ipc",
             ip=str(kdirs.sockets / "k"),
-            connection_file=str(kdirs.sockets / "kernel.json"),
+            connection_file=str(workspace.runtime / "kernel.json"),
             context=context,
         )
         km._kernel_spec = KernelSpec(  # always our interpreter, never the notebook's kernelspec

@@ -245,8 +245,13 @@ def test_kernel_start_folders_are_fresh_read_only_and_outside_the_work_folder(tm
         second = ws.new_kernel_dirs()
         assert second.root != first.root and launcher.kernel_env(ws)["IPYTHONDIR"] == str(second.ipython)
         bwrap = launcher._bwrap_args(ws, probe=False)
-        at = bwrap.index("--ro-bind", bwrap.index(str(ws.runtime)))
-        assert bwrap[at + 1] == str(second.root)
+        mounts = list(zip(bwrap, bwrap[1:], bwrap[2:]))
+        assert ("--ro-bind", str(ws.runtime), str(ws.runtime)) in mounts
+        assert ("--bind", str(second.root), str(second.root)) in mounts
+        for d in (second.cwd, second.ipython / "profile_default", second.root / "jupyter"):
+            assert ("--ro-bind", str(d), str(d)) in mounts
+            assert mounts.index(("--ro-bind", str(d), str(d))) > mounts.index(("--bind", str(second.root),
+                                                                               str(second.root)))
         assert bwrap[bwrap.index("--chdir") + 1] == str(second.cwd)
     finally:
         ws.cleanup()
