@@ -22,7 +22,7 @@ from .expected import Reference
 from .inputs import rng_for
 from .judge import select_part
 from .plan import CheckPlan, Target, Trial
-from .probe import RESULT, Answer, ProbeItem, Value, new_nonce, read_answers, request_source
+from .probe import RESULT, Answer, ProbeItem, Value, probe_request, send
 from .report import CheckResult, Diagnosis
 from .spec import Consistency
 
@@ -223,10 +223,8 @@ def _loss(ans: Answer | None, trial: Trial, cons: Consistency, reference: Refere
 
 
 async def ask(session: Session, modname: str, items: list[ProbeItem], per_call: float) -> dict[str, Answer] | None:
-    """Answers to unscored probe items, or None if the kernel gave no single genuine answer."""
-    nonce = new_nonce()
-    status, outputs = await session.run_code(request_source(modname, nonce, items), per_call * len(items) + 5)
-    if status != "ok":  # a probe that killed the kernel: the session revives itself for later checks
-        return None
-    answers, claims = read_answers(outputs, nonce)
-    return answers if claims == 1 else None
+    """Answers to unscored probe items, or None unless the runner answered exactly this request."""
+    # a probe that killed the kernel: the session revives itself for later checks; a tampered
+    # one is noted on the session (and reported) by send
+    reply = await send(session, probe_request(modname, items), per_call * len(items) + 5)
+    return reply.answers if reply.ok else None

@@ -23,6 +23,7 @@ from nbformat import NotebookNode
 
 from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_cause, stop_kernel
 from .notebook import parse_cell
+from .runner import enter_workdir_source
 
 MAX_CELL_OUTPUT_BYTES = 2 * 1024 * 1024  # per student cell; the rest is dropped, not stored
 # What every output message costs against that budget at least: a flood of tiny messages is cut
@@ -173,6 +174,8 @@ class Session:
         # Called after each student cell that ran (e.g. to keep values a later cell overwrites).
         self.after_cell: Callable[[Session, int], Awaitable[None]] | None = None
         self.broken = ""  # why the kernel became unusable while still running, if it did
+        self.tampered: list[str] = []  # nonces of grader requests that did not run as sent
+        self.kernels_started = 0
 
     async def _start(self, prelude: str) -> None:
         check_interrupted()
@@ -190,13 +193,41 @@ class Session:
         )
         self.client.km = self.km
         kc = self.km.client(context=self.km.context)  # its socket options cap message size
+        self.client.kc = kc  # before waiting: close() stops its channels if the kernel never answers
         kc.start_channels()
         kc.allow_stdin = False  # input() raises at once instead of waiting for a reply no one sends
         await kc.wait_for_ready(timeout=60)
-        self.client.kc = kc
+        prelude = enter_workdir_source(str(self.workspace.work)) + prelude
         status, _ = await self.run_code(prelude, timeout=30, output_limit=MAX_CELL_OUTPUT_BYTES)
         if status != "ok":
             raise RuntimeError(f"the grader could not prepare the kernel ({status})")
+
+    async def _start_or_record(self, prelude: str, code_cells: list[int]) -> bool:
+        """Start a kernel; whether one is ready.
+
+        The session's first kernel starts before any of the notebook's code ran: if it cannot be
+        made, that is the grader's failure (RuntimeError). Any later kernel (after a cell or a
+        probe stopped one) starts after the notebook's code had its chance to influence it: its
+        failure is the notebook's, recorded as the remaining cells not running, with no kernel left.
+        """
+        first = self.kernels_started == 0
+        try:
+            await self._start(prelude)
+        except asyncio.CancelledError:
+            await self.close()
+            raise
+        except Exception as e:
+            await self.close()
+            if first:
+                raise RuntimeError(str(e) or type(e).__name__) from None
+            why = ("not run: no fresh kernel could be prepared after the notebook's code stopped the "
+                   f"previous one ({str(e)[:200] or type(e).__name__})")
+            self.record.event("a fresh kernel could not be prepared after the notebook's code stopped the previous one")
+            done = {c.index for c in self.record.cells}  # what the kernel before this one ran
+            self.record.cells += [CellRun(i, "skipped", "KernelDied", why) for i in code_cells if i not in done]
+            return False
+        self.kernels_started += 1
+        return True
 
     async def close(self) -> None:
         """Stop the kernel and its children."""
@@ -347,7 +378,8 @@ class Session:
             runs: list[CellRun] = []
             died_at = None
             begun = time.monotonic()
-            await self._start(prelude)
+            if not await self._start_or_record(prelude, code_cells):
+                break
             # the submission's time is its cells' time: starting a kernel does not count
             started = time.monotonic()
             deadline = started + total_timeout if deadline is None else deadline + (started - begun)

@@ -19,6 +19,7 @@ from .execute import (
     ExecutionRecord,
     Session,
     execute,
+    tolerant_imports,
     unrun_definitions,
 )
 from .expected import Reference
@@ -35,14 +36,7 @@ from .kernel import (
 from .localise import localise
 from .notebook import Submission, read_submission
 from .plan import CheckPlan, plan
-from .probe import (
-    ProbeItem,
-    new_module_name,
-    new_nonce,
-    prelude_source,
-    read_answers,
-    request_source,
-)
+from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import note_reassigned, rerun_given
@@ -176,11 +170,15 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
             unrun = unrun_definitions(submission.nb, session.record)
             for p in plans:
                 answers, status = await _probe(session, modname, p, flags)
+                numerical = _numerical(answers)
                 checked = judge(p, answers, status)
                 if status == "ok" and p.check.kind == "function" and any(r.status != "pass" for r in checked):
                     # written for 1-D or row vectors? ask again with vectors shaped that way too
                     answers, status = await _probe(session, modname, p, flags, alternates=True)
+                    numerical = numerical or _numerical(answers)
                     checked = judge(p, answers, status)
+                if numerical:
+                    _flag_numerical(p, checked, flags)
                 names = [p.check.target, *p.check.aliases]
                 results.extend(_not_run(r, names, unrun) for r in checked)
             run.stage = "checking gradients against the notebook's own forward pass"
@@ -189,6 +187,9 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
             await localise(session, modname, plans, results)
             run.stage = "checking imports"
             flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
+            if session.tampered and not any(f.code == "probe_tampered" for f in flags):
+                flags.append(Flag("probe_tampered", "probes", "The notebook interfered with the grader's "
+                                  "requests; their answers were not used."))
         finally:
             await session.close()
     finally:
@@ -197,6 +198,8 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
     await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, total_timeout)
     run.stage = "scoring"
     snapshots.rescue(plans, results)
+    if any("probe_tampered" in r.codes for r in results) and not any(f.code == "probe_tampered" for f in flags):
+        flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))
     note_reassigned(submission.nb, plans, results)
     report.execution = _execution(session.record, launcher, cell_timeout, total_timeout)
     report.score = total(results, flags, asg.spec.policy, asg.max_score)
@@ -233,6 +236,8 @@ async def _probe(
             then_names=[check.then, *check.then_aliases] if check.then else [],
             then_args=t.then_args,
             alternates=alternates,
+            # a gradient check: does it evaluate the notebook's own functions on moved weights?
+            watch=check.consistency is not None,
         )
         for t in p.trials
     ]
@@ -242,19 +247,41 @@ async def _probe(
     if p.extreme is not None:  # the same extreme inputs, with numpy overflow raising
         items.append(ProbeItem(f"{check.id}#extreme_fp", "function", [check.target, *check.aliases],
                                p.extreme.args, check.args, fp_raise=True))
-    nonce = new_nonce()
     timeout = check.timeout * len(items) + 5
-    status, outputs = await session.run_code(request_source(modname, nonce, items), timeout)
-    if status == "died":  # the session has a fresh kernel for later checks, if it could make one
-        return {}, "died"
-    if status == "timeout":
-        return {}, "timeout"
-    answers, claims = read_answers(outputs, nonce)
-    if claims > 1 or (status == "ok" and not answers):
+    reply = await send(session, probe_request(modname, items), timeout)
+    if reply.status in ("died", "timeout"):  # died: the session has a fresh kernel for later checks, if it could make one
+        return {}, reply.status
+    if not reply.ok:
         flags.append(Flag("probe_tampered", check.target,
                           "The notebook interfered with the grader's probe; its answers were not used."))
         return {}, "ok"
-    return answers, status
+    locate(reply.answers, _cell_texts(session))
+    return reply.answers, "ok"
+
+
+def _cell_texts(session: Session) -> list[list[str]]:
+    """Per cell, the texts it may have run as: its source, and the source as the kernel got it."""
+    out = []
+    for c in session.nb.cells:
+        src = c.source if c.cell_type == "code" else ""
+        tolerant = tolerant_imports(src) if src else src
+        out.append([src] if tolerant == src else [src, tolerant])
+    return out
+
+
+def _numerical(answers: dict[str, Answer]) -> bool:
+    return any(a.numerical for a in answers.values())
+
+
+def _flag_numerical(p: CheckPlan, checked: list[CheckResult], flags: list[Flag]) -> None:
+    """A gradient function that evaluates the notebook's forward pass or loss on weights moved one
+    element at a time computes finite differences, not backpropagation."""
+    name = p.check.target
+    text = (f"{name} computes its gradients numerically: it evaluates the notebook's own functions with "
+            "one weight moved at a time (finite differences). This assignment asks for backpropagation by hand.")
+    for r in checked:
+        r.diagnosis.append(Diagnosis("numerical_gradient", text))
+    flags.append(Flag("numerical_gradient", name, text))
 
 
 def _not_run(result: CheckResult, names: list[str], unrun: dict[str, CellRun]) -> CheckResult:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .notebook import parse_cell
-from .probe import loaded_source, new_nonce, read_answers
+from .probe import loaded_request, send
 from .report import Flag
 
 _IMPORT_FUNCS = {"__import__", "import_module"}
@@ -84,12 +84,25 @@ async def forbidden_imports(session: Any, modname: str, nb: Any, forbidden: Sequ
         return []
     sources = [c.source if c.cell_type == "code" else "" for c in nb.cells]
     static = static_findings(sources, forbidden)
-    loaded: list[str] = []
-    if session.alive:
-        nonce = new_nonce()
-        status, outputs = await session.run_code(loaded_source(modname, nonce, list(forbidden)), 30)
-        if status == "ok":
-            answers, claims = read_answers(outputs, nonce)
-            if claims == 1:
-                loaded = [n for n in answers if n in forbidden]
+    # Positive evidence only: an answer that proves it checked every module. No answer (a
+    # tampered request, a dead kernel) never reads as "nothing imported".
+    reply = await send(session, loaded_request(modname, list(forbidden)), 30)
+    if reply.status == "no_kernel":  # the notebook's code left no kernel to ask
+        return [*flags_for(static, [], forbidden), Flag(
+            "imports_unchecked", "imports",
+            "No kernel was left to check which modules the notebook loaded; it is scored as if a "
+            "forbidden module had been used.")]
+    if not reply.ok:
+        return [*flags_for(static, [], forbidden), tampered_flag()]
+    loaded = [n for n in reply.body["loaded"] if n in forbidden]
     return flags_for(static, loaded, forbidden)
+
+
+def tampered_flag() -> Flag:
+    """The import check's request did not run as sent: what the notebook imported is unknown."""
+    return Flag(
+        "probe_tampered",
+        "imports",
+        "The notebook interfered with the grader's check of imported modules; it is scored as if "
+        "a forbidden module had been used.",
+    )

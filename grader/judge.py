@@ -332,8 +332,17 @@ def _missing(target: Target, what: str, names: list[str]) -> CheckResult:
 
 
 def _raised(target: Target, name: str, v: Value) -> CheckResult:
-    return _result(target, "error", f"{name} raised {v.ename}: {v.text}",
-                   [Diagnosis("exception", f"{name}(...) raised {v.ename}: {v.text}")])
+    if target.check.visibility == "hidden":
+        # the message may hold the hidden inputs: say where the notebook's code raised instead
+        where = f" {v.where.describe()}" if v.where is not None else ""
+        # a class the notebook made could carry the inputs in its name
+        ename = "an exception of its own class" if v.own_class or not v.ename.isidentifier() else v.ename
+        return _result(target, "error", f"{name} raised {ename}{where}",
+                       [Diagnosis("exception", f"{name}(...) raised {ename}{where} (on a hidden input; "
+                                  "the exception's message is not shown)")])
+    where = f" ({v.where.describe()})" if v.where is not None and v.where.cell else ""
+    return _result(target, "error", f"{name} raised {v.ename}: {v.text}{where}",
+                   [Diagnosis("exception", f"{name}(...) raised {v.ename}: {v.text}{where}")])
 
 
 def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]) -> CheckResult:

@@ -388,30 +388,33 @@ def interruptible(task: asyncio.Task[Any] | None = None) -> Iterator[None]:
 
 @dataclass
 class Workspace:
-    """The folders of one run: `work` (the kernel's cwd), `runtime` (connection file, config, log)
-    and `sockets` (where the kernel makes its IPC sockets).
+    """The folders of one run: `work` (the notebook's folder), `runtime` (the connection file)
+    and, for each kernel started, its own `kdirs` (start-up folder, configuration, IPC sockets).
 
-    When the grader runs as root, `hand_to` gives `work` and `sockets` to the kernel's user
-    (`uid`); the root folder and `runtime` stay the grader's (the kernel may only pass through
-    them and read its connection file), so nothing the grader later opens there can have been
-    planted by the kernel.
+    When the grader runs as root, `hand_to` gives `work` and the writable parts of `kdirs` to
+    the kernel's user (`uid`); the root folder and `runtime` stay the grader's (the kernel may
+    only pass through them and read its connection file), so nothing the grader later opens
+    there can have been planted by the kernel.
     """
 
     root: Path
     work: Path = field(init=False)
     runtime: Path = field(init=False)
-    sockets: Path = field(init=False)
     uid: int | None = field(default=None, init=False)
+    # The current kernel's own folders (see new_kernel_dirs): fresh for every kernel started.
+    kdirs: KernelDirs | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         _track(_live_roots, self.root)
         self.work = self.root / "work"
         self.runtime = self.root / "rt"
-        self.sockets = self.root / "ipc"
         self.work.mkdir()
         self.runtime.mkdir()
-        self.sockets.mkdir()
-        (self.runtime / "ipython").mkdir()
+
+    def new_kernel_dirs(self) -> KernelDirs:
+        """Fresh folders for the next kernel; what an earlier kernel wrote anywhere never reaches it."""
+        self.kdirs = KernelDirs.make(self.root / ("k" + secrets.token_hex(3)))
+        return self.kdirs
 
     @property
     def connection_file(self) -> Path:
@@ -419,18 +422,21 @@ class Workspace:
         return self.runtime / "kernel.json"
 
     def hand_to(self, uid: int) -> None:
-        """Let the kernel's user `uid` use the workspace: its own `work` and `sockets`, nothing else."""
+        """Let the kernel's user `uid` use the workspace: `work`, and the current kernel's own folder
+        with the top of its IPython folder; its configuration folders stay the grader's, read-only."""
         if self.uid is None:
             self.uid = uid
             _track(_live_uids, uid)
         os.chmod(self.root, 0o711)
         os.chmod(self.runtime, 0o711)
-        for top in (self.work, self.sockets):
-            os.chmod(top, 0o700)
-            for d, dirs, files in os.walk(top):  # not following links
-                for name in (d, *(os.path.join(d, n) for n in dirs + files)):
-                    with contextlib.suppress(OSError):
-                        os.lchown(name, self.uid, self.uid)
+        os.chmod(self.work, 0o700)
+        for d, dirs, files in os.walk(self.work):  # not following links
+            for name in (d, *(os.path.join(d, n) for n in dirs + files)):
+                with contextlib.suppress(OSError):
+                    os.lchown(name, self.uid, self.uid)
+        if self.kdirs is not None:
+            for d in (self.kdirs.root, self.kdirs.ipython, self.kdirs.root / "mpl"):
+                os.lchown(d, self.uid, self.uid)
 
     def cleanup(self) -> None:
         """Remove everything the run wrote (after killing every process of its kernels' user)."""
@@ -453,6 +459,74 @@ def remove_tree(root: Path) -> None:
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=120, check=False)
+
+@dataclass(frozen=True)
+class KernelDirs:
+    """One kernel's start-up folders, prepared by the grader before it starts.
+
+    `cwd` (empty) is where the kernel starts, so neither IPython's config search of the
+    current folder nor Python's `sys.path[0]` sees the submission; `ipython`, `jupyter` and
+    `xdg` hold the (empty) configuration, profile and start-up folders; all of these are
+    read-only (`readonly`), but for the top of `ipython`, which IPython wants writable. The
+    folder itself holds the kernel's IPC sockets (a short path: a Unix socket's path is at
+    most 107 bytes) and matplotlib's cache. The name is random and made anew for every
+    kernel, first or revived.
+    """
+
+    root: Path
+
+    @property
+    def cwd(self) -> Path:
+        return self.root / "cwd"
+
+    @property
+    def ipython(self) -> Path:
+        return self.root / "ipython"
+
+    @property
+    def sockets(self) -> Path:
+        return self.root
+
+    @property
+    def readonly(self) -> list[Path]:
+        """What the kernel may not change (mounted read-only in the sandbox)."""
+        r = self.root
+        return [self.cwd, self.ipython / "profile_default", r / "jupyter", r / "xdg"]
+
+    @classmethod
+    def make(cls, root: Path) -> KernelDirs:
+        """Create the folders (failing if the name exists) and make the configuration read-only."""
+        root.mkdir(mode=0o755)  # fails if it exists: nothing planted in advance
+        d = cls(root)
+        profile = d.ipython / "profile_default"
+        fixed = [d.cwd, d.ipython, profile, *(profile / n for n in ("startup", "log", "pid", "security", "db")),
+                 root / "jupyter", root / "jupyter" / "config", root / "jupyter" / "data",
+                 root / "xdg", root / "xdg" / "config", root / "xdg" / "cache"]
+        for f in fixed:
+            f.mkdir()
+        (root / "mpl").mkdir()
+        for f in reversed(fixed):  # read-only, innermost first
+            if f != d.ipython:  # IPython insists on a writable top folder (or makes one in TMPDIR)
+                f.chmod(0o555)
+        return d
+
+    def env(self) -> dict[str, str]:
+        """Where IPython, Jupyter and XDG look for configuration: here, never a writable folder."""
+        r = self.root
+        return {
+            "IPYTHONDIR": str(self.ipython),
+            "JUPYTER_CONFIG_DIR": str(r / "jupyter" / "config"),
+            "JUPYTER_DATA_DIR": str(r / "jupyter" / "data"),
+            "JUPYTER_RUNTIME_DIR": str(self.sockets),
+            "JUPYTER_CONFIG_PATH": str(r / "jupyter" / "config"),
+            "JUPYTER_PATH": str(r / "jupyter" / "data"),
+            "XDG_CONFIG_HOME": str(r / "xdg" / "config"),
+            "XDG_CACHE_HOME": str(r / "xdg" / "cache"),
+            "MPLCONFIGDIR": str(r / "mpl"),
+            # no folder of the submission (nor the cwd) on sys.path at start (Python >= 3.11;
+            # before that the cwd, empty and read-only, stands first)
+            "PYTHONSAFEPATH": "1",
+        }
 
 
 def make_workspace(notebook: Path, extra_files: list[Path] | None = None) -> Workspace:
@@ -826,11 +900,16 @@ class LocalKernelLauncher:
         for src in self._python_dirs():  # after /tmp: a virtual environment may live there
             args += ["--ro-bind", src, src]
         if ws is not None:
-            for d in (ws.work, ws.runtime, ws.sockets):
-                args += ["--bind", str(d), str(d)]
+            # its connection file, which only the grader writes, in a folder the kernel cannot change
+            args += ["--bind", str(ws.work), str(ws.work), "--ro-bind", str(ws.runtime), str(ws.runtime)]
+            if ws.kdirs is not None:  # its own folder (sockets), with the configuration read-only
+                k = ws.kdirs
+                args += ["--bind", str(k.root), str(k.root)]
+                for d in k.readonly:
+                    args += ["--ro-bind", str(d), str(d)]
         args += ["--remount-ro", "/"]
         if ws is not None:
-            args += ["--chdir", str(ws.work)]
+            args += ["--chdir", str(ws.kdirs.cwd if ws.kdirs is not None else ws.work)]
         if probe:
             args += ["--"]
         return args
@@ -865,13 +944,12 @@ class LocalKernelLauncher:
             "PYTHONNOUSERSITE": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
             "MPLBACKEND": "Agg",
-            "MPLCONFIGDIR": str(ws.runtime / "mpl"),
-            "IPYTHONDIR": str(ws.runtime / "ipython"),
             "JUPYTER_PLATFORM_DIRS": "1",
             "OPENBLAS_NUM_THREADS": "1",
             "OMP_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
         }
+        env.update((ws.kdirs or ws.new_kernel_dirs()).env())
         for key in PASSTHROUGH_ENV:
             if key in os.environ:
                 env[key] = os.environ[key]
@@ -895,7 +973,8 @@ class LocalKernelLauncher:
         return self._limited(self.level, kernel, workspace, cgroup)
 
     async def start(self, workspace: Workspace) -> AsyncKernelManager:
-        """Start the kernel with its cwd in the workspace."""
+        """Start a kernel in fresh, read-only start-up folders (the prelude then enters the work folder)."""
+        kdirs = workspace.new_kernel_dirs()
         cgroup = None
         self.cgroup_note = ""
         if self.use_cgroup:
@@ -914,7 +993,7 @@ class LocalKernelLauncher:
         context.setsockopt(zmq.LINGER, 0)
         km = AsyncKernelManager(
             transport="ipc",
-            ip=str(workspace.sockets / "k"),
+            ip=str(kdirs.sockets / "k"),
             connection_file=str(workspace.connection_file),
             context=context,
         )
@@ -929,9 +1008,9 @@ class LocalKernelLauncher:
         km.grader_level = self.level  # type: ignore[attr-defined]
         km.grader_uid = workspace.uid  # type: ignore[attr-defined]
         # Never the grader's own stdout/stderr: what the kernel writes there could pass for a report.
-        log = open(workspace.runtime / "kernel.log", "ab")  # noqa: SIM115 (closed below)
+        log = open(kdirs.root / "kernel.log", "xb")  # noqa: SIM115 (closed below)
         try:
-            await km.start_kernel(cwd=str(workspace.work), env=self.kernel_env(workspace),
+            await km.start_kernel(cwd=str(kdirs.cwd), env=self.kernel_env(workspace),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         except BaseException:
             await stop_kernel(km)

@@ -1,18 +1,21 @@
 """Probing: call the student's functions and read its variables inside its kernel.
 
-Before any student cell runs, a prelude installs a probe runner in the kernel. It holds
-its own references to the builtins and numpy functions it needs, taken before the student
-could patch them, under a module name that is random for each run. After the student's
-cells, each probe request names the inputs (never expected values) and a fresh nonce; the
-runner answers with a single display message whose MIME type carries that nonce. Values are
-plain float64 bytes plus structure; the grader decodes and bounds them, and all judging
-happens in the grader's process.
+Before any student cell runs, a prelude installs the probe runner (grader/runner.py) in the
+kernel. It holds its own references to the builtins and numpy functions it needs, taken
+before the student could patch them, under a module name that is random for each run. After
+the student's cells, each request names the inputs (never expected values) and a fresh nonce;
+the runner answers with a single display message whose MIME type carries that nonce and
+whose body carries the digest of the request text it received. `send` runs a request and
+returns its answers only if exactly one answer came back for exactly that request; anything
+else is `tampered`. Values are plain float64 bytes plus structure; the grader decodes and
+bounds them, and all judging happens in the grader's process.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -20,307 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from . import runner
+
 MAX_ELEMENTS = 1_000_000  # per returned array
 MAX_PAYLOAD_BYTES = 16 * 1024 * 1024  # per probe request, all values together (base64 fits a message)
 MAX_ITEMS = 64  # per dict / sequence
 MAX_DEPTH = 4
 MAX_DIMS = 32  # numpy's own limit is 64; no answer needs more
-
-# Runs in the kernel. Keep it self-contained: it may only rely on what it captures here.
-_PRELUDE = r'''
-def _grader_install(modname, max_elements, max_payload, max_items, max_depth):
-    import sys, types, builtins, binascii, inspect, json
-    import numpy
-    ip = get_ipython()
-    ns = ip.user_ns
-    publish = ip.display_pub.publish
-    asarray, ndarray, float64, frombuffer = numpy.asarray, numpy.ndarray, numpy.float64, numpy.frombuffer
-    errstate = numpy.errstate
-    tobytes = numpy.ndarray.tobytes
-    b2a, a2b = binascii.b2a_base64, binascii.a2b_base64
-    # The C scanner is bound now: patching json (module or class) later does not reach it.
-    scan_once = json.JSONDecoder().scan_once
-
-    def decode_json(text):
-        return scan_once(text, 0)[0]
-
-    isinstance_, len_, str_, type_, callable_ = isinstance, len, str, type, callable
-    getattr_, hasattr_, list_, tuple_, dict_ = getattr, hasattr, list, tuple, dict
-    int_, float_, bool_, complex_, bytes_ = int, float, bool, complex, bytes
-    issubclass_, islice = issubclass, __import__("itertools").islice
-    # What an object really is, never what its class (or metaclass) claims.
-    type_name_of = type.__dict__["__name__"].__get__
-    type_module_of = type.__dict__["__module__"].__get__
-    array_size_of = ndarray.__dict__["size"].__get__
-
-    def is_plain(x):  # by identity: a metaclass's __eq__ never runs
-        tp = type_(x)
-        return tp is str_ or tp is int_ or tp is float_ or tp is bool_
-
-    # Anything a notebook's code raises is an answer, except the grader's own interrupt.
-    exc_types = (Exception, SystemExit, GeneratorExit)
-    signature = inspect.signature
-    ModuleType, FunctionType = types.ModuleType, types.FunctionType
-
-    def safe_text(fn, limit=300):
-        try:
-            s = fn()
-            if type_(s) is not str_:
-                return "?"
-            return s[:limit]
-        except BaseException as e:
-            if isinstance_(e, KeyboardInterrupt):
-                raise
-            return "?"
-
-    def error_of(e):
-        if isinstance_(e, KeyboardInterrupt):  # the grader's time limit: let it through
-            raise e
-        # str() of a notebook's own exception class could run its code (and never return):
-        # only exceptions with a built-in __str__ and plain arguments are shown
-        def text():
-            plain = type_(e.args) is tuple_ and all(is_plain(a) for a in e.args)
-            return str_(e) if plain and not isinstance_(type_(e).__str__, FunctionType) else "?"
-        return {"t": "error", "ename": safe_text(lambda: type_name_of(type_(e)), 80), "evalue": safe_text(text)}
-
-    def tname(obj):
-        return safe_text(lambda: type_name_of(type_(obj)), 80)
-
-    def key_text(k):  # a key's own __str__ could run the notebook's code: plain keys only
-        return safe_text(lambda: str_(k), 80) if is_plain(k) else "<" + tname(k) + ">"
-
-    def norm_key(k):  # as the grader's normalise_key: dW1, grad_W1, W1_grad, dJ_dW1 -> w1
-        k = "".join(c for c in k.lower() if c.isascii() and c.isalnum())
-        for suffix in ("gradient", "grad"):
-            if k.endswith(suffix) and len_(k) > len_(suffix):
-                k = k[:-len_(suffix)]
-                break
-        for prefix in ("dldj", "gradient", "grads", "grad", "delta", "dld", "djd", "dl", "dj", "d"):
-            if k.startswith(prefix) and len_(k) > len_(prefix):
-                return k[len_(prefix):]
-        return k
-
-    class Keys(dict_):
-        # A dict input also answers to the notebook's own spelling of its keys: an update()
-        # written for its gradients' "dW1" reads the grader's "W1".
-        __slots__ = ()
-
-        def __missing__(self, key):
-            if type_(key) is str_:
-                hits = [k for k in dict_.keys(self) if type_(k) is str_ and norm_key(k) == norm_key(key)]
-                if len_(hits) == 1:
-                    return dict_.__getitem__(self, hits[0])
-            raise KeyError(key)
-
-    Keys.__name__ = Keys.__qualname__ = "dict"
-
-    def decode_arg(a):
-        if "d" in a:
-            return Keys((k, decode_arg(v)) for k, v in a["d"])
-        if "a" in a:
-            arr = frombuffer(a2b(a["a"].encode("ascii")), dtype=float64)
-            return arr.reshape(tuple_(a["shape"])).copy()
-        return a["n"]
-
-    budget = [0]
-
-    def array_value(obj):
-        if issubclass_(type_(obj), ndarray):  # size first: a broadcast view may stand for a billion values
-            size = array_size_of(obj)
-            if size > max_elements or budget[0] + size * 8 > max_payload:
-                return {"t": "too_big", "shape": list_(int_(d) for d in ndarray.__dict__["shape"].__get__(obj))}
-        elif issubclass_(type_(obj), list_) and list_.__len__(obj) > max_elements:
-            return {"t": "too_big", "shape": [list_.__len__(obj)]}
-        elif issubclass_(type_(obj), tuple_) and tuple_.__len__(obj) > max_elements:
-            return {"t": "too_big", "shape": [tuple_.__len__(obj)]}
-        arr = asarray(obj)
-        if array_size_of(arr) > max_elements:
-            return {"t": "too_big", "shape": list_(int_(d) for d in arr.shape)}
-        arr = asarray(arr, dtype=float64)
-        if arr.size > max_elements or budget[0] + arr.size * 8 > max_payload:
-            return {"t": "too_big", "shape": list_(int_(d) for d in arr.shape)}
-        budget[0] += arr.size * 8
-        data = tobytes(arr, order="C")
-        return {"t": "array", "shape": list_(int_(d) for d in arr.shape),
-                "b64": b2a(data, newline=False).decode("ascii")}
-
-    def encode(obj, depth=0):
-        try:
-            if obj is None:
-                return {"t": "none"}
-            tp = type_(obj)
-            if tp is str_ or tp is bytes_:
-                return {"t": "str", "v": safe_text(lambda: str_(obj))}
-            # Containers by their real type, read with the base class's own methods: a subclass
-            # (or a __class__ that lies) cannot change what is read or how much.
-            if issubclass_(tp, (tuple_, list_, dict_)):
-                if depth >= max_depth:
-                    return {"t": "object", "type": tname(obj)}
-                if issubclass_(tp, dict_):
-                    items = list_(islice(dict_.items(obj), max_items))
-                    return {"t": "dict", "n": dict_.__len__(obj),
-                            "items": [[key_text(k), encode(v, depth + 1)] for k, v in items]}
-                base = tuple_ if issubclass_(tp, tuple_) else list_
-                seq = {"t": "seq", "tuple": base is tuple_, "n": base.__len__(obj),
-                       "items": [encode(v, depth + 1) for v in islice(base.__iter__(obj), max_items)]}
-                # a list or tuple of numbers is also an array (forward returning (o1, o2)); keep both readings
-                if base is list_ or all(is_plain(v) or issubclass_(type_(v), ndarray)
-                                        for v in islice(tuple_.__iter__(obj), max_items)):
-                    try:
-                        seq["array"] = array_value(obj)
-                    except exc_types:
-                        pass
-                return seq
-            if issubclass_(tp, (ModuleType, FunctionType, type_)) or tp is complex_:
-                return {"t": "object", "type": tname(obj)}
-            mod = safe_text(lambda: type_module_of(tp), 80)
-            if mod.startswith("torch") and hasattr_(obj, "detach"):
-                obj = obj.detach().cpu().numpy()
-            if callable_(obj) and not hasattr_(obj, "__array__"):
-                return {"t": "object", "type": tname(obj), "callable": True}
-            return array_value(obj)
-        except exc_types as e:
-            out = error_of(e)
-            out["t"] = "unconvertible"
-            return out
-
-    def lookup(names):
-        for name in names:
-            head, _, rest = name.partition(".")
-            if head in ns:
-                obj = ns[head]
-                try:
-                    for attr in rest.split(".") if rest else ():
-                        obj = getattr_(obj, attr)
-                except exc_types:
-                    continue
-                return name, obj
-        # a method of the one object in the notebook that has it (class-based notebooks)
-        for name in names:
-            if "." in name or name.startswith("_"):
-                continue
-            owners = []
-            for key, val in list_(ns.items()):
-                if key.startswith("_") or isinstance_(val, (ModuleType, type_)):
-                    continue
-                try:
-                    if type_module_of(type_(val)) == "__main__" and callable_(getattr_(val, name, None)):
-                        owners.append((key, val))
-                except exc_types:
-                    continue
-            if len_(owners) == 1:
-                return owners[0][0] + "." + name, getattr_(owners[0][1], name)
-        return None, None
-
-    def call(fn, args, argnames):
-        kwargs = None
-        try:
-            # same names in another order (case aside): pass by keyword, e.g. forward(W1, W2, X)
-            params = list_(signature(fn).parameters)
-            low = [p.lower() for p in params]
-            want = [a.lower() for a in argnames]
-            if argnames and len(set(low)) == len(low) and sorted(low) == sorted(want) and low != want:
-                kwargs = dict_((params[low.index(w)], a) for w, a in zip(want, args))
-        except exc_types:
-            pass
-        if kwargs is not None:
-            return fn(**kwargs)
-        return fn(*args)
-
-    def convention(conv, args):
-        # the notebook's own vector convention: "flat" passes (n, 1) and (1, n) arrays as (n,),
-        # "row" passes (n, 1) columns as (1, n) rows; other arguments (and dicts) stay as they are
-        out, changed = [], False
-        for a in args:
-            if isinstance_(a, ndarray) and a.ndim == 2 and 1 in a.shape:
-                if conv == "flat":
-                    a, changed = a.reshape(-1), True
-                elif a.shape[0] > 1:
-                    a, changed = a.reshape(1, -1), True
-            out.append(a)
-        return out, changed
-
-    def alternates(item, obj):
-        alts = {}
-        for conv in ("flat", "row"):
-            args, changed = convention(conv, [decode_arg(a) for a in item["args"]])
-            if not changed:
-                continue
-            try:
-                alts[conv] = encode(call(obj, args, item.get("argnames") or []))
-            except exc_types as e:
-                alts[conv] = error_of(e)
-        return alts
-
-    def then_call(item, result, ans):
-        found2, obj2 = lookup(item["then_names"])
-        ans["then_found"] = found2
-        if found2 is None:
-            return {"t": "missing"}
-        if not callable_(obj2):
-            return {"t": "not_callable", "type": tname(obj2)}
-        try:
-            args2 = [result if "r" in a else decode_arg(a) for a in item["then_args"]]
-            return encode(call(obj2, args2, []))
-        except exc_types as e:
-            return error_of(e)
-
-    def probe(nonce, request):
-        budget[0] = 0
-        req = decode_json(request)
-        answers = []
-        for item in req["items"]:
-            found, obj = lookup(item["names"])
-            ans = {"id": item["id"], "found": found}
-            if found is None:
-                ans["value"] = {"t": "missing"}
-            elif item["kind"] == "variable":
-                ans["value"] = encode(obj)
-            elif not callable_(obj):
-                ans["value"] = {"t": "not_callable", "type": tname(obj)}
-            else:
-                try:
-                    args = [decode_arg(a) for a in item["args"]]
-                    if item.get("fp_raise"):  # stability check: a numpy overflow raises
-                        with errstate(over="raise"):
-                            result = call(obj, args, item.get("argnames") or [])
-                    else:
-                        result = call(obj, args, item.get("argnames") or [])
-                except exc_types as e:
-                    ans["value"] = error_of(e)
-                else:
-                    if item["kind"] == "pipeline":  # feed the result to a second function
-                        ans["value"] = then_call(item, result, ans)
-                    else:
-                        ans["value"] = encode(result)
-                if item.get("alt"):  # the same call with vectors shaped as 1-D arrays or rows
-                    alts = alternates(item, obj)
-                    if alts:
-                        ans["alts"] = alts
-            answers.append(ans)
-        publish(data={"application/x-grader-" + nonce + "+json": {"nonce": nonce, "answers": answers}},
-                metadata={})
-
-    modules, baseline = sys.modules, frozenset(sys.modules)  # before any student cell runs
-
-    def loaded(nonce, request):
-        # which of the named top-level modules the notebook has imported since the prelude
-        names = decode_json(request)
-        keys = list_(modules)
-        hits = [n for n in names if n not in baseline
-                and any(k == n or k.startswith(n + ".") for k in keys)]
-        publish(data={"application/x-grader-" + nonce + "+json": {"nonce": nonce, "answers": [
-            {"id": n, "found": n, "value": {"t": "none"}} for n in hits]}}, metadata={})
-
-    mod = ModuleType(modname)
-    mod.probe = probe
-    mod.loaded = loaded
-    sys.modules[modname] = mod
-
-_grader_install(%(modname)r, %(max_elements)d, %(max_payload)d, %(max_items)d, %(max_depth)d)
-del _grader_install
-'''
-
 
 def new_module_name() -> str:
     """A module name for the runner that a notebook cannot know in advance."""
@@ -328,14 +37,10 @@ def new_module_name() -> str:
 
 
 def prelude_source(modname: str) -> str:
-    """Kernel code that installs the runner; run before any student cell."""
-    return _PRELUDE % {
-        "modname": modname,
-        "max_elements": MAX_ELEMENTS,
-        "max_payload": MAX_PAYLOAD_BYTES,
-        "max_items": MAX_ITEMS,
-        "max_depth": MAX_DEPTH,
-    }
+    """Kernel code that installs the runner (grader/runner.py); run before any student cell."""
+    limits = {"max_elements": MAX_ELEMENTS, "max_payload": MAX_PAYLOAD_BYTES,
+              "max_items": MAX_ITEMS, "max_depth": MAX_DEPTH}
+    return runner.boot_source(modname, limits)
 
 
 @dataclass
@@ -354,6 +59,7 @@ class ProbeItem:
     # also call it with column/row vectors passed as 1-D arrays ("flat") and as rows ("row"),
     # for notebooks written in another vector convention
     alternates: bool = False
+    watch: bool = False  # note whether the call evaluates notebook code on one-element perturbations
 
 
 RESULT = object()  # placeholder in ProbeItem.then_args for the first call's result
@@ -373,32 +79,46 @@ def encode_arg(value: Any) -> dict[str, Any]:
     raise TypeError(f"unsupported probe input {type(value).__name__}")
 
 
-def request_source(modname: str, nonce: str, items: list[ProbeItem]) -> str:
-    """Kernel code for one probe request."""
-    payload = json.dumps(
-        {
-            "items": [
-                {
-                    "id": it.id,
-                    "kind": it.kind,
-                    "names": it.names,
-                    "args": [encode_arg(a) for a in it.args],
-                    "argnames": it.argnames,
-                    "then_names": it.then_names,
-                    "then_args": [{"r": 1} if a is RESULT else encode_arg(a) for a in it.then_args],
-                    "fp_raise": it.fp_raise,
-                    "alt": it.alternates and it.kind == "function" and not it.fp_raise,
-                }
-                for it in items
-            ]
-        }
-    )
-    return f"__import__('sys').modules[{modname!r}].probe({nonce!r}, {payload!r})"
+@dataclass(frozen=True)
+class Request:
+    """Kernel code for one request, and what its one genuine answer must carry."""
+
+    nonce: str
+    source: str
+    digest: str  # of the request text the runner must receive
+    ids: tuple[str, ...] = ()  # probe items every one of which must be answered
+    names: tuple[str, ...] = ()  # modules a `loaded` request must say it checked
 
 
-def loaded_source(modname: str, nonce: str, names: list[str]) -> str:
-    """Kernel code asking which of `names` (top-level modules) the notebook imported."""
-    return f"__import__('sys').modules[{modname!r}].loaded({nonce!r}, {json.dumps(names)!r})"
+def _item_json(it: ProbeItem) -> dict[str, Any]:
+    return {
+        "id": it.id,
+        "kind": it.kind,
+        "names": it.names,
+        "args": [encode_arg(a) for a in it.args],
+        "argnames": it.argnames,
+        "then_names": it.then_names,
+        "then_args": [{"r": 1} if a is RESULT else encode_arg(a) for a in it.then_args],
+        "fp_raise": it.fp_raise,
+        "alt": it.alternates and it.kind == "function" and not it.fp_raise,
+        "watch": it.watch and it.kind == "function" and not it.fp_raise,
+    }
+
+
+def probe_request(modname: str, items: list[ProbeItem]) -> Request:
+    """A request calling functions and reading variables."""
+    nonce = new_nonce()
+    payload = json.dumps({"nonce": nonce, "items": [_item_json(it) for it in items]})
+    source = f"__import__('sys').modules[{modname!r}].probe({nonce!r}, {payload!r})"
+    return Request(nonce, source, runner.digest(payload), ids=tuple(it.id for it in items))
+
+
+def loaded_request(modname: str, names: list[str]) -> Request:
+    """A request asking which of `names` (top-level modules) the notebook imported."""
+    nonce = new_nonce()
+    payload = json.dumps({"nonce": nonce, "names": list(names)})
+    source = f"__import__('sys').modules[{modname!r}].loaded({nonce!r}, {payload!r})"
+    return Request(nonce, source, runner.digest(payload), names=tuple(names))
 
 
 def new_nonce() -> str:
@@ -415,6 +135,37 @@ def mime_for(nonce: str) -> str:
 
 
 @dataclass
+class Where:
+    """A line of the notebook's code, as the runner saw it: its cell's digest, line number and text.
+
+    `cell` (1-based, 0 if unknown) and `cell_line` are filled in by the grader from the
+    notebook's own sources; only then is `text` shown.
+    """
+
+    cell_sha: str
+    line: int
+    text: str
+    cell: int = 0
+    cell_line: int = 0
+
+    def describe(self) -> str:
+        """Where, in words: "cell 4, line 2: `return x / 0`"."""
+        if not self.cell:
+            return "in code outside the notebook's cells"
+        at = f"cell {self.cell}" + (f", line {self.cell_line}" if self.cell_line else "")
+        return f"in {at}: `{self.text}`" if self.text else f"in {at}"
+
+
+def _where(raw: Any) -> Where | None:
+    if not isinstance(raw, dict):
+        return None
+    sha, line, text = raw.get("file_sha"), raw.get("line"), raw.get("text")
+    if not isinstance(sha, str) or not isinstance(text, str) or _int(line) <= 0:
+        return None
+    return Where(sha[:64], _int(line), text[:200])
+
+
+@dataclass
 class Value:
     """A value brought back from the kernel, decoded and bounded."""
 
@@ -428,6 +179,8 @@ class Value:
     text: str = ""
     ename: str = ""
     shape: tuple[int, ...] = ()
+    where: Where | None = None  # errors: where in the notebook's code it was raised
+    own_class: bool = False  # errors: of an exception class the notebook defined (its name is its own)
 
     def describe(self) -> str:
         """What the value is, in a few words, for feedback."""
@@ -487,7 +240,8 @@ def decode_value(raw: Any, depth: int = 0) -> Value:
             length=_int(raw.get("n")),
         )
     if kind in ("error", "unconvertible"):
-        return Value(kind, ename=str(raw.get("ename", ""))[:80], text=str(raw.get("evalue", ""))[:300])
+        return Value(kind, ename=str(raw.get("ename", ""))[:80], text=str(raw.get("evalue", ""))[:300],
+                     where=_where(raw.get("where")), own_class=raw.get("own") is not False)
     if kind == "too_big":
         return Value("too_big", shape=tuple(_int(d) for d in _as_list(raw.get("shape"))[:8]))
     if kind in ("none", "missing"):
@@ -526,38 +280,128 @@ class Answer:
     value: Value
     then_found: str | None = None  # pipelines: the second function's name as found
     alts: dict[str, Value] = field(default_factory=dict)  # other vector conventions: "flat", "row"
+    numerical: bool = False  # a watched call evaluated notebook code on one-element perturbations
 
 
-def read_answers(outputs: list[dict[str, Any]], nonce: str) -> tuple[dict[str, Answer], int]:
-    """Answers carried by the genuine display message of one request, and how many claimed to be it."""
-    mime = mime_for(nonce)
-    genuine = [
-        o["data"][mime]
-        for o in outputs
-        if o.get("output_type") == "display_data" and mime in o.get("data", {})
-    ]
-    if not genuine:
-        return {}, 0
-    body = genuine[0]
+@dataclass
+class Reply:
+    """What one request brought back: verified answers, or why there are none."""
+
+    status: str  # ok | tampered | timeout | died | no_kernel
+    answers: dict[str, Answer] = field(default_factory=dict)
+    body: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """Whether the answers are the runner's, to exactly this request."""
+        return self.status == "ok"
+
+
+async def send(session: Any, request: Request, timeout: float) -> Reply:
+    """Run a request in the session's kernel; its answers only if they prove it ran as sent.
+
+    Missing, duplicated, malformed or mismatched answers are `tampered`: a request rewritten on
+    its way (input transformers, pre_run_cell hooks, a replaced runner) never reads as an answer.
+    A request that killed the kernel or ran out of time says so (`died`, `timeout`).
+    """
+    if not session.alive:
+        return Reply("no_kernel")
+    status, outputs = await session.run_code(request.source, timeout)
+    if status in ("died", "timeout"):
+        return Reply(status)
+    body = genuine_body(outputs, request)
+    if body is None:
+        session_tampered(session, request)
+        return Reply("tampered")
+    return Reply("ok", _answers(body), body)
+
+
+def session_tampered(session: Any, request: Request) -> None:
+    """Note on the session that one of its requests was tampered with (grade.py reports it)."""
+    seen = getattr(session, "tampered", None)
+    if isinstance(seen, list):
+        seen.append(request.nonce)
+
+
+def genuine_body(outputs: list[dict[str, Any]], request: Request) -> dict[str, Any] | None:
+    """The body of the one answer to exactly this request, else None."""
+    mime = mime_for(request.nonce)
+    claims = [o["data"][mime] for o in outputs
+              if o.get("output_type") == "display_data" and mime in (o.get("data") or {})]
+    if len(claims) != 1:
+        return None
+    body = claims[0]
     if isinstance(body, str):  # some frontends keep JSON as text
         try:
             body = json.loads(body)
         except ValueError:
-            return {}, len(genuine)
+            return None
+    if not isinstance(body, dict) or body.get("nonce") != request.nonce or body.get("digest") != request.digest:
+        return None
+    answered = [a.get("id") for a in _as_list(body.get("answers")) if isinstance(a, dict)]
+    if sorted(x for x in answered if isinstance(x, str)) != sorted(request.ids) or len(answered) != len(request.ids):
+        return None
+    if request.names and body.get("checked") != list(request.names):
+        return None  # a `loaded` answer must say it looked at every module asked about
+    if request.names and not isinstance(body.get("loaded"), list):
+        return None
+    return body
+
+
+def _answers(body: dict[str, Any]) -> dict[str, Answer]:
     answers: dict[str, Answer] = {}
-    if isinstance(body, dict) and body.get("nonce") == nonce:
-        for a in _as_list(body.get("answers")):
-            if isinstance(a, dict) and isinstance(a.get("id"), str):
-                found = a.get("found")
-                then_found = a.get("then_found")
-                raw_alts = a.get("alts")
-                alts = ({k: decode_value(raw_alts[k]) for k in ("flat", "row") if k in raw_alts}
-                        if isinstance(raw_alts, dict) else {})
-                answers[a["id"]] = Answer(
-                    a["id"],
-                    found if isinstance(found, str) else None,
-                    decode_value(a.get("value")),
-                    then_found if isinstance(then_found, str) else None,
-                    alts,
-                )
-    return answers, len(genuine)
+    for a in _as_list(body.get("answers")):
+        if isinstance(a, dict) and isinstance(a.get("id"), str):
+            found = a.get("found")
+            then_found = a.get("then_found")
+            raw_alts = a.get("alts")
+            alts = ({k: decode_value(raw_alts[k]) for k in ("flat", "row") if k in raw_alts}
+                    if isinstance(raw_alts, dict) else {})
+            answers[a["id"]] = Answer(
+                a["id"],
+                found if isinstance(found, str) else None,
+                decode_value(a.get("value")),
+                then_found if isinstance(then_found, str) else None,
+                alts,
+                numerical=a.get("numerical") is True,
+            )
+    return answers
+
+
+def _cell_sha(text: str) -> str:
+    """The digest the runner gives a cell's code: IPython caches it as lines each ending in a newline."""
+    return hashlib.sha256("".join(line + "\n" for line in text.splitlines()).encode("utf-8", "replace")).hexdigest()
+
+
+def locate(answers: dict[str, Answer], cells: list[list[str]]) -> None:
+    """Resolve where each error was raised to a notebook cell, from the notebook's own sources.
+
+    `cells[i]` holds the texts cell i + 1 may have run as (its source first). A line the
+    runner reports is shown only if the cell really has it: the kernel cannot put text of
+    its choosing (a hidden check's inputs) into the report this way.
+    """
+    by_sha: dict[str, tuple[int, bool]] = {}
+    for i, texts in enumerate(cells):
+        for k, text in enumerate(texts):
+            by_sha.setdefault(_cell_sha(text), (i + 1, k == 0))
+    for a in answers.values():
+        for v in (a.value, *a.alts.values()):
+            if v.where is not None:
+                _resolve(v.where, by_sha, cells)
+
+
+def _resolve(w: Where, by_sha: dict[str, tuple[int, bool]], cells: list[list[str]]) -> None:
+    hit = by_sha.get(w.cell_sha)
+    if hit is None:  # e.g. a cell IPython rewrote (magics): the one cell that has this line
+        having = [i + 1 for i, texts in enumerate(cells)
+                  if texts and w.text and w.text in (ln.strip() for ln in texts[0].splitlines())]
+        hit = (having[0], False) if len(having) == 1 else None
+    if hit is None:
+        w.text = ""
+        return
+    w.cell = hit[0]
+    lines = [ln.strip() for ln in cells[w.cell - 1][0].splitlines()]
+    if hit[1] and 0 < w.line <= len(lines) and lines[w.line - 1] == w.text:
+        w.cell_line = w.line
+    elif w.text not in lines:
+        w.text = ""

@@ -26,14 +26,7 @@ from .judge import select_part
 from .kernel import KernelLauncher, make_workspace
 from .notebook import Submission, parse_cell
 from .plan import MAX_IGNORED_ARGS, CheckPlan
-from .probe import (
-    ProbeItem,
-    new_module_name,
-    new_nonce,
-    prelude_source,
-    read_answers,
-    request_source,
-)
+from .probe import ProbeItem, new_module_name, prelude_source, probe_request, send
 from .report import CheckResult, Diagnosis
 from .spec import Assignment
 
@@ -213,15 +206,22 @@ async def rerun_given(
             return  # no second kernel: nothing to conclude
         try:
             items = [ProbeItem(p.check.id, "variable", [p.check.target, *p.check.aliases]) for p in watched]
-            nonce = new_nonce()
-            status, outputs = await session.run_code(request_source(modname, nonce, items), 30)
-            answers, claims = read_answers(outputs, nonce) if status == "ok" else ({}, 0)
+            reply = await send(session, probe_request(modname, items), 30)
         finally:
             await session.close()
     finally:
         workspace.cleanup()
-    if claims != 1:
+    if reply.status == "tampered":  # what the re-run computed is unknown: the given values earn nothing
+        for p in watched:
+            for target in p.targets:
+                r = by_id[target.id]
+                r.status, r.points = "fail", 0.0
+                r.message = "The notebook interfered with the grader's re-run; this value was not accepted."
+                r.diagnosis.insert(0, Diagnosis("probe_tampered", r.message))
         return
+    if not reply.ok:
+        return
+    answers = reply.answers
     for p in watched:
         ans = answers.get(p.check.id)
         if ans is None or ans.found is None:

@@ -252,8 +252,17 @@ class Policy(_Strict):
 
     forbidden_imports: list[str] = Field(default_factory=list)
     forbidden_import_penalty: float = Field(default=0.0, ge=0, le=1)  # fraction of max score
+    # gradients computed by finite differences (fraction of max score); unset: as for a
+    # forbidden import when the assignment forbids autograd modules, else none
+    numerical_gradient_penalty: float | None = Field(default=None, ge=0, le=1)
     hardcoded_scores_zero: bool = True
     cell_timeout: float | None = None
+
+    def numerical_penalty(self) -> float:
+        """The penalty for finite-difference gradients, as a fraction of the maximum score."""
+        if self.numerical_gradient_penalty is not None:
+            return self.numerical_gradient_penalty
+        return self.forbidden_import_penalty if self.forbidden_imports else 0.0
 
 
 class Spec(_Strict):
