@@ -42,6 +42,8 @@ class Reference:
                 need(check.loss, f"checks[{i}].loss")
             for k, im in enumerate(check.intermediates):
                 need(im.reference, f"checks[{i}].intermediates[{k}].reference")
+            if check.predict_with:
+                need(check.predict_with, f"checks[{i}].predict_with")
             if check.consistency is not None:
                 need(check.consistency.reference_loss, f"checks[{i}].consistency.reference_loss")
         for name, inputs in spec.inputs.items():

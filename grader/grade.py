@@ -238,6 +238,7 @@ async def _probe(
             alternates=alternates,
             # a gradient check: does it evaluate the notebook's own functions on moved weights?
             watch=check.consistency is not None,
+            keep_result=bool(check.returns),
         )
         for t in p.trials
     ]

@@ -10,7 +10,7 @@ import numpy as np
 from .compare import Comparison, align, compare, matches, numeric
 from .diagnose import Failure, diagnose, hardcoded_function, unstable, unstable_overflow
 from .plan import CheckPlan, Target
-from .probe import Answer, Value, shape_str
+from .probe import RESULT, Answer, Value, shape_str
 from .report import CheckResult, Diagnosis
 
 MAX_SHOWN_ELEMENTS = 12
@@ -351,6 +351,7 @@ def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]
     first, then = check.target, check.then or ""
     accuracies: list[float] = []
     thresholds: list[float] = []
+    notes: list[str] = []
     for trial in plan.trials:
         ans = answers.get(f"{check.id}#{trial.index}")
         if ans is None:
@@ -368,7 +369,24 @@ def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]
         if classes is None:
             msg = f"{then} returned {v.describe()}; expected one class label per sample ({trial.labels.size})"
             return _result(target, "fail", msg, [Diagnosis("shape_mismatch", msg + ".")])
-        accuracies.append(float(np.mean(classes == trial.labels)))
+        accuracy = float(np.mean(classes == trial.labels))
+        if plan.predict_with is not None:  # what train returns must be the network, and it must classify
+            params, why = returned_parameters(check.returns, ans.result)
+            if params is None:
+                msg = f"{first} must return the network's parameters ({why})"
+                return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
+            args = [params if a is RESULT else a for a in trial.then_args]
+            try:
+                own = predicted_classes(np.asarray(plan.predict_with(args), dtype=np.float64), trial.labels.size)
+            except Exception:  # parameters the reference cannot even run (nan, overflow): no prediction
+                own = None
+            net = float(np.mean(own == trial.labels)) if own is not None else 0.0
+            if net < accuracy:
+                accuracy = net
+                first_note = (f"the parameters {first} returns, used in the network's own forward pass, "
+                              f"reach accuracy {net:.3f}: {then} must predict with the trained network")
+                notes.append(first_note)
+        accuracies.append(accuracy)
         thresholds.append(float(trial.expected[target.id]) - check.margin)
     worst = min(range(len(accuracies)), key=lambda i: accuracies[i] - thresholds[i])
     acc, need = accuracies[worst], thresholds[worst]
@@ -380,4 +398,23 @@ def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]
         return _result(target, "pass", reach, **detail)
     bar = f" (at least {need:.3f} is needed)" if check.visibility == "public" else ""
     msg = f"{reach}, below what training with correct gradients reaches{bar}"
+    if notes:
+        msg = f"{first} then {then} on freshly drawn data: {notes[0]}{bar}"
     return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")], **detail)
+
+
+def returned_parameters(shapes: dict[str, list[int]], value: Value | None) -> tuple[dict[str, np.ndarray] | None, str]:
+    """The parameters a training function returned, keyed and shaped as declared; or (None, why not)."""
+    want = ", ".join(f"{k} {shape_str(tuple(s))}" for k, s in shapes.items())
+    if value is None or value.kind != "dict":
+        got = value.describe() if value is not None else "nothing that could be read"
+        return None, f"a dict with {want}; it returned {got}"
+    norm = [normalise_key(k) for k in value.keys]
+    out: dict[str, np.ndarray] = {}
+    for key, shape in shapes.items():
+        hits = [i for i, k in enumerate(value.keys) if k == key] or [i for i, n in enumerate(norm) if n == normalise_key(key)]
+        arr = numeric(value.items[hits[0]]) if len(hits) == 1 else None
+        if arr is None or arr.size != int(np.prod(shape)):
+            return None, f"a dict with {want}; its {key!r} is missing or not {shape_str(tuple(shape))}"
+        out[key] = arr.reshape(shape)
+    return out, ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +70,8 @@ class CheckPlan:
     given: Trial | None = None  # the notebook's own sample (hard-coding check), not scored
     extreme: Trial | None = None  # extreme but valid inputs (stability check), not scored
     intermediates: list[Intermediate] = field(default_factory=list)  # the check's and the spec's shared ones
+    # behaviour checks with `returns`: the reference's prediction from the returned parameters
+    predict_with: Callable[[list[Any]], Any] | None = None
 
 
 def targets_of(check: Check) -> list[Target]:
@@ -116,6 +119,9 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
         trials.append(trial)
     out = CheckPlan(check, targets, trials)
     out.intermediates = intermediates
+    if check.predict_with:
+        name = check.predict_with
+        out.predict_with = lambda args: reference.call(name, args)
     out.variants = [
         (v.name, v.message)
         for v in assignment.spec.variants

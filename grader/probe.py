@@ -60,6 +60,7 @@ class ProbeItem:
     # for notebooks written in another vector convention
     alternates: bool = False
     watch: bool = False  # note whether the call evaluates notebook code on one-element perturbations
+    keep_result: bool = False  # kind "pipeline": also bring back what the first function returned
 
 
 RESULT = object()  # placeholder in ProbeItem.then_args for the first call's result
@@ -102,6 +103,7 @@ def _item_json(it: ProbeItem) -> dict[str, Any]:
         "fp_raise": it.fp_raise,
         "alt": it.alternates and it.kind == "function" and not it.fp_raise,
         "watch": it.watch and it.kind == "function" and not it.fp_raise,
+        "keep": it.keep_result and it.kind == "pipeline",
     }
 
 
@@ -281,6 +283,7 @@ class Answer:
     then_found: str | None = None  # pipelines: the second function's name as found
     alts: dict[str, Value] = field(default_factory=dict)  # other vector conventions: "flat", "row"
     numerical: bool = False  # a watched call evaluated notebook code on one-element perturbations
+    result: Value | None = None  # pipelines with keep_result: what the first function returned
 
 
 @dataclass
@@ -364,6 +367,7 @@ def _answers(body: dict[str, Any]) -> dict[str, Answer]:
                 then_found if isinstance(then_found, str) else None,
                 alts,
                 numerical=a.get("numerical") is True,
+                result=decode_value(a["result"]) if "result" in a else None,
             )
     return answers
 

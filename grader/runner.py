@@ -455,6 +455,8 @@ class Runner:
             ans["value"] = self.error_of(e)
         else:
             if item["kind"] == "pipeline":
+                if item.get("keep"):  # what the first function returned (a behaviour check's parameters)
+                    ans["result"] = self.encode(result)
                 ans["value"] = self.then_call(item, result, ans)
             else:
                 ans["value"] = self.encode(result)

@@ -204,6 +204,12 @@ class Check(_Strict):
     then_args: list[str] = Field(default_factory=list)
     labels: str | None = None
     margin: float = Field(default=0.05, ge=0, le=1)
+    # A behaviour check may also require that `target` returns the network's parameters (key ->
+    # shape, keys matched as students spell them) and score the reference's own prediction with
+    # them: `predict_with` is a reference function taking then_args, "@result" being those
+    # parameters. A `train` that ignores the network then fails even if its `then` classifies well.
+    returns: dict[str, list[int]] = Field(default_factory=dict)
+    predict_with: str | None = None
     # Feedback: names of the rows / columns of a matrix result, e.g. ["hidden unit", "input"];
     # "{}" marks where the 1-based index goes ("the weights into hidden unit {}").
     axes: list[str] = Field(default_factory=list)
@@ -232,6 +238,10 @@ class Check(_Strict):
                 )
             if self.parts or self.part is not None:
                 raise ValueError("a behaviour check has no parts")
+            if bool(self.returns) != bool(self.predict_with):
+                raise ValueError("`returns` and `predict_with` go together (the parameters, and how to score them)")
+        elif self.returns or self.predict_with:
+            raise ValueError("`returns` and `predict_with` belong to behaviour checks")
         keys = [p.key for p in self.parts]
         if len(keys) != len(set(keys)):
             raise ValueError("part keys must be unique")
