@@ -7,6 +7,7 @@ import secrets
 import time
 from pathlib import Path
 
+from .budget import Budget
 from .consistency import check_consistency
 from .errors import GraderError, UnknownAssignment
 from .execute import (
@@ -32,6 +33,7 @@ from .localise import localise
 from .notebook import Submission, read_submission
 from .plan import CheckPlan, plan
 from .probe import (
+    Answer,
     ProbeItem,
     new_module_name,
     new_nonce,
@@ -117,35 +119,41 @@ async def grade_notebook_async(
     modname = new_module_name()
     snapshots = Snapshots(submission.nb, plans)
     flags: list[Flag] = []
+    budget = Budget(total_timeout)  # cells, probes and the re-run together
     try:
         try:
             session = await execute(
                 submission.nb, workspace, launcher, prelude_source(modname), cell_timeout, total_timeout,
-                after_cell=snapshots.hook(modname),
+                after_cell=snapshots.hook(modname), budget=budget,
             )
         except RuntimeError as e:
             raise GraderError(f"could not start a Python kernel: {e}") from None
         try:
             results: list[CheckResult] = []
+            finals: dict[str, Answer] = {}  # variable checks: the value the notebook ends with
             unrun = unrun_definitions(submission.nb, session.record)
-            for p in plans:
-                answers, status = await _probe(session, modname, p, flags)
-                checked = judge(p, answers, status)
-                if status == "ok" and p.check.kind == "function" and any(r.status != "pass" for r in checked):
-                    # written for 1-D or row vectors? ask again with vectors shaped that way too
-                    answers, status = await _probe(session, modname, p, flags, alternates=True)
+            with budget.holding(budget.final_reserve()):  # the import check, last, always gets its second
+                for p in plans:
+                    answers, status = await _probe(session, modname, p, flags)
                     checked = judge(p, answers, status)
-                names = [p.check.target, *p.check.aliases]
-                results.extend(_not_run(r, names, unrun) for r in checked)
-            await check_consistency(session, modname, plans, results, reference, seed)
-            await localise(session, modname, plans, results)
+                    if p.check.kind == "variable" and p.trials and f"{p.check.id}#{p.trials[0].index}" in answers:
+                        finals[p.check.id] = answers[f"{p.check.id}#{p.trials[0].index}"]
+                    if status == "ok" and p.check.kind == "function" and any(r.status != "pass" for r in checked):
+                        # written for 1-D or row vectors? ask again with vectors shaped that way too
+                        answers, status = await _probe(session, modname, p, flags, alternates=True)
+                        if status == "ok":  # out of time for it: the first verdict stands
+                            checked = judge(p, answers, status)
+                    names = [p.check.target, *p.check.aliases]
+                    results.extend(_not_run(r, names, unrun) for r in checked)
+                await check_consistency(session, modname, plans, results, reference, seed)
+                await localise(session, modname, plans, results)
             flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
         finally:
             await session.close()
     finally:
         workspace.cleanup()
-    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, total_timeout)
-    snapshots.rescue(plans, results)
+    snapshots.rescue(plans, results, finals)  # before the re-run: a rescued value is re-run-tested too
+    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, budget)
     note_reassigned(submission.nb, plans, results)
     report = Report(
         assignment={"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256},
@@ -165,6 +173,8 @@ async def _probe(
     session: Session, modname: str, p: CheckPlan, flags: list[Flag], alternates: bool = False
 ) -> tuple[dict, str]:
     """Probe a check's trials (with `alternates`: also in the other vector conventions)."""
+    if session.budget.exhausted:
+        return {}, "budget"
     if not session.alive:
         return {}, "no_kernel"
     check = p.check
@@ -193,8 +203,8 @@ async def _probe(
     status, outputs = await session.run_code(request_source(modname, nonce, items), timeout)
     if status == "died":  # the session has a fresh kernel for later checks, if it could make one
         return {}, "died"
-    if status == "timeout":
-        return {}, "timeout"
+    if status in ("timeout", "budget"):
+        return {}, status
     answers, claims = read_answers(outputs, nonce)
     if claims > 1 or (status == "ok" and not answers):
         flags.append(Flag("probe_tampered", check.target,
