@@ -30,7 +30,7 @@ from .inputs import draw, rng_for
 from .judge import is_answer, select_part
 from .kernel import KernelLauncher, make_workspace
 from .notebook import Submission
-from .plan import MAX_IGNORED_ARGS, CheckPlan
+from .plan import MAX_IGNORED_ARGS, CheckPlan, Trial, add_variants
 from .probe import Answer, ProbeItem, new_module_name, prelude_source
 from .report import CheckResult, Diagnosis
 from .spec import Assignment
@@ -406,12 +406,15 @@ async def rerun_given(
             if stale is not None:
                 diagnosis = hardcoded_variable(target.label, len(stale) == len(p.check.args), stale)
                 _flag(by_id[target.id], diagnosis, spec.policy.hardcoded_scores_zero)
-            else:  # it follows the new sample, wrongly: a mistake the given sample hides, not hard-coding
+            elif _known_mistake(asg, reference, p, target, part, fresh):
+                # it follows the new sample through a common mistake the given sample hides: a note
                 by_id[target.id].diagnosis.append(Diagnosis(
                     "wrong",
                     f"{target.label} is right for the given sample, but not when the notebook is re-run with other "
                     f"values of {', '.join(names)}: its computation has a mistake that the given sample hides.",
                 ))
+            else:  # changed, but into nothing the inputs explain: no credit (typed value or junk otherwise)
+                _unexplained(by_id[target.id], target.label, names)
 
 
 async def _rerun(
@@ -484,6 +487,32 @@ def _not_following(label: str, names: list[str], ans: Answer | None, why: str) -
     )
 
 
+def _known_mistake(asg: Assignment, reference: Reference, p: CheckPlan, target: Any, part: Any,
+                   fresh: dict[str, Any]) -> bool:
+    """Whether a re-run value is what one of the spec's common mistakes gives on the fresh sample."""
+    trial = Trial(0, fresh, [fresh[a] for a in p.check.args])
+    add_variants(asg, reference, p.check, p.targets, trial)
+    return any(compare(part, value, target.rtol, target.atol, target.allow_transpose).ok
+               for value in trial.variants.get(target.id, {}).values())
+
+
+def _unexplained(result: CheckResult, label: str, names: list[str]) -> None:
+    """A value right on the given sample that the re-run changed into something no input explains."""
+    given = ", ".join(names)
+    text = (f"{label} is right for the given sample, but wrong when the notebook is re-run with other values of "
+            f"{given}: it does not follow them (a mistake the given sample hides, or a value not computed from "
+            f"{given}).")
+    result.diagnosis.insert(0, Diagnosis("wrong", text))
+    result.detail["follows_sample"] = False
+    result.status, result.points, result.message = "fail", 0.0, text + _graded_after(result)
+
+
+def _graded_after(result: CheckResult) -> str:
+    """For a value a later cell overwrote, which cell's value was graded ("" for the final one)."""
+    cell = result.detail.get("graded_after_cell")
+    return "" if cell is None else f" (The value graded is the one it had after cell {cell}.)"
+
+
 def _stale_inputs(
     reference: Reference, p: CheckPlan, target: Any, key: Any, part: Any, values: dict[str, Any], fresh: dict[str, Any]
 ) -> list[str] | None:
@@ -510,7 +539,4 @@ def _flag(result: CheckResult, diagnosis: Any, scores_zero: bool) -> None:
     if scores_zero:
         result.status = "fail"
         result.points = 0.0
-        result.message = diagnosis.message
-        cell = result.detail.get("graded_after_cell")
-        if cell is not None:  # a value a later cell overwrote: say which one failed
-            result.message += f" (The value graded is the one it had after cell {cell}.)"
+        result.message = diagnosis.message + _graded_after(result)
