@@ -48,15 +48,13 @@ class Budget:
         finally:
             self.charge(time.monotonic() - start)
 
-    @contextmanager
-    def holding(self, seconds: float) -> Iterator[None]:
-        """Keep `seconds` back from what runs inside the block."""
-        before = self.held
+    def hold(self, seconds: float) -> None:
+        """Keep `seconds` back from what runs next (until release)."""
         self.held = max(0.0, seconds)
-        try:
-            yield
-        finally:
-            self.held = before
+
+    def release(self) -> None:
+        """Make the time held back available again."""
+        self.held = 0.0
 
     def probe_share(self) -> float:
         """Seconds the cells leave for the grader's requests after them."""

@@ -132,21 +132,22 @@ async def grade_notebook_async(
             results: list[CheckResult] = []
             finals: dict[str, Answer] = {}  # variable checks: the value the notebook ends with
             unrun = unrun_definitions(submission.nb, session.record)
-            with budget.holding(budget.final_reserve()):  # the import check, last, always gets its second
-                for p in plans:
-                    answers, status = await _probe(session, modname, p, flags)
-                    checked = judge(p, answers, status)
-                    if p.check.kind == "variable" and p.trials and f"{p.check.id}#{p.trials[0].index}" in answers:
-                        finals[p.check.id] = answers[f"{p.check.id}#{p.trials[0].index}"]
-                    if status == "ok" and p.check.kind == "function" and any(r.status != "pass" for r in checked):
-                        # written for 1-D or row vectors? ask again with vectors shaped that way too
-                        answers, status = await _probe(session, modname, p, flags, alternates=True)
-                        if status == "ok":  # out of time for it: the first verdict stands
-                            checked = judge(p, answers, status)
-                    names = [p.check.target, *p.check.aliases]
-                    results.extend(_not_run(r, names, unrun) for r in checked)
-                await check_consistency(session, modname, plans, results, reference, seed)
-                await localise(session, modname, plans, results)
+            budget.hold(budget.final_reserve())  # the import check, last, always gets its second
+            for p in plans:
+                answers, status = await _probe(session, modname, p, flags)
+                checked = judge(p, answers, status)
+                if p.check.kind == "variable" and p.trials and f"{p.check.id}#{p.trials[0].index}" in answers:
+                    finals[p.check.id] = answers[f"{p.check.id}#{p.trials[0].index}"]
+                if status == "ok" and p.check.kind == "function" and any(r.status != "pass" for r in checked):
+                    # written for 1-D or row vectors? ask again with vectors shaped that way too
+                    answers, status = await _probe(session, modname, p, flags, alternates=True)
+                    if status == "ok":  # out of time for it: the first verdict stands
+                        checked = judge(p, answers, status)
+                names = [p.check.target, *p.check.aliases]
+                results.extend(_not_run(r, names, unrun) for r in checked)
+            await check_consistency(session, modname, plans, results, reference, seed)
+            await localise(session, modname, plans, results)
+            budget.release()
             flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
         finally:
             await session.close()

@@ -21,7 +21,7 @@ import numpy as np
 from nbformat import NotebookNode
 
 from .budget import Budget
-from .compare import compare
+from .compare import compare, numeric
 from .consistency import ask
 from .diagnose import hardcoded_variable
 from .execute import ExecutionRecord, Session, execute
@@ -378,7 +378,7 @@ async def rerun_given(
     fresh = draw(fresh_set, rng_for(seed, "rerun"), 0, generator)
     values = {n: fresh[n] for n in given_set.variables if n in fresh and n in given}
     try:
-        answers, why = await _rerun(submission, asg, watched, by_id, launcher, cell_timeout, budget,
+        answers, why = await _rerun(submission, asg, plans, watched, by_id, launcher, cell_timeout, budget,
                                     {n: given[n] for n in values}, values)
     except RuntimeError:
         return  # no kernel could be started at all: the grader's failure, nothing to conclude
@@ -406,8 +406,10 @@ async def rerun_given(
             if stale is not None:
                 diagnosis = hardcoded_variable(target.label, len(stale) == len(p.check.args), stale)
                 _flag(by_id[target.id], diagnosis, spec.policy.hardcoded_scores_zero)
-            elif _known_mistake(asg, reference, p, target, part, fresh):
-                # it follows the new sample through a common mistake the given sample hides: a note
+            elif (_own_function(_own_plan(plans, p, values), target, key, part, answers.get(f"own:{p.check.id}"))
+                  or _known_mistake(asg, reference, p, target, part, fresh)):
+                # it follows the new sample through the notebook's own function or a common mistake,
+                # one the given sample hides: a note
                 by_id[target.id].diagnosis.append(Diagnosis(
                     "wrong",
                     f"{target.label} is right for the given sample, but not when the notebook is re-run with other "
@@ -418,17 +420,23 @@ async def rerun_given(
 
 
 async def _rerun(
-    submission: Submission, asg: Assignment, watched: list[CheckPlan], by_id: dict[str, CheckResult],
+    submission: Submission, asg: Assignment, plans: list[CheckPlan], watched: list[CheckPlan],
+    by_id: dict[str, CheckResult],
     launcher: KernelLauncher, cell_timeout: float, budget: Budget, given: dict[str, Any], fresh: dict[str, Any],
 ) -> tuple[dict[str, Answer], str]:
     """Run the notebook again with the fresh sample; the watched variables' values (each read after
-    the cell its first-run value was graded after), and why some may be missing ("" if no reason)."""
+    the cell its first-run value was graded after), and why some may be missing ("" if no reason).
+
+    Answers `own:<check id>` hold what the notebook's own function for the same computation
+    returns on the fresh sample, at the end of the re-run.
+    """
     if budget.exhausted:
         return {}, "the submission's time limit ran out before it could be re-run"
     refresher, modname = new_module_name(), new_module_name()
     nb = with_fresh_sample(submission.nb, list(fresh), refresh_call(refresher))
     prelude = prelude_source(modname) + "\n" + refresh_prelude(refresher, given, fresh)
     final: list[ProbeItem] = []
+    own: list[ProbeItem] = []  # asked apart: a function that hangs must not cost the variables' values
     after: dict[int, list[ProbeItem]] = {}
     for p in watched:
         item = ProbeItem(p.check.id, "variable", [p.check.target, *p.check.aliases])
@@ -437,6 +445,7 @@ async def _rerun(
             after.setdefault(cell - 1, []).append(item)
         else:
             final.append(item)
+        own.extend(_own_function_items(plans, p, fresh))
     answers: dict[str, Answer] = {}
 
     async def after_cell(session: Session, index: int) -> None:
@@ -448,8 +457,9 @@ async def _rerun(
         session = await execute(nb, workspace, launcher, prelude, cell_timeout, after_cell=after_cell,
                                 budget=budget, cell_reserve=budget.final_reserve())
         try:
-            if final:
-                answers.update(await ask(session, modname, final, READ_TIMEOUT) or {})
+            for items in (final, own):
+                if items:
+                    answers.update(await ask(session, modname, items, READ_TIMEOUT) or {})
             why = _why_missing(session.record, budget)
         finally:
             await session.close()
@@ -485,6 +495,42 @@ def _not_following(label: str, names: list[str], ans: Answer | None, why: str) -
         f"{label} is right for the given sample, but when the notebook was re-run with other values of {given}, "
         f"{what}{because}: it does not follow the inputs. Compute it from {given} instead of typing in the result.",
     )
+
+
+def _own_plan(plans: list[CheckPlan], p: CheckPlan, fresh: dict[str, Any]) -> CheckPlan | None:
+    """The function check computing what variable check `p` reads (same reference), if the fresh sample
+    supplies its arguments."""
+    return next((fp for fp in plans if fp.check.kind == "function" and fp.check.reference == p.check.reference
+                 and all(n in fresh for n in fp.check.given_args or fp.check.args)), None)
+
+
+def _own_function_items(plans: list[CheckPlan], p: CheckPlan, fresh: dict[str, Any]) -> list[ProbeItem]:
+    """A call of the notebook's own function for variable check `p`, on the fresh sample."""
+    fp = _own_plan(plans, p, fresh)
+    if fp is None:
+        return []
+    args = [fresh[n] for n in fp.check.given_args or fp.check.args]
+    return [ProbeItem(f"own:{p.check.id}", "function", [fp.check.target, *fp.check.aliases], args, fp.check.args,
+                      alternates=True)]
+
+
+def _own_function(fp: CheckPlan | None, target: Any, key: Any, part: Any, ans: Answer | None) -> bool:
+    """Whether a re-run value is what the notebook's own function (check `fp`) gives on the fresh sample,
+    in any vector convention: computed by the notebook, wrongly, not typed in."""
+    if fp is None or ans is None or ans.found is None:
+        return False
+    ftarget = next((t for t in fp.targets if (t.part.key if t.part is not None else None) == key), None)
+    mine = numeric(part)
+    if ftarget is None or mine is None:
+        return False
+    for value in [ans.value, *ans.alts.values()]:
+        if value.kind in ("error", "missing"):
+            continue
+        got, _ = select_part(value, ftarget, mine)
+        own = numeric(got) if got is not None else None
+        if own is not None and compare(part, own, target.rtol, target.atol, target.allow_transpose).ok:
+            return True
+    return False
 
 
 def _known_mistake(asg: Assignment, reference: Reference, p: CheckPlan, target: Any, part: Any,

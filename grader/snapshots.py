@@ -72,8 +72,8 @@ class Snapshots:
             if all(results[at[i]].status == "pass" for i in ids) or results[at[ids[0]]].status == "error":
                 continue  # right, or not checked (e.g. out of time): nothing to replace
             final = finals.get(cid)
-            if final is not None and final.found is not None and self._answers(p, final):
-                continue  # the handed-in value is an answer: it alone is graded
+            if final is None or (final.found is not None and self._answers(p, final)):
+                continue  # no final value read, or it is an answer: the handed-in value alone is graded
             earlier = [(cell, ans) for cell, ans in sorted(self.values[cid], key=lambda v: v[0])
                        if self._answers(p, ans)]
             if not earlier:

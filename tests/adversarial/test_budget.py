@@ -57,8 +57,9 @@ def test_the_cells_leave_a_share_of_the_budget_for_probing(total: float, share: 
 def test_time_held_back_is_not_available_until_released():
     b = Budget(10)
     b.charge(4)
-    with b.holding(3):
-        assert b.left() == 3
-        b.charge(5)
-        assert b.exhausted and b.left() == 0
+    b.hold(3)
+    assert b.left() == 3
+    b.charge(5)
+    assert b.exhausted and b.left() == 0
+    b.release()
     assert b.left() == 1
