@@ -382,41 +382,46 @@ async def rerun_given(
                                     {n: given[n] for n in values}, values)
     except RuntimeError:
         return  # no kernel could be started at all: the grader's failure, nothing to conclude
-    names = list(values)
     for p in watched:
-        expected_all = reference.call(p.check.reference, [values.get(a, fresh.get(a)) for a in p.check.args])
-        ans = answers.get(p.check.id)
         for target in p.targets:
-            key = target.part.key if target.part is not None else p.check.part
-            expected = select(expected_all, key)
-            if ans is None or ans.found is None or not is_answer(ans.value, target, expected):
-                diagnosis = _not_following(target.label, names, ans, why)
-                _flag(by_id[target.id], diagnosis, spec.policy.hardcoded_scores_zero)
-                continue
-            part, _ = select_part(ans.value, target, expected)
-            assert part is not None  # is_answer found it
-            c = compare(part, expected, target.rtol, target.atol, target.allow_transpose)
-            if c.ok:
-                continue
-            before = p.trials[0].expected[target.id]
-            if compare(part, before, target.rtol, target.atol, target.allow_transpose).ok:
-                stale: list[str] | None = list(p.check.args)  # kept the same value
-            else:
-                stale = _stale_inputs(reference, p, target, key, part, values, fresh)
-            if stale is not None:
-                diagnosis = hardcoded_variable(target.label, len(stale) == len(p.check.args), stale)
-                _flag(by_id[target.id], diagnosis, spec.policy.hardcoded_scores_zero)
-            elif (_own_function(_own_plan(plans, p, values), target, key, part, answers.get(f"own:{p.check.id}"))
-                  or _known_mistake(asg, reference, p, target, part, fresh)):
-                # it follows the new sample through the notebook's own function or a common mistake,
-                # one the given sample hides: a note
-                by_id[target.id].diagnosis.append(Diagnosis(
-                    "wrong",
-                    f"{target.label} is right for the given sample, but not when the notebook is re-run with other "
-                    f"values of {', '.join(names)}: its computation has a mistake that the given sample hides.",
-                ))
-            else:  # changed, but into nothing the inputs explain: no credit (typed value or junk otherwise)
-                _unexplained(by_id[target.id], target.label, names)
+            _judge_rerun(asg, reference, plans, p, target, by_id[target.id], answers, why, values, fresh)
+
+
+def _judge_rerun(
+    asg: Assignment, reference: Reference, plans: list[CheckPlan], p: CheckPlan, target: Any, result: CheckResult,
+    answers: dict[str, Answer], why: str, values: dict[str, Any], fresh: dict[str, Any],
+) -> None:
+    """Flag (or note on) one target whose re-run value does not follow the fresh sample `values`."""
+    names, policy = list(values), asg.spec.policy
+    key = target.part.key if target.part is not None else p.check.part
+    expected = select(reference.call(p.check.reference, [values.get(a, fresh.get(a)) for a in p.check.args]), key)
+    ans = answers.get(p.check.id)
+    if ans is None or ans.found is None or not is_answer(ans.value, target, expected):
+        _flag(result, _not_following(target.label, names, ans, why), policy.hardcoded_scores_zero)
+        return
+    part, _ = select_part(ans.value, target, expected)
+    assert part is not None  # is_answer found it
+    if compare(part, expected, target.rtol, target.atol, target.allow_transpose).ok:
+        return
+    before = p.trials[0].expected[target.id]
+    if compare(part, before, target.rtol, target.atol, target.allow_transpose).ok:
+        stale: list[str] | None = list(p.check.args)  # kept the same value
+    else:
+        stale = _stale_inputs(reference, p, target, key, part, values, fresh)
+    if stale is not None:
+        diagnosis = hardcoded_variable(target.label, len(stale) == len(p.check.args), stale)
+        _flag(result, diagnosis, policy.hardcoded_scores_zero)
+    elif (_own_function(_own_plan(plans, p, values), target, key, part, answers.get(f"own:{p.check.id}"))
+          or _known_mistake(asg, reference, p, target, part, fresh)):
+        # it follows the new sample through the notebook's own function or a common mistake,
+        # one the given sample hides: a note
+        result.diagnosis.append(Diagnosis(
+            "wrong",
+            f"{target.label} is right for the given sample, but not when the notebook is re-run with other "
+            f"values of {', '.join(names)}: its computation has a mistake that the given sample hides.",
+        ))
+    else:  # changed, but into nothing the inputs explain: no credit (typed value or junk otherwise)
+        _unexplained(result, target.label, names)
 
 
 async def _rerun(
