@@ -56,7 +56,7 @@ def main() -> None:
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--seed", type=int, default=_DEFAULTS.get("seed"), help="Replay a run: the seed of its hidden inputs.")
 @click.option("--timeout", "cell_timeout", type=click.FloatRange(min=0.1), default=_DEFAULTS["cell_timeout"], show_default=True, help="Seconds per cell.")
-@click.option("--total-timeout", type=click.FloatRange(min=1), default=_DEFAULTS["total_timeout"], show_default=True, help="Seconds for all cells together.")
+@click.option("--total-timeout", type=click.FloatRange(min=1), default=_DEFAULTS["total_timeout"], show_default=True, help="Seconds for the whole submission: cells, probes and re-run together.")
 @click.option("--fail-under", type=float, help="Exit 1 if the score is below this.")
 @click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
               help="How the notebook is fenced off (default: $NNGRADER_ISOLATION, else auto: the strongest available).")

@@ -21,6 +21,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
+from .budget import Budget
 from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_cause, stop_kernel
 from .notebook import parse_cell
 from .runner import enter_workdir_source
@@ -161,15 +162,17 @@ def _json_size(obj: Any, budget: int = MAX_PROBE_OUTPUT_BYTES) -> int:
 class Session:
     """A live kernel that has run a notebook and can run more code (probes)."""
 
-    def __init__(self, launcher: KernelLauncher, workspace: Workspace, nb: NotebookNode):
+    def __init__(self, launcher: KernelLauncher, workspace: Workspace, nb: NotebookNode,
+                 budget: Budget | None = None):
         self.launcher = launcher
+        self.budget = budget or Budget(300.0)
         self.workspace = workspace
         self.nb = nb
         self.km: AsyncKernelManager | None = None
         self.client: _Client | None = None
         self.record = ExecutionRecord()
         self._fatal_runs: dict[int, CellRun] = {}  # cells that killed a kernel, as recorded then
-        self._run_args: tuple[str, float, float] | None = None  # prelude and time limits of the notebook run
+        self._run_args: tuple[str, float] | None = None  # prelude and cell time limit of the notebook run
         self.revivals = 0
         # Called after each student cell that ran (e.g. to keep values a later cell overwrites).
         self.after_cell: Callable[[Session, int], Awaitable[None]] | None = None
@@ -198,7 +201,9 @@ class Session:
         kc.allow_stdin = False  # input() raises at once instead of waiting for a reply no one sends
         await kc.wait_for_ready(timeout=60)
         prelude = enter_workdir_source(str(self.workspace.work)) + prelude
-        status, _ = await self.run_code(prelude, timeout=30, output_limit=MAX_CELL_OUTPUT_BYTES)
+        # preparing the kernel is the grader's time, not the submission's: not charged
+        cell = NotebookNode(cell_type="code", source=prelude, metadata={}, outputs=[], execution_count=None)
+        status, _ = await self._run(cell, -1, 30, MAX_CELL_OUTPUT_BYTES)
         if status != "ok":
             raise RuntimeError(f"the grader could not prepare the kernel ({status})")
 
@@ -255,21 +260,33 @@ class Session:
     async def run_code(
         self, source: str, timeout: float, output_limit: int = MAX_PROBE_OUTPUT_BYTES
     ) -> tuple[str, list[dict[str, Any]]]:
-        """Run code that is not a student cell; (status, outputs). Status: ok|error|timeout|died.
+        """Run code that is not a student cell; (status, outputs). Status: ok|error|timeout|budget|died.
 
-        Code that runs out of time and ignores the interrupt gets `timeout`. When such code (or
-        code that kills the kernel, `died`) leaves the kernel unusable, the session starts a
-        fresh kernel and runs the notebook again, so later probes still have one; if that is
-        not possible, the session is no longer `alive`.
+        Its time counts against the submission's budget: `budget` when none is left, or when
+        the budget (not `timeout`) stopped it. Code that runs out of time and ignores the
+        interrupt gets `timeout`. When such code (or code that kills the kernel, `died`)
+        leaves the kernel unusable, the session starts a fresh kernel and runs the notebook
+        again, so later probes still have one; if that is not possible, the session is no
+        longer `alive`.
         """
         if not self.alive:
             return "died", []
+        left = self.budget.left()
+        if left <= 0:
+            self.record.event("time limit: the submission's time ran out before the grader had checked everything")
+            return "budget", []
         cell = NotebookNode(cell_type="code", source=source, metadata={}, outputs=[], execution_count=None)
-        status, outputs = await self._run(cell, -1, timeout, output_limit)
+        with self.budget.running():
+            status, outputs = await self._run(cell, -1, min(timeout, left), output_limit)
+        by_budget = left < timeout and status in ("timeout", "hung")
+        if by_budget:
+            self.record.event("time limit: the submission's time ran out before the grader had checked everything")
         if status == "hung":  # it would stay busy forever
             self.record.event("time limit: grader code calling the notebook ran out of time and ignored the interrupt")
             await self._revive()
-            return "timeout", outputs
+            return "budget" if by_budget else "timeout", outputs
+        if by_budget:
+            return "budget", outputs
         if status == "died":
             cause = exit_cause(self.km)
             self.record.event("the kernel stopped while the notebook's code was being checked"
@@ -282,15 +299,18 @@ class Session:
         await self.close()
         if self._run_args is None or self.revivals >= MAX_REVIVALS:
             return
-        prelude, cell_timeout, total_timeout = self._run_args
-        budget = total_timeout - self.record.duration_s  # the notebook's time is shared by every run
-        if budget < 1:
+        prelude, cell_timeout = self._run_args
+        if self.budget.left() < 1:  # the notebook's time is shared by every run of it
             return
         self.revivals += 1
         saved, self.record = self.record, ExecutionRecord()
+        # no after-cell reads while reviving: they were taken on the first run, and one that hangs
+        # would start a revival inside this one
+        hook, self.after_cell = self.after_cell, None
         try:
-            await self.run_notebook(prelude, cell_timeout, budget)
+            await self.run_notebook(prelude, cell_timeout)
         finally:
+            self.after_cell = hook
             fresh, self.record = self.record, saved
             self.record.duration_s += fresh.duration_s
             for ev in fresh.limit_events:
@@ -304,7 +324,8 @@ class Session:
     async def _run(
         self, cell: NotebookNode, index: int, timeout: float, output_limit: int
     ) -> tuple[str, list[dict[str, Any]]]:
-        assert self.client is not None
+        if self.client is None:  # the kernel is gone (stopped while this run was waiting its turn)
+            return "died", []
         client = self.client
         client.reset_output_budget(output_limit)
         client.timeout = max(1, int(round(timeout)))
@@ -367,27 +388,26 @@ class Session:
         reply = (self.client.last_reply or {}).get("content", {})
         return reply.get("status") == "ok"
 
-    async def run_notebook(self, prelude: str, cell_timeout: float, total_timeout: float) -> None:
-        """Run every code cell; replace the kernel and skip cells that kill it."""
+    async def run_notebook(self, prelude: str, cell_timeout: float, cell_reserve: float = 0.0) -> None:
+        """Run every code cell; replace the kernel and skip cells that kill it.
+
+        The cells draw on the session's budget but leave `cell_reserve` seconds of it for what
+        follows them (probing). Starting a kernel does not count.
+        """
         if self._run_args is None:
-            self._run_args = (prelude, cell_timeout, total_timeout)
+            self._run_args = (prelude, cell_timeout)
         start = time.monotonic()
-        deadline: float | None = None
         code_cells = [i for i, c in enumerate(self.nb.cells) if c.cell_type == "code" and c.source.strip()]
         while True:
             runs: list[CellRun] = []
             died_at = None
-            begun = time.monotonic()
             if not await self._start_or_record(prelude, code_cells):
                 break
-            # the submission's time is its cells' time: starting a kernel does not count
-            started = time.monotonic()
-            deadline = started + total_timeout if deadline is None else deadline + (started - begun)
             for i in code_cells:
                 if i in self._fatal_runs:  # it stopped an earlier kernel: skipped this time
                     runs.append(self._fatal_runs[i])
                     continue
-                remaining = deadline - time.monotonic()
+                remaining = self.budget.left() - cell_reserve
                 if remaining <= 0 or self.record.total_timed_out:
                     self.record.total_timed_out = self.record.timed_out = True
                     runs.append(CellRun(i, "skipped", "TimeLimit", "the submission's time limit was reached first"))
@@ -397,7 +417,8 @@ class Session:
                 if source != cell.source:
                     cell = NotebookNode({**cell, "source": source, "outputs": []})
                 limit = min(cell_timeout, remaining)
-                status, _ = await self._run(cell, i, limit, MAX_CELL_OUTPUT_BYTES)
+                with self.budget.running():
+                    status, _ = await self._run(cell, i, limit, MAX_CELL_OUTPUT_BYTES)
                 run = CellRun(i, status, output_truncated=self.client.truncated if self.client else False)
                 self.record.output_truncated |= run.output_truncated
                 if status == "error":
@@ -447,10 +468,11 @@ class Session:
             self._fatal_runs[died_at] = runs[-1]
             self.record.cells = runs  # kept if we cannot restart
             await self.close()
-            if self.record.restarts >= MAX_RESTARTS or time.monotonic() >= deadline:
+            out_of_time = self.budget.left() - cell_reserve <= 0
+            if self.record.restarts >= MAX_RESTARTS or out_of_time:
                 # Mark the rest as not run; there is no live kernel to probe.
                 done = {r.index for r in runs}
-                why = ("not run: the submission's time limit was reached" if time.monotonic() >= deadline
+                why = ("not run: the submission's time limit was reached" if out_of_time
                        else "not run: the kernel kept dying")
                 self.record.cells += [CellRun(i, "skipped", "KernelDied", why) for i in code_cells if i not in done]
                 break
@@ -568,12 +590,21 @@ async def execute(
     cell_timeout: float = 30.0,
     total_timeout: float = 300.0,
     after_cell: Callable[[Session, int], Awaitable[None]] | None = None,
+    budget: Budget | None = None,
+    cell_reserve: float | None = None,
 ) -> Session:
-    """Run a notebook; the returned session is still live for probing (close it)."""
-    session = Session(launcher, workspace, nb)
+    """Run a notebook; the returned session is still live for probing (close it).
+
+    The cells and everything later run in the session share `budget` (by default a fresh one
+    of `total_timeout` seconds); the cells leave `cell_reserve` seconds of it (by default the
+    budget's probe share) for the probing that follows them.
+    """
+    budget = budget or Budget(total_timeout)
+    session = Session(launcher, workspace, nb, budget)
     session.after_cell = after_cell
+    reserve = budget.probe_share() if cell_reserve is None else cell_reserve
     try:
-        await session.run_notebook(prelude, cell_timeout, total_timeout)
+        await session.run_notebook(prelude, cell_timeout, reserve)
     except BaseException:
         await session.close()
         raise

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .budget import Budget
 from .consistency import check_consistency
 from .errors import GraderError, UnknownAssignment
 from .execute import (
@@ -155,28 +156,34 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
     snapshots = Snapshots(submission.nb, plans)
     flags: list[Flag] = report.flags
     results: list[CheckResult] = report.checks
+    budget = Budget(total_timeout)  # cells, probes and the re-run together
     try:
         run.stage = "running the notebook"
         try:
             session = await execute(
                 submission.nb, workspace, launcher, prelude_source(modname), cell_timeout, total_timeout,
-                after_cell=snapshots.hook(modname),
+                after_cell=snapshots.hook(modname), budget=budget,
             )
         except RuntimeError as e:
             raise GraderError(f"could not start a Python kernel: {e}") from None
         run.session = session
         try:
             run.stage = "checking the notebook's functions and variables"
+            finals: dict[str, Answer] = {}  # variable checks: the value the notebook ends with
             unrun = unrun_definitions(submission.nb, session.record)
+            budget.hold(budget.final_reserve())  # the import check, last, always gets its second
             for p in plans:
                 answers, status = await _probe(session, modname, p, flags)
+                if p.check.kind == "variable" and p.trials and f"{p.check.id}#{p.trials[0].index}" in answers:
+                    finals[p.check.id] = answers[f"{p.check.id}#{p.trials[0].index}"]
                 numerical = _numerical(answers)
                 checked = judge(p, answers, status)
                 if status == "ok" and p.check.kind == "function" and any(r.status != "pass" for r in checked):
                     # written for 1-D or row vectors? ask again with vectors shaped that way too
                     answers, status = await _probe(session, modname, p, flags, alternates=True)
                     numerical = numerical or _numerical(answers)
-                    checked = judge(p, answers, status)
+                    if status == "ok":  # out of time for it: the first verdict stands
+                        checked = judge(p, answers, status)
                 if numerical:
                     _flag_numerical(p, checked, flags)
                 names = [p.check.target, *p.check.aliases]
@@ -185,6 +192,7 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
             await check_consistency(session, modname, plans, results, reference, seed)
             run.stage = "locating wrong intermediate values"
             await localise(session, modname, plans, results)
+            budget.release()
             run.stage = "checking imports"
             flags.extend(await forbidden_imports(session, modname, submission.nb, asg.spec.policy.forbidden_imports))
             if session.tampered and not any(f.code == "probe_tampered" for f in flags):
@@ -194,10 +202,11 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
             await session.close()
     finally:
         workspace.cleanup()
+    run.stage = "judging values an earlier cell gave"
+    snapshots.rescue(plans, results, finals)  # before the re-run: a rescued value is re-run-tested too
     run.stage = "re-running the notebook on a fresh sample"
-    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, total_timeout)
+    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, budget)
     run.stage = "scoring"
-    snapshots.rescue(plans, results)
     if any("probe_tampered" in r.codes for r in results) and not any(f.code == "probe_tampered" for f in flags):
         flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))
     note_reassigned(submission.nb, plans, results)
@@ -222,6 +231,8 @@ async def _probe(
     session: Session, modname: str, p: CheckPlan, flags: list[Flag], alternates: bool = False
 ) -> tuple[dict, str]:
     """Probe a check's trials (with `alternates`: also in the other vector conventions)."""
+    if session.budget.exhausted:
+        return {}, "budget"
     if not session.alive:
         return {}, "no_kernel"
     check = p.check
@@ -250,7 +261,7 @@ async def _probe(
                                p.extreme.args, check.args, fp_raise=True))
     timeout = check.timeout * len(items) + 5
     reply = await send(session, probe_request(modname, items), timeout)
-    if reply.status in ("died", "timeout"):  # died: the session has a fresh kernel for later checks, if it could make one
+    if reply.status in ("died", "timeout", "budget"):  # died: the session has a fresh kernel for later checks, if it could make one
         return {}, reply.status
     if not reply.ok:
         flags.append(Flag("probe_tampered", check.target,

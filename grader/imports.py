@@ -87,11 +87,14 @@ async def forbidden_imports(session: Any, modname: str, nb: Any, forbidden: Sequ
     # Positive evidence only: an answer that proves it checked every module. No answer (a
     # tampered request, a dead kernel) never reads as "nothing imported".
     reply = await send(session, loaded_request(modname, list(forbidden)), 30)
-    if reply.status == "no_kernel":  # the notebook's code left no kernel to ask
+    unchecked = {
+        "no_kernel": "No kernel was left to check which modules the notebook loaded",
+        "budget": "The submission's time ran out before the grader could check which modules it loaded",
+    }
+    if reply.status in unchecked:  # the notebook's code left no kernel, or no time, to ask
         return [*flags_for(static, [], forbidden), Flag(
             "imports_unchecked", "imports",
-            "No kernel was left to check which modules the notebook loaded; it is scored as if a "
-            "forbidden module had been used.")]
+            f"{unchecked[reply.status]}; it is scored as if a forbidden module had been used.")]
     if not reply.ok:
         return [*flags_for(static, [], forbidden), tampered_flag()]
     loaded = [n for n in reply.body["loaded"] if n in forbidden]

@@ -91,14 +91,49 @@ def _show(a: np.ndarray) -> str:
     return np.array2string(a, precision=6, suppress_small=False, separator=", ").replace("\n", "")
 
 
+def is_answer(value: Value, target: Target, expected: np.ndarray) -> bool:
+    """Whether a value is an answer to a target at all: numbers of the expected size (right or wrong).
+
+    None, a string, a plot, a function or an array of another size (a plot's data) is not.
+    """
+    if value.kind in ("missing", "error", "not_callable"):
+        return False
+    part, _ = select_part(value, target, expected)
+    got = numeric(part) if part is not None else None
+    return got is not None and got.size == expected.size
+
+
 def judge(plan: CheckPlan, answers: dict[str, Answer], probe_status: str) -> list[CheckResult]:
-    """CheckResults for every target of a check, from the probe answers of its trials."""
-    check = plan.check
-    results = []
-    for target in plan.targets:
-        results.append(_judge_target(plan, target, answers, probe_status))
-    _ = check
-    return results
+    """CheckResults for every target of a check, from the probe answers of its trials.
+
+    A function that fails as called is judged again in each other vector convention its
+    answers carry; all targets (and trials) then come from the one convention that makes the
+    most of them right, never a mix of calls.
+    """
+    results = [_judge_once(plan, t, answers, probe_status) for t in plan.targets]
+    if plan.check.kind != "function" or all(r.status == "pass" for r in results):
+        return results
+    ids = [f"{plan.check.id}#{t.index}" for t in plan.trials]
+    best, best_conv = results, ""
+    for conv in CONVENTIONS:
+        if not all(i in answers and conv in answers[i].alts for i in ids):
+            continue
+        view = dict(answers)
+        for i in ids:
+            view[i] = replace(answers[i], value=answers[i].alts[conv])
+        alt = [_judge_once(plan, t, view, probe_status) for t in plan.targets]
+        if _passes(alt) > _passes(best):
+            best, best_conv = alt, conv
+    if best_conv:
+        for r in best:
+            r.detail["vectors"] = best_conv
+            if r.status == "pass":
+                r.message += f" ({CONVENTIONS[best_conv]})"
+    return best
+
+
+def _passes(results: list[CheckResult]) -> int:
+    return sum(r.status == "pass" for r in results)
 
 
 def _result(target: Target, status: str, message: str, diagnosis: list[Diagnosis] | None = None, **detail: object) -> CheckResult:
@@ -123,26 +158,6 @@ CONVENTIONS = {
 }
 
 
-def _judge_target(plan: CheckPlan, target: Target, answers: dict[str, Answer], probe_status: str) -> CheckResult:
-    """Judge a target; a function that fails as called but is right in another vector convention passes."""
-    result = _judge_once(plan, target, answers, probe_status)
-    if result.status == "pass" or plan.check.kind != "function":
-        return result
-    ids = [f"{plan.check.id}#{t.index}" for t in plan.trials]
-    for conv, how in CONVENTIONS.items():
-        if not all(i in answers and conv in answers[i].alts for i in ids):
-            continue
-        view = dict(answers)
-        for i in ids:
-            view[i] = replace(answers[i], value=answers[i].alts[conv])
-        alt = _judge_once(plan, target, view, probe_status)
-        if alt.status == "pass":
-            alt.message += f" ({how})"
-            alt.detail["vectors"] = conv
-            return alt
-    return result
-
-
 def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], probe_status: str) -> CheckResult:
     check = plan.check
     label = target.label
@@ -150,6 +165,11 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
     if probe_status == "timeout":
         return _result(target, "error", f"{check.target} did not return within {check.timeout:g} s",
                        [Diagnosis("timeout", f"{check.target} ran longer than {check.timeout:g} s and was interrupted.")])
+    if probe_status == "budget":
+        why = (f"the submission's time limit ran out before {check.target} could be checked (its cells and "
+               "the grader's calls into its code share that limit)")
+        return _result(target, "error", f"{check.target} could not be checked: {why}",
+                       [Diagnosis("timeout", f"{check.target} was not checked: {why}.")])
     if probe_status in ("died", "no_kernel"):
         return _result(target, "error", f"{check.target} could not be checked: the kernel died",
                        [Diagnosis("kernel_died", f"The kernel died while {check.target} was being checked.")])

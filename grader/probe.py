@@ -290,7 +290,7 @@ class Answer:
 class Reply:
     """What one request brought back: verified answers, or why there are none."""
 
-    status: str  # ok | tampered | timeout | died | no_kernel
+    status: str  # ok | tampered | timeout | budget | died | no_kernel
     answers: dict[str, Answer] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
 
@@ -310,7 +310,7 @@ async def send(session: Any, request: Request, timeout: float) -> Reply:
     if not session.alive:
         return Reply("no_kernel")
     status, outputs = await session.run_code(request.source, timeout)
-    if status in ("died", "timeout"):
+    if status in ("died", "timeout", "budget"):  # no answer, for a reason the session knows
         return Reply(status)
     body = genuine_body(outputs, request)
     if body is None:

@@ -1,9 +1,10 @@
-"""Variables a later cell overwrites: the value right after each earlier assignment also counts.
+"""Variables a later cell overwrites with something that is not an answer at all.
 
 Students reuse names (`y` for the network's output, then `y = sigmoid(xs)` for a plot). A
-variable check that fails on the notebook's final value is judged again on the value the
-variable had right after each earlier cell that assigned it; if one of those is right, the
-check passes and says which cell's value was graded.
+variable is judged on its final value; only where that is not an answer at all (None, a
+string, a plot, an array of another size) does the value it had right after the last earlier
+cell that left an answer in it count instead, and the check says which cell's value was
+graded. Four candidate formulas in four cells are judged on the fourth.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 from .consistency import ask
 from .execute import Session
-from .judge import judge
+from .judge import is_answer, judge
 from .plan import CheckPlan
 from .probe import Answer, ProbeItem
 from .report import CheckResult
@@ -59,23 +60,36 @@ class Snapshots:
 
         return after_cell
 
-    def rescue(self, plans: list[CheckPlan], results: list[CheckResult]) -> None:
-        """Judge failing variables again on their earlier values; keep a pass, saying which cell."""
+    def rescue(self, plans: list[CheckPlan], results: list[CheckResult], finals: dict[str, Answer]) -> None:
+        """Where a variable's final value (`finals`: check id -> answer) is no answer at all, judge
+        the last earlier value that is one; keep it if it passes, saying which cell."""
         at = {r.id: i for i, r in enumerate(results)}
         for p in plans:
             cid = p.check.id
             ids = [t.id for t in p.targets]
             if cid not in self.values or not p.trials or any(i not in at for i in ids):
                 continue
-            if all(results[at[i]].status == "pass" for i in ids):
+            if all(results[at[i]].status == "pass" for i in ids) or results[at[ids[0]]].status == "error":
+                continue  # right, or not checked (e.g. out of time): nothing to replace
+            final = finals.get(cid)
+            if final is None or (final.found is not None and self._answers(p, final)):
+                continue  # no final value read, or it is an answer: the handed-in value alone is graded
+            earlier = [(cell, ans) for cell, ans in sorted(self.values[cid], key=lambda v: v[0])
+                       if self._answers(p, ans)]
+            if not earlier:
                 continue
-            for cell, ans in sorted(self.values[cid]):
-                trial = p.trials[0]
-                again = judge(p, {f"{cid}#{trial.index}": Answer(f"{cid}#{trial.index}", ans.found, ans.value)}, "ok")
-                if all(r.status == "pass" for r in again):
-                    for r in again:
-                        r.message += (f" (its value after cell {cell}; the notebook assigns {ans.found} "
-                                      f"again in cell {self.last[cid]})")
-                        r.detail["graded_after_cell"] = cell
-                        results[at[r.id]] = r
-                    break
+            cell, ans = earlier[-1]
+            trial = p.trials[0]
+            again = judge(p, {f"{cid}#{trial.index}": Answer(f"{cid}#{trial.index}", ans.found, ans.value)}, "ok")
+            if all(r.status == "pass" for r in again):
+                for r in again:
+                    r.message += (f" (its value after cell {cell}; the notebook assigns {ans.found} "
+                                  f"again in cell {self.last[cid]})")
+                    r.detail["graded_after_cell"] = cell
+                    results[at[r.id]] = r
+
+    @staticmethod
+    def _answers(p: CheckPlan, ans: Answer) -> bool:
+        """Whether a value is an answer to any of the check's targets."""
+        trial = p.trials[0]
+        return any(is_answer(ans.value, t, trial.expected[t.id]) for t in p.targets)
