@@ -177,7 +177,7 @@ def test_kernel_cannot_leave_its_cgroup_and_children_stay_within_the_memory_limi
     launcher = LocalKernelLauncher(isolation=level)
     if not str(launcher.describe()["memory_limit"]).startswith("cgroup"):
         pytest.skip("no cgroup here")
-    r = run_attack("leave_cgroup", level, "(escape, cgroup_after == own, full)", tmp=tmp_path)
+    r = run_attack("leave_cgroup", level, "(escape, cgroup_after == own, full)", tmp=tmp_path, cell_timeout=120)
     escape, stayed, full = r["value"]
     assert escape and all(not v.startswith(("moved", "made", "raised")) for v in escape.values()), escape
     assert stayed
