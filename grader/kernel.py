@@ -383,6 +383,20 @@ def interruptible(task: asyncio.Task[Any] | None = None) -> Iterator[None]:
                 signal.signal(sig, handler)
 
 
+def grader_dirs(visible: list[str]) -> list[str]:
+    """Folders of the grader inside `visible` ones: its package, the shared reference package and
+    every assignment folder it knows (references, hidden generators). A sandboxed kernel sees an
+    empty folder in their place, even when they are installed in the environment it runs from."""
+    from .spec import PACKAGE_ASSIGNMENTS, known_assignments  # (spec does not import kernel)
+
+    package = Path(__file__).resolve().parent
+    cands = {package, package.parent / "reference", PACKAGE_ASSIGNMENTS.resolve(),
+             *(f.resolve() for f in known_assignments().values())}
+    roots = [os.path.realpath(v).rstrip("/") + "/" for v in visible]
+    inside = sorted(str(c) for c in cands if c.is_dir() and any(str(c).startswith(r) for r in roots))
+    return [d for d in inside if not any(d != o and d.startswith(o + "/") for o in inside)]
+
+
 # ---------------------------------------------------------------- workspace
 
 
@@ -897,8 +911,11 @@ class LocalKernelLauncher:
         args += ["--proc", "/proc", "--dev", "/dev", "--size", str(SANDBOX_TMPFS_BYTES), "--tmpfs", "/dev/shm",
                  "--remount-ro", "/dev"]
         args += ["--size", str(SANDBOX_TMPFS_BYTES), "--tmpfs", "/tmp"]
-        for src in self._python_dirs():  # after /tmp: a virtual environment may live there
+        bound = self._python_dirs()
+        for src in bound:  # after /tmp: a virtual environment may live there
             args += ["--ro-bind", src, src]
+        for hidden in grader_dirs(bound):  # the grader itself, where it is installed in that environment
+            args += ["--size", str(4096), "--tmpfs", hidden, "--remount-ro", hidden]
         if ws is not None:
             # its connection file, which only the grader writes, in a folder the kernel cannot change
             args += ["--bind", str(ws.work), str(ws.work), "--ro-bind", str(ws.runtime), str(ws.runtime)]

@@ -17,6 +17,7 @@ from grader.kernel import ISOLATION_LEVELS, LocalKernelLauncher, Workspace, make
 from .helpers import (
     ADVERSARIAL,
     ASSIGNMENT,
+    ROOT,
     assert_no_unearned_credit,
     clean_env,
     passed,
@@ -202,3 +203,28 @@ def test_weakest_setup_still_grades_and_says_so():
     iso = r.execution.isolation
     assert iso["level"] == "process" and iso["network"].startswith("NOT isolated")
     assert "no cgroup (not requested)" in iso["memory_limit"]
+
+
+class _GraderInEnvironment(LocalKernelLauncher):
+    """As if the grader, its references and assignments were installed in the kernel's environment."""
+
+    def _python_dirs(self) -> list[str]:
+        return [*super()._python_dirs(), str(ROOT)]
+
+
+def _leak(monkeypatch: pytest.MonkeyPatch, hide: bool) -> str:
+    import grader.kernel
+
+    if not hide:
+        monkeypatch.setattr(grader.kernel, "grader_dirs", lambda visible: [])
+    r = grade_notebook(ADVERSARIAL / "read_installed_grader.ipynb", ASSIGNMENT, seed=1,
+                       launcher=_GraderInEnvironment(isolation="sandbox"))
+    return message(r, "sigmoid_derivative")
+
+
+def test_sandbox_hides_the_grader_installed_in_the_kernels_environment(monkeypatch):
+    if "sandbox" not in available_levels():
+        pytest.skip("bubblewrap is not available here")
+    assert "leak: [] readable=0" in _leak(monkeypatch, hide=True)
+    # the same environment without the grader's folders hidden: the attack finds all three
+    assert "leak: ['assignments', 'grader', 'reference'] readable=" in _leak(monkeypatch, hide=False)

@@ -22,7 +22,7 @@ import grader.grade
 from grader import grade_notebook
 from grader.cli import main
 from grader.errors import UnknownAssignment
-from grader.probe import decode_value, read_answers
+from grader.probe import ProbeItem, _answers, decode_value, genuine_body, mime_for, probe_request
 from grader.render import render
 from grader.render.safe import inert
 from tests.conftest import ASSIGNMENTS, graded
@@ -111,14 +111,15 @@ def test_forged_answer_shapes_are_refused_not_crashed_on(shape):
     assert v.kind in ("too_big", "unconvertible")
 
 
-def test_answers_with_forged_shapes_and_several_claims_are_read_without_error():
-    nonce = "ab" * 16
-    body = {"nonce": nonce, "answers": [{"id": "a#0", "found": "a", "value": {"t": "array", "shape": [2**64, 2**64],
-                                                                              "b64": ""}}]}
-    outs = [{"output_type": "display_data", "data": {f"application/x-grader-{nonce}+json": body}}] * 2
-    answers, claims = read_answers(outs, nonce)
-    assert claims == 2
-    assert all(a.value.kind in ("too_big", "unconvertible") for a in answers.values())
+def test_answers_with_forged_shapes_are_read_without_error_and_two_claims_are_refused():
+    request = probe_request("_grader_probe_x", [ProbeItem("a#0", "variable", ["a"])])
+    body = {"nonce": request.nonce, "digest": request.digest,
+            "answers": [{"id": "a#0", "found": "a", "value": {"t": "array", "shape": [2**64, 2**64], "b64": ""}}]}
+    out = {"output_type": "display_data", "data": {mime_for(request.nonce): body}}
+    assert genuine_body([out, out], request) is None  # two claims: neither is the answer
+    assert genuine_body([out], request) is body
+    answers = _answers(body)
+    assert answers["a#0"].value.kind in ("too_big", "unconvertible")
 
 
 def test_code_nested_beyond_the_parser_is_graded_not_crashed_on():
