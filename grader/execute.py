@@ -200,7 +200,9 @@ class Session:
         kc.start_channels()
         kc.allow_stdin = False  # input() raises at once instead of waiting for a reply no one sends
         await kc.wait_for_ready(timeout=60)
-        prelude = enter_workdir_source(str(self.workspace.work)) + prelude
+        # the runner is installed before the work folder joins sys.path: nothing beside the
+        # notebook can stand in for a module it loads
+        prelude = prelude + "\n" + enter_workdir_source(str(self.workspace.work))
         # preparing the kernel is the grader's time, not the submission's: not charged
         cell = NotebookNode(cell_type="code", source=prelude, metadata={}, outputs=[], execution_count=None)
         status, _ = await self._run(cell, -1, 30, MAX_CELL_OUTPUT_BYTES)

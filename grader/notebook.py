@@ -83,6 +83,8 @@ def parse_notebook(data: bytes, name: str = "notebook") -> NotebookNode:
         raise SubmissionError(f"{name}: not a notebook: not valid JSON (line {e.lineno}, column {e.colno})") from None
     except RecursionError:
         raise SubmissionError(f"{name}: not a notebook: JSON nested too deeply") from None
+    except (ValueError, MemoryError) as e:  # e.g. an integer of thousands of digits
+        raise SubmissionError(f"{name}: not a notebook: {_short(e)}") from None
     _check_shape(raw, name)
     # Outputs are never graded: drop them before nbformat parses and validates (a 100 MB
     # notebook is almost all outputs), so only the cells' sources are parsed again.

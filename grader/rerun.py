@@ -38,20 +38,6 @@ from .spec import Assignment
 READ_TIMEOUT = 5.0  # seconds to read the watched variables of the re-run
 
 
-def _assigned_names(stmt: ast.stmt) -> set[str]:
-    names: set[str] = set()
-    targets: list[ast.expr] = []
-    if isinstance(stmt, ast.Assign):
-        targets = list(stmt.targets)
-    elif isinstance(stmt, (ast.AnnAssign, ast.AugAssign)):
-        targets = [stmt.target]
-    for t in targets:
-        for node in ast.walk(t):
-            if isinstance(node, ast.Name):
-                names.add(node.id)
-    return names
-
-
 # ------------------------------------------------------------ the fresh sample, wherever it is bound
 
 # Runs in the re-run's kernel after the probe runner's prelude. `refresh` replaces every watched
@@ -254,33 +240,31 @@ def with_fresh_sample(nb: NotebookNode, names: Sequence[str], call: str) -> Note
     return out
 
 
+# Calls through which a cell can bind any global name without naming it in an assignment.
+_BINDING_CALLS = {"exec", "eval", "globals", "vars", "setattr", "locals", "__import__"}
+
+
 def assigning_cells(nb: NotebookNode, name: str) -> list[int]:
-    """1-based numbers of the code cells whose top-level statements assign `name`."""
+    """1-based numbers of the code cells that may bind `name` at notebook level.
+
+    Any binding counts, at any depth: assignments, `for`/`with` targets, the walrus, imports,
+    definitions; so do cells that call exec/eval/globals()/setattr, or a notebook function that
+    declares `global name`. A value of `name` after each such cell is then a candidate value.
+    """
+    trees = [parse_cell(c.source) if c.cell_type == "code" else None for c in nb.cells]
+    setters = {f.name for t in trees if t is not None for f in ast.walk(t)
+               if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+               and any(isinstance(g, ast.Global) and name in g.names for g in ast.walk(f))}
     cells = []
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        tree = parse_cell(cell.source)
+    for i, tree in enumerate(trees):
         if tree is None:
             continue
-        if any(name in _assigned_names(n) for n in _top_level(tree)):
+        if _binds(tree, {name}, anything=False) or any(
+            isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in _BINDING_CALLS | setters
+            for n in ast.walk(tree)
+        ):
             cells.append(i + 1)
     return cells
-
-
-def _top_level(tree: ast.Module) -> list[ast.stmt]:
-    """Statements that run at notebook level: the body, and the bodies of its loops, ifs and withs."""
-    out: list[ast.stmt] = []
-    todo = list(tree.body)
-    while todo:
-        stmt = todo.pop()
-        out.append(stmt)
-        if isinstance(stmt, (ast.For, ast.While, ast.If, ast.With, ast.Try)):
-            for field in ("body", "orelse", "finalbody"):
-                todo.extend(getattr(stmt, field, []))
-            for h in getattr(stmt, "handlers", []):
-                todo.extend(h.body)
-    return out
 
 
 def note_reassigned(nb: NotebookNode, plans: list[CheckPlan], results: list[CheckResult]) -> None:

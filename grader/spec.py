@@ -439,6 +439,9 @@ def find_assignment(name: str) -> Assignment:
     known = known_assignments()
     if name in known:
         return load_spec(known[name])
+    if not _looks_like_path(name):  # a bare name is an id: never a folder that happens to be here
+        hint = f" (for the folder {name!r} here, write ./{name})" if Path(name).is_dir() else ""
+        raise UnknownAssignment(f"unknown assignment {name!r}; known assignments: {_known_ids(known)}{hint}")
     p = Path(name).expanduser()
     if p.is_file() and p.name == SPEC_FILE:
         p = p.parent
@@ -462,6 +465,10 @@ def find_known_assignment(name: str) -> Assignment:
         f"the notebook names assignment {name[:80]!r}, which is not one the grader knows "
         f"(known assignments: {_known_ids(known)}); pass --assignment to choose one"
     )
+
+
+def _looks_like_path(name: str) -> bool:
+    return "/" in name or os.sep in name or name.startswith((".", "~")) or name.endswith(SPEC_FILE)
 
 
 def _known_ids(known: dict[str, Path]) -> str:

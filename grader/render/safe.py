@@ -3,7 +3,8 @@
 Messages, names and values in a report can hold text the notebook chose (an exception's
 message, a dict key, a file name). Rendered as is, such text could forge lines of the
 report (a newline, then `PASS ...`), drive a terminal (ANSI escapes), reorder what is shown
-(bidirectional overrides) or reach a CI runner as a workflow command (`::error::`). Every
+(bidirectional overrides), open an HTML tag or comment where the report is shown as markdown,
+or reach a CI runner as a workflow command (`::error::`). Every
 renderer passes each string through here first.
 """
 
@@ -20,6 +21,8 @@ _CONTROLS = re.compile(
 _SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 # CI runners read these as commands wherever a line starts with them (after leading blanks).
 _WORKFLOW = re.compile(r"::|##\[")
+# Where text is shown as markdown (a CI job summary), a tag or comment could hide what follows.
+_MARKUP = re.compile(r"<(?=[A-Za-z!/?])|(?<=--)>")
 
 
 def inert(text: object, limit: int = 2000) -> str:
@@ -31,6 +34,7 @@ def inert(text: object, limit: int = 2000) -> str:
     s = _SPACES.sub(" ", s)
     s = _CONTROLS.sub("", s)
     s = _WORKFLOW.sub(lambda m: ": :" if m.group() == "::" else "# #[", s)
+    s = _MARKUP.sub(lambda m: "‹" if m.group() == "<" else "›", s)
     s = s.strip()
     if len(s) > limit:
         s = s[: limit - 1].rstrip() + "…"

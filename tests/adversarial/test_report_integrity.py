@@ -94,12 +94,16 @@ def test_forged_text_reaches_no_file_or_json_as_control_characters(tmp_path):
     "right\u202eto left\u2066isolate\u2069",
     "a\u2028b\u2029c\u0085d\x00e\x7ff",
     "x" * 100_000,
+    "<!-- hide the rest",
+    "--> <details><summary>",
+    "<img src=x onerror=alert(1)>",
 ])
 def test_inert_removes_every_way_out_of_a_line(hostile):
     s = inert(hostile, 500)
     assert len(s) <= 500
     assert not CONTROL.search(s) and "\n" not in s and "\r" not in s and "\x1b" not in s
     assert "::" not in s and "##[" not in s
+    assert not re.search(r"<[A-Za-z!/?]|-->", s)
 
 
 # ---------------------------------------------------------------- crashes become reports
@@ -250,6 +254,14 @@ def test_a_known_id_in_the_metadata_is_graded_and_its_source_shown(tmp_path):
     res, _ = run_grade([str(nb), "--seed", "3"], cwd=repo)
     assert res.returncode == 0, res.stderr
     assert f"from {(ASSIGNMENTS / ASSIGNMENT).resolve()} (seed 3)" in unwrapped(res.stdout)
+    assert not (tmp_path / "IMPORTED").exists()
+
+
+def test_a_bare_name_on_the_command_line_is_an_id_never_a_folder_here(tmp_path):
+    repo = _student_repo(tmp_path)
+    nb = _with_declared(repo, ASSIGNMENT)
+    res, _ = run_grade([nb.name, "--assignment", "myasg"], cwd=repo)
+    assert res.returncode == 2 and "write ./myasg" in res.stderr
     assert not (tmp_path / "IMPORTED").exists()
 
 
