@@ -46,6 +46,10 @@ def _numbered(value: Value, wanted: list[str], expected: np.ndarray) -> Value | 
     return None
 
 
+def _hidden(target: Target) -> bool:
+    return target.check.visibility == "hidden"
+
+
 def select_part(value: Value, target: Target, expected: np.ndarray) -> tuple[Value | None, str]:
     """The student's value for a target, and how it was found ("" or a note)."""
     part = target.part
@@ -63,15 +67,18 @@ def select_part(value: Value, target: Target, expected: np.ndarray) -> tuple[Val
         numbered = _numbered(value, wanted, expected)
         if numbered is not None:
             return numbered, ""
-        return None, f"the returned dict has no key for {part.key!r} (keys: {', '.join(repr(k) for k in value.keys[:8])})"
+        keys = "" if _hidden(target) else f" (keys: {', '.join(repr(k) for k in value.keys[:8])})"
+        return None, f"the returned dict has no key for {part.key!r}{keys}"
     if value.kind == "seq" and part.index is not None:
         if part.index < len(value.items):
             return value.items[part.index], ""
-        return None, f"the returned {'tuple' if value.is_tuple else 'list'} has {value.length} items; item {part.index} is expected to be {part.key}"
+        kind = "tuple" if value.is_tuple else "list"
+        has = "too few items" if _hidden(target) else f"{value.length} items"
+        return None, f"the returned {kind} has {has}; item {part.index} is expected to be {part.key}"
     if value.kind == "array" and part.index is not None and value.array is not None and value.array.ndim >= 1:
         if part.index < value.array.shape[0]:
             return Value("array", array=value.array[part.index]), ""
-    return None, f"expected a dict keyed {part.key!r} (or a tuple), got {value.describe()}"
+    return None, f"expected a dict keyed {part.key!r} (or a tuple), got {value.describe(_hidden(target))}"
 
 
 def _take_answer(value: Value, take: int | None, expected: np.ndarray) -> tuple[Value | None, str]:
@@ -194,11 +201,11 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
         if part is None:
             return _result(target, "fail", why, [Diagnosis("shape_mismatch", why)])
         if numeric(part) is None:
-            msg = f"{label} is {part.describe()}, not a number or array"
+            msg = f"{label} is {part.describe(_hidden(target))}, not a number or array"
             if part.kind == "unconvertible":
                 msg = f"{label} could not be read as numbers ({part.ename or 'unconvertible'})"
             if part.kind == "too_big":
-                msg = f"{label} is {part.describe()}"
+                msg = f"{label} is {part.describe(_hidden(target))}"
             return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
         c = compare(part, expected, target.rtol, target.atol, target.allow_transpose)
         if c.ok:
@@ -387,11 +394,11 @@ def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]
         pred = numeric(v)
         classes = predicted_classes(pred, trial.labels.size) if pred is not None else None
         if classes is None:
-            msg = f"{then} returned {v.describe()}; expected one class label per sample ({trial.labels.size})"
+            msg = f"{then} returned {v.describe(_hidden(target))}; expected one class label per sample ({trial.labels.size})"
             return _result(target, "fail", msg, [Diagnosis("shape_mismatch", msg + ".")])
         accuracy = float(np.mean(classes == trial.labels))
         if plan.predict_with is not None:  # what train returns must be the network, and it must classify
-            params, why = returned_parameters(check.returns, ans.result)
+            params, why = returned_parameters(check.returns, ans.result, _hidden(target))
             if params is None:
                 msg = f"{first} must return the network's parameters ({why})"
                 return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
@@ -423,11 +430,12 @@ def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]
     return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")], **detail)
 
 
-def returned_parameters(shapes: dict[str, list[int]], value: Value | None) -> tuple[dict[str, np.ndarray] | None, str]:
+def returned_parameters(shapes: dict[str, list[int]], value: Value | None,
+                        hidden: bool = False) -> tuple[dict[str, np.ndarray] | None, str]:
     """The parameters a training function returned, keyed and shaped as declared; or (None, why not)."""
     want = ", ".join(f"{k} {shape_str(tuple(s))}" for k, s in shapes.items())
     if value is None or value.kind != "dict":
-        got = value.describe() if value is not None else "nothing that could be read"
+        got = value.describe(hidden) if value is not None else "nothing that could be read"
         return None, f"a dict with {want}; it returned {got}"
     norm = [normalise_key(k) for k in value.keys]
     out: dict[str, np.ndarray] = {}

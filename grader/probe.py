@@ -184,24 +184,30 @@ class Value:
     where: Where | None = None  # errors: where in the notebook's code it was raised
     own_class: bool = False  # errors: of an exception class the notebook defined (its name is its own)
 
-    def describe(self) -> str:
-        """What the value is, in a few words, for feedback."""
+    def describe(self, hidden: bool = False) -> str:
+        """What the value is, in a few words, for feedback.
+
+        `hidden`: for a hidden check, only the kind of value: its length, keys or class name are
+        chosen by the notebook's code and could spell out the hidden inputs.
+        """
         if self.kind == "array":
             assert self.array is not None
             if self.array.ndim == 0:
                 return "a number"
             return f"an array of shape {shape_str(self.array.shape)}"
         if self.kind == "seq":
-            return f"a {'tuple' if self.is_tuple else 'list'} of {self.length} items"
+            kind = "tuple" if self.is_tuple else "list"
+            return f"a {kind}" if hidden else f"a {kind} of {self.length} items"
         if self.kind == "dict":
-            return f"a dict with keys {', '.join(repr(k) for k in self.keys[:8])}"
+            return "a dict" if hidden else f"a dict with keys {', '.join(repr(k) for k in self.keys[:8])}"
         if self.kind == "none":
             return "None"
         if self.kind == "str":
             return "a string"
         if self.kind == "too_big":
-            return f"an array of shape {shape_str(self.shape)}, too large to grade"
-        return f"a {self.type_name or 'value'} object"
+            return "an array too large to grade" if hidden else \
+                f"an array of shape {shape_str(self.shape)}, too large to grade"
+        return "an object that is not numbers" if hidden else f"a {self.type_name or 'value'} object"
 
 
 def shape_str(shape: tuple[int, ...]) -> str:

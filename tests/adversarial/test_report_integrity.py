@@ -272,3 +272,17 @@ def test_metadata_that_is_not_an_id_is_ignored(tmp_path, declared):
     res, _ = run_grade([str(nb)], cwd=repo)
     assert res.returncode == 2 and "Pass --assignment" in res.stderr
     assert not (tmp_path / "IMPORTED").exists()
+
+
+def test_hidden_checks_never_show_names_keys_or_lengths_the_notebook_chose():
+    r = graded(ADVERSARIAL / "leak_through_names.ipynb", ASSIGNMENT, seed=8)
+    hidden = [c for c in r.checks if c.visibility == "hidden"]
+    assert hidden and all(c.status != "pass" for c in hidden)
+    for c in hidden:
+        shown = " ".join([c.message, *(d.message for d in c.diagnosis), json.dumps(c.detail)])
+        assert "LEAK" not in shown, shown
+    text = render(r, "text") + render(r, "json")
+    assert "LEAK" not in text
+    # a public check may still say what came back
+    y = next(c for c in r.checks if c.target == "y")
+    assert y.status == "fail" and "shape 7" in y.message
