@@ -42,6 +42,9 @@ class _DefaultToNotebook(click.Group):
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:  # `grade` alone: the help, on stdout
+            click.echo(e.ctx.get_help() if e.ctx is not None else "see grade --help")
+            sys.exit(2)
         except click.UsageError as e:  # click's own is a usage block and a hint: here one line, exit 2
             where = e.ctx.command_path if e.ctx is not None else "grade"
             _fail(f"{' '.join(e.format_message().split())} (see '{where} --help')")
