@@ -57,7 +57,8 @@ class _DefaultToNotebook(click.Group):
 
 
 def _fail(message: str) -> None:
-    click.echo(f"grade: error: {message}", err=True)
+    # inert: a message can hold a file name the student chose, and CI runners read stderr too
+    click.echo(f"grade: error: {inert(message, 1000)}", err=True)
     sys.exit(2)
 
 

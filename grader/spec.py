@@ -26,8 +26,9 @@ SHIPPED_PACKAGE = "nngrader_assignments"  # the top-level `assignments/` folder,
 
 def _shipped_assignments() -> Path:
     """The assignments shipped with the grader: the checkout's `assignments/`, else the installed package."""
-    checkout = Path(__file__).resolve().parent.parent / "assignments"
-    if checkout.is_dir():
+    root = Path(__file__).resolve().parent.parent
+    checkout = root / "assignments"
+    if checkout.is_dir() and (root / "pyproject.toml").is_file():  # (not some site-packages/assignments)
         return checkout
     spec = importlib.util.find_spec(SHIPPED_PACKAGE)
     if spec is not None and spec.submodule_search_locations:

@@ -15,7 +15,9 @@ if [ "${#matches[@]}" -eq 0 ]; then
 else
   notebook="${matches[0]}"
   if [ "${#matches[@]}" -gt 1 ]; then
-    echo "::warning title=Several notebooks::grading ${notebook//%/%25}; set the action's notebook input to choose another"
+    # (a file name is the student's choice: no control characters, % escaped as the runner expects)
+    shown=$(printf '%s' "$notebook" | tr -d '\000-\037\177' | sed 's/%/%25/g')
+    echo "::warning title=Several notebooks::grading ${shown}; set the action's notebook input to choose another"
   fi
 fi
 args=(--format json --output "$REPORT")
