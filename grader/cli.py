@@ -1,13 +1,17 @@
 """The `grade` command: a thin layer over the Python API.
 
 `grade NOTEBOOK` grades one notebook (the default command); `grade list` shows the known
-assignments. Defaults come from the API's own signature, so the two cannot drift.
+assignments; `grade render` renders a saved JSON report in another format; `grade
+gradescope-bundle` makes a Gradescope autograder. Defaults come from the API's own
+signature, so the two cannot drift.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -16,27 +20,95 @@ from typing import Any
 import click
 
 from .errors import GraderError
-from .grade import grade_notebook
+from .grade import assignment_info, grade_notebook
 from .kernel import ISOLATION_LEVELS, LocalKernelLauncher
-from .render import RENDERERS, render
+from .render import RENDERERS
+from .render.gradescope import VISIBILITIES, render_gradescope
+from .render.markdown import render_markdown
 from .render.safe import inert
-from .spec import known_assignments, load_spec
+from .report import Report, error_report, report_from_dict
+from .spec import find_assignment, known_assignments, load_spec
 
 _DEFAULTS = grade_notebook.__kwdefaults__ or {}
 
 
 class _DefaultToNotebook(click.Group):
-    """`grade X.ipynb ...` means `grade notebook X.ipynb ...`."""
+    """`grade X.ipynb ...` means `grade notebook X.ipynb ...`; a bad command line is one line on stderr."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
             args = ["notebook", *args]
         return super().parse_args(ctx, args)
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as e:  # `grade` alone: the help, on stdout
+            click.echo(e.ctx.get_help() if e.ctx is not None else "see grade --help")
+            sys.exit(2)
+        except click.UsageError as e:  # click's own is a usage block and a hint: here one line, exit 2
+            where = e.ctx.command_path if e.ctx is not None else "grade"
+            _fail(f"{' '.join(e.format_message().split())} (see '{where} --help')")
+        except click.ClickException as e:
+            _fail(" ".join(e.format_message().split()))
+        except click.Abort:
+            click.echo("grade: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
 
 def _fail(message: str) -> None:
-    click.echo(f"grade: error: {message}", err=True)
+    # inert: a message can hold a file name the student chose, and CI runners read stderr too
+    click.echo(f"grade: error: {inert(message, 1000)}", err=True)
     sys.exit(2)
+
+
+class Threshold(click.ParamType):
+    """A score to reach: points (`8.5`) or a percentage of the maximum (`80%`)."""
+
+    name = "POINTS|PERCENT%"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[float, bool]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        m = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)\s*(%?)", text)
+        if not m:
+            self.fail(f"{text!r} is neither points (8.5) nor a percentage (80%)", param, ctx)
+        number, percent = float(m.group(1)), bool(m.group(2))
+        if percent and number > 100:
+            self.fail(f"{text!r} is over 100%", param, ctx)
+        return number, percent
+
+
+def below(report: Report, threshold: tuple[float, bool] | None) -> bool:
+    """Whether the score is under the bar (points, or a percentage of the maximum score)."""
+    if threshold is None:
+        return False
+    number, percent = threshold
+    bar = number / 100 * report.max_score if percent else number
+    return report.score < bar - 1e-9
+
+
+_FAIL_UNDER_HELP = "Exit 1 if the score is below this: points (8.5) or a percentage of the maximum (80%)."
+_HIDDEN_HELP = "Gradescope: when students see hidden checks."
+
+
+def _rendered(report: Report, fmt: str, hidden_visibility: str) -> str:
+    return render_gradescope(report, hidden_visibility) if fmt == "gradescope" else RENDERERS[fmt](report)
+
+
+def _write_report(report: Report, fmt: str, output: Path | None, hidden_visibility: str, text: str | None = None) -> None:
+    """The report in `fmt` to stdout or `output`; for github, the summary to $GITHUB_STEP_SUMMARY too."""
+    _emit(_rendered(report, fmt, hidden_visibility) if text is None else text, output)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if fmt == "github" and summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as f:
+                f.write(render_markdown(report) + "\n")
+        except OSError as e:
+            _fail(f"cannot write the job summary {summary}: {e.strerror or e}")
 
 
 @click.group(cls=_DefaultToNotebook, context_settings={"help_option_names": ["-h", "--help"]})
@@ -52,22 +124,25 @@ def main() -> None:
 @main.command("notebook")
 @click.argument("notebook", type=click.Path(path_type=Path))
 @click.option("--assignment", "-a", help="Assignment id or folder (default: the notebook's metadata).")
-@click.option("--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="text", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(list(RENDERERS)), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--seed", type=int, default=_DEFAULTS.get("seed"), help="Replay a run: the seed of its hidden inputs.")
 @click.option("--timeout", "cell_timeout", type=click.FloatRange(min=0.1), default=_DEFAULTS["cell_timeout"], show_default=True, help="Seconds per cell.")
 @click.option("--total-timeout", type=click.FloatRange(min=1), default=_DEFAULTS["total_timeout"], show_default=True, help="Seconds for the whole submission: cells, probes and re-run together.")
-@click.option("--fail-under", type=float, help="Exit 1 if the score is below this.")
+@click.option("--fail-under", type=Threshold(), help=_FAIL_UNDER_HELP)
 @click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
               help="How the notebook is fenced off (default: $NNGRADER_ISOLATION, else auto: the strongest available).")
+@click.option("--hidden-visibility", type=click.Choice(VISIBILITIES), default="after_published", show_default=True, help=_HIDDEN_HELP)
 def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path | None, seed: int | None,
-                 cell_timeout: float, total_timeout: float, fail_under: float | None, isolation: str | None) -> None:
+                 cell_timeout: float, total_timeout: float, fail_under: tuple[float, bool] | None,
+                 isolation: str | None, hidden_visibility: str) -> None:
     """Grade one notebook."""
     try:
         launcher = LocalKernelLauncher(isolation=isolation)
         report = grade_notebook(notebook, assignment, seed=seed, cell_timeout=cell_timeout,
                                 total_timeout=total_timeout, launcher=launcher)
-    except GraderError as e:
+    except GraderError as e:  # unusable notebook or assignment: still a report, so CI shows why
+        _write_report(_unusable(notebook, assignment, str(e)), fmt, output, hidden_visibility)
         _fail(str(e))
         return
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the kernel and temp folder are already gone
@@ -76,12 +151,54 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
     except Exception as e:  # a failure outside any one stage of grading: still one line, no traceback
         click.echo(f"grade: internal error: {inert(f'{type(e).__name__}: {e}', 300)}", err=True)
         sys.exit(3)
-    text = render(report, fmt)
-    _emit(text, output)
+    _write_report(report, fmt, output, hidden_visibility)
     if report.status == "error":
         click.echo(f"grade: {inert(report.error or 'grading failed', 300)}", err=True)
         sys.exit(3)
-    if fail_under is not None and report.score < fail_under:
+    if below(report, fail_under):
+        sys.exit(1)
+
+
+def _unusable(notebook: Path, assignment: str | None, reason: str) -> Report:
+    """The report of a notebook that could not be graded: score 0 out of the assignment's points, the reason."""
+    info, max_score = None, 0.0
+    if assignment:
+        try:
+            asg = find_assignment(assignment)
+            info, max_score = assignment_info(asg), asg.max_score
+        except GraderError:
+            info = {"id": assignment}
+    return error_report(str(notebook), inert(reason, 500), info, max_score)
+
+
+@main.command("render")
+@click.argument("report_file", metavar="REPORT.json", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(list(RENDERERS)), required=True,
+              help="The format to render the saved report in.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), help="Write it here instead of stdout.")
+@click.option("--fail-under", type=Threshold(), help=_FAIL_UNDER_HELP)
+@click.option("--hidden-visibility", type=click.Choice(VISIBILITIES), default="after_published", show_default=True, help=_HIDDEN_HELP)
+def render_cmd(report_file: Path, fmt: str, output: Path | None, fail_under: tuple[float, bool] | None,
+               hidden_visibility: str) -> None:
+    """Render a JSON report (`--format json`) in any format, without grading again."""
+    try:
+        raw = report_file.read_bytes()
+    except OSError as e:
+        _fail(f"{report_file}: cannot be read ({e.strerror or e})")
+        return
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        _fail(f"{report_file}: not valid JSON")
+        return
+    try:
+        report = report_from_dict(data)
+        text = _rendered(report, fmt, hidden_visibility)
+    except (ValueError, TypeError, AttributeError, KeyError) as e:  # not a report this grader wrote
+        _fail(f"{report_file}: {inert(e, 200) if isinstance(e, ValueError) else 'not a valid grader.report/1 report'}")
+        return
+    _write_report(report, fmt, output, hidden_visibility, text)
+    if below(report, fail_under):
         sys.exit(1)
 
 
@@ -111,6 +228,32 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+@main.command("gradescope-bundle")
+@click.argument("assignment")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("autograder.zip"), show_default=True,
+              help="Where to write the autograder zip.")
+@click.option("--grader", "grader_req", metavar="REQUIREMENT",
+              help="What setup.sh pip-installs (default: this version of nngrader), e.g. "
+                   "'nngrader @ git+https://github.com/course/nngrader@v0.1.0'.")
+@click.option("--hidden-visibility", type=click.Choice(VISIBILITIES), default="after_published", show_default=True, help=_HIDDEN_HELP)
+def gradescope_bundle_cmd(assignment: str, output: Path, grader_req: str | None, hidden_visibility: str) -> None:
+    """Make a Gradescope autograder zip (setup.sh, run_autograder, the assignment) for ASSIGNMENT."""
+    from .bundle import make_bundle
+
+    try:
+        asg = find_assignment(assignment)
+    except GraderError as e:
+        _fail(str(e))
+        return
+    data = make_bundle(asg, grader_req, hidden_visibility)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(data)
+    except OSError as e:
+        _fail(f"cannot write {output}: {e.strerror or e}")
+    click.echo(f"wrote {output}: the Gradescope autograder for {asg.id} ({asg.max_score:g} points)")
 
 
 @main.command("list")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA = "grader.report/1"
@@ -73,6 +73,7 @@ class Flag:
     code: str
     target: str
     message: str
+    points: float | None = None  # a penalty: the points it took (0 or less); None for none
 
 
 @dataclass
@@ -107,3 +108,42 @@ class Report:
         order = ["schema", "assignment", "submission", "seed", "score", "max_score", "status",
                  "duration_s", "execution", "checks", "flags", "error", "error_stage", "error_traceback"]
         return {k: d[k] for k in order if d[k] is not None or k not in ("error", "error_stage", "error_traceback")}
+
+
+def _build(cls: Any, d: Any) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"expected an object for {cls.__name__}, got {type(d).__name__}")
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def report_from_dict(d: Any) -> Report:
+    """A Report from its `grader.report/1` JSON structure (as `--format json` writes it).
+
+    Raises ValueError when `d` is not such a report.
+    """
+    if not isinstance(d, dict) or d.get("schema") != SCHEMA:
+        raise ValueError(f"not a {SCHEMA} report")
+    try:
+        r = _build(Report, d)
+        ex = _build(Execution, d.get("execution") or {})
+        ex.cell_errors = [_build(CellError, e) for e in ex.cell_errors or []]
+        r.execution = ex
+        r.checks = [_build(CheckResult, c) for c in d.get("checks") or []]
+        for c in r.checks:
+            c.diagnosis = [_build(Diagnosis, x) for x in c.diagnosis or []]
+        r.flags = [_build(Flag, f) for f in d.get("flags") or []]
+        r.score = float(r.score or 0.0)
+        r.max_score = float(r.max_score or 0.0)
+    except TypeError as e:  # a required field is missing
+        raise ValueError(f"not a complete {SCHEMA} report ({e})") from None
+    if not isinstance(r.assignment, dict) or not isinstance(r.submission, dict):
+        raise ValueError(f"not a complete {SCHEMA} report")
+    return r
+
+
+def error_report(path: str, reason: str, assignment: dict[str, Any] | None = None,
+                 max_score: float = 0.0, stage: str = "reading the submission") -> Report:
+    """The report of a submission that could not be graded at all: score 0, status error, the reason."""
+    return Report(assignment=assignment or {"id": "?"}, submission={"path": path}, seed=0,
+                  max_score=max_score, status="error", error=reason, error_stage=stage)

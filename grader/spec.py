@@ -8,7 +8,9 @@ lives in the grader.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +20,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .errors import SpecError, UnknownAssignment
 
 SPEC_FILE = "assignment.toml"
-PACKAGE_ASSIGNMENTS = Path(__file__).resolve().parent.parent / "assignments"
+ENTRY_POINT_GROUP = "nngrader.assignments"  # courses' packages of assignments register here
+SHIPPED_PACKAGE = "nngrader_assignments"  # the top-level `assignments/` folder, once installed
+
+
+def _shipped_assignments() -> Path:
+    """The assignments shipped with the grader: the checkout's `assignments/`, else the installed package."""
+    root = Path(__file__).resolve().parent.parent
+    checkout = root / "assignments"
+    if checkout.is_dir() and (root / "pyproject.toml").is_file():  # (not some site-packages/assignments)
+        return checkout
+    spec = importlib.util.find_spec(SHIPPED_PACKAGE)
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return checkout
+
+
+PACKAGE_ASSIGNMENTS = _shipped_assignments()
 RESULT_ARG = "@result"  # in a behaviour check's then_args: the first function's result
 DISTRIBUTIONS = ("uniform", "normal", "integers", "onehot", "choice")
 
@@ -417,9 +435,36 @@ def load_spec(folder: Path) -> Assignment:
 
 
 def search_path() -> list[Path]:
-    """Folders holding assignment folders: $GRADER_ASSIGNMENTS (os.pathsep-separated), then the shipped ones."""
+    """Folders holding assignment folders, first match winning.
+
+    $GRADER_ASSIGNMENTS (os.pathsep-separated), then the folders of installed packages
+    registered in the `nngrader.assignments` entry-point group (by entry-point name), then
+    the assignments shipped with the grader.
+    """
     extra = [Path(p) for p in os.environ.get("GRADER_ASSIGNMENTS", "").split(os.pathsep) if p]
-    return [*extra, PACKAGE_ASSIGNMENTS]
+    return [*extra, *registered_folders(), PACKAGE_ASSIGNMENTS]
+
+
+def registered_folders() -> list[Path]:
+    """Folders named by the `nngrader.assignments` entry points of installed packages.
+
+    An entry point names a package (its folder holds assignment folders) or a callable
+    returning such a folder. One that fails to load is left out: a broken course package
+    must not stop the grader from grading the others.
+    """
+    folders: list[Path] = []
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            obj = ep.load()
+            if hasattr(obj, "__path__"):
+                folders.extend(Path(p) for p in obj.__path__)
+            elif hasattr(obj, "__file__"):
+                folders.append(Path(obj.__file__).parent)
+            elif callable(obj):
+                folders.append(Path(obj()))
+        except Exception:  # noqa: BLE001 (see above)
+            continue
+    return folders
 
 
 def known_assignments() -> dict[str, Path]:

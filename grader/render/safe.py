@@ -15,8 +15,10 @@ import re
 # Terminal escape sequences: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST), and other ESC pairs.
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-_]?")
 # C0 and C1 controls, DEL, bidirectional controls, line/paragraph separators, zero-width and BOM.
+# (and lone surrogates and the two non-characters XML forbids, so every format can encode it)
 _CONTROLS = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb]"
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff\ufff9-\ufffb"
+    "\ud800-\udfff\ufffe\uffff]"
 )
 _SPACES = re.compile(r"[ \t\n\r\f\v\u00a0\u1680\u2000-\u200a\u202f\u205f\u3000]+")
 # CI runners read these as commands wherever a line starts with them (after leading blanks).
@@ -45,3 +47,12 @@ def inert_block(text: object, limit: int = 20000) -> str:
     """Several lines (a traceback for maintainers): each line made inert, line breaks kept."""
     lines = str(text)[: 2 * limit].splitlines()
     return "\n".join(inert(line, limit) for line in lines)[:limit]
+
+
+# Every ASCII punctuation character may be backslash-escaped in CommonMark/GFM, and is then literal.
+_MD_PUNCT = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+
+
+def md(text: object, limit: int = 2000) -> str:
+    """Inert text made literal in markdown (a table cell included): no markup, links, HTML or `|`."""
+    return _MD_PUNCT.sub(r"\\\1", inert(text, limit))

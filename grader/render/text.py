@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..report import Report
+from ..score import deductions
 from .safe import inert
 
 _MARK = {"pass": ("PASS", "green"), "fail": ("FAIL", "red"), "error": ("ERROR", "red"),
@@ -23,7 +24,7 @@ _INDENT = "      "
 
 
 def _pts(x: float) -> str:
-    return f"{x:g}"
+    return f"{round(x, 6):g}"
 
 
 def render_text(report: Report, color: bool | None = None, width: int = 100) -> str:
@@ -69,8 +70,13 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
         line(word, style, f"{inert(c.target, 120)}{vis}  {_pts(c.points)}/{_pts(c.max_points)}  {inert(c.message)}")
         for d in c.diagnosis[1:] if c.status != "pass" else c.diagnosis:
             line(_INDENT + inert(d.code, 60) + ":", "dim", inert(d.message), indent=_INDENT + "  ")
+    charged = deductions(report)
+    for f, taken in charged:
+        line("PENALTY", "red", f"{inert(f.code, 60)}: {inert(f.target, 120)}  -{_pts(taken)}  {inert(f.message)}")
+    penalised = {id(f) for f, _ in charged}
     for f in report.flags:
-        line(f"{inert(f.code, 60)}:", "yellow", f"{inert(f.target, 120)}: {inert(f.message)}")
+        if id(f) not in penalised:
+            line(f"{inert(f.code, 60)}:", "yellow", f"{inert(f.target, 120)}: {inert(f.message)}")
     line("Score:", "bold", f"{_pts(report.score)}/{_pts(report.max_score)}"
                            + (" (incomplete: grading stopped early)" if report.status == "error" else ""))
     level = ex.isolation.get("level")

@@ -33,7 +33,7 @@ FORGERY = ADVERSARIAL / "report_forgery.ipynb"
 # How a line of the text report may begin: the grader's own words, or an indent.
 LINE_STARTS = ("Notebook: ", "Assignment: ", "ERROR ", "cell ", "Note: ", "Limit: ", "PASS ", "FAIL ",
                "MISSING ", "      ", "Score: ", "Ran in ", "forbidden_import: ", "probe_tampered: ",
-               "hardcoded: ")
+               "hardcoded: ", "PENALTY ")
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 

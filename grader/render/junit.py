@@ -1,0 +1,67 @@
+"""JUnit XML: one testcase per check (points in its name), one per penalty, one for a grading error.
+
+For GitLab's `reports: junit`, Jenkins and other CI hosts' test views. The failure message
+is the check's feedback. Points: the suite's properties hold `score` and `max_score`; each
+testcase's name ends with `[points/max]` (a penalty's with `[-points]`), and these add up to
+the score. Text goes through `inert` (one line, no controls), and the XML writer escapes it.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from ..report import Report
+from .common import deductions, feedback, headline, pts, verdict
+from .safe import inert
+from .text import render_text
+
+
+def _suite_name(report: Report) -> str:
+    return f"nngrader {inert(report.assignment.get('id', '?'), 120)}"
+
+
+def render_junit(report: Report) -> str:
+    """The report as a JUnit XML document."""
+    cls = _suite_name(report)
+    cases: list[ET.Element] = []
+    failures = errors = 0
+    if report.status == "error":
+        case = ET.Element("testcase", name="grading", classname=cls, time="0")
+        ET.SubElement(case, "error", message=inert(report.error or "unknown error", 1000),
+                      type=inert(report.error_stage or "error", 200)).text = inert(report.error or "", 4000)
+        cases.append(case)
+        errors += 1
+    for c in report.checks:
+        hidden = " (hidden)" if c.visibility == "hidden" else ""
+        case = ET.Element("testcase", name=f"{inert(c.target, 120)}{hidden} [{pts(c.points)}/{pts(c.max_points)}]",
+                          classname=cls, time="0")
+        if c.status != "pass":
+            lines = [inert(x) for x in feedback(c) if x]
+            tag = "error" if c.status == "error" else "failure"
+            ET.SubElement(case, tag, message=lines[0] if lines else verdict(c),
+                          type=inert(c.diagnosis[0].code if c.diagnosis else c.status, 60)).text = "\n".join(lines)
+            errors += tag == "error"
+            failures += tag == "failure"
+        elif c.diagnosis:
+            ET.SubElement(case, "system-out").text = "\n".join(inert(x) for x in feedback(c)[1:])
+        cases.append(case)
+    for f, taken in deductions(report):
+        case = ET.Element("testcase", name=f"penalty {inert(f.code, 60)}: {inert(f.target, 120)} [-{pts(taken)}]",
+                          classname=cls, time="0")
+        ET.SubElement(case, "failure", message=inert(f.message, 1000), type="penalty").text = inert(f.message)
+        failures += 1
+        cases.append(case)
+    suite = ET.Element("testsuite", name=cls, tests=str(len(cases)), failures=str(failures), errors=str(errors),
+                       skipped="0", time=f"{report.duration_s:.3f}")
+    props = ET.SubElement(suite, "properties")
+    for name, value in (("score", pts(report.score)), ("max_score", pts(report.max_score)),
+                        ("status", inert(report.status, 20)), ("seed", str(report.seed)),
+                        ("notebook", inert(report.submission.get("path", ""), 300))):
+        ET.SubElement(props, "property", name=name, value=value)
+    suite.extend(cases)
+    ET.SubElement(suite, "system-out").text = f"Score: {headline(report)}\n" + render_text(report)
+    root = ET.Element("testsuites", name="nngrader", tests=str(len(cases)), failures=str(failures),
+                      errors=str(errors), time=f"{report.duration_s:.3f}")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

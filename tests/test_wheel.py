@@ -1,0 +1,74 @@
+"""The wheel built from the repository holds everything: a fresh venv with it grades a shipped assignment by id.
+
+No checkout on the path: the venv is new, the command runs from an empty folder, and the
+assignment and reference come from the installed package. pip's cache is reused, so only
+the first run downloads anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import venv
+import zipfile
+from pathlib import Path
+
+from tests.conftest import ASSIGNMENTS, ROOT
+
+SHIPPED = sorted(p.name for p in ASSIGNMENTS.iterdir() if (p / "assignment.toml").is_file())
+
+
+def _run(cmd: list[str], cwd: Path, timeout: float = 1500) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GRADER_ASSIGNMENTS", "VIRTUAL_ENV")}
+    p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, f"{cmd}\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}"
+    return p
+
+
+def _source_copy(dest: Path) -> Path:
+    """The repository's files (as a fresh clone has them), so the build leaves nothing in the checkout."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def test_a_wheel_in_a_fresh_venv_grades_a_shipped_assignment_by_id(tmp_path):
+    source = _source_copy(tmp_path / "source")
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], cwd=tmp_path)  # sdist, then wheel from it
+    (wheel,) = dist.glob("nngrader-*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+    for asg in SHIPPED:
+        assert {f"nngrader_assignments/{asg}/{f}" for f in ("assignment.toml", "reference.py", "solution.ipynb",
+                                                            "starter.ipynb")} <= names, asg
+    assert {"grader/cli.py", "grader/render/junit.py", "reference/__init__.py"} <= names
+
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    _run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "torch==2.13.0"], cwd=tmp_path)
+    _run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(wheel)], cwd=tmp_path)
+
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = _run([str(py), "-c", "import grader, nngrader_assignments; print(grader.__file__); "
+                  "print(nngrader_assignments.__path__[0])"], cwd=work).stdout.split()
+    assert all(Path(w).is_relative_to(env_dir) for w in where), where
+    listed = _run([str(env_dir / "bin" / "grade"), "list"], cwd=work).stdout
+    assert sorted(line.split()[0] for line in listed.splitlines()) == SHIPPED, listed
+    assert len(SHIPPED) == 5
+
+    shutil.copy(ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb", work / "submission.ipynb")
+    _run([str(env_dir / "bin" / "grade"), "submission.ipynb", "--assignment", "sigmoid-2-3-1", "--seed", "5",
+          "--format", "json", "--output", "report.json", "--fail-under", "100%"], cwd=work)
+    report = json.loads((work / "report.json").read_text())
+    assert report["status"] == "graded" and report["score"] == report["max_score"] == 11
+    assert Path(report["assignment"]["folder"]).is_relative_to(env_dir)
