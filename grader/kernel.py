@@ -415,6 +415,7 @@ class Workspace:
     work: Path = field(init=False)
     runtime: Path = field(init=False)
     uid: int | None = field(default=None, init=False)
+    outside: list[Path] = field(default_factory=list, init=False)  # kernels' folders kept elsewhere
     # The current kernel's own folders (see new_kernel_dirs): fresh for every kernel started.
     kdirs: KernelDirs | None = field(init=False, default=None)
 
@@ -426,8 +427,18 @@ class Workspace:
         self.runtime.mkdir()
 
     def new_kernel_dirs(self) -> KernelDirs:
-        """Fresh folders for the next kernel; what an earlier kernel wrote anywhere never reaches it."""
-        self.kdirs = KernelDirs.make(self.root / ("k" + secrets.token_hex(3)))
+        """Fresh folders for the next kernel; what an earlier kernel wrote anywhere never reaches it.
+
+        They live in the workspace, unless its path is too long for the kernel's sockets (a Unix
+        socket's path holds at most 107 bytes): then in a folder of their own under /tmp.
+        """
+        base = self.root
+        if len(os.fsencode(str(base))) > MAX_SOCKET_BASE:
+            base = Path(tempfile.mkdtemp(prefix="gk-", dir="/tmp"))
+            os.chmod(base, 0o711)
+            self.outside.append(base)
+            _track(_live_roots, base)
+        self.kdirs = KernelDirs.make(base / ("k" + secrets.token_hex(3)))
         return self.kdirs
 
     @property
@@ -458,8 +469,13 @@ class Workspace:
             kill_user(self.uid)
             remove_user_files(self.uid)
             _track(_live_uids, self.uid, remove=True)
-        remove_tree(self.root)
-        _track(_live_roots, self.root, remove=True)
+        for folder in [*self.outside, self.root]:
+            remove_tree(folder)
+            _track(_live_roots, folder, remove=True)
+
+
+# Longest workspace path whose kernels' sockets (<workspace>/kXXXXXX/k-N) still fit in 107 bytes.
+MAX_SOCKET_BASE = 90
 
 
 def remove_tree(root: Path) -> None:

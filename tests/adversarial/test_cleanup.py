@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import psutil
 import pytest
+
+from grader import grade_notebook
+from tests.conftest import ASSIGNMENTS
 
 from .helpers import ADVERSARIAL, GRADE, clean_env
 
@@ -126,3 +130,12 @@ def test_a_normal_run_leaves_nothing_behind(tmp_path: Path):
     assert '"kernel_died": true' in out
     assert_nothing_left(tmp)
 
+
+
+def test_a_long_temporary_folder_still_gives_kernels_short_socket_paths(tmp_path, monkeypatch):
+    long = tmp_path / ("deep-" * 12)
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))
+    r = grade_notebook(ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb", "sigmoid-2-3-1", seed=1)
+    assert r.status == "graded" and r.score == r.max_score
+    assert list(long.iterdir()) == []  # nothing left behind

@@ -26,6 +26,7 @@ import nbformat
 import psutil
 import pytest
 
+from grader.budget import Budget
 from grader.execute import Session
 from grader.kernel import KERNEL_UID_BASE, KERNEL_UID_SPAN, LocalKernelLauncher, make_workspace
 
@@ -81,7 +82,7 @@ def run_attack(name: str, level: str, query: str, *, cgroup: bool = True, files:
         session = Session(launcher, ws, nb)
         out: dict[str, Any] = {"launcher": launcher}
         try:
-            await session.run_notebook("pass", cell_timeout, 300)
+            await session.run_notebook("pass", cell_timeout)
             status, outputs = await session.run_code(f"print(repr({query}))", timeout=30)
             assert status == "ok", (status, outputs)
             out["value"] = ast.literal_eval("".join(o.get("text", "") for o in outputs if o.get("name") == "stdout"))
@@ -199,9 +200,9 @@ def test_as_root_without_a_cgroup_the_process_limit_binds(tmp_path: Path):
 
     async def go() -> tuple[int, int]:
         ws = make_workspace(src)
-        session = Session(launcher, ws, nb)
+        session = Session(launcher, ws, nb, Budget(60))
         try:
-            await session.run_notebook("pass", 30, 60)
+            await session.run_notebook("pass", 30)
             _, outs = await session.run_code("print(n)", timeout=10)
             forked = int("".join(o.get("text", "") for o in outs))
             uid = ws.uid

@@ -11,6 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from grader.budget import Budget
 from grader.execute import Session
 from grader.kernel import SANDBOX_TMPFS_BYTES, LocalKernelLauncher, make_workspace
 
@@ -55,9 +56,9 @@ def sandbox_fill(tmp: Path, cgroup: bool) -> dict[str, str]:
 
     async def go() -> dict[str, str]:
         ws = make_workspace(src)
-        session = Session(launcher, ws, nb)
+        session = Session(launcher, ws, nb, Budget(120))
         try:
-            await session.run_notebook("pass", 60, 120)
+            await session.run_notebook("pass", 60)
             status, outs = await session.run_code("print(repr(filled))", timeout=30)
             assert status == "ok", outs
             return ast.literal_eval("".join(o.get("text", "") for o in outs if o.get("name") == "stdout"))
