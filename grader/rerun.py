@@ -31,7 +31,7 @@ from .judge import is_answer, select_part
 from .kernel import KernelLauncher, make_workspace
 from .notebook import Submission, parse_cell
 from .plan import MAX_IGNORED_ARGS, CheckPlan, Trial, add_variants
-from .probe import Answer, ProbeItem, new_module_name, prelude_source
+from .probe import Answer, ProbeItem, Value, new_module_name, prelude_source
 from .report import CheckResult, Diagnosis
 from .spec import Assignment
 
@@ -401,7 +401,8 @@ def _judge_rerun(
     if stale is not None:
         diagnosis = hardcoded_variable(target.label, len(stale) == len(p.check.args), stale)
         _flag(result, diagnosis, policy.hardcoded_scores_zero)
-    elif (_own_function(_own_plan(plans, p, values), target, key, part, answers.get(f"own:{p.check.id}"))
+    elif (_own_computes(_own_plan(plans, p, values), target, key, part, p.trials[0].expected[target.id],
+                        answers.get(f"own:{p.check.id}"), answers.get(f"own-given:{p.check.id}"))
           or _known_mistake(asg, reference, p, target, part, fresh)):
         # it follows the new sample through the notebook's own function or a common mistake,
         # one the given sample hides: a note
@@ -423,8 +424,8 @@ async def _rerun(
     the cell its first-run value was graded after), why some may be missing ("" if no reason), and
     whether the notebook tampered with the grader's requests there.
 
-    Answers `own:<check id>` hold what the notebook's own function for the same computation
-    returns on the fresh sample, at the end of the re-run.
+    Answers `own:<check id>` and `own-given:<check id>` hold what the notebook's own function
+    for the same computation returns on the fresh and on the given sample, at the end of the re-run.
     """
     if budget.exhausted:
         return {}, "the submission's time limit ran out before it could be re-run", False
@@ -441,7 +442,7 @@ async def _rerun(
             after.setdefault(cell - 1, []).append(item)
         else:
             final.append(item)
-        own.extend(_own_function_items(plans, p, fresh))
+        own.extend(_own_function_items(plans, p, fresh, given))
     answers: dict[str, Answer] = {}
 
     async def after_cell(session: Session, index: int) -> None:
@@ -501,14 +502,26 @@ def _own_plan(plans: list[CheckPlan], p: CheckPlan, fresh: dict[str, Any]) -> Ch
                  and all(n in fresh for n in fp.check.given_args or fp.check.args)), None)
 
 
-def _own_function_items(plans: list[CheckPlan], p: CheckPlan, fresh: dict[str, Any]) -> list[ProbeItem]:
-    """A call of the notebook's own function for variable check `p`, on the fresh sample."""
+def _own_function_items(plans: list[CheckPlan], p: CheckPlan, fresh: dict[str, Any],
+                        given: dict[str, Any]) -> list[ProbeItem]:
+    """Calls of the notebook's own function for variable check `p`, on the fresh sample and on the given one."""
     fp = _own_plan(plans, p, fresh)
     if fp is None:
         return []
-    args = [fresh[n] for n in fp.check.given_args or fp.check.args]
-    return [ProbeItem(f"own:{p.check.id}", "function", [fp.check.target, *fp.check.aliases], args, fp.check.args,
-                      alternates=True)]
+    names = fp.check.given_args or fp.check.args
+    return [ProbeItem(f"{tag}:{p.check.id}", "function", [fp.check.target, *fp.check.aliases],
+                      [sample[n] for n in names], fp.check.args, alternates=True)
+            for tag, sample in (("own", fresh), ("own-given", given)) if all(n in sample for n in names)]
+
+
+def _own_computes(fp: CheckPlan | None, target: Any, key: Any, part: Any, before: Any,
+                  on_fresh: Answer | None, on_given: Answer | None) -> bool:
+    """Whether the notebook's own function accounts for the variable on both samples: it gives the
+    re-run value on the fresh sample and the graded value on the given one. A value typed in for the
+    given sample and computed (wrongly) otherwise is not accounted for."""
+    before_value = Value("array", array=np.asarray(before, dtype=np.float64))
+    return (_own_function(fp, target, key, part, on_fresh)
+            and _own_function(fp, target, key, before_value, on_given))
 
 
 def _own_function(fp: CheckPlan | None, target: Any, key: Any, part: Any, ans: Answer | None) -> bool:

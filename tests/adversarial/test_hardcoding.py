@@ -162,3 +162,13 @@ def test_a_cell_the_transform_cannot_read_is_left_as_it_is():
     assert instrument("x0 = (1", ["x0"], "R()") == "x0 = (1"
     deep = "z = " + "+".join(["1"] * 20000)
     assert instrument(deep, ["x0"], "R()") in (deep, deep.replace("+", " + "))
+
+
+def test_typed_answers_with_the_notebooks_own_wrong_functions_elsewhere_earn_nothing():
+    # the re-run values are what the notebook's functions give on the fresh sample, but those
+    # functions do not give the graded values on the given one: the values were typed in
+    r = grade_attack("hc_own_function")
+    assert_no_unearned_credit(r, {"sigmoid", "sigmoid_derivative"})
+    for target in VARIABLES:
+        c = r.check(target)
+        assert c.status == "fail" and c.points == 0, c.message
