@@ -256,7 +256,10 @@ try:
                     if libc.mount(f"/proc/self/fd/{fd}".encode(), p.encode(), None, 0x1000 | 0x4000, None):  # BIND|REC
                         die(123, f"cannot open {p} to the kernel's user")
                     os.close(fd)
-            os.chdir(cwd)
+            try:
+                os.chdir(cwd)
+            except OSError:  # the grader's own folder, hidden behind the tmpfs: not the kernel's business
+                os.chdir("/")
     if uid is not None:  # no groups, no root, no way back, no set-user-id programs
         os.setgroups([])
         os.setgid(uid)

@@ -343,3 +343,21 @@ def ordinary_user_grades(base: Path) -> None:
         assert iso["process_limit"].startswith("RLIMIT_NPROC (the grader user's processes")
         assert iso["user"] in ("the grader's user", "uid 65534 in a user namespace, no capabilities")
         assert list(home.iterdir()) == []
+
+
+@root_only
+def test_a_grader_started_in_a_folder_the_kernels_user_cannot_see_still_grades(tmp_path: Path):
+    # the grader's own folder sits behind a folder closed to others that the kernel's Python
+    # also lies behind (/root here): the kernel's view of it is a tmpfs without that folder
+    home = Path(os.path.realpath(sys.executable)).parents[-2]  # /root for a Python under /root
+    if os.stat(home).st_mode & 0o001:
+        pytest.skip("the grader's Python is not behind a closed folder here")
+    here = Path(tempfile.mkdtemp(dir=home, prefix=".grader-test-"))
+    try:
+        shutil.copyfile(ROOT / "assignments" / ASSIGNMENT / "solution.ipynb", here / "s.ipynb")
+        for level in LEVELS:
+            res, _ = run_grade(["s.ipynb", "--assignment", ASSIGNMENT, "--seed", "1", "--isolation", level], cwd=here)
+            assert res.returncode == 0, res.stderr
+            assert "Score: 11/11" in res.stdout
+    finally:
+        shutil.rmtree(here, ignore_errors=True)
