@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import replace
 
 import numpy as np
@@ -12,21 +11,9 @@ from .diagnose import Failure, diagnose, hardcoded_function, unstable, unstable_
 from .plan import CheckPlan, Target
 from .probe import RESULT, Answer, Value, shape_str
 from .report import CheckResult, Diagnosis
+from .runner import norm_key as normalise_key  # one spelling rule, in the kernel and here
 
 MAX_SHOWN_ELEMENTS = 12
-
-
-def normalise_key(key: str) -> str:
-    """`dL_dW1`, `dW1`, `grad_W1`, `W1_grad`, `W1` all become `w1`."""
-    k = re.sub(r"[^0-9a-z]", "", key.lower())
-    for suffix in ("gradient", "grad"):  # W1_grad, W1_gradient
-        if k.endswith(suffix) and len(k) > len(suffix):
-            k = k[: -len(suffix)]
-            break
-    for prefix in ("dldj", "gradient", "grads", "grad", "delta", "dld", "djd", "dl", "dj", "d"):
-        if k.startswith(prefix) and len(k) > len(prefix):
-            return k[len(prefix):]
-    return k
 
 
 def _numbered(value: Value, wanted: list[str], expected: np.ndarray) -> Value | None:
