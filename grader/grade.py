@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nbformat import NotebookNode
+
 from .budget import Budget
 from .consistency import check_consistency
 from .errors import GraderError, UnknownAssignment
@@ -171,16 +173,17 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
             run.stage = "checking the notebook's functions and variables"
             finals: dict[str, Answer] = {}  # variable checks: the value the notebook ends with
             unrun = unrun_definitions(submission.nb, session.record)
+            texts = _cell_texts(submission.nb)  # once: where a raised exception points to
             budget.hold(budget.final_reserve())  # the import check, last, always gets its second
             for p in plans:
-                answers, status = await _probe(session, modname, p, flags)
+                answers, status = await _probe(session, modname, p, flags, texts)
                 if p.check.kind == "variable" and p.trials and f"{p.check.id}#{p.trials[0].index}" in answers:
                     finals[p.check.id] = answers[f"{p.check.id}#{p.trials[0].index}"]
                 numerical = _numerical(answers)
                 checked = judge(p, answers, status)
                 if status == "ok" and p.check.kind == "function" and any(r.status != "pass" for r in checked):
                     # written for 1-D or row vectors? ask again with vectors shaped that way too
-                    answers, status = await _probe(session, modname, p, flags, alternates=True)
+                    answers, status = await _probe(session, modname, p, flags, texts, alternates=True)
                     numerical = numerical or _numerical(answers)
                     if status == "ok":  # out of time for it: the first verdict stands
                         checked = judge(p, answers, status)
@@ -228,7 +231,8 @@ def _failed(report: Report, run: _Run, error: Exception, policy: Policy) -> None
 
 
 async def _probe(
-    session: Session, modname: str, p: CheckPlan, flags: list[Flag], alternates: bool = False
+    session: Session, modname: str, p: CheckPlan, flags: list[Flag], texts: list[list[str]],
+    alternates: bool = False,
 ) -> tuple[dict, str]:
     """Probe a check's trials (with `alternates`: also in the other vector conventions)."""
     if session.budget.exhausted:
@@ -267,14 +271,14 @@ async def _probe(
         flags.append(Flag("probe_tampered", check.target,
                           "The notebook interfered with the grader's probe; its answers were not used."))
         return {}, "ok"
-    locate(reply.answers, _cell_texts(session))
+    locate(reply.answers, texts)
     return reply.answers, "ok"
 
 
-def _cell_texts(session: Session) -> list[list[str]]:
+def _cell_texts(nb: NotebookNode) -> list[list[str]]:
     """Per cell, the texts it may have run as: its source, and the source as the kernel got it."""
     out = []
-    for c in session.nb.cells:
+    for c in nb.cells:
         src = c.source if c.cell_type == "code" else ""
         tolerant = tolerant_imports(src) if src else src
         out.append([src] if tolerant == src else [src, tolerant])
