@@ -2,7 +2,8 @@
 
 `grade NOTEBOOK` grades one notebook (the default command); `grade list` shows the known
 assignments; `grade render` renders a saved JSON report in another format; `grade
-gradescope-bundle` makes a Gradescope autograder. Defaults come from the API's own
+gradescope-bundle` makes a Gradescope autograder; `grade env` builds, lists and prunes the
+kernels' environments. Defaults come from the API's own
 signature, so the two cannot drift.
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import click
 
+from .envcli import env_group
 from .errors import GraderError
 from .grade import assignment_info, grade_notebook
 from .kernel import ISOLATION_LEVELS, LocalKernelLauncher
@@ -290,6 +292,8 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
         failed |= not result.ok
     sys.exit(1 if failed else 0)
 
+
+main.add_command(env_group)
 
 if __name__ == "__main__":
     main()

@@ -15,6 +15,7 @@ from nbformat import NotebookNode
 
 from .budget import Budget
 from .consistency import check_consistency
+from .envs import KernelEnv, ensure_assignment_env
 from .errors import GraderError, UnknownAssignment
 from .execute import (
     MAX_CELL_OUTPUT_BYTES,
@@ -122,13 +123,23 @@ async def grade_notebook_async(
         seed=seed,
         max_score=asg.max_score,
     )
-    run = _Run(launcher or LocalKernelLauncher(), asg.spec.policy.cell_timeout or cell_timeout, total_timeout)
+    # The kernel runs from the assignment's own environment (built the first time it is needed).
+    env = await asyncio.to_thread(ensure_assignment_env, asg)
+    report.environment = env.describe()
+    launcher = bind_env(launcher or LocalKernelLauncher(), env)
+    run = _Run(launcher, asg.spec.policy.cell_timeout or cell_timeout, total_timeout)
     try:
         await _grade(report, run, submission, asg)
     except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
         _failed(report, run, e, asg.spec.policy)
     report.duration_s = round(time.monotonic() - started, 3)
     return report
+
+
+def bind_env(launcher: KernelLauncher, env: KernelEnv) -> KernelLauncher:
+    """The launcher starting kernels from `env` (a launcher without `with_env` chooses its own Python)."""
+    with_env = getattr(launcher, "with_env", None)
+    return with_env(env) if callable(with_env) else launcher
 
 
 def assignment_info(asg: Assignment) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Starting and stopping the kernel that runs a submission; the only module that knows how.
 
-The kernel is always the grader's own Python (whatever kernelspec the notebook names),
+The kernel is always the Python of the assignment's kernel environment (envs.py; whatever
+kernelspec the notebook names), never the grader's own environment,
 started over IPC sockets in a fresh working folder, with a minimal environment and
 resource limits applied before the interpreter starts. How far it is fenced off from the
 rest of the machine is the isolation level (strongest available is chosen by default):
@@ -44,7 +45,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psutil
 import zmq
@@ -53,6 +54,9 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from .errors import GraderError
+
+if TYPE_CHECKING:
+    from .envs import KernelEnv
 
 # Files beside a notebook that its code may import or read (`import my_answers`, data files).
 SIBLING_SUFFIXES = {".py", ".csv", ".txt", ".npy", ".npz", ".json", ".pkl", ".dat", ".tsv"}
@@ -808,8 +812,32 @@ def _probe_uid() -> int:
     return fresh_kernel_uid()
 
 
+_DIRS_SOURCE = """
+import json, sys
+print(json.dumps([sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                  *(p for p in sys.path if p.rstrip("/").endswith(("site-packages", "dist-packages")))]))
+"""
+
+
+@functools.cache
+def interpreter_dirs(python: str) -> tuple[str, ...]:
+    """An interpreter's prefixes and its site-packages outside them (as that interpreter says)."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable) and Path(python).parent == Path(sys.executable).parent:
+        return (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                *(p for p in sys.path if p and p.rstrip("/").endswith(("site-packages", "dist-packages"))))
+    try:  # -I: neither the grader's PYTHONPATH nor the user's site folder
+        r = subprocess.run([python, "-I", "-c", _DIRS_SOURCE], capture_output=True, text=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        return tuple(json.loads(r.stdout))
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        raise GraderError(f"the kernel's Python {python} does not run ({e})") from None
+
+
 class LocalKernelLauncher:
-    """A new ipykernel process of the grader's own Python, limited, with a minimal environment.
+    """A new ipykernel process of a kernel environment's Python, limited, with a minimal environment.
+
+    `python` is the interpreter the kernel runs (default: the grader's own); grading binds the
+    assignment's kernel environment with `with_env`, which sets it to that environment's.
 
     `isolation` is "auto" (the strongest level that works here), or one of ISOLATION_LEVELS;
     asking for a level that is not available is an error. Unset, it is read from the
@@ -837,6 +865,15 @@ class LocalKernelLauncher:
         self.cgroup_note = ""  # why the last kernel has no cgroup
         self.last_cgroup: Cgroup | None = None
         self.last_uid: int | None = None  # the last kernel's user, when the grader is root
+        self.env: KernelEnv | None = None  # the kernel environment `python` belongs to, if bound
+
+    def with_env(self, env: KernelEnv) -> LocalKernelLauncher:
+        """The same launcher running kernels from `env`'s interpreter (the level is checked anew)."""
+        if self.env == env:
+            return self
+        bound = LocalKernelLauncher(self.limits, env.python, self.requested, self.use_cgroup)
+        bound.env = env
+        return bound
 
     # -- choosing a level
 
@@ -953,13 +990,7 @@ class LocalKernelLauncher:
     def _python_dirs(self) -> list[str]:
         """The Python install and environment the kernel runs from, and nothing beside them."""
         exe = Path(self.python)
-        cands = {
-            sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
-            str(exe.parent), str(exe.resolve().parent.parent),
-        }
-        for p in sys.path:  # site-packages outside the prefixes (not the project itself)
-            if p and p.rstrip("/").endswith(("site-packages", "dist-packages")):
-                cands.add(p)
+        cands = {*interpreter_dirs(self.python), str(exe.parent), str(exe.resolve().parent.parent)}
         dirs = sorted({os.path.realpath(c) for c in cands} | cands)
         dirs = [d for d in dirs if os.path.isdir(d) and not d.startswith(("/usr/", "/proc/"))
                 and d not in ("/", "/usr", "/tmp", "/proc")]

@@ -87,6 +87,8 @@ class Report:
     max_score: float = 0.0
     status: str = "graded"  # graded | error
     duration_s: float = 0.0
+    # the kernel environment the notebook ran in: hash, Python, requirements, package versions
+    environment: dict[str, Any] = field(default_factory=dict)
     execution: Execution = field(default_factory=Execution)
     checks: list[CheckResult] = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
@@ -106,7 +108,7 @@ class Report:
         """The `grader.report/1` JSON structure."""
         d = asdict(self)
         order = ["schema", "assignment", "submission", "seed", "score", "max_score", "status",
-                 "duration_s", "execution", "checks", "flags", "error", "error_stage", "error_traceback"]
+                 "duration_s", "environment", "execution", "checks", "flags", "error", "error_stage", "error_traceback"]
         return {k: d[k] for k in order if d[k] is not None or k not in ("error", "error_stage", "error_traceback")}
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .errors import SpecError, UnknownAssignment
+from .errors import GraderError, SpecError, UnknownAssignment
 
 SPEC_FILE = "assignment.toml"
 ENTRY_POINT_GROUP = "nngrader.assignments"  # courses' packages of assignments register here
@@ -293,6 +293,26 @@ class Policy(_Strict):
         return self.forbidden_import_penalty if self.forbidden_imports else 0.0
 
 
+class Environment(_Strict):
+    """The kernel's Python packages: pip requirement strings, on top of the default set unless
+    `include_default` is false (numpy and ipykernel are always there)."""
+
+    packages: list[str] = Field(default_factory=list)
+    include_default: bool = True
+
+    @field_validator("packages")
+    @classmethod
+    def _requirements(cls, v: list[str]) -> list[str]:
+        # only that each is a valid requirement string: building is for when it is used
+        from .envs import requirement_names
+
+        try:
+            requirement_names(v)
+        except GraderError as e:
+            raise ValueError(str(e)) from None
+        return v
+
+
 class Spec(_Strict):
     """The whole `assignment.toml`."""
 
@@ -303,6 +323,7 @@ class Spec(_Strict):
     reference: str = "reference.py"
     files: list[str] = Field(default_factory=list)
     policy: Policy = Field(default_factory=Policy)
+    environment: Environment = Field(default_factory=Environment)
     inputs: dict[str, InputSet]
     checks: list[Check]
     variants: list[Variant] = Field(default_factory=list)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .envs import ensure_assignment_env
 from .errors import GraderError
 from .expected import Reference, to_numpy, to_torch
 from .grade import grade_notebook
@@ -75,6 +76,13 @@ def validate(
         if check.loss and check.parts:
             _validate_gradients(v, asg, ref, check)
     if notebooks:
+        try:  # the notebooks run in the assignment's own kernel environment: build it first
+            env = ensure_assignment_env(asg)
+        except GraderError as e:
+            v.add("environment", False, str(e))
+            return v
+        versions = ", ".join(f"{k} {x}" for k, x in env.packages.items())
+        v.add("environment", True, f"kernel environment {env.key} (Python {env.python_version}; {versions})")
         _validate_notebooks(v, asg, grade or grade_notebook)
     return v
 
@@ -201,6 +209,10 @@ def _validate_notebooks(v: Validation, asg: Assignment, grade: Callable[..., Rep
         except GraderError as e:
             v.add(name, False, f"cannot be graded: {e}")
             continue
+        missing = [e for e in report.execution.cell_errors if e.ename == "ModuleNotFoundError"]
+        if missing:  # the notebook imports what the assignment's environment does not hold
+            v.add(f"{name} imports", False, "; ".join(f"cell {e.cell}: {e.evalue}" for e in missing[:3])
+                  + " (declare it in [environment] packages)")
         if want_full:
             bad = [f"{c.target}: {c.message}" for c in report.checks if c.status != "pass"]
             ok = report.score == report.max_score and not bad

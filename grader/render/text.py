@@ -49,6 +49,12 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
     line("Notebook:", "bold", inert(report.submission.get("path", "")))
     line("Assignment:", "bold", f"{inert(a.get('id', '?'))} version {inert(a.get('version', '?'))}{source} "
                                 f"(seed {report.seed})")
+    env = report.environment
+    if isinstance(env, dict) and env.get("hash"):
+        pkgs = env.get("packages") if isinstance(env.get("packages"), dict) else {}
+        versions = ", ".join(f"{inert(k, 60)} {inert(v, 30)}" for k, v in pkgs.items())
+        line("Environment:", "bold", f"{inert(env['hash'], 40)} (Python {inert(env.get('python', '?'), 20)}"
+                                     f"{'; ' + versions if versions else ''})")
     if report.status == "error":
         stage = f" (while {inert(report.error_stage)})" if report.error_stage else ""
         line(f"ERROR could not finish grading{stage}:", "red", inert(report.error or "unknown error"))
