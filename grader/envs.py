@@ -80,7 +80,8 @@ def _parse(req: str) -> tuple[str, str]:
         r = Requirement(req)
     except InvalidRequirement as e:
         raise EnvBuildError(f"invalid package requirement {req!r}: {str(e).splitlines()[0]}") from None
-    return canonicalize_name(r.name), str(r)
+    r.name = canonicalize_name(r.name)  # `NumPy` and `numpy` are one environment
+    return r.name, str(r)
 
 
 def requirement_names(packages: Iterable[str]) -> list[str]:
