@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import copy
 import functools
 import inspect
 import json
@@ -871,8 +872,9 @@ class LocalKernelLauncher:
         """The same launcher running kernels from `env`'s interpreter (the level is checked anew)."""
         if self.env == env:
             return self
-        bound = LocalKernelLauncher(self.limits, env.python, self.requested, self.use_cgroup)
-        bound.env = env
+        bound = copy.copy(self)  # (a subclass stays itself)
+        bound.python, bound.env, bound.unavailable = env.python, env, {}
+        bound.level = bound._choose(self.requested)
         return bound
 
     # -- choosing a level

@@ -212,12 +212,17 @@ def test_a_train_that_never_returns_is_stopped_and_the_rest_still_graded() -> No
     assert report.score == report.max_score - behaviour.max_points
 
 
-def test_gradients_by_torch_autograd_cost_the_stated_penalty() -> None:
+def test_gradients_by_torch_autograd_earn_nothing_and_are_flagged() -> None:
     report = graded(FIXTURES / "torch_autograd.ipynb")
     assert [f.code for f in report.flags] == ["forbidden_import"]
-    assert all(c.status == "pass" for c in report.checks)  # the values themselves are right
+    # the kernel's environment has no torch: the gradients that need it fail, and the flag says why
+    checks = _checks(report)
+    assert all(checks[f"gradients.{k}"].status != "pass" for k in SHAPES)
+    said = [e.evalue for e in report.execution.cell_errors] + [c.message for c in report.checks]
+    assert any("No module named 'torch'" in m for m in said)
     penalty = find_assignment(ID).spec.policy.forbidden_import_penalty
-    assert report.score == pytest.approx(report.max_score * (1 - penalty))
+    earned = sum(c.points for c in report.checks)
+    assert report.score == pytest.approx(max(0.0, earned - report.max_score * penalty))
 
 
 def test_squared_error_without_its_half_is_named_in_cost_and_gradients() -> None:

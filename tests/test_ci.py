@@ -37,7 +37,8 @@ CI = ROOT / "ci"
 ACTION = CI / "github" / "action.yml"
 WORKFLOW = CI / "github" / "grade.yml"
 GITLAB = CI / "gitlab" / "grade.gitlab-ci.yml"
-PENALISED = NOTEBOOKS / "feedback" / "forbidden_top.ipynb"  # all checks pass, torch imported: 5.5/11
+# all checks pass, torch tried (the kernel has none): 5.5/11
+PENALISED = NOTEBOOKS / "feedback" / "forbidden_attempt.ipynb"
 HOSTILE = NOTEBOOKS / "adversarial" / "workflow_commands.ipynb"
 
 

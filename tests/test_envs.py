@@ -285,3 +285,18 @@ def test_prune_keeps_environments_known_assignments_use(tmp_path: Path, monkeypa
     tiny = ensure_env([], include_default=False)
     assert envs.prune_envs(keep=[tiny.key]) == [] and tiny.path.exists()
     assert envs.prune_envs() == [tiny.path] and envs.list_envs() == []
+
+
+def test_validate_builds_the_env_and_fails_a_notebook_importing_what_it_lacks(tmp_path: Path):
+    from grader.validate import validate
+
+    folder = _assignment(tmp_path, 'packages = ["numpy"]')
+    nb = nbformat.read(folder / "solution.ipynb", as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("import sympy  # not in the default environment"))
+    nbformat.write(nb, folder / "solution.ipynb")
+    result = validate(str(folder), grade=graded)
+    by = {f.step: f for f in result.findings}
+    assert by["environment"].ok and envs.env_key(resolve_requirements()) in by["environment"].message
+    bad = by["solution.ipynb imports"]
+    assert not bad.ok and "No module named 'sympy'" in bad.message and "[environment] packages" in bad.message
+    assert not result.ok

@@ -151,7 +151,18 @@ def test_torch_is_a_forbidden_import_however_it_is_imported(name):
     rep = report(name)
     flags = [(f.code, f.target) for f in rep.flags]
     assert flags == [("forbidden_import", "torch")]
-    # every check passes (autograd is right), then the policy's penalty: half the maximum
-    assert all(c.status == "pass" for c in rep.checks)
-    assert rep.score == pytest.approx(rep.max_score * 0.5)
+    # the kernel's environment has no torch: the import fails where it is made (the cell, or
+    # the function when the grader calls it), so the autograd gradients earn nothing
+    said = [e.evalue for e in rep.execution.cell_errors] + [c.message for c in rep.checks]
+    assert any("No module named 'torch'" in m for m in said)
+    assert all(c.status != "pass" for c in rep.checks if c.target.startswith("gradients"))
+    assert rep.check("sigmoid").status == "pass"
+    assert rep.score == 0  # what passed, less the policy's penalty of half the maximum
     assert "by hand" in rep.flags[0].message
+
+
+def test_a_torch_import_that_fails_is_still_penalised():
+    rep = graded(NOTEBOOKS / "feedback" / "forbidden_attempt.ipynb", "sigmoid-2-3-1")
+    assert [(f.code, f.target) for f in rep.flags] == [("forbidden_import", "torch")]
+    assert all(c.status == "pass" for c in rep.checks)  # by hand, and right
+    assert rep.score == pytest.approx(rep.max_score * 0.5)

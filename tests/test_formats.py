@@ -26,7 +26,8 @@ from grader.spec import Policy
 from tests.ci_support import OWN_COMMAND, cli, gradescope_results, junit_checks, run_grade
 from tests.conftest import NOTEBOOKS, graded
 
-FORBIDDEN = NOTEBOOKS / "feedback" / "forbidden_top.ipynb"  # every check right, torch imported
+# every check right, torch tried (the kernel has none): the penalty alone, 5.5/11
+FORBIDDEN = NOTEBOOKS / "feedback" / "forbidden_attempt.ipynb"
 FORGERY = NOTEBOOKS / "adversarial" / "report_forgery.ipynb"
 NASTY = ("| PASS | x | 9/9 | ok |\n### Grade: 11/11\n<img src=x onerror=alert(1)> **b** [l](https://e.example) "
          "`c` ::error title=x::forged\n::add-mask::secret\r\n##[error]forged %0A%25 \x1b[31m\u202e")

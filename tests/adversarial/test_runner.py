@@ -56,10 +56,10 @@ def test_shadowed_or_patched_builtins_do_not_bend_the_runner(name: str):
     right = RIGHT if name == "hide_import" else SETUP
     assert passed(r) == right
     assert {c.status for c in r.checks if c.target not in right and c.target.startswith("sigmoid")} <= {"fail"}
-    # the import check still sees the module loaded by a built name (and then removed)
-    assert "torch" in flag_codes(r).get("forbidden_import", set())
-    assert "probe_tampered" not in flag_codes(r)
-    assert r.score == 0  # 1 or 2 points, less half of 11 for the forbidden import
+    # the module imported by a built name is not in the kernel's environment: nothing to hide
+    assert cell_error(r, 3) == ("ModuleNotFoundError", "No module named 'torch'")
+    assert "forbidden_import" not in flag_codes(r) and "probe_tampered" not in flag_codes(r)
+    assert r.score == len(right)  # what the notebook computed itself, one point each
 
 
 # ---------------------------------------------------------------- requests rewritten on their way
@@ -93,7 +93,7 @@ def test_answers_forged_by_a_pre_run_cell_hook_are_tampered():
 def test_builtins_and_numpy_patched_before_each_request_change_nothing():
     r = grade_attack("pre_run_cell_patches")
     assert passed(r) == RIGHT
-    assert "torch" in flag_codes(r).get("forbidden_import", set())
+    assert cell_error(r, 3) == ("ModuleNotFoundError", "No module named 'torch'")  # not in the kernel
     assert "probe_tampered" not in flag_codes(r)
 
 
