@@ -33,6 +33,8 @@ python3 -m venv /autograder/venv
 /autograder/venv/bin/python -m pip install --quiet {torch} --index-url https://download.pytorch.org/whl/cpu
 /autograder/venv/bin/python -m pip install --quiet {grader}
 /autograder/venv/bin/grade list
+# the assignment's kernel environment, built into the image: grading needs no network
+GRADER_ASSIGNMENTS=/autograder/source/assignments /autograder/venv/bin/grade env build {assignment}
 """
 
 RUN_AUTOGRADER = """#!/usr/bin/env bash
@@ -95,7 +97,8 @@ def make_bundle(asg: Assignment, grader: str | None = None, hidden_visibility: s
     """The autograder zip for an assignment (setup.sh, run_autograder, assignments/<id>/...)."""
     req = grader or grader_requirement()
     files: dict[str, tuple[bytes, bool]] = {
-        "setup.sh": (SETUP_SH.format(torch=shlex.quote(TORCH), grader=shlex.quote(req)).encode(), True),
+        "setup.sh": (SETUP_SH.format(torch=shlex.quote(TORCH), grader=shlex.quote(req),
+                                     assignment=shlex.quote(asg.id)).encode(), True),
         "run_autograder": (RUN_AUTOGRADER.format(assignment=shlex.quote(asg.id),
                                                  visibility=shlex.quote(hidden_visibility)).encode(), True),
     }

@@ -244,6 +244,8 @@ def test_the_bundle_holds_setup_run_autograder_and_the_assignment(bundle):
             "assignments/sigmoid-2-3-1/reference.py"} <= names
     assert modes["run_autograder"] == 0o755 and modes["setup.sh"] == 0o755
     assert "torch==2.13.0" in setup and "'nngrader @ git+https://example.edu/nngrader'" in setup
+    # the kernel environment is built with the image, so grading needs no network
+    assert "/autograder/venv/bin/grade env build sigmoid-2-3-1" in setup
     p = subprocess.run(["bash", "-n", "-c", setup], capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
 
