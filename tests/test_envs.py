@@ -112,7 +112,7 @@ def default_env() -> KernelEnv:
 
 @pytest.fixture(scope="session")
 def numpy1_env() -> KernelEnv:
-    return ensure_env(["numpy<2"])
+    return ensure_env(["numpy<2", "scikit-learn"])
 
 
 def test_default_env_has_course_packages_and_nothing_of_the_grader(default_env: KernelEnv):
@@ -188,11 +188,14 @@ NUMPY1_CELL = "legacy = np.float_(1.5) + np.asfarray([2.0])[0]"
 
 def test_numpy1_assignment_runs_a_cell_numpy2_rejects(tmp_path: Path, numpy1_env: KernelEnv):
     assert numpy1_env.packages["numpy"].startswith("1.")
-    folder = _assignment(tmp_path, 'packages = ["numpy<2"]')
+    folder = _assignment(tmp_path, 'packages = ["numpy<2", "scikit-learn"]')
     nb = _with_cells(tmp_path, [NUMPY1_CELL, "assert legacy == 3.5"])
     r = graded(nb, str(folder))
     assert r.execution.cell_errors == []
     assert r.environment["hash"] == numpy1_env.key and r.environment["packages"]["numpy"].startswith("1.")
+    # the report holds the version of every declared package, so a regrade can rebuild it
+    assert r.environment["packages"]["scikit-learn"] == numpy1_env.packages["scikit-learn"]
+    assert "numpy<2" in r.environment["requirements"]
     assert r.score == r.max_score, [(c.target, c.message) for c in r.checks]
     # the same cell in the default environment (numpy 2) fails
     r2 = graded(nb, "sigmoid-2-3-1")
