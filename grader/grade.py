@@ -38,6 +38,7 @@ from .kernel import (
 )
 from .localise import localise
 from .notebook import Submission, read_submission
+from .options import CELL_TIMEOUT, TOTAL_TIMEOUT
 from .plan import CheckPlan, plan
 from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
@@ -68,8 +69,8 @@ def grade_notebook(
     assignment: str | Assignment | None = None,
     *,
     seed: int | None = None,
-    cell_timeout: float = 30.0,
-    total_timeout: float = 300.0,
+    cell_timeout: float = CELL_TIMEOUT,
+    total_timeout: float = TOTAL_TIMEOUT,
     launcher: KernelLauncher | None = None,
 ) -> Report:
     """Grade one notebook; raises GraderError if the notebook or the assignment is unusable."""
@@ -102,8 +103,8 @@ async def grade_notebook_async(
     assignment: str | Assignment | None = None,
     *,
     seed: int | None = None,
-    cell_timeout: float = 30.0,
-    total_timeout: float = 300.0,
+    cell_timeout: float = CELL_TIMEOUT,
+    total_timeout: float = TOTAL_TIMEOUT,
     launcher: KernelLauncher | None = None,
 ) -> Report:
     """The async form of grade_notebook (for callers that already run an event loop).

@@ -53,6 +53,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from .errors import GraderError
+from .options import ISOLATION_LEVELS
 
 # Files beside a notebook that its code may import or read (`import my_answers`, data files).
 SIBLING_SUFFIXES = {".py", ".csv", ".txt", ".npy", ".npz", ".json", ".pkl", ".dat", ".tsv"}
@@ -64,7 +65,6 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # ... nor may more than a few wait in the grader's queues: a flood waits in the kernel instead
 # (or is dropped there), so the grader holds at most this many messages, however fast they come.
 MAX_QUEUED_MESSAGES = 8
-ISOLATION_LEVELS = ("sandbox", "namespace", "process")
 # The kernel's user inside the sandbox; nothing on the host is owned by it.
 SANDBOX_UID = 65534
 # When the grader runs as root, each workspace's kernels run as a user of their own, drawn from
