@@ -15,7 +15,7 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -40,6 +40,16 @@ class _DefaultToNotebook(click.Group):
         return super().parse_args(ctx, args)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if args or "args" in kwargs:  # called with its arguments (a test runner, a script): a plain exit
+            return self._main(*args, **kwargs)
+        try:  # the `grade` program itself, reading sys.argv
+            return self._main(*args, **kwargs)
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                _exit_now(e.code or 0)
+            raise
+
+    def _main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
@@ -55,6 +65,19 @@ class _DefaultToNotebook(click.Group):
             click.echo("grade: interrupted", err=True)
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit once the answer is out: nothing of the run is left (kernels, their users' processes,
+    temporary folders are removed first), so skip tearing down the interpreter's modules (torch's
+    alone take most of a second)."""
+    kernel = sys.modules.get("grader.kernel")
+    if kernel is not None:
+        kernel.cleanup_all()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
+            stream.flush()
+    os._exit(code)
 
 
 def _fail(message: str) -> None:

@@ -151,12 +151,14 @@ class _Run:
 async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignment) -> None:
     """Every stage of grading; each adds what it finds to `report` as it goes."""
     launcher, cell_timeout, total_timeout, seed = run.launcher, run.cell_timeout, run.total_timeout, report.seed
-    reference = Reference(asg)
-    plans = plan(asg, reference, seed)
+    # torch, the reference and the expected values load in a thread while the kernel starts and
+    # runs the notebook: none of it enters the kernel, and importing torch takes longer than that
+    planned = asyncio.ensure_future(asyncio.to_thread(_plan, asg, seed))
+    planned.add_done_callback(_retrieved)
     run.stage = "preparing the working folder"
     workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
     modname = new_module_name()
-    snapshots = Snapshots(submission.nb, plans)
+    snapshots = Snapshots(submission.nb, asg.spec.checks)
     flags: list[Flag] = report.flags
     results: list[CheckResult] = report.checks
     budget = Budget(total_timeout)  # cells, probes and the re-run together
@@ -171,6 +173,8 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
             raise GraderError(f"could not start a Python kernel: {e}") from None
         run.session = session
         try:
+            run.stage = "planning the checks"
+            reference, plans = await planned
             run.stage = "checking the notebook's functions and variables"
             finals: dict[str, Answer] = {}  # variable checks: the value the notebook ends with
             unrun = unrun_definitions(submission.nb, session.record)
@@ -216,6 +220,18 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
     note_reassigned(submission.nb, plans, results)
     report.execution = _execution(session.record, launcher, cell_timeout, total_timeout)
     report.score = total(results, flags, asg.spec.policy, asg.max_score)
+
+
+def _plan(asg: Assignment, seed: int) -> tuple[Reference, list[CheckPlan]]:
+    """The reference (importing torch) and every check's inputs and expected values."""
+    reference = Reference(asg)
+    return reference, plan(asg, reference, seed)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    # a run that stopped before it needed its plan: its failure is not news (nor logged as lost)
+    if not future.cancelled():
+        future.exception()
 
 
 def _failed(report: Report, run: _Run, error: Exception, policy: Policy) -> None:
