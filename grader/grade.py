@@ -43,10 +43,11 @@ from .plan import CheckPlan, plan
 from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
-from .rerun import note_reassigned, rerun_given
+from .rerun import note_reassigned, rerun_given, rerun_standby
 from .score import total
 from .snapshots import Snapshots
 from .spec import Assignment, Policy, find_assignment, find_known_assignment, known_assignments
+from .standby import StandbyKernel
 
 
 def resolve_assignment(name: str | Assignment | None, submission: Submission) -> Assignment:
@@ -150,6 +151,16 @@ class _Run:
 
 async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignment) -> None:
     """Every stage of grading; each adds what it finds to `report` as it goes."""
+    standby = rerun_standby(submission, asg, run.launcher)  # the re-run's kernel starts beside the first
+    try:
+        await _stages(report, run, submission, asg, standby)
+    finally:
+        if standby is not None:  # not taken (no re-run needed, or a failure before it): stopped
+            await standby.discard()
+
+
+async def _stages(report: Report, run: _Run, submission: Submission, asg: Assignment,
+                  standby: StandbyKernel | None) -> None:
     launcher, cell_timeout, total_timeout, seed = run.launcher, run.cell_timeout, run.total_timeout, report.seed
     # torch, the reference and the expected values load in a thread while the kernel starts and
     # runs the notebook: none of it enters the kernel, and importing torch takes longer than that
@@ -213,7 +224,7 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
     run.stage = "judging values an earlier cell gave"
     snapshots.rescue(plans, results, finals)  # before the re-run: a rescued value is re-run-tested too
     run.stage = "re-running the notebook on a fresh sample"
-    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, budget)
+    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, budget, standby)
     run.stage = "scoring"
     if any("probe_tampered" in r.codes for r in results) and not any(f.code == "probe_tampered" for f in flags):
         flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))
