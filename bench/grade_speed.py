@@ -1,8 +1,19 @@
-"""Benchmark: how long grading takes and how much memory the grader uses.
+"""Benchmark: how long grading takes, next to the floor and to other autograders.
 
-Grades every shipped solution notebook and a few test notebooks N times each, one after
-another, and prints per-notebook wall time (median, max) and the grader's peak RSS.
-Run by hand:  .venv/bin/python bench/grade_speed.py [--repeat 3]
+Generates the 20 submissions of `bench/submissions.py` (sigmoid-2-3-1: 10 right, 10 wrong or
+hostile, one an endless loop) and measures, interleaved round by round in the same run:
+
+- the floor: a process that has nbclient execute the solution notebook (no grading);
+- `grade` on one notebook (the solution), the whole process;
+- `grade` on all 20, one after another, and two at a time;
+- `grade batch --jobs 2` on all 20, when this grader has that command;
+- nbgrader `autograde` on one and on all 20, when it is installed in the cache folder
+  (`--install-others` installs it there, in a virtual environment of its own).
+
+Every command is a fresh process; its wall time, CPU time (with its children) and peak
+memory (the largest process) are taken from the operating system. Prints a markdown table.
+
+Run by hand:  .venv/bin/python bench/grade_speed.py [--rounds 3] [--class-rounds 1] [--install-others]
 """
 
 from __future__ import annotations
@@ -10,48 +21,207 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import resource
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grader import grade_notebook  # noqa: E402
+from bench import nbgrader_course  # noqa: E402
+from bench.submissions import ASSIGNMENT, SOLUTION, write_submissions  # noqa: E402
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nngrader-bench"
+NBGRADER_VENV = CACHE / "venv-nbgrader"
+
+FLOOR = """import sys, nbformat
+from nbclient import NotebookClient
+nb = nbformat.read(sys.argv[1], as_version=4)
+NotebookClient(nb, timeout=float(sys.argv[2]), kernel_name="python3", allow_errors=True).execute()
+"""
 
 
-def notebooks() -> list[tuple[Path, str | None]]:
-    """The notebooks to grade: every solution and starter, and the seed-style 2-3-1 notebook."""
-    out: list[tuple[Path, str | None]] = []
-    for folder in sorted((ROOT / "assignments").iterdir()):
-        for name in ("solution.ipynb", "starter.ipynb"):
-            if (folder / name).is_file():
-                out.append((folder / name, folder.name))
-    out.append((ROOT / "tests/notebooks/sigmoid-2-3-1/seed_style.ipynb", "sigmoid-2-3-1"))
-    return out
+@dataclass
+class Run:
+    """One measured command (or sequence of commands)."""
+
+    wall: float
+    cpu: float
+    rss_mb: float
+    ok: int  # how many of its notebooks the tool graded (exit codes it documents)
+
+
+@dataclass
+class Measure:
+    """A row of the table: what is measured, how many notebooks, and its runs."""
+
+    name: str
+    notebooks: int
+    runs: list[Run] = field(default_factory=list)
+    skipped: str = ""
+
+
+def run_once(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None,
+             ok_codes: tuple[int, ...] = (0, 1)) -> Run:
+    """Run a command to its end; wall, CPU (itself and its waited-for children) and peak RSS."""
+    t0 = time.perf_counter()
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.perf_counter() - t0
+        if proc.returncode not in ok_codes:
+            err.seek(0)
+            tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
+            print(f"  ! {' '.join(cmd[:4])}…: exit {proc.returncode}: {' | '.join(tail)}", file=sys.stderr)
+    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, int(proc.returncode in ok_codes))
+
+
+def run_many(cmds: list[list[str]], jobs: int, env: dict[str, str] | None = None,
+             ok_codes: tuple[int, ...] = (0, 1)) -> Run:
+    """Several commands, `jobs` at a time: the wall time of all, CPU summed, the largest peak."""
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        runs = list(pool.map(lambda c: run_once(c, env=env, ok_codes=ok_codes), cmds))
+    return Run(time.perf_counter() - t0, sum(r.cpu for r in runs), max(r.rss_mb for r in runs),
+               sum(r.ok for r in runs))
+
+
+def grade_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "grader.cli", *args]
+
+
+def has_batch(env: dict[str, str]) -> bool:
+    r = subprocess.run(grade_cmd("batch", "--help"), cwd=ROOT, env=env, capture_output=True, timeout=120)
+    return r.returncode == 0
+
+
+def install_others() -> None:
+    """nbgrader (and a kernel with numpy) in a virtual environment of its own under the cache folder."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
+    if Path(uv).exists():
+        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(NBGRADER_VENV)], check=True)
+        subprocess.run([uv, "pip", "install", "-q", "--python", str(NBGRADER_VENV / "bin" / "python"),
+                        "nbgrader", "ipykernel", "numpy"], check=True)
+    else:
+        subprocess.run([sys.executable, "-m", "venv", str(NBGRADER_VENV)], check=True)
+        subprocess.run([str(NBGRADER_VENV / "bin" / "pip"), "install", "-q", "nbgrader", "ipykernel", "numpy"],
+                       check=True)
+
+
+def machine() -> str:
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return (f"{platform.machine()}, {os.cpu_count()} cores ({model or 'unknown CPU'}), "
+            f"Python {platform.python_version()}, load average {load}")
+
+
+def table(measures: list[Measure], floor: Measure, nbgrader_all: Measure | None) -> str:
+    """The results as a markdown table."""
+    floor_wall = statistics.median(r.wall for r in floor.runs) if floor.runs else None
+    nbg = statistics.median(r.wall for r in nbgrader_all.runs) if nbgrader_all and nbgrader_all.runs else None
+    rows = ["| what | runs | median wall (min–max) | notebooks/s | CPU-s | peak RSS (largest process) | "
+            "vs floor | vs nbgrader (20) |", "|---|---|---|---|---|---|---|---|"]
+    for m in measures:
+        if not m.runs:
+            rows.append(f"| {m.name} | 0 | skipped: {m.skipped} | | | | | |")
+            continue
+        walls = [r.wall for r in m.runs]
+        wall = statistics.median(walls)
+        cpu = statistics.median(r.cpu for r in m.runs)
+        rss = max(r.rss_mb for r in m.runs)
+        per_nb = wall / m.notebooks
+        vs_floor = f"{per_nb / floor_wall:.2f}×" if floor_wall and m.notebooks == 1 else ""
+        vs_nbg = f"{nbg / wall:.2f}× as fast" if nbg and m.notebooks > 1 else ""
+        graded = min(r.ok for r in m.runs)
+        note = f" ({graded}/{m.notebooks} graded)" if graded < m.notebooks else ""
+        rows.append(f"| {m.name}{note} | {len(m.runs)} | {wall:.2f} s ({min(walls):.2f}–{max(walls):.2f}) | "
+                    f"{m.notebooks / wall:.2f} | {cpu:.1f} | {rss:.0f} MB | {vs_floor} | {vs_nbg} |")
+    return "\n".join(rows)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of the one-notebook measurements")
+    parser.add_argument("--class-rounds", type=int, default=1, help="rounds of the 20-notebook measurements")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per cell, for every tool")
+    parser.add_argument("--install-others", action="store_true", help="install nbgrader under the cache folder")
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    all_times = []
-    for path, asg in notebooks():
-        times = []
-        for i in range(args.repeat):
-            t0 = time.perf_counter()
-            report = grade_notebook(path, asg, seed=i)
-            times.append(time.perf_counter() - t0)
-        all_times += times
-        rel = path.relative_to(ROOT)
-        print(f"{str(rel):60s} median {statistics.median(times):5.2f} s  max {max(times):5.2f} s  "
-              f"score {report.score:g}/{report.max_score:g}")
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"all: {len(all_times)} gradings, median {statistics.median(all_times):.2f} s, "
-          f"total {sum(all_times):.1f} s; grader peak RSS {peak_mb:.0f} MB")
+    if args.install_others and not (NBGRADER_VENV / "bin" / "nbgrader").exists():
+        install_others()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    work = Path(tempfile.mkdtemp(prefix="grade-bench-"))
+    try:
+        notebooks = write_submissions(work / "submissions")
+        t = str(args.timeout)
+        graded = (0, 1)  # scored (1: below --fail-under); 2 or 3 would be the grader's failure
+        floor = Measure("floor: nbclient runs the solution, no grading", 1)
+        one = Measure("`grade` one notebook (whole process)", 1)
+        serial = Measure("`grade` all 20, one after another", len(notebooks))
+        pairs = Measure("`grade` all 20, two at a time", len(notebooks))
+        batch = Measure("`grade batch --jobs 2` all 20", len(notebooks))
+        nbg_one = Measure("nbgrader 0.9 `autograde`, one notebook", 1)
+        nbg_all = Measure("nbgrader 0.9 `autograde` all 20 (serial)", len(notebooks))
+        if args.class_rounds < 1:
+            serial.skipped = pairs.skipped = batch.skipped = nbg_all.skipped = "not run (--class-rounds 0)"
+        elif not has_batch(env):
+            batch.skipped = "this grader has no `grade batch` command"
+        nbg_venv = NBGRADER_VENV if (NBGRADER_VENV / "bin" / "nbgrader").exists() else None
+        students: list[str] = []
+        if nbg_venv is None:
+            nbg_one.skipped = nbg_all.skipped = f"not installed ({NBGRADER_VENV}; use --install-others)"
+        else:
+            try:
+                students = nbgrader_course.make_course(work / "course", nbg_venv, SOLUTION, notebooks, args.timeout)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                why = " ".join(str(e).split())
+                nbg_one.skipped = nbg_all.skipped = f"could not set up a course: {why[-160:]}"
+                nbg_venv = None
+        each = [grade_cmd(str(p), "--assignment", ASSIGNMENT, "--timeout", t, "--fail-under", "100%")
+                for p in notebooks]
+        print(f"machine: {machine()}", flush=True)
+        for rnd in range(max(args.rounds, args.class_rounds)):
+            print(f"round {rnd + 1}", flush=True)
+            if rnd < args.rounds:
+                floor.runs.append(run_once([sys.executable, "-c", FLOOR, str(SOLUTION), t], env=env, ok_codes=(0,)))
+                one.runs.append(run_once(grade_cmd(str(SOLUTION), "--assignment", ASSIGNMENT, "--timeout", t),
+                                         env=env, ok_codes=(0,)))
+                if nbg_venv is not None:
+                    nbg_one.runs.append(run_once(nbgrader_course.autograde_command(nbg_venv, students[0]),
+                                                 cwd=work / "course", env=nbgrader_course.environment(nbg_venv),
+                                                 ok_codes=(0,)))
+            if rnd < args.class_rounds:
+                serial.runs.append(run_many(each, 1, env, graded))
+                pairs.runs.append(run_many(each, 2, env, graded))
+                if not batch.skipped:
+                    r = run_once(grade_cmd("batch", *map(str, notebooks), "--assignment", ASSIGNMENT,
+                                           "--jobs", "2", "--timeout", t), env=env, ok_codes=graded)
+                    r.ok *= len(notebooks)
+                    batch.runs.append(r)
+                if nbg_venv is not None:
+                    r = run_once(nbgrader_course.autograde_command(nbg_venv), cwd=work / "course",
+                                 env=nbgrader_course.environment(nbg_venv), ok_codes=(0,))
+                    r.ok *= len(notebooks)
+                    nbg_all.runs.append(r)
+        print()
+        print(f"machine: {machine()}")
+        print(table([floor, one, nbg_one, serial, pairs, batch, nbg_all], floor, nbg_all))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,14 @@
 """Grade neural-network backpropagation notebooks against a PyTorch-autograd reference."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .errors import GraderError, SpecError, SubmissionError, UnknownAssignment
-from .grade import grade_notebook, grade_notebook_async
-from .report import Report
+
+if TYPE_CHECKING:
+    from .grade import grade_notebook, grade_notebook_async
+    from .report import Report
 
 __all__ = [
     "GraderError",
@@ -13,3 +19,17 @@ __all__ = [
     "grade_notebook",
     "grade_notebook_async",
 ]
+
+# Loaded on first use: `grade --help` and `grade list` need none of the kernel or torch machinery.
+_LAZY = {"grade_notebook": ".grade", "grade_notebook_async": ".grade", "Report": ".report"}
+
+
+def __getattr__(name: str) -> Any:
+    """The grading API, imported when first asked for."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,22 +16,21 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from .envcli import env_group
 from .errors import GraderError
-from .grade import assignment_info, grade_notebook
-from .kernel import ISOLATION_LEVELS, LocalKernelLauncher
+from .options import CELL_TIMEOUT, ISOLATION_LEVELS, TOTAL_TIMEOUT
 from .render import RENDERERS
 from .render.gradescope import VISIBILITIES, render_gradescope
 from .render.markdown import render_markdown
 from .render.safe import inert
 from .report import Report, error_report, report_from_dict
-from .spec import find_assignment, known_assignments, load_spec
 
-_DEFAULTS = grade_notebook.__kwdefaults__ or {}
+# The grading machinery (kernels, nbclient, torch, pydantic) is imported inside the commands
+# that use it: `grade --help`, `--version` and `list` start without it.
 
 
 class _DefaultToNotebook(click.Group):
@@ -43,6 +42,16 @@ class _DefaultToNotebook(click.Group):
         return super().parse_args(ctx, args)
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        if args or "args" in kwargs:  # called with its arguments (a test runner, a script): a plain exit
+            return self._main(*args, **kwargs)
+        try:  # the `grade` program itself, reading sys.argv
+            return self._main(*args, **kwargs)
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                _exit_now(e.code or 0)
+            raise
+
+    def _main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
@@ -58,6 +67,19 @@ class _DefaultToNotebook(click.Group):
             click.echo("grade: interrupted", err=True)
             sys.exit(130)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit once the answer is out: nothing of the run is left (kernels, their users' processes,
+    temporary folders are removed first), so skip tearing down the interpreter's modules (torch's
+    alone take most of a second)."""
+    kernel = sys.modules.get("grader.kernel")
+    if kernel is not None:
+        kernel.cleanup_all()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
+            stream.flush()
+    os._exit(code)
 
 
 def _fail(message: str) -> None:
@@ -128,9 +150,9 @@ def main() -> None:
 @click.option("--assignment", "-a", help="Assignment id or folder (default: the notebook's metadata).")
 @click.option("--format", "fmt", type=click.Choice(list(RENDERERS)), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
-@click.option("--seed", type=int, default=_DEFAULTS.get("seed"), help="Replay a run: the seed of its hidden inputs.")
-@click.option("--timeout", "cell_timeout", type=click.FloatRange(min=0.1), default=_DEFAULTS["cell_timeout"], show_default=True, help="Seconds per cell.")
-@click.option("--total-timeout", type=click.FloatRange(min=1), default=_DEFAULTS["total_timeout"], show_default=True, help="Seconds for the whole submission: cells, probes and re-run together.")
+@click.option("--seed", type=int, default=None, help="Replay a run: the seed of its hidden inputs.")
+@click.option("--timeout", "cell_timeout", type=click.FloatRange(min=0.1), default=CELL_TIMEOUT, show_default=True, help="Seconds per cell.")
+@click.option("--total-timeout", type=click.FloatRange(min=1), default=TOTAL_TIMEOUT, show_default=True, help="Seconds for the whole submission: cells, probes and re-run together.")
 @click.option("--fail-under", type=Threshold(), help=_FAIL_UNDER_HELP)
 @click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
               help="How the notebook is fenced off (default: $NNGRADER_ISOLATION, else auto: the strongest available).")
@@ -139,6 +161,9 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
                  cell_timeout: float, total_timeout: float, fail_under: tuple[float, bool] | None,
                  isolation: str | None, hidden_visibility: str) -> None:
     """Grade one notebook."""
+    from .grade import grade_notebook
+    from .kernel import LocalKernelLauncher
+
     try:
         launcher = LocalKernelLauncher(isolation=isolation)
         report = grade_notebook(notebook, assignment, seed=seed, cell_timeout=cell_timeout,
@@ -163,6 +188,9 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
 
 def _unusable(notebook: Path, assignment: str | None, reason: str) -> Report:
     """The report of a notebook that could not be graded: score 0 out of the assignment's points, the reason."""
+    from .grade import assignment_info
+    from .spec import find_assignment
+
     info, max_score = None, 0.0
     if assignment:
         try:
@@ -243,6 +271,7 @@ def _umask() -> int:
 def gradescope_bundle_cmd(assignment: str, output: Path, grader_req: str | None, hidden_visibility: str) -> None:
     """Make a Gradescope autograder zip (setup.sh, run_autograder, the assignment) for ASSIGNMENT."""
     from .bundle import make_bundle
+    from .spec import find_assignment
 
     try:
         asg = find_assignment(assignment)
@@ -261,6 +290,8 @@ def gradescope_bundle_cmd(assignment: str, output: Path, grader_req: str | None,
 @main.command("list")
 def list_cmd() -> None:
     """The known assignments, with title and points."""
+    from .spec import known_assignments, load_spec
+
     rows: list[tuple[str, str, Any]] = []
     for name, folder in known_assignments().items():
         try:

@@ -22,6 +22,7 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbformat import NotebookNode
 
 from .budget import Budget
+from .errors import GraderError
 from .kernel import Cgroup, KernelLauncher, Workspace, check_interrupted, exit_cause, stop_kernel
 from .notebook import parse_cell
 from .runner import enter_workdir_source
@@ -159,6 +160,17 @@ def _json_size(obj: Any, budget: int = MAX_PROBE_OUTPUT_BYTES) -> int:
     return total
 
 
+def _rechecked(launcher: KernelLauncher) -> bool:
+    """Whether the launcher chose its level again after a failed start (see LocalKernelLauncher.recheck)."""
+    recheck = getattr(launcher, "recheck", None)
+    if recheck is None:
+        return False
+    try:
+        return bool(recheck())
+    except GraderError:  # no level works any more: the start's own failure is reported
+        return False
+
+
 class Session:
     """A live kernel that has run a notebook and can run more code (probes)."""
 
@@ -225,6 +237,8 @@ class Session:
             raise
         except Exception as e:
             await self.close()
+            if first and _rechecked(self.launcher):  # a remembered isolation level that no longer works
+                return await self._start_or_record(prelude, code_cells)
             if first:
                 raise RuntimeError(str(e) or type(e).__name__) from None
             why = ("not run: no fresh kernel could be prepared after the notebook's code stopped the "

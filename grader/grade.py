@@ -39,14 +39,16 @@ from .kernel import (
 )
 from .localise import localise
 from .notebook import Submission, read_submission
+from .options import CELL_TIMEOUT, TOTAL_TIMEOUT
 from .plan import CheckPlan, plan
 from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
-from .rerun import note_reassigned, rerun_given
+from .rerun import note_reassigned, rerun_given, rerun_standby
 from .score import total
 from .snapshots import Snapshots
 from .spec import Assignment, Policy, find_assignment, find_known_assignment, known_assignments
+from .standby import StandbyKernel
 
 
 def resolve_assignment(name: str | Assignment | None, submission: Submission) -> Assignment:
@@ -69,8 +71,8 @@ def grade_notebook(
     assignment: str | Assignment | None = None,
     *,
     seed: int | None = None,
-    cell_timeout: float = 30.0,
-    total_timeout: float = 300.0,
+    cell_timeout: float = CELL_TIMEOUT,
+    total_timeout: float = TOTAL_TIMEOUT,
     launcher: KernelLauncher | None = None,
 ) -> Report:
     """Grade one notebook; raises GraderError if the notebook or the assignment is unusable."""
@@ -103,8 +105,8 @@ async def grade_notebook_async(
     assignment: str | Assignment | None = None,
     *,
     seed: int | None = None,
-    cell_timeout: float = 30.0,
-    total_timeout: float = 300.0,
+    cell_timeout: float = CELL_TIMEOUT,
+    total_timeout: float = TOTAL_TIMEOUT,
     launcher: KernelLauncher | None = None,
 ) -> Report:
     """The async form of grade_notebook (for callers that already run an event loop).
@@ -160,13 +162,25 @@ class _Run:
 
 async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignment) -> None:
     """Every stage of grading; each adds what it finds to `report` as it goes."""
+    standby = rerun_standby(submission, asg, run.launcher)  # the re-run's kernel starts beside the first
+    try:
+        await _stages(report, run, submission, asg, standby)
+    finally:
+        if standby is not None:  # not taken (no re-run needed, or a failure before it): stopped
+            await standby.discard()
+
+
+async def _stages(report: Report, run: _Run, submission: Submission, asg: Assignment,
+                  standby: StandbyKernel | None) -> None:
     launcher, cell_timeout, total_timeout, seed = run.launcher, run.cell_timeout, run.total_timeout, report.seed
-    reference = Reference(asg)
-    plans = plan(asg, reference, seed)
+    # torch, the reference and the expected values load in a thread while the kernel starts and
+    # runs the notebook: none of it enters the kernel, and importing torch takes longer than that
+    planned = asyncio.ensure_future(asyncio.to_thread(_plan, asg, seed))
+    planned.add_done_callback(_retrieved)
     run.stage = "preparing the working folder"
     workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
     modname = new_module_name()
-    snapshots = Snapshots(submission.nb, plans)
+    snapshots = Snapshots(submission.nb, asg.spec.checks)
     flags: list[Flag] = report.flags
     results: list[CheckResult] = report.checks
     budget = Budget(total_timeout)  # cells, probes and the re-run together
@@ -181,6 +195,8 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
             raise GraderError(f"could not start a Python kernel: {e}") from None
         run.session = session
         try:
+            run.stage = "planning the checks"
+            reference, plans = await planned
             run.stage = "checking the notebook's functions and variables"
             finals: dict[str, Answer] = {}  # variable checks: the value the notebook ends with
             unrun = unrun_definitions(submission.nb, session.record)
@@ -219,13 +235,25 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
     run.stage = "judging values an earlier cell gave"
     snapshots.rescue(plans, results, finals)  # before the re-run: a rescued value is re-run-tested too
     run.stage = "re-running the notebook on a fresh sample"
-    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, budget)
+    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, budget, standby)
     run.stage = "scoring"
     if any("probe_tampered" in r.codes for r in results) and not any(f.code == "probe_tampered" for f in flags):
         flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))
     note_reassigned(submission.nb, plans, results)
     report.execution = _execution(session.record, launcher, cell_timeout, total_timeout)
     report.score = total(results, flags, asg.spec.policy, asg.max_score)
+
+
+def _plan(asg: Assignment, seed: int) -> tuple[Reference, list[CheckPlan]]:
+    """The reference (importing torch) and every check's inputs and expected values."""
+    reference = Reference(asg)
+    return reference, plan(asg, reference, seed)
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    # a run that stopped before it needed its plan: its failure is not news (nor logged as lost)
+    if not future.cancelled():
+        future.exception()
 
 
 def _failed(report: Report, run: _Run, error: Exception, policy: Policy) -> None:

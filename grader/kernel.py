@@ -32,6 +32,8 @@ import atexit
 import contextlib
 import copy
 import functools
+import hashlib
+import importlib.util
 import inspect
 import json
 import os
@@ -55,6 +57,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from .errors import GraderError
+from .options import ISOLATION_LEVELS
 
 if TYPE_CHECKING:
     from .envs import KernelEnv
@@ -69,7 +72,6 @@ MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 # ... nor may more than a few wait in the grader's queues: a flood waits in the kernel instead
 # (or is dropped there), so the grader holds at most this many messages, however fast they come.
 MAX_QUEUED_MESSAGES = 8
-ISOLATION_LEVELS = ("sandbox", "namespace", "process")
 # The kernel's user inside the sandbox; nothing on the host is owned by it.
 SANDBOX_UID = 65534
 # When the grader runs as root, each workspace's kernels run as a user of their own, drawn from
@@ -793,6 +795,99 @@ def _works(argv: tuple[str, ...]) -> tuple[bool, str]:
     return True, ""
 
 
+# ---------------------------------------------------------------- the isolation level, cached on disk
+# Probing a level (starting a wrapped Python) costs a noticeable part of a grading, so a level
+# found to work is remembered on disk, keyed by everything the probe's outcome depends on. Only
+# "this level works" is remembered: stronger levels are still probed every time, so the cache
+# can never make a run pick a weaker level than a fresh probe would. A remembered level that
+# then fails to start a kernel is forgotten and the levels are probed again (`recheck`).
+
+LEVEL_CACHE_ENV = "NNGRADER_CACHE_DIR"
+_LEVEL_CACHE_VERSION = 1
+_LEVEL_CACHE_MAX = 32  # entries kept (one per Python, wrapper and system the grader has run with)
+_SYSTEM_FILES = (  # what makes namespaces work or not, beside the wrapper programs themselves
+    "/proc/sys/kernel/random/boot_id", "/proc/sys/kernel/unprivileged_userns_clone",
+    "/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
+    "/proc/sys/kernel/unprivileged_bpf_disabled",
+)
+
+
+def level_cache_file() -> Path | None:
+    """Where levels known to work are remembered ($NNGRADER_CACHE_DIR, else the user's cache folder)."""
+    base = os.environ.get(LEVEL_CACHE_ENV)
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        try:
+            base = os.path.join(xdg, "nngrader") if xdg else str(Path.home() / ".cache" / "nngrader")
+        except RuntimeError:  # no home folder: nothing is remembered
+            return None
+    return Path(base) / "isolation.json"
+
+
+def _stat_key(path: str | None) -> list[Any]:
+    if not path:
+        return [path]
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [path, None]
+    return [path, st.st_size, st.st_mtime_ns, st.st_ino, st.st_mode, st.st_uid]
+
+
+def _read_small(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read(200).strip()
+    except OSError:
+        return None
+
+
+@functools.cache
+def _system_key() -> list[Any]:
+    """This machine, boot, container and kernel settings (namespaces, sysctls), as the probe sees them."""
+    ns = []
+    for name in ("user", "mnt", "pid", "net", "cgroup"):
+        try:
+            ns.append(os.stat(f"/proc/self/ns/{name}").st_ino)
+        except OSError:
+            ns.append(None)
+    spec = importlib.util.find_spec("ipykernel")
+    return [os.uname().release, os.uname().version, [_read_small(f) for f in _SYSTEM_FILES], ns,
+            _stat_key(spec.origin if spec else None),
+            hashlib.sha256(Path(__file__).read_bytes()).hexdigest()]  # how this grader wraps kernels
+
+
+def _load_levels(path: Path) -> dict[str, str]:
+    """The remembered levels (key -> level); anything unreadable or malformed is no memory at all."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != _LEVEL_CACHE_VERSION:
+        return {}
+    works = data.get("works")
+    if not isinstance(works, dict):
+        return {}
+    return {k: v for k, v in works.items() if isinstance(k, str) and v in ISOLATION_LEVELS}
+
+
+def _save_levels(path: Path, works: dict[str, str]) -> None:
+    """Write the remembered levels atomically (concurrent graders each leave a whole file)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(prefix=".isolation.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"version": _LEVEL_CACHE_VERSION, "works": works}, f)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError:  # a read-only or full disk: levels are probed each time, as without a cache
+        pass
+
+
 @functools.cache
 def _cgroup_support() -> tuple[str | None, str]:
     """Whether this process can make kernel cgroups: ("cgroup vN", "") or (None, why not)."""
@@ -862,6 +957,7 @@ class LocalKernelLauncher:
         self.requested = isolation
         self.use_cgroup = cgroup
         self.unavailable: dict[str, str] = {}  # level -> why it could not be used
+        self.from_cache = False  # whether the level was remembered rather than probed
         self.level = self._choose(isolation)
         self.cgroup_note = ""  # why the last kernel has no cgroup
         self.last_cgroup: Cgroup | None = None
@@ -879,24 +975,66 @@ class LocalKernelLauncher:
 
     # -- choosing a level
 
-    def _choose(self, wanted: str) -> str:
+    def _choose(self, wanted: str, use_cache: bool = True) -> str:
         order = ISOLATION_LEVELS if wanted == "auto" else (wanted,)
+        remembered = self._remembered() if use_cache else {}
         for level in order:
-            if level == "process":
-                if _is_root():  # never root: if the kernel cannot run as a user of its own, it does not run
-                    ok, why = _works(tuple(self._limited(level, [self.python, "-c", "import ipykernel"], probe=True)))
-                    if not ok:
-                        self.unavailable[level] = why
-                        raise GraderError(f"the kernel cannot run as an unprivileged user here: {why}")
+            if level == "process" and not _is_root():
+                return level
+            if remembered.get(self._level_key(level)) == level:
+                self.from_cache = True
                 return level
             # The real thing: our Python, importing the kernel, inside the wrapper, as the kernel's user.
             ok, why = _works(tuple(self._limited(level, [self.python, "-c", "import ipykernel"], probe=True)))
             if ok:
+                self._remember(level)
                 return level
             self.unavailable[level] = why
+            if level == "process":  # never root: if the kernel cannot run as a user of its own, it does not run
+                raise GraderError(f"the kernel cannot run as an unprivileged user here: {why}")
         if wanted != "auto":
             raise GraderError(f"isolation level {wanted!r} is not available here: {self.unavailable[wanted]}")
         return "process"
+
+    def _level_key(self, level: str) -> str:
+        """What a probe of `level` depends on: the wrapper, our Python, the user, the system."""
+        wrapper = self._wrapper(level, probe=True)
+        facts = [level, _is_root(), os.geteuid(), _stat_key(self.python), _stat_key(os.path.realpath(self.python)),
+                 [_stat_key(d) for d in self._python_dirs()], wrapper, _stat_key(wrapper[0] if wrapper else None),
+                 _system_key()]
+        return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()
+
+    def _remembered(self) -> dict[str, str]:
+        path = level_cache_file()
+        return _load_levels(path) if path is not None else {}
+
+    def _remember(self, level: str) -> None:
+        path = level_cache_file()
+        if path is None:
+            return
+        works = self._remembered()
+        works.pop(self._level_key(level), None)
+        works[self._level_key(level)] = level  # newest last: the oldest go first
+        _save_levels(path, dict(list(works.items())[-_LEVEL_CACHE_MAX:]))
+
+    def _forget(self, level: str) -> None:
+        path = level_cache_file()
+        if path is None:
+            return
+        works = self._remembered()
+        if works.pop(self._level_key(level), None) is not None:
+            _save_levels(path, works)
+
+    def recheck(self) -> bool:
+        """After a kernel failed to start: if the level was remembered rather than probed, forget it
+        and probe the levels again; whether starting again is worth trying."""
+        if not self.from_cache:
+            return False
+        self.from_cache = False
+        self._forget(self.level)
+        self.unavailable.clear()
+        self.level = self._choose(self.requested, use_cache=False)
+        return True
 
     def _wrapper(self, level: str, workspace: Workspace | None = None, probe: bool = False) -> list[str]:
         """The command that puts the kernel in its namespaces (empty for `process`)."""

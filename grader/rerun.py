@@ -34,6 +34,7 @@ from .plan import MAX_IGNORED_ARGS, CheckPlan, Trial, add_variants
 from .probe import Answer, ProbeItem, Value, new_module_name, prelude_source
 from .report import CheckResult, Diagnosis
 from .spec import Assignment
+from .standby import StandbyKernel
 
 READ_TIMEOUT = 5.0  # seconds to read the watched variables of the re-run
 
@@ -336,11 +337,13 @@ async def rerun_given(
     seed: int,
     cell_timeout: float,
     budget: Budget,
+    standby: StandbyKernel | None = None,
 ) -> None:
     """Flag given-sample variables that were right but do not follow a fresh sample.
 
     The re-run draws on what is left of the submission's time budget. A value graded after an
-    earlier cell (a rescued one) is read after that same cell of the re-run.
+    earlier cell (a rescued one) is read after that same cell of the re-run. With `standby`
+    (see `rerun_standby`), it runs in that kernel, started earlier, and its workspace.
     """
     spec = asg.spec
     if spec.rerun is None:
@@ -361,7 +364,7 @@ async def rerun_given(
     values = {n: fresh[n] for n in given_set.variables if n in fresh and n in given}
     try:
         answers, why, tampered = await _rerun(submission, asg, plans, watched, by_id, launcher, cell_timeout,
-                                              budget, {n: given[n] for n in values}, values)
+                                              budget, {n: given[n] for n in values}, values, standby)
     except RuntimeError:
         return  # no kernel could be started at all: the grader's failure, nothing to conclude
     if tampered:  # what the re-run computed is unknown: the given values earn nothing
@@ -419,6 +422,7 @@ async def _rerun(
     submission: Submission, asg: Assignment, plans: list[CheckPlan], watched: list[CheckPlan],
     by_id: dict[str, CheckResult],
     launcher: KernelLauncher, cell_timeout: float, budget: Budget, given: dict[str, Any], fresh: dict[str, Any],
+    standby: StandbyKernel | None = None,
 ) -> tuple[dict[str, Answer], str, bool]:
     """Run the notebook again with the fresh sample; the watched variables' values (each read after
     the cell its first-run value was graded after), why some may be missing ("" if no reason), and
@@ -449,7 +453,10 @@ async def _rerun(
         if index in after:
             answers.update(await ask(session, modname, after[index], READ_TIMEOUT) or {})
 
-    workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
+    if standby is not None:
+        workspace, launcher = standby.workspace, standby
+    else:
+        workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
     try:
         session = await execute(nb, workspace, launcher, prelude, cell_timeout, after_cell=after_cell,
                                 budget=budget, cell_reserve=budget.final_reserve())
@@ -464,6 +471,20 @@ async def _rerun(
     finally:
         workspace.cleanup()
     return answers, why, tampered
+
+
+def rerun_standby(submission: Submission, asg: Assignment, launcher: KernelLauncher) -> StandbyKernel | None:
+    """The re-run's kernel, started now beside the first run's (call from a running event loop);
+    None where no re-run can follow: the assignment has none, or the notebook assigns none of the
+    variables it would read."""
+    spec = asg.spec
+    if spec.rerun is None:
+        return None
+    names = [n for c in spec.checks if c.kind == "variable" and c.inputs == spec.rerun.inputs
+             for n in (c.target, *c.aliases)]
+    if not any(assigning_cells(submission.nb, n) for n in names):
+        return None
+    return StandbyKernel(launcher, make_workspace(submission.path, [asg.path(f) for f in spec.files]))
 
 
 def _why_missing(record: ExecutionRecord, budget: Budget) -> str:

@@ -8,9 +8,12 @@ its flag (`Flag.points`, negative), so a report says where every point went and
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from .report import CheckResult, Flag, Report
-from .spec import Policy
+
+if TYPE_CHECKING:  # (only for hints: rendering a report needs no spec machinery)
+    from .spec import Policy
 
 # Flag code -> (the penalty it is charged as, the fraction of the maximum score the policy
 # takes for it); each penalty is charged once. A new penalty is one entry here; every output

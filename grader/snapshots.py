@@ -18,6 +18,7 @@ from .plan import CheckPlan
 from .probe import Answer, ProbeItem
 from .report import CheckResult
 from .rerun import assigning_cells
+from .spec import Check
 
 SNAPSHOT_TIMEOUT = 5.0  # seconds to read a cell's variables
 
@@ -25,21 +26,21 @@ SNAPSHOT_TIMEOUT = 5.0  # seconds to read a cell's variables
 class Snapshots:
     """Which cells to watch, and what the watched variables held after them."""
 
-    def __init__(self, nb: object, plans: list[CheckPlan]):
+    def __init__(self, nb: object, checks: list[Check]):
         # 0-based cell -> [(check id, names)], for variables assigned in more than one cell
         self.watch: dict[int, list[tuple[str, list[str]]]] = {}
         self.last: dict[str, int] = {}  # check id -> 1-based cell of its final assignment
         self.values: dict[str, list[tuple[int, Answer]]] = {}  # check id -> [(1-based cell, answer)]
-        for p in plans:
-            if p.check.kind != "variable":
+        for check in checks:
+            if check.kind != "variable":
                 continue
-            names = [p.check.target, *p.check.aliases]
+            names = [check.target, *check.aliases]
             cells = next((c for n in names if (c := assigning_cells(nb, n))), [])  # type: ignore[arg-type]
             if len(cells) < 2:
                 continue
-            self.last[p.check.id] = cells[-1]
+            self.last[check.id] = cells[-1]
             for cell in cells[:-1]:
-                self.watch.setdefault(cell - 1, []).append((p.check.id, names))
+                self.watch.setdefault(cell - 1, []).append((check.id, names))
 
     def hook(self, modname: str) -> Callable[[Session, int], Awaitable[None]] | None:
         """The after-cell hook for execute(), or None when nothing needs watching."""

@@ -11,9 +11,6 @@ from __future__ import annotations
 import io
 import textwrap
 
-from rich.console import Console
-from rich.markup import escape
-
 from ..report import Report
 from ..score import deductions
 from .safe import inert
@@ -29,6 +26,10 @@ def _pts(x: float) -> str:
 
 def render_text(report: Report, color: bool | None = None, width: int = 100) -> str:
     """A human summary of a report."""
+    # here, not at the top: importing rich costs time every command would pay
+    from rich.console import Console
+    from rich.markup import escape
+
     buf = io.StringIO()
     con = Console(file=buf, force_terminal=bool(color), no_color=not color, width=10_000,
                   highlight=False, emoji=False, soft_wrap=True)

@@ -6,6 +6,7 @@ found there (and in the process table, by that folder's name in a command line).
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import tempfile
@@ -130,6 +131,29 @@ def test_a_normal_run_leaves_nothing_behind(tmp_path: Path):
     assert '"kernel_died": true' in out
     assert_nothing_left(tmp)
 
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_the_grader_exits_at_once_with_its_whole_report_and_nothing_left(fmt: str, tmp_path: Path):
+    # `grade` skips the interpreter's teardown once the report is out: the report must still be
+    # whole (stdout is a pipe here, so buffered), the exit code right, and every process gone
+    tmp = tmp_path / "tmp"
+    out_file = tmp_path / "report.out"
+    proc = start_grading(tmp, "daemons.ipynb", "--format", fmt, "--fail-under", "100%")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err  # graded, below the bar
+    if fmt == "json":
+        assert json.loads(out)["status"] == "graded"
+    else:
+        assert out.rstrip().splitlines()[-1].startswith("Ran in isolation level")
+    assert_nothing_left(tmp)
+    tmp2 = tmp_path / "tmp2"
+    proc = start_grading(tmp2, "daemons.ipynb", "--format", fmt, "--output", str(out_file))
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and out == "", err
+    text = out_file.read_text()
+    assert json.loads(text)["schema"] == "grader.report/1" if fmt == "json" else "Score:" in text
+    assert_nothing_left(tmp2)
 
 
 def test_a_long_temporary_folder_still_gives_kernels_short_socket_paths(tmp_path, monkeypatch):

@@ -1,0 +1,57 @@
+"""What `grade` imports before it does anything: help, version and list start light."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+
+HEAVY = ("torch", "nbclient", "jupyter_client", "zmq", "rich", "ipykernel", "matplotlib")
+
+# Runs the CLI in a fresh interpreter, then reports which modules it had imported by the end.
+_PROBE = """
+import atexit, json, sys
+atexit.register(lambda: print("MODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr))
+from grader.cli import main
+main()
+"""
+
+
+def _modules(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+    r = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    line = next(ln for ln in r.stderr.splitlines() if ln.startswith("MODULES "))
+    return r, {m.split(".")[0] for m in json.loads(line[len("MODULES "):])}
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["list"], ["notebook", "--help"],
+                                  ["render", "--help"]])
+def test_light_commands_import_no_kernel_or_torch_machinery(args):
+    r, modules = _modules(*args)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip()
+    assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
+
+
+def test_help_and_version_do_not_load_specs():
+    for args in (["--help"], ["--version"]):
+        _, modules = _modules(*args)
+        assert "pydantic" not in modules
+
+
+def test_the_probe_sees_heavy_imports():
+    # the check above can fail: grading a missing notebook loads the grading machinery
+    r, modules = _modules("/nonexistent/x.ipynb", "--assignment", "sigmoid-2-3-1")
+    assert r.returncode == 2
+    assert "pydantic" in modules and "nbclient" in modules
+
+
+def test_grading_imports_torch_only_when_it_computes():
+    code = ("import sys; import grader.grade, grader.plan, grader.expected; "
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr
