@@ -30,16 +30,30 @@ class Target:
     @property
     def label(self) -> str:
         """How a student would write it: `sigmoid`, `dL_dW1`, `gradients(...)["W1"]`."""
+        if self.part is not None and self.part.label:
+            return self.part.label
+        if self.check.kind == "class":
+            return _class_label(self.check, self.part)
         if self.part is None:
             return self.check.target
-        if self.part.label:
-            return self.part.label
         return f'{self.check.target}(...)["{self.part.key}"]'
 
     @property
     def name(self) -> str:
         """The report's `target`: `sigmoid`, `dL_dW1`, `gradients.W1`."""
         return self.check.target if self.part is None else f"{self.check.target}.{self.part.key}"
+
+
+def _class_label(check: Check, part: Part | None) -> str:
+    """A class check's value as a student would write it: `net.loss(...)[1]["W1"]`, `net.w after train(...)`."""
+    net = f"{check.target}(...)"
+    if check.read == "state":
+        key = part.key if part is not None else ""
+        owner = {k: a for a, k in check.state_attributes.items()}
+        where = f".{owner[key]}" if key in owner else f'.{check.state_attribute}["{key}"]'
+        return f"{net}{where} after {check.method}(...)"
+    take = f"[{check.take!r}]" if isinstance(check.take, (int, str)) else ""
+    return f"{net}.{check.method}(...){take}" + (f'["{part.key}"]' if part is not None else "")
 
 
 @dataclass
