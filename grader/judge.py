@@ -13,7 +13,7 @@ from .plan import CheckPlan, Target
 from .probe import RESULT, Answer, Value, shape_str
 from .report import CheckResult, Diagnosis
 from .runner import norm_key as normalise_key  # one spelling rule, in the kernel and here
-from .spec import Check
+from .spec import RESULT_ARG, Check
 
 MAX_SHOWN_ELEMENTS = 12
 
@@ -437,6 +437,13 @@ def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]
             return _missing(target, "function", [then])
         if v.kind == "error":
             return _raised(target, first if ans.then_found is None else then, v)
+        if v.kind == "signature":  # the first call's, or `then`'s, signature does not take its arguments
+            name = first if ans.then_found is None else ans.then_found
+            passes = check.args if ans.then_found is None else \
+                [f"what {first} returned" if a == RESULT_ARG else a for a in check.then_args]
+            msg = (f"{name} takes {v.length} argument{'s' if v.length != 1 else ''}; "
+                   f"the assignment passes {', '.join(passes) or 'no arguments'}")
+            return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
         assert trial.labels is not None
         pred = numeric(v)
         classes = predicted_classes(pred, trial.labels.size) if pred is not None else None

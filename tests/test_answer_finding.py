@@ -181,3 +181,45 @@ def test_class_and_optional_argument_mistakes_are_one_line_errors(tmp_path, sour
     message = _spec_error(tmp_path, source, old, new)
     assert "assignment.toml" in message and "\n" not in message
     assert says.removeprefix("checks.0: Value error, ") in message, message
+
+
+def _lab_plan(check_id: str):
+    from grader.expected import Reference
+    from grader.plan import plan_check
+
+    asg = find_assignment(str(LAB))
+    check = next(c for c in asg.spec.checks if c.id == check_id)
+    return plan_check(asg, Reference(asg), check, 7)
+
+
+def _answers(plan, values: list[Value]):
+    from grader.probe import Answer
+
+    return {f"{plan.check.id}#{t.index}": Answer(f"{plan.check.id}#{t.index}", plan.check.target, v)
+            for t, v in zip(plan.trials, values)}
+
+
+def test_a_shape_mismatch_reports_no_error_figures():
+    from grader.judge import judge
+
+    plan = _lab_plan("simple_feed_forward")
+    result = judge(plan, _answers(plan, [arr(1, 2, 3)] * len(plan.trials)), "ok")[0]
+    assert result.status == "fail" and result.codes == ["shape_mismatch"]
+    assert result.detail["got_shape"] == [3] and result.detail["expected_shape"] == [1]
+    assert not {"max_abs_error", "max_rel_error", "worst_index"} & set(result.detail)
+    wrong = judge(plan, _answers(plan, [arr(2.0)] * len(plan.trials)), "ok")[0]
+    assert wrong.status == "fail" and wrong.detail["max_abs_error"] > 0  # compared values do have them
+
+
+def test_the_same_element_is_taken_on_every_trial_and_a_wrong_one_never_passes():
+    from grader.judge import judge
+
+    plan = _lab_plan("simple_feed_forward")
+    right = [t.expected["simple_feed_forward"] for t in plan.trials]
+    z1 = arr(1, 2, 3, 4, 5)
+    ok = judge(plan, _answers(plan, [tup(z1, Value("array", array=r)) for r in right]), "ok")[0]
+    assert ok.status == "pass" and "item 1 of the returned tuple" in ok.message
+    # the right value sits in a different place on one trial: no single element is right
+    mixed = [tup(Value("array", array=r), Value("array", array=r + 1)) for r in right]
+    mixed[0] = tup(Value("array", array=right[0] + 1), Value("array", array=right[0]))
+    assert judge(plan, _answers(plan, mixed), "ok")[0].status == "fail"
