@@ -290,6 +290,9 @@ def _check_class_fields(c: Check) -> None:
         return
     if not c.method:
         raise ValueError("a class check needs `method`: the method to call")
+    unsupported = [f for f in ("given", "extreme", "consistency", "intermediates", "loss") if getattr(c, f)]
+    if unsupported:
+        raise ValueError(f"`{unsupported[0]}` is not supported in class checks")
     if c.state_attribute and c.state_attributes:
         raise ValueError("give either `state_attribute` or `state_attributes`, not both")
     if (c.state_attribute or c.state_attributes) and not c.state:

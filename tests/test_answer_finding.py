@@ -174,6 +174,7 @@ def _spec_error(tmp_path: Path, source: Path, old: str, new: str) -> str:
         (PLANAR, 'optional_args = ["parameters"]', 'optional_args = ["parameters"]\nmethod = "loss"',
          "`method` belongs to class checks"),
         (LAB, 'target = "y"', 'target = "y"\ntruth = "t"', "names.truth: unknown field"),
+        (TWO_LAYER, 'method = "loss"\n', 'method = "loss"\ngiven = "net"\n', "`given` is not supported in class checks"),
         (PLANAR, 'optional_args = ["parameters"]', 'optional_args = "parameters"', "checks.1.optional_args"),
     ],
 )
