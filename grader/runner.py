@@ -153,10 +153,12 @@ _EMPTY = inspect.Parameter.empty
 
 def fit(fn: Callable[..., Any], args: list[Any], argnames: list[str], optional: list[Any] | None = None,
         optnames: list[str] | None = None) -> tuple[list[Any], dict[str, Any]]:
-    """How to call fn: args by position (by keyword when its parameters are the same names in
-    another order), then each optional argument it takes, by name or in a required slot left.
+    """How to call fn (positional, keyword arguments), with each optional argument it takes.
 
-    Raises Misfit when the signature cannot take them; a callable without a signature gets args.
+    `args` go by position (by keyword when its parameters are the same names in another
+    order); an optional argument goes by name, else into a required positional slot left
+    over, else not at all. Raises Misfit when the signature cannot take them; a callable
+    without a signature gets `args` as they are.
     """
     try:
         sig = _signature(fn)

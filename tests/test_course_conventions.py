@@ -133,3 +133,21 @@ def test_a_train_step_that_moves_the_weights_the_wrong_way_fails(folder, step):
     for part in ("train.w_ih", "train.w_ho"):
         assert report.check(part).status == "fail", part
     assert "weights_hidden_to_output after one train step" in report.check("train.w_ho").message
+
+
+def test_a_second_function_whose_signature_does_not_fit_is_said_plainly(folder):
+    import nbformat
+
+    from tests.course_notebooks import FIXTURES
+
+    external = FIXTURES / "logistic-external"
+    nb = nbformat.read(external / "solution.ipynb", as_version=4)
+    for cell in nb.cells:
+        cell.source = cell.source.replace("def predict(X, params):", "def predict(X, params, threshold):")
+    path = folder / "predict-threshold.ipynb"
+    nbformat.write(nb, path)
+    report = graded(path, str(external))
+    behaviour = report.check("train_predict")
+    assert behaviour.status == "fail"
+    assert behaviour.message == "predict takes 3 arguments; the assignment passes X_test, what train returned"
+    assert report.check("forward").status == "pass"
