@@ -45,11 +45,13 @@ def diagnose(
     *,
     variants: Sequence[tuple[str, str]] = (),
     axes: Sequence[str] = (),
+    names: tuple[str, str] = ("y", "t"),
 ) -> list[Diagnosis]:
     """Explain why `label` failed, most specific explanation first.
 
     `variants` are (name, message) of the wrong answers the assignment declares; each failure
-    carries the variant's value on its inputs. `axes` name the rows / columns of a matrix.
+    carries the variant's value on its inputs. `axes` name the rows / columns of a matrix;
+    `names` are the assignment's own names for the prediction and the target.
     """
     first = failures[0].comparison
     if first.problem == "transposed":
@@ -67,7 +69,7 @@ def diagnose(
         return [variant]
     if first.problem == "nan":
         return [_nan(label, failures, axes)]
-    found = _sign_or_scale(label, failures, rtol, atol)
+    found = _sign_or_scale(label, failures, rtol, atol, names)
     if found:
         return [found]
     if (
@@ -144,7 +146,8 @@ def _ratio(c: Comparison) -> float | None:
     return float(np.sum(c.got * c.expected) / denom)
 
 
-def _sign_or_scale(label: str, failures: list[Failure], rtol: float, atol: float) -> Diagnosis | None:
+def _sign_or_scale(label: str, failures: list[Failure], rtol: float, atol: float,
+                   names: tuple[str, str] = ("y", "t")) -> Diagnosis | None:
     ks = []
     for f in failures:
         k = _ratio(f.comparison)
@@ -160,20 +163,21 @@ def _sign_or_scale(label: str, failures: list[Failure], rtol: float, atol: float
     if sum(f.comparison.expected.size for f in failures) == 1 and not _is_simple(k):
         return None  # any single wrong number is *some* multiple of the right one: that explains nothing
     every = " on every input tried" if len(failures) > 1 else ""
+    y, t = names
     if abs(k + 1) < 1e-6:
         return Diagnosis(
             "sign_flip",
             _cap(f"{label}") + f" has the right magnitude but the opposite sign{every}: check the sign of the "
-            "error term (y - t, not t - y) and of each step of the chain rule.",
+            f"error term ({y} - {t}, not {t} - {y}) and of each step of the chain rule.",
         )
     kr = _nice(k)
     hint = ""
     if abs(abs(k) - 2) < 1e-6:
-        hint = (" On a squared loss a factor 2 means the 1/2 of L = 1/2 (y - t)^2 was dropped "
+        hint = (f" On a squared loss a factor 2 means the 1/2 of L = 1/2 ({y} - {t})^2 was dropped "
                 "(or the loss has no 1/2 and one was added to its derivative).")
     elif abs(abs(k) - 0.5) < 1e-6:
         hint = (" On a squared loss a factor 1/2 means a 1/2 was added that the loss does not have "
-                "(the 2 from d/dy (y - t)^2 was dropped).")
+                f"(the 2 from d/d{y} ({y} - {t})^2 was dropped).")
     sign = ", with the opposite sign" if k < 0 else ""
     return Diagnosis("scaled", _cap(f"{label}") + f" is {kr} times the correct value{sign}{every} (factor c = {kr}).{hint}")
 

@@ -40,7 +40,7 @@ from .kernel import (
 from .localise import localise
 from .notebook import Submission, read_submission
 from .options import CELL_TIMEOUT, TOTAL_TIMEOUT
-from .plan import CheckPlan, plan
+from .plan import CheckPlan, class_fields, optional_fields, plan
 from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
@@ -279,7 +279,7 @@ async def _probe(
     if not session.alive:
         return {}, "no_kernel"
     check = p.check
-    kind = {"variable": "variable", "behaviour": "pipeline"}.get(check.kind, "function")
+    kind = {"variable": "variable", "behaviour": "pipeline", "class": "class"}.get(check.kind, "function")
     items = [
         ProbeItem(
             id=f"{check.id}#{t.index}",
@@ -293,15 +293,17 @@ async def _probe(
             # a gradient check: does it evaluate the notebook's own functions on moved weights?
             watch=check.consistency is not None,
             keep_result=bool(check.returns),
+            **class_fields(check, t),
         )
         for t in p.trials
     ]
     for which, side in (("given", p.given), ("extreme", p.extreme)):  # unscored: diagnosis only
         if side is not None:
-            items.append(ProbeItem(f"{check.id}#{which}", "function", [check.target, *check.aliases], side.args, check.args))
+            items.append(ProbeItem(f"{check.id}#{which}", "function", [check.target, *check.aliases], side.args,
+                                   check.args, **optional_fields(check, side)))
     if p.extreme is not None:  # the same extreme inputs, with numpy overflow raising
         items.append(ProbeItem(f"{check.id}#extreme_fp", "function", [check.target, *check.aliases],
-                               p.extreme.args, check.args, fp_raise=True))
+                               p.extreme.args, check.args, fp_raise=True, **optional_fields(check, p.extreme)))
     timeout = check.timeout * len(items) + 5
     reply = await send(session, probe_request(modname, items), timeout)
     if reply.status in ("died", "timeout", "budget"):  # died: the session has a fresh kernel for later checks, if it could make one

@@ -23,10 +23,12 @@ def rng_for(seed: int, *labels: str) -> np.random.Generator:
 
 
 def as_input(value: Any) -> Any:
-    """Spec or generator values: arrays become float64 arrays (copied), dicts keep their keys,
-    scalars stay Python numbers."""
+    """Spec or generator values: arrays become float64 arrays (copied; a generator's integer
+    arrays stay int64), dicts keep their keys, scalars stay Python numbers."""
     if isinstance(value, dict):
         return {str(k): as_input(v) for k, v in value.items()}
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer):
+        return np.array(value, dtype=np.int64)  # class labels a notebook indexes with (scores[i, y])
     if isinstance(value, (list, tuple, np.ndarray)):
         return np.array(value, dtype=np.float64)
     if isinstance(value, np.generic):

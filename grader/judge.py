@@ -6,12 +6,14 @@ from dataclasses import replace
 
 import numpy as np
 
+from .answer import Pick, declared, pick
 from .compare import Comparison, align, compare, matches, numeric
 from .diagnose import Failure, diagnose, hardcoded_function, unstable, unstable_overflow
 from .plan import CheckPlan, Target
 from .probe import RESULT, Answer, Value, shape_str
 from .report import CheckResult, Diagnosis
 from .runner import norm_key as normalise_key  # one spelling rule, in the kernel and here
+from .spec import RESULT_ARG, Check
 
 MAX_SHOWN_ELEMENTS = 12
 
@@ -37,11 +39,26 @@ def _hidden(target: Target) -> bool:
     return target.check.visibility == "hidden"
 
 
-def select_part(value: Value, target: Target, expected: np.ndarray) -> tuple[Value | None, str]:
-    """The student's value for a target, and how it was found ("" or a note)."""
+def select_part(value: Value, target: Target, expected: np.ndarray,
+                chosen: Pick | None = None) -> tuple[Value | None, str]:
+    """The student's value for a target, and how it was found ("" or why there is none).
+
+    `chosen`: where the answer is in what the check's trials returned (found here from this
+    one value when not given).
+    """
     part = target.part
     if part is None:
-        return _take_answer(value, target.check.take, expected)
+        c = target.check
+        chosen = chosen or pick([value], [expected], c.take, target.rtol, target.atol,
+                                target.allow_transpose, _hidden(target))
+        if chosen.failure:
+            return None, f"{c.target} {chosen.failure}"
+        return chosen.apply(value), ""
+    take = target.check.take
+    if isinstance(take, (int, str)) and value.kind in ("seq", "dict"):  # (loss, grads): the parts are in grads
+        where = _declared_one(value, take)
+        if where is not None and value.items[where].kind in ("seq", "dict"):
+            value = value.items[where]
     if value.kind == "dict":
         wanted = [part.key, *part.aliases]
         for w in wanted:
@@ -68,15 +85,25 @@ def select_part(value: Value, target: Target, expected: np.ndarray) -> tuple[Val
     return None, f"expected a dict keyed {part.key!r} (or a tuple), got {value.describe(_hidden(target))}"
 
 
-def _take_answer(value: Value, take: int | None, expected: np.ndarray) -> tuple[Value | None, str]:
-    if value.kind == "seq":
-        whole = numeric(value)
-        fits_whole = whole is not None and align(whole, expected)[1] in ("", "reshaped")
-        if take is not None and take < len(value.items) and not fits_whole:
-            return value.items[take], ""
-        if value.is_tuple and value.items and not fits_whole:  # (answer, cache) convention
-            return value.items[0], ""
-    return value, ""
+def _declared_one(value: Value, take: int | str) -> int | None:
+    hits = declared(value, take)
+    return hits[0] if hits else None
+
+
+def check_pick(plan: CheckPlan, target: Target, answers: dict[str, Answer]) -> Pick | None:
+    """Where the answer is in what every trial returned: one element for all trials (None: per value)."""
+    if target.part is not None:
+        return None
+    values, expected = [], []
+    for trial in plan.trials:
+        ans = answers.get(f"{plan.check.id}#{trial.index}")
+        if ans is None or ans.value.kind not in ("seq", "dict"):
+            return None
+        values.append(ans.value)
+        expected.append(trial.expected[target.id])
+    if not values:
+        return None
+    return pick(values, expected, plan.check.take, target.rtol, target.atol, target.allow_transpose, _hidden(target))
 
 
 def _show(a: np.ndarray) -> str:
@@ -169,8 +196,11 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
                        [Diagnosis("kernel_died", f"The kernel died while {check.target} was being checked.")])
     if check.kind == "behaviour":
         return _judge_behaviour(plan, target, answers)
+    if check.kind == "class":
+        what = "class"
     failures: list[Failure] = []
     notes: list[Diagnosis] = []
+    chosen = check_pick(plan, target, answers)
     for trial in plan.trials:
         ans = answers.get(f"{check.id}#{trial.index}")
         if ans is None:
@@ -178,15 +208,20 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
         if ans.found is None or ans.value.kind == "missing":
             return _missing(target, what, [check.target, *check.aliases])
         v = ans.value
+        called = called_name(check, ans)
         if v.kind == "error":
-            return _raised(target, ans.found, v)
+            return _raised(target, called, v)
+        if v.kind in ("signature", "no_member"):
+            msg = misfit_message(check, called, v, ans.stage)
+            return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
         if v.kind == "not_callable":
-            return _result(target, "fail", f"{ans.found} is a {v.type_name}, not a function",
-                           [Diagnosis("wrong", f"{ans.found} must be a function, but it is a {v.type_name}.")])
+            return _result(target, "fail", f"{called} is a {v.type_name}, not a function",
+                           [Diagnosis("wrong", f"{called} must be a function, but it is a {v.type_name}.")])
         expected = trial.expected[target.id]
-        part, why = select_part(v, target, expected)
+        part, why = select_part(v, target, expected, chosen)
         if part is None:
-            return _result(target, "fail", why, [Diagnosis("shape_mismatch", why)])
+            return _result(target, "fail", why, [Diagnosis("shape_mismatch", why + ".")],
+                           expected_shape=list(expected.shape))
         if numeric(part) is None:
             msg = f"{label} is {part.describe(_hidden(target))}, not a number or array"
             if part.kind == "unconvertible":
@@ -204,19 +239,24 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
     n = len(plan.trials)
     axes = (target.part.axes if target.part is not None and target.part.axes else check.axes)
     shaky = _extreme_note(plan, target, answers, label)
+    took = {"took": chosen.note} if chosen is not None and chosen.note else {}
     if not failures:
         how = f"correct on {n} random inputs" if n > 1 else "correct"
         if check.visibility == "public" and check.kind == "variable":
             how = "matches the expected value"
-        return _result(target, "pass", how, notes + shaky, trials=n)
-    diag = diagnose(label, failures, target.rtol, target.atol, variants=plan.variants, axes=axes)
+        how += f" ({chosen.note})" if took else ""
+        return _result(target, "pass", how, notes + shaky, trials=n, **took)
+    diag = diagnose(label, failures, target.rtol, target.atol, variants=plan.variants, axes=axes,
+                    names=plan.names)
     ignored = _ignored_args(plan, target, failures) if _right_on_given(plan, target, answers) else None
     if ignored is not None:
         diag.insert(0, hardcoded_function(check.target, *ignored, n_args=len(check.args)))
     diag += shaky
     first = failures[0].comparison
-    detail = _detail(first, target, n, len(failures))
+    detail = {**_detail(first, target, n, len(failures)), **took}
     msg = _fail_message(label, first, check.visibility, n, len(failures), diag)
+    if took:
+        msg += f" ({check.target} returns several values; {chosen.note}.)"
     return _result(target, "fail", msg, diag, **detail)
 
 
@@ -297,12 +337,11 @@ def _detail(c: Comparison, target: Target, n: int, n_failed: int) -> dict[str, o
         "failed_trials": n_failed,
         "got_shape": list(c.got_raw_shape),
         "expected_shape": list(c.expected.shape),
-        "max_abs_error": _finite(c.max_abs),
-        "max_rel_error": _finite(c.max_rel),
-        "worst_index": list(c.worst),
         "rtol": target.rtol,
         "atol": target.atol,
     }
+    if c.problem not in ("shape", "not_numeric"):  # error figures only where values were compared
+        d.update(max_abs_error=_finite(c.max_abs), max_rel_error=_finite(c.max_rel), worst_index=list(c.worst))
     if target.check.visibility == "public" and c.got is not None:
         d["expected"] = c.expected.tolist() if c.expected.size <= 64 else None
         d["got"] = c.got.tolist() if c.got.size <= 64 else None
@@ -332,6 +371,27 @@ def predicted_classes(pred: np.ndarray, m: int) -> np.ndarray | None:
     if pred.ndim == 2 and pred.shape[0] == m:
         return np.argmax(pred, axis=1).astype(np.float64)
     return None
+
+
+def called_name(check: Check, ans: Answer) -> str:
+    """What was called, as feedback names it: the function, or for a class check the step that ran."""
+    found = ans.found or check.target
+    if check.kind != "class":
+        return found
+    if ans.stage == "init":
+        return f"{found}({', '.join(check.init_args)})"
+    return f"{found}(...).{check.method}"
+
+
+def misfit_message(check: Check, called: str, v: Value, stage: str = "") -> str:
+    """A signature that cannot take the arguments, or a member the object lacks, in one sentence."""
+    if v.kind == "no_member":
+        return f"{called}: the object has no attribute {v.text!r}, which the assignment uses"
+    n = v.length
+    args = check.init_args if stage == "init" else check.args
+    passes = ", ".join(args) if args else "no arguments"
+    opt = f" (and {', '.join(check.optional_args)} when it takes them)" if check.optional_args else ""
+    return f"{called} takes {n} argument{'s' if n != 1 else ''}; the assignment passes {passes}{opt}"
 
 
 def _no_answer(target: Target, name: str) -> CheckResult:
@@ -377,6 +437,13 @@ def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]
             return _missing(target, "function", [then])
         if v.kind == "error":
             return _raised(target, first if ans.then_found is None else then, v)
+        if v.kind == "signature":  # the first call's, or `then`'s, signature does not take its arguments
+            name = first if ans.then_found is None else ans.then_found
+            passes = check.args if ans.then_found is None else \
+                [f"what {first} returned" if a == RESULT_ARG else a for a in check.then_args]
+            msg = (f"{name} takes {v.length} argument{'s' if v.length != 1 else ''}; "
+                   f"the assignment passes {', '.join(passes) or 'no arguments'}")
+            return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
         assert trial.labels is not None
         pred = numeric(v)
         classes = predicted_classes(pred, trial.labels.size) if pred is not None else None

@@ -30,16 +30,30 @@ class Target:
     @property
     def label(self) -> str:
         """How a student would write it: `sigmoid`, `dL_dW1`, `gradients(...)["W1"]`."""
+        if self.part is not None and self.part.label:
+            return self.part.label
+        if self.check.kind == "class":
+            return _class_label(self.check, self.part)
         if self.part is None:
             return self.check.target
-        if self.part.label:
-            return self.part.label
         return f'{self.check.target}(...)["{self.part.key}"]'
 
     @property
     def name(self) -> str:
         """The report's `target`: `sigmoid`, `dL_dW1`, `gradients.W1`."""
         return self.check.target if self.part is None else f"{self.check.target}.{self.part.key}"
+
+
+def _class_label(check: Check, part: Part | None) -> str:
+    """A class check's value as a student would write it: `net.loss(...)[1]["W1"]`, `net.w after train(...)`."""
+    net = f"{check.target}(...)"
+    if check.read == "state":
+        key = part.key if part is not None else ""
+        owner = {k: a for a, k in check.state_attributes.items()}
+        where = f".{owner[key]}" if key in owner else f'.{check.state_attribute}["{key}"]'
+        return f"{net}{where} after {check.method}(...)"
+    take = f"[{check.take!r}]" if isinstance(check.take, (int, str)) else ""
+    return f"{net}.{check.method}(...){take}" + (f'["{part.key}"]' if part is not None else "")
 
 
 @dataclass
@@ -57,6 +71,10 @@ class Trial:
     # hard-coding: target id -> [(argument positions taken from the given sample instead, value)]
     ignoring: dict[str, list[tuple[tuple[int, ...], np.ndarray]]] = field(default_factory=dict)
     intermediates: list[np.ndarray] = field(default_factory=list)  # Check.intermediates' true values
+    optional: list[Any] = field(default_factory=list)  # Check.optional_args' values
+    init_args: list[Any] = field(default_factory=list)  # class checks: the constructor's arguments
+    state: dict[str, Any] | None = None  # class checks: the parameters put in the object
+    ref_args: list[Any] | None = None  # what the reference is called with, when not `args`
 
 
 @dataclass
@@ -72,6 +90,7 @@ class CheckPlan:
     intermediates: list[Intermediate] = field(default_factory=list)  # the check's and the spec's shared ones
     # behaviour checks with `returns`: the reference's prediction from the returned parameters
     predict_with: Callable[[list[Any]], Any] | None = None
+    names: tuple[str, str] = ("y", "t")  # the assignment's names for the prediction and the target
 
 
 def targets_of(check: Check) -> list[Target]:
@@ -107,8 +126,12 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
         if check.kind == "behaviour":
             trials.append(_behaviour_trial(reference, check, t, inputs, args))
             continue
-        result = reference.call(check.reference, [_copy(a) for a in args])
-        trial = Trial(t, inputs, args, reference_result=result)
+        ref_args = [inputs[a] for a in reference_args(check)]
+        result = reference.call(check.reference, [_copy(a) for a in ref_args])
+        trial = Trial(t, inputs, args, reference_result=result, ref_args=ref_args,
+                      optional=[inputs[a] for a in check.optional_args if a in inputs],
+                      init_args=[inputs[a] for a in check.init_args],
+                      state=inputs[check.state] if check.state else None)
         for target in targets:
             key = target.part.key if target.part is not None else check.part
             trial.expected[target.id] = select(result, key)
@@ -118,6 +141,7 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
                                    for im in intermediates]
         trials.append(trial)
     out = CheckPlan(check, targets, trials)
+    out.names = (assignment.spec.names.prediction, assignment.spec.names.target)
     out.intermediates = intermediates
     if check.predict_with:
         name = check.predict_with
@@ -145,7 +169,8 @@ def side_trial(
     inputs = draw(input_set, rng_for(seed, "inputs", check.id, set_name), 0, generator)
     args = [inputs[a] for a in names]
     result = reference.call(check.reference, [_copy(a) for a in args])
-    trial = Trial(-1, inputs, args, reference_result=result)
+    trial = Trial(-1, inputs, args, reference_result=result,
+                  optional=[inputs[a] for a in check.optional_args if a in inputs])
     for target in targets:
         key = target.part.key if target.part is not None else check.part
         trial.expected[target.id] = select(result, key)
@@ -186,12 +211,37 @@ def add_variants(assignment: Assignment, reference: Reference, check: Check, tar
         if replacement is None:
             continue
         try:
-            result = reference.call(replacement, [_copy(a) for a in trial.args])
+            result = reference.call(replacement, [_copy(a) for a in trial.ref_args or trial.args])
             for target in targets:
                 key = target.part.key if target.part is not None else check.part
                 trial.variants.setdefault(target.id, {})[variant.name] = select(result, key)
         except Exception:  # a variant that cannot be evaluated on these inputs explains nothing
             continue
+
+
+def optional_fields(check: Check, trial: Trial) -> dict[str, Any]:
+    """A probe item's optional arguments: those of the check's the trial's input set defines."""
+    names = [a for a in check.optional_args if a in trial.inputs]
+    return {"optional": [trial.inputs[a] for a in names], "optnames": names}
+
+
+def class_fields(check: Check, trial: Trial) -> dict[str, Any]:
+    """A probe item's optional arguments and, for a class check, how to build and fill the object."""
+    out = optional_fields(check, trial)
+    if check.kind == "class":
+        out.update(init_args=trial.init_args, init_names=check.init_args, state=trial.state,
+                   state_attribute=check.state_attribute, state_attributes=check.state_attributes,
+                   method=check.method or "", read=check.read)
+    return out
+
+
+def reference_args(check: Check) -> list[str]:
+    """The input names the reference function is called with: `args`; for a class check, args then state."""
+    if check.kind != "class":
+        return check.args
+    if check.reference_args is not None:
+        return check.reference_args
+    return [*check.args, *([check.state] if check.state else [])]
 
 
 def _behaviour_trial(reference: Reference, check: Check, t: int, inputs: Inputs, args: list[Any]) -> Trial:

@@ -61,13 +61,26 @@ class ProbeItem:
     alternates: bool = False
     watch: bool = False  # note whether the call evaluates notebook code on one-element perturbations
     keep_result: bool = False  # kind "pipeline": also bring back what the first function returned
+    optional: list[Any] = field(default_factory=list)  # passed too when the function takes them
+    optnames: list[str] = field(default_factory=list)
+    # kind "class": names are the class; built with init_args, given `state`, then `method` is called
+    init_args: list[Any] = field(default_factory=list)
+    init_names: list[str] = field(default_factory=list)
+    state: dict[str, Any] | None = None
+    state_attribute: str | None = None
+    state_attributes: dict[str, str] = field(default_factory=dict)
+    method: str = ""
+    read: str = "result"
 
 
 RESULT = object()  # placeholder in ProbeItem.then_args for the first call's result
 
 
 def encode_arg(value: Any) -> dict[str, Any]:
-    """A grader input as the runner receives it: float64 bytes, or a plain number."""
+    """A grader input as the runner receives it: float64 (or int64) bytes, or a plain number."""
+    if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer):
+        arr = np.ascontiguousarray(value, dtype=np.int64)
+        return {"a": base64.b64encode(arr.tobytes()).decode("ascii"), "shape": list(arr.shape), "int": True}
     if isinstance(value, np.ndarray):
         arr = np.ascontiguousarray(value, dtype=np.float64)
         return {"a": base64.b64encode(arr.tobytes()).decode("ascii"), "shape": list(arr.shape)}
@@ -104,6 +117,15 @@ def _item_json(it: ProbeItem) -> dict[str, Any]:
         "alt": it.alternates and it.kind == "function" and not it.fp_raise,
         "watch": it.watch and it.kind == "function" and not it.fp_raise,
         "keep": it.keep_result and it.kind == "pipeline",
+        "opt": [encode_arg(a) for a in it.optional],
+        "optnames": it.optnames,
+        "init_args": [encode_arg(a) for a in it.init_args],
+        "init_names": it.init_names,
+        "state": encode_arg(it.state) if it.state is not None else None,
+        "state_attribute": it.state_attribute,
+        "state_attributes": [[k, v] for k, v in it.state_attributes.items()],
+        "method": it.method,
+        "read": it.read,
     }
 
 
@@ -171,7 +193,10 @@ def _where(raw: Any) -> Where | None:
 class Value:
     """A value brought back from the kernel, decoded and bounded."""
 
-    kind: str  # array | seq | dict | none | str | object | error | unconvertible | missing | not_callable | too_big
+    # array | seq | dict | none | str | object | error | unconvertible | missing | not_callable | too_big
+    # | signature (its signature cannot take the arguments; `length` is how many it needs)
+    # | no_member (a class check's attribute or method the object lacks; `text` names it)
+    kind: str
     array: np.ndarray | None = None
     items: list[Value] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
@@ -254,6 +279,11 @@ def decode_value(raw: Any, depth: int = 0) -> Value:
         return Value("too_big", shape=tuple(_int(d) for d in _as_list(raw.get("shape"))[:8]))
     if kind in ("none", "missing"):
         return Value(kind)
+    if kind == "signature":
+        return Value("signature", length=_int(raw.get("takes")))
+    if kind == "no_member":
+        name = str(raw.get("name", ""))[:80]
+        return Value("no_member", text=name if name.isidentifier() else "?")
     if kind == "str":
         return Value("str", text=str(raw.get("v", ""))[:300])
     if kind in ("object", "not_callable"):
@@ -290,6 +320,7 @@ class Answer:
     alts: dict[str, Value] = field(default_factory=dict)  # other vector conventions: "flat", "row"
     numerical: bool = False  # a watched call evaluated notebook code on one-element perturbations
     result: Value | None = None  # pipelines with keep_result: what the first function returned
+    stage: str = ""  # class checks: how far the call got (init, state, method, read)
 
 
 @dataclass
@@ -374,6 +405,7 @@ def _answers(body: dict[str, Any]) -> dict[str, Answer]:
                 alts,
                 numerical=a.get("numerical") is True,
                 result=decode_value(a["result"]) if "result" in a else None,
+                stage=a["stage"] if a.get("stage") in ("init", "state", "method", "read") else "",
             )
     return answers
 

@@ -34,6 +34,7 @@ _type_module_of = type.__dict__["__module__"].__get__
 _array_size_of = numpy.ndarray.__dict__["size"].__get__
 _array_shape_of = numpy.ndarray.__dict__["shape"].__get__
 _asarray, _ndarray, _float64, _frombuffer = numpy.asarray, numpy.ndarray, numpy.float64, numpy.frombuffer
+_int64 = numpy.int64
 _errstate, _tobytes = numpy.errstate, numpy.ndarray.tobytes
 _count_nonzero, _not_equal, _flatnonzero = numpy.count_nonzero, numpy.not_equal, numpy.flatnonzero
 _b2a, _a2b = binascii.b2a_base64, binascii.a2b_base64
@@ -115,11 +116,11 @@ Keys.__name__ = Keys.__qualname__ = "dict"
 
 
 def decode_arg(a: dict[str, Any]) -> Any:
-    """A grader input: float64 bytes with a shape, a dict of inputs, or a plain number."""
+    """A grader input: float64 (or int64: labels) bytes with a shape, a dict of inputs, or a plain number."""
     if "d" in a:
         return Keys((k, decode_arg(v)) for k, v in a["d"])
     if "a" in a:
-        arr = _frombuffer(_a2b(a["a"].encode("ascii")), dtype=_float64)
+        arr = _frombuffer(_a2b(a["a"].encode("ascii")), dtype=_int64 if a.get("int") else _float64)
         return arr.reshape(tuple(a["shape"])).copy()
     return a["n"]
 
@@ -137,20 +138,71 @@ def convention(conv: str, args: list[Any]) -> tuple[list[Any], bool]:
     return out, changed
 
 
-def call(fn: Callable[..., Any], args: list[Any], argnames: list[str]) -> Any:
-    """fn(*args), or by keyword when its parameters are the same names in another order."""
-    kwargs = None
+class Misfit(Exception):
+    """A function whose signature cannot take the arguments the assignment passes."""
+
+    def __init__(self, takes: int):
+        super().__init__(takes)
+        self.takes = takes
+
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+_BY_NAME = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_EMPTY = inspect.Parameter.empty
+
+
+def fit(fn: Callable[..., Any], args: list[Any], argnames: list[str], optional: list[Any] | None = None,
+        optnames: list[str] | None = None) -> tuple[list[Any], dict[str, Any]]:
+    """How to call fn (positional, keyword arguments), with each optional argument it takes.
+
+    `args` go by position (by keyword when its parameters are the same names in another
+    order); an optional argument goes by name, else into a required positional slot left
+    over, else not at all. Raises Misfit when the signature cannot take them; a callable
+    without a signature gets `args` as they are.
+    """
     try:
-        params = list(_signature(fn).parameters)
-        low = [p.lower() for p in params]
-        want = [a.lower() for a in argnames]
-        if argnames and len(set(low)) == len(low) and sorted(low) == sorted(want) and low != want:
-            kwargs = {params[low.index(w)]: a for w, a in zip(want, args)}
+        sig = _signature(fn)
+        params = list(sig.parameters.values())
     except _EXC:
-        pass
-    if kwargs is not None:
-        return fn(**kwargs)
-    return fn(*args)
+        return list(args), {}
+    positional = [p for p in params if p.kind in _POSITIONAL]
+    low = [p.name.lower() for p in positional]
+    want = [a.lower() for a in argnames]
+    pos: list[Any] = list(args)
+    kwargs: dict[str, Any] = {}
+    if argnames and len(set(low)) == len(low) and sorted(low) == sorted(want) and low != want:
+        kwargs = {positional[low.index(w)].name: a for w, a in zip(want, args)}
+        pos = []
+    filled = {p.name for p in positional[:len(pos)]} | set(kwargs)
+    for value, name in zip(optional or [], optnames or []):
+        named = [p for p in params if p.kind in _BY_NAME and p.name.lower() == name.lower() and p.name not in filled]
+        if named:
+            kwargs[named[0].name] = value
+            filled.add(named[0].name)
+            continue
+        slot = positional[len(pos)] if len(pos) < len(positional) and not kwargs else None
+        if slot is not None and slot.default is _EMPTY and slot.name not in filled:
+            pos.append(value)
+            filled.add(slot.name)
+    try:
+        sig.bind(*pos, **kwargs)
+    except TypeError:
+        raise Misfit(sum(1 for p in positional if p.default is _EMPTY)) from None
+    return pos, kwargs
+
+
+def call(fn: Callable[..., Any], args: list[Any], argnames: list[str], optional: list[Any] | None = None,
+         optnames: list[str] | None = None) -> Any:
+    """fn called as `fit` says; Misfit when its signature cannot take the arguments."""
+    pos, kwargs = fit(fn, args, argnames, optional, optnames)
+    return fn(*pos, **kwargs)
+
+
+def fitted(value: Any, old: Any) -> Any:
+    """A grader array in the shape of the value it replaces, when only the shape differs (a bias as (n,) or (n, 1))."""
+    if type(old) is _ndarray and type(value) is _ndarray and _array_size_of(old) == _array_size_of(value):
+        return value.reshape(_array_shape_of(old))
+    return value
 
 
 def arrays_in(value: Any, depth: int = 0) -> list[Any]:
@@ -222,14 +274,14 @@ class PerturbationWatch:
         return False
 
 
-def watched_call(ns: dict[str, Any], fn: Callable[..., Any], args: list[Any],
-                 argnames: list[str]) -> tuple[Any, bool]:
+def watched_call(ns: dict[str, Any], fn: Callable[..., Any], args: list[Any], argnames: list[str],
+                 optional: list[Any] | None = None, optnames: list[str] | None = None) -> tuple[Any, bool]:
     """fn's result, and whether it evaluated the notebook's code on one-element perturbations."""
     watch = PerturbationWatch(ns, args)
     previous = _getprofile()
     _setprofile(watch)
     try:
-        result = call(fn, args, argnames)
+        result = call(fn, args, argnames, optional, optnames)
     finally:
         _setprofile(previous)
     return result, watch.numerical()
@@ -281,6 +333,8 @@ class Runner:
         """An exception as an answer: its real type name, its text if plainly made, where it was raised."""
         if isinstance(e, KeyboardInterrupt):  # the grader's time limit: let it through
             raise e
+        if type(e) is Misfit:  # the runner's own: the signature does not take the arguments
+            return {"t": "signature", "takes": e.takes}
 
         def text() -> str:
             # str() of a notebook's own exception class could run its code (and never return)
@@ -408,7 +462,7 @@ class Runner:
             if not changed:
                 continue
             try:
-                alts[conv] = self.encode(call(obj, args, item.get("argnames") or []))
+                alts[conv] = self.encode(call(obj, args, item.get("argnames") or [], *self.optional(item)))
             except _EXC as e:
                 alts[conv] = self.error_of(e)
         return alts
@@ -441,16 +495,20 @@ class Runner:
             ans["value"] = {"t": "not_callable", "type": tname(obj)}
             return ans
         argnames = item.get("argnames") or []
+        if item["kind"] == "class":
+            ans["value"] = self.run_class(item, obj, ans)
+            return ans
+        optional = self.optional(item)
         try:
             args = [decode_arg(a) for a in item["args"]]
             if item.get("fp_raise"):  # stability check: a numpy overflow raises
                 with _errstate(over="raise"):
-                    result = call(obj, args, argnames)
+                    result = call(obj, args, argnames, *optional)
             elif item.get("watch"):
-                result, numerical = watched_call(self.ns, obj, args, argnames)
+                result, numerical = watched_call(self.ns, obj, args, argnames, *optional)
                 ans["numerical"] = numerical
             else:
-                result = call(obj, args, argnames)
+                result = call(obj, args, argnames, *optional)
         except _EXC as e:
             ans["value"] = self.error_of(e)
         else:
@@ -465,6 +523,69 @@ class Runner:
             if alts:
                 ans["alts"] = alts
         return ans
+
+    def optional(self, item: dict[str, Any]) -> tuple[list[Any], list[str]]:
+        """An item's optional arguments (passed when the function takes them) and their names."""
+        return [decode_arg(a) for a in item.get("opt") or []], list(item.get("optnames") or [])
+
+    def run_class(self, item: dict[str, Any], cls: Any, ans: dict[str, Any]) -> dict[str, Any]:
+        """Build the notebook's class, put the grader's parameters in it, call a method; its result or state."""
+        ans["stage"] = "init"
+        try:
+            obj = call(cls, [decode_arg(a) for a in item["init_args"]], item.get("init_names") or [])
+            ans["stage"] = "state"
+            if item.get("state") is not None:
+                missing = self.put_state(obj, decode_arg(item["state"]), item)
+                if missing:
+                    return {"t": "no_member", "name": missing}
+            ans["stage"] = "method"
+            try:
+                method = getattr(obj, item["method"])
+            except _EXC:
+                return {"t": "no_member", "name": item["method"]}
+            if not callable(method):
+                return {"t": "not_callable", "type": tname(method)}
+            result = call(method, [decode_arg(a) for a in item["args"]], item.get("argnames") or [],
+                          *self.optional(item))
+            if item.get("read") == "state":
+                ans["stage"] = "read"
+                return self.encode(self.get_state(obj, item))
+            return self.encode(result)
+        except _EXC as e:
+            return self.error_of(e)
+
+    def put_state(self, obj: Any, state: dict[str, Any], item: dict[str, Any]) -> str:
+        """Set the object's parameters (in the notebook's own shapes where only they differ); the name missing, else ""."""
+        attr = item.get("state_attribute")
+        if attr:
+            target = getattr(obj, attr, None)
+            if not issubclass(type(target), dict):
+                return attr
+            for key, value in dict.items(state):
+                own = self.own_key(target, key)
+                dict.__setitem__(target, own, fitted(value, dict.get(target, own)))
+            return ""
+        for name, key in item.get("state_attributes") or []:
+            if not hasattr(obj, name):
+                return name
+            setattr(obj, name, fitted(dict.__getitem__(state, key), getattr(obj, name)))
+        return ""
+
+    def get_state(self, obj: Any, item: dict[str, Any]) -> dict[str, Any]:
+        """The object's parameters after the call, under the grader's keys."""
+        attr = item.get("state_attribute")
+        keys = [k for k, _ in item["state"]["d"]]
+        if attr:
+            target = getattr(obj, attr)
+            return {k: dict.get(target, self.own_key(target, k)) for k in keys}
+        return {key: getattr(obj, name) for name, key in item.get("state_attributes") or []}
+
+    def own_key(self, target: dict[Any, Any], key: str) -> Any:
+        """The notebook's spelling of a parameter's key ("w1" for "W1"), else the grader's."""
+        if dict.__contains__(target, key):
+            return key
+        hits = [k for k in dict.keys(target) if type(k) is str and norm_key(k) == norm_key(key)]
+        return hits[0] if len(hits) == 1 else key
 
     # -- requests
 

@@ -193,7 +193,7 @@ class Check(_Strict):
     """One thing the grader verifies: a student function or a notebook variable."""
 
     id: str = ""
-    kind: Literal["function", "variable", "behaviour"] = "function"
+    kind: Literal["function", "variable", "behaviour", "class"] = "function"
     target: str
     aliases: list[str] = Field(default_factory=list)
     description: str = ""
@@ -201,7 +201,20 @@ class Check(_Strict):
     args: list[str] = Field(default_factory=list)
     reference: str
     part: str | int | None = None  # for a single-valued check: which part of the reference result
-    take: int | None = None  # for functions returning (answer, cache): which element holds the answer
+    # for functions returning a tuple or dict: the element (index or key), or the candidates, holding the answer
+    take: int | str | list[int | str] | None = None
+    # passed after `args` when the student's function takes them (by name, else by position)
+    optional_args: list[str] = Field(default_factory=list)
+    # kind = "class": target is the class, built with init_args; `state` (a dict input) is put in
+    # its dict attribute `state_attribute` or, key by key, in `state_attributes` (attribute ->
+    # key); then `method` is called with args; read = "result" or "state" (the state after the call)
+    init_args: list[str] = Field(default_factory=list)
+    state: str | None = None
+    state_attribute: str | None = None
+    state_attributes: dict[str, str] = Field(default_factory=dict)
+    method: str | None = None
+    read: Literal["result", "state"] = "result"
+    reference_args: list[str] | None = None  # class checks: what the reference gets (default: args, state)
     parts: list[Part] = Field(default_factory=list)
     trials: int = Field(default=1, ge=1, le=50)
     visibility: Literal["public", "hidden"] = "public"
@@ -260,10 +273,39 @@ class Check(_Strict):
                 raise ValueError("`returns` and `predict_with` go together (the parameters, and how to score them)")
         elif self.returns or self.predict_with:
             raise ValueError("`returns` and `predict_with` belong to behaviour checks")
+        _check_class_fields(self)
         keys = [p.key for p in self.parts]
         if len(keys) != len(set(keys)):
             raise ValueError("part keys must be unique")
         return self
+
+
+def _check_class_fields(c: Check) -> None:
+    """A class check names its method and where its state goes; other checks use none of it."""
+    used = [f for f in ("init_args", "state", "state_attribute", "state_attributes", "method", "reference_args")
+            if getattr(c, f)] + (["read"] if c.read != "result" else [])
+    if c.kind != "class":
+        if used:
+            raise ValueError(f"`{used[0]}` belongs to class checks (kind = \"class\")")
+        return
+    if not c.method:
+        raise ValueError("a class check needs `method`: the method to call")
+    unsupported = [f for f in ("given", "extreme", "consistency", "intermediates", "loss") if getattr(c, f)]
+    if unsupported:
+        raise ValueError(f"`{unsupported[0]}` is not supported in class checks")
+    if c.state_attribute and c.state_attributes:
+        raise ValueError("give either `state_attribute` or `state_attributes`, not both")
+    if (c.state_attribute or c.state_attributes) and not c.state:
+        raise ValueError("`state_attribute(s)` needs `state`: the input holding the parameters")
+    if c.read == "state" and not (c.state_attribute or c.state_attributes):
+        raise ValueError('read = "state" needs `state_attribute` or `state_attributes`')
+
+
+class Names(_Strict):
+    """The assignment's own names for what built-in explanations talk about."""
+
+    target: str = "t"
+    prediction: str = "y"
 
 
 class Variant(_Strict):
@@ -329,6 +371,7 @@ class Spec(_Strict):
     variants: list[Variant] = Field(default_factory=list)
     intermediates: list[Intermediate] = Field(default_factory=list)  # shared by the checks they name
     rerun: Rerun | None = None
+    names: Names = Field(default_factory=Names)
 
     @model_validator(mode="after")
     def _cross(self) -> Spec:
@@ -351,7 +394,8 @@ class Spec(_Strict):
                 )
             declared = self.inputs[c.inputs].variables
             if self.inputs[c.inputs].generator is None:
-                named = [*c.args, *[a for a in c.then_args if a != RESULT_ARG]]
+                named = [*c.args, *[a for a in c.then_args if a != RESULT_ARG], *c.optional_args]
+                named += [*c.init_args, *([c.state] if c.state else []), *(c.reference_args or [])]
                 named += [c.labels] if c.labels else []
                 for a in named:
                     if a not in declared:

@@ -20,6 +20,7 @@ from .errors import GraderError
 from .expected import Reference, to_numpy, to_torch
 from .grade import grade_notebook
 from .inputs import draw, rng_for
+from .plan import reference_args
 from .report import Report
 from .spec import Assignment, Check, find_assignment
 
@@ -102,7 +103,7 @@ def _validate_inputs(v: Validation, asg: Assignment, ref: Reference, check: Chec
     except Exception as e:
         v.add(step, False, f"input set {check.inputs!r} cannot be drawn: {type(e).__name__}: {e}")
         return
-    needed = [*check.args, *[a for a in check.then_args if not a.startswith("@")]]
+    needed = [*check.args, *[a for a in check.then_args if not a.startswith("@")], *reference_args(check)]
     needed += [check.labels] if check.labels else []
     for d in draws:
         missing = [a for a in needed if a not in d]
@@ -117,7 +118,7 @@ def _validate_inputs(v: Validation, asg: Assignment, ref: Reference, check: Chec
         if check.kind == "behaviour":
             continue
         try:
-            result = ref.call(check.reference, [d[a] for a in check.args])
+            result = ref.call(check.reference, [d[a] for a in reference_args(check)])
         except Exception as e:
             v.add(step, False, f"reference {check.reference}() fails on input set {check.inputs!r}: {type(e).__name__}: {e}")
             return
