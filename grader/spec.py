@@ -535,8 +535,8 @@ def find_assignment(name: str) -> Assignment:
         return load_spec(known[name])
     if not _looks_like_path(name):  # a bare name is an id: never a folder that happens to be here
         hint = (f" (for the folder {name!r} here, write ./{name})" if Path(name).is_dir() else
-                f"; for an assignment folder elsewhere, pass its path (--assignment ./FOLDER) or add "
-                f"the folder holding it to GRADER_ASSIGNMENTS")
+                "; for an assignment folder elsewhere, pass its path (--assignment ./FOLDER) or add "
+                "the folder holding it to GRADER_ASSIGNMENTS")
         raise UnknownAssignment(f"unknown assignment {name!r}; known assignments: {_known_ids(known)}{hint}")
     p = Path(name).expanduser()
     if p.is_file() and p.name == SPEC_FILE:
