@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from . import draft
 from .errors import GraderError
 from .grade import assignment_info, grade_notebook
 from .kernel import ISOLATION_LEVELS, LocalKernelLauncher
@@ -290,6 +291,8 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
         failed |= not result.ok
     sys.exit(1 if failed else 0)
 
+
+draft.register(main)  # `grade new`
 
 if __name__ == "__main__":
     main()

@@ -96,15 +96,21 @@ def _validate_inputs(v: Validation, asg: Assignment, ref: Reference, check: Chec
         return
     needed = [*check.args, *[a for a in check.then_args if not a.startswith("@")]]
     needed += [check.labels] if check.labels else []
-    for d in draws:
+    trials = check.trials if inputs.is_random else 1
+    for k, d in enumerate(draws):
         missing = [a for a in needed if a not in d]
         if missing:
             v.add(step, False, f"input set {check.inputs!r} does not produce {missing}")
             return
-        for name, shape in inputs.shapes.items():
-            got = np.shape(d.get(name))
-            if name not in d or list(got) != list(shape):
-                v.add(step, False, f"input set {check.inputs!r}: {name} has shape {list(got)}, declared {shape}")
+        for name in inputs.shapes:
+            if name not in d:
+                v.add(step, False, f"inputs.{check.inputs}.shapes: declares {name!r}, which the input set does "
+                                   f"not produce (it produces {', '.join(sorted(d))})")
+                return
+            got, shape = list(np.shape(d[name])), inputs.shape_of(name, k % trials)
+            if got != shape:
+                v.add(step, False, f"input set {check.inputs!r}: {name} has shape {got}, declared {shape}"
+                                   + (f" (trial {k % trials})" if trials > 1 else ""))
                 return
         if check.kind == "behaviour":
             continue
