@@ -454,9 +454,10 @@ def load_spec(folder: Path) -> Assignment:
     sha = hashlib.sha256(raw_bytes).hexdigest()
     module = _reference_module(folder, raw, sha)
     try:
-        raw = spec_defaults.complete(raw, module)
+        sampler = spec_defaults.Sampler(raw, module)
+        raw = spec_defaults.complete(raw, module, sampler)
         spec = Spec.model_validate(raw)
-        spec_defaults.check_results(spec, raw, module)
+        spec_defaults.check_results(spec, sampler)
     except SpecError as e:
         raise SpecError(f"{file}: {e}") from None
     except ValidationError as e:

@@ -25,9 +25,10 @@ from .errors import SpecError
 GRADIENT_LABEL = "the dL/d{key} returned by {target}"
 
 
-def complete(raw: dict[str, Any], module: ModuleType | None) -> dict[str, Any]:
+def complete(raw: dict[str, Any], module: ModuleType | None, sampler: Sampler | None = None) -> dict[str, Any]:
     """The spec table with every default filled in (a copy; malformed parts are left for validation)."""
     raw = dict(raw)
+    sampler = sampler or Sampler(raw, module)
     checks = raw.get("checks")
     if not isinstance(checks, list):
         return raw
@@ -40,7 +41,7 @@ def complete(raw: dict[str, Any], module: ModuleType | None) -> dict[str, Any]:
             _names_and_args(c, names, module)
     for c in checks:
         if isinstance(c, dict) and isinstance(c.get("target"), str):
-            _parts(c, raw, names, module)
+            _parts(c, raw, names, sampler)
             _consistency(c, checks, names, module)
     for c in checks:
         if isinstance(c, dict) and isinstance(c.get("target"), str) and "reference" not in c:
@@ -111,16 +112,16 @@ def _names_and_args(c: dict[str, Any], names: _Names, module: ModuleType | None)
         c["stable_hint"] = builtin.stable_hint(target, str(args[0]))
 
 
-def _parts(c: dict[str, Any], raw: dict[str, Any], names: _Names, module: ModuleType | None) -> None:
+def _parts(c: dict[str, Any], raw: dict[str, Any], names: _Names, sampler: Sampler) -> None:
     parts = c.get("parts")
     if isinstance(parts, dict):  # parts.W1 = { points = 2 } or parts.W1 = 2 (its points)
         parts = [{"key": k, **(v if isinstance(v, dict) else {"points": v})} for k, v in parts.items()]
         table = True
     else:
         table = False
-    if parts is None or table:
-        result = _sample_result(c, raw, module)
-        if isinstance(result, dict) and "part" not in c and c.get("kind", "function") != "behaviour":
+    if (parts is None or table) and "part" not in c and c.get("kind", "function") != "behaviour":
+        result = sampler.result(c.get("reference"), c.get("inputs"), c.get("args"))
+        if isinstance(result, dict):
             given = {p.get("key"): p for p in parts or []}
             unknown = [k for k in given if k not in result]
             if unknown:
@@ -199,49 +200,67 @@ def _parameters(f: Callable[..., Any] | None) -> list[str] | None:
     return [p.name for p in sig.parameters.values() if p.kind in kinds and p.default is inspect.Parameter.empty]
 
 
-def _sample_result(c: dict[str, Any], raw: dict[str, Any], module: ModuleType | None) -> Any:
-    """The reference's result on trial 0 of the check's inputs, or None when it cannot be had."""
-    f = _function(module, c.get("reference"))
-    values = _sample_inputs(raw, c.get("inputs"), module)
-    args = c.get("args")
-    if f is None or values is None or not isinstance(args, list) or any(a not in values for a in args):
-        return None
-    from .expected import to_numpy, to_torch
+class Sampler:
+    """The reference's results on trial 0 of an input set, each computed once per spec load."""
 
-    try:
-        return to_numpy(f(*[to_torch(values[a]) for a in args]))
-    except Exception:  # noqa: BLE001 (`grade validate` reports a failing reference, with its inputs)
-        return None
+    def __init__(self, raw: dict[str, Any], module: ModuleType | None):
+        self.sets = raw.get("inputs") if isinstance(raw.get("inputs"), dict) else {}
+        self.module = module
+        self._inputs: dict[str, dict[str, Any] | None] = {}
+        self._results: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+
+    def result(self, reference: Any, inputs: Any, args: Any) -> Any:
+        """What reference(*args) returns on the input set (None when it cannot be had)."""
+        f = _function(self.module, reference)
+        if f is None or not isinstance(inputs, str) or not isinstance(args, list):
+            return None
+        key = (reference, inputs, tuple(map(str, args)))
+        if key not in self._results:
+            self._results[key] = self._call(f, self.inputs(inputs), args)
+        return self._results[key]
+
+    @staticmethod
+    def _call(f: Callable[..., Any], values: dict[str, Any] | None, args: list[Any]) -> Any:
+        if values is None or any(a not in values for a in args):
+            return None
+        from .expected import to_numpy, to_torch
+
+        try:
+            return to_numpy(f(*[to_torch(values[a]) for a in args]))
+        except Exception:  # noqa: BLE001 (`grade validate` reports a failing reference, with its inputs)
+            return None
+
+    def inputs(self, name: str) -> dict[str, Any] | None:
+        """One draw of an input set (trial 0), or None when it cannot be drawn."""
+        if name not in self._inputs:
+            self._inputs[name] = self._draw(name)
+        return self._inputs[name]
+
+    def _draw(self, name: str) -> dict[str, Any] | None:
+        from .inputs import draw
+        from .spec import InputSet
+
+        if not isinstance(self.sets.get(name), dict):
+            return None
+        try:
+            inputs = InputSet.model_validate(self.sets[name])
+        except ValidationError:
+            return None
+        gen = _function(self.module, inputs.generator) if inputs.generator else None
+        if inputs.generator and gen is None:
+            return None
+        try:
+            return draw(inputs, np.random.default_rng(0), 0, gen)
+        except Exception:  # noqa: BLE001 (as above)
+            return None
 
 
-def _sample_inputs(raw: dict[str, Any], name: Any, module: ModuleType | None) -> dict[str, Any] | None:
-    from .inputs import draw
-    from .spec import InputSet
-
-    sets = raw.get("inputs")
-    if not isinstance(sets, dict) or not isinstance(name, str) or not isinstance(sets.get(name), dict):
-        return None
-    try:
-        inputs = InputSet.model_validate(sets[name])
-    except ValidationError:
-        return None
-    gen = _function(module, inputs.generator) if inputs.generator else None
-    if inputs.generator and gen is None:
-        return None
-    try:
-        return draw(inputs, np.random.default_rng(0), 0, gen)
-    except Exception:  # noqa: BLE001 (as above)
-        return None
-
-
-def check_results(spec: Any, raw: dict[str, Any], module: ModuleType | None) -> None:
+def check_results(spec: Any, sampler: Sampler) -> None:
     """Call each check's reference once and raise SpecError (field named) if grading could not use it."""
-    if module is None:
-        return
     for i, check in enumerate(spec.checks):
         if check.kind == "behaviour":
             continue
-        result = _sample_result({"reference": check.reference, "inputs": check.inputs, "args": check.args}, raw, module)
+        result = sampler.result(check.reference, check.inputs, check.args)
         if result is None:
             continue
         problem = _unusable(check, result)

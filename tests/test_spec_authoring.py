@@ -15,6 +15,7 @@ from grader.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "assignments"
+FIXTURE = ROOT / "tests" / "fixtures" / "two-layer-lab"
 
 SOLUTION_CELLS = [
     "import numpy as np\n",
@@ -85,6 +86,37 @@ def _edited(tmp_path: Path, name: str, edit) -> Path:
     return folder
 
 
+def test_other_inferred_defaults_match_the_docs():
+    tanh = find_assignment("tanh-softmax-gaussians").spec
+    update = next(c for c in tanh.checks if c.id == "update")
+    assert [(p.key, p.points, p.label) for p in update.parts] == [(k, 0.5, "") for k in ("W1", "b1", "W2", "b2")]
+    cons = next(c for c in tanh.checks if c.id == "gradients").consistency
+    assert (cons.forward, cons.forward_check, cons.forward_args, cons.reference_loss, cons.loss_args) == (
+        "forward", "forward", ["X", "params"], "cost", ["Y"])
+    assert "compute_cost" in cons.loss_aliases
+    sig = find_assignment("sigmoid-2-3-1").spec
+    assert sig.checks[0].stable_hint.startswith("Never take exp of a large positive number: with e = exp(-|a|)")
+    assert all(im.checks == ["dL_dW1", "dL_dW2"] for im in sig.intermediates)
+    grads = next(c for c in sig.checks if c.id == "gradients")
+    assert grads.parts[0].label == "the dL/dW1 returned by gradients"
+
+
+def test_the_docs_example_is_the_fixture_and_fits_on_one_screen():
+    docs = (ROOT / "docs" / "assignments.md").read_text()
+    block = docs.split("## A complete small example", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    assert block == (FIXTURE / "assignment.toml").read_text()
+    assert len(block.splitlines()) < 40
+    spec = load_spec(FIXTURE).spec
+    assert [c.target for c in spec.checks] == ["sigmoid", "forward", "gradients"]
+    assert spec.checks[0].args == ["z"] and "logistic" in spec.checks[0].aliases
+    assert [(p.key, p.points) for p in spec.checks[2].parts] == [("W1", 2), ("W2", 1)]
+
+
+def test_the_three_function_fixture_validates_with_its_notebooks():
+    result = validate(str(FIXTURE))
+    assert result.ok, [(f.step, f.message) for f in result.findings if not f.ok]
+
+
 def test_builtin_aliases_can_be_extended_and_switched_off(tmp_path):
     folder = _edited(tmp_path, "sigmoid-2-3-1", lambda s: s.replace(
         "[policy]", '[aliases]\nsigmoid = ["my_sigmoid"]\n\n[policy]'))
@@ -148,6 +180,16 @@ def test_shapes_take_a_per_trial_list_and_name_keys_the_generator_lacks(tmp_path
     bad = [f.message for f in validate(str(folder), notebooks=False).findings if not f.ok]
     assert bad and all("has shape" not in m for m in bad), bad
     assert any("'Q'" in m and "does not produce" in m for m in bad), bad
+
+
+def test_shapes_reach_into_a_generated_dict_and_undeclared_shapes_are_reported(tmp_path):
+    folder = _edited(tmp_path, "tanh-softmax-gaussians", lambda s: s.replace(
+        'generator = "draw_step"', 'generator = "draw_step"\nshapes = { "params.W1" = [2, 2], "params.b9" = [2, 1] }'))
+    bad = [f.message for f in validate(str(folder), notebooks=False).findings if not f.ok]
+    assert len(bad) == 1 and "'params.b9'" in bad[0] and "params.W1" in bad[0], bad
+    shipped = validate("tanh-softmax-gaussians", notebooks=False)
+    assert shipped.ok
+    assert any("first: " in f.message and "params.W1 [2, 2]" in f.message for f in shipped.findings)
 
 
 def test_an_unknown_assignment_points_at_the_folder_option():
