@@ -208,6 +208,7 @@ class Sampler:
         self.module = module
         self._inputs: dict[str, dict[str, Any] | None] = {}
         self._results: dict[tuple[str, str, tuple[str, ...]], Any] = {}
+        self.failures: dict[tuple[str, str, tuple[str, ...]] | str, str] = {}  # key -> what went wrong
 
     def result(self, reference: Any, inputs: Any, args: Any) -> Any:
         """What reference(*args) returns on the input set (None when it cannot be had)."""
@@ -216,18 +217,22 @@ class Sampler:
             return None
         key = (reference, inputs, tuple(map(str, args)))
         if key not in self._results:
-            self._results[key] = self._call(f, self.inputs(inputs), args)
+            self._results[key] = self._call(key, f, self.inputs(inputs), args)
         return self._results[key]
 
-    @staticmethod
-    def _call(f: Callable[..., Any], values: dict[str, Any] | None, args: list[Any]) -> Any:
+    def failure(self, reference: str, inputs: str, args: list[str]) -> str:
+        """Why reference(*args) could not be had on the input set ("" if it was, or was not tried)."""
+        return self.failures.get(inputs, "") or self.failures.get((reference, inputs, tuple(args)), "")
+
+    def _call(self, key: Any, f: Callable[..., Any], values: dict[str, Any] | None, args: list[Any]) -> Any:
         if values is None or any(a not in values for a in args):
             return None
         from .expected import to_numpy, to_torch
 
         try:
             return to_numpy(f(*[to_torch(values[a]) for a in args]))
-        except Exception:  # noqa: BLE001 (`grade validate` reports a failing reference, with its inputs)
+        except Exception as e:  # noqa: BLE001 (an instructor's function: say what broke, in one line)
+            self.failures[key] = f"{key[0]}() fails on input set {key[1]!r}: {type(e).__name__}: {_line(e)}"
             return None
 
     def inputs(self, name: str) -> dict[str, Any] | None:
@@ -251,8 +256,13 @@ class Sampler:
             return None
         try:
             return draw(inputs, np.random.default_rng(0), 0, gen)
-        except Exception:  # noqa: BLE001 (as above)
+        except Exception as e:  # noqa: BLE001 (as above)
+            self.failures[name] = f"input set {name!r} cannot be drawn: {type(e).__name__}: {_line(e)}"
             return None
+
+
+def _line(e: BaseException) -> str:
+    return " ".join(str(e).split())[:300]
 
 
 def check_results(spec: Any, sampler: Sampler) -> None:
@@ -262,6 +272,10 @@ def check_results(spec: Any, sampler: Sampler) -> None:
             continue
         result = sampler.result(check.reference, check.inputs, check.args)
         if result is None:
+            failed = sampler.failure(check.reference, check.inputs, check.args)
+            if failed:
+                field = f"inputs.{check.inputs}" if check.inputs in sampler.failures else f"checks[{i}].reference"
+                raise SpecError(f"{field}: {failed}")
             continue
         problem = _unusable(check, result)
         if problem:
