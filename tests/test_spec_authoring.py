@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +228,41 @@ def test_grade_new_refuses_an_existing_assignment(tmp_path):
     folder = _drafted(tmp_path)
     with pytest.raises(GraderError, match="already holds an assignment.toml"):
         draft(folder, folder / "solution.ipynb")
+
+
+def test_a_reference_failing_on_its_inputs_is_an_error_at_load(tmp_path):
+    folder = _edited(tmp_path, "sigmoid-2-3-1", lambda s: s.replace(
+        'args = ["x0", "W1", "W2"]\nreference = "forward"', 'args = ["x0", "W1"]\nreference = "forward"'))
+    with pytest.raises(SpecError) as e:
+        load_spec(folder)
+    assert "checks[4].reference: forward() fails on input set 'given': TypeError" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "grader.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def test_grade_new_on_the_command_line(tmp_path):
+    solution = tmp_path / "solution.ipynb"
+    solution.write_text(json.dumps(_notebook(SOLUTION_CELLS)))
+    r = _cli("new", "lab", "--from", str(solution), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "grade validate lab" in r.stdout
+    assert {p.name for p in (tmp_path / "lab").iterdir()} >= {"assignment.toml", "reference.py", "solution.ipynb",
+                                                              "starter.ipynb"}
+    again = _cli("new", "lab", "--from", str(solution), cwd=tmp_path)
+    assert again.returncode == 2 and again.stderr.count("\n") == 1 and "already holds" in again.stderr
+
+
+@pytest.mark.parametrize("content, says", [
+    ("not json", "cannot be read as a notebook"),
+    (json.dumps(_notebook(["x = 1\n"])), "defines no top-level function"),
+])
+def test_grade_new_refuses_what_it_cannot_draft_from_in_one_line(tmp_path, content, says):
+    bad = tmp_path / "bad.ipynb"
+    bad.write_text(content)
+    r = _cli("new", "lab", "--from", str(bad), cwd=tmp_path)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr
+    assert not (tmp_path / "lab").exists()
