@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
+from . import draft
 from .envcli import env_group
 from .errors import GraderError
 from .options import CELL_TIMEOUT, ISOLATION_LEVELS, TOTAL_TIMEOUT
@@ -325,6 +326,7 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
 
 
 main.add_command(env_group)
+draft.register(main)  # `grade new`
 
 if __name__ == "__main__":
     main()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -64,8 +65,13 @@ class Reference:
 
 
 def _import(assignment: Assignment) -> ModuleType:
-    path = assignment.path(assignment.spec.reference)
-    modname = f"_grader_reference_{assignment.spec_sha256[:12]}_{abs(hash(str(path)))}"
+    return import_reference(assignment.path(assignment.spec.reference), assignment.spec_sha256)
+
+
+def import_reference(path: Path, spec_sha256: str) -> ModuleType:
+    """Import a reference file once per spec version (the module is cached by both)."""
+    path = path.resolve()
+    modname = f"_grader_reference_{spec_sha256[:12]}_{abs(hash(str(path)))}"
     if modname in sys.modules:
         return sys.modules[modname]
     spec = importlib.util.spec_from_file_location(modname, path)

@@ -12,11 +12,13 @@ import importlib.util
 import os
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Literal
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from . import spec_defaults
 from .errors import GraderError, SpecError, UnknownAssignment
 
 SPEC_FILE = "assignment.toml"
@@ -91,7 +93,15 @@ class InputSet(_Strict):
     generator: str | None = None
     description: str = ""
     # Declared shapes of what a generator produces; `grade validate` checks every draw against them.
-    shapes: dict[str, list[int]] = Field(default_factory=dict)
+    # Like a distribution's `shape`, a list of shapes means trial i has shape i mod n.
+    shapes: dict[str, list[int] | list[list[int]]] = Field(default_factory=dict)
+
+    def shape_of(self, name: str, trial: int) -> list[int]:
+        """The declared shape of a generated input on a given trial."""
+        shape = self.shapes[name]
+        if shape and isinstance(shape[0], list):
+            return list(shape[trial % len(shape)])  # type: ignore[arg-type]
+        return list(shape)  # type: ignore[arg-type]
 
     @model_validator(mode="before")
     @classmethod
@@ -112,6 +122,12 @@ class InputSet(_Strict):
     def _validate_vars(self) -> InputSet:
         for name, raw in (self.model_extra or {}).items():
             if isinstance(raw, dict):
+                if "dist" not in raw and not set(raw) <= set(Distribution.model_fields):
+                    raise ValueError(
+                        f"{name}: a table here is a random distribution ({{dist = ...}}); for a "
+                        f"dict-valued input write a generator function in the reference and name "
+                        f"it in `generator`"
+                    )
                 try:
                     Distribution.model_validate(raw)
                 except ValidationError as e:
@@ -198,8 +214,8 @@ class Check(_Strict):
     aliases: list[str] = Field(default_factory=list)
     description: str = ""
     inputs: str
-    args: list[str] = Field(default_factory=list)
-    reference: str
+    args: list[str] = Field(default_factory=list)  # default: the reference function's parameters
+    reference: str = ""  # default: the target's own name
     part: str | int | None = None  # for a single-valued check: which part of the reference result
     # for functions returning a tuple or dict: the element (index or key), or the candidates, holding the answer
     take: int | str | list[int | str] | None = None
@@ -260,6 +276,8 @@ class Check(_Strict):
     def _defaults(self) -> Check:
         if not self.id:
             object.__setattr__(self, "id", self.target)
+        if not self.reference:
+            object.__setattr__(self, "reference", self.target)
         if self.parts and self.part is not None:
             raise ValueError("give either `part` or `parts`, not both")
         if self.kind == "behaviour":
@@ -364,6 +382,9 @@ class Spec(_Strict):
     description: str = ""
     reference: str = "reference.py"
     files: list[str] = Field(default_factory=list)
+    # Aliases: the built-in ones (grader/aliases.py) unless switched off, plus these, by name.
+    builtin_aliases: bool = True
+    aliases: dict[str, list[str]] = Field(default_factory=dict)
     policy: Policy = Field(default_factory=Policy)
     environment: Environment = Field(default_factory=Environment)
     inputs: dict[str, InputSet]
@@ -462,10 +483,21 @@ class Assignment:
         return f"Assignment({self.id!r}, {str(self.folder)!r})"
 
 
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
+    """A field's path as the docs write it: checks[2].take, inputs.given.x."""
+    out = ""
+    for p in loc:
+        if isinstance(p, int):
+            out += f"[{p}]"
+        elif not str(p).startswith("function-"):
+            out += f".{p}" if out else str(p)
+    return out
+
+
 def _format_validation_error(file: Path, err: ValidationError) -> str:
     lines = []
-    for e in err.errors()[:5]:
-        loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-"))
+    for e in err.errors():  # all of them: fixing one at a time costs a round each
+        loc = field_path(e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
@@ -484,8 +516,15 @@ def load_spec(folder: Path) -> Assignment:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise SpecError(f"{file}: not valid TOML ({e})") from None
+    sha = hashlib.sha256(raw_bytes).hexdigest()
+    module = _reference_module(folder, raw, sha)
     try:
+        sampler = spec_defaults.Sampler(raw, module)
+        raw = spec_defaults.complete(raw, module, sampler)
         spec = Spec.model_validate(raw)
+        spec_defaults.check_results(spec, sampler)
+    except SpecError as e:
+        raise SpecError(f"{file}: {e}") from None
     except ValidationError as e:
         cause = e.errors()[0].get("ctx", {}).get("error")
         if isinstance(cause, _FieldError):
@@ -496,7 +535,18 @@ def load_spec(folder: Path) -> Assignment:
     for name in spec.files:
         if not (folder / name).exists():
             raise SpecError(f"{file}: files: {name!r} does not exist in {folder}")
-    return Assignment(folder.resolve(), spec, hashlib.sha256(raw_bytes).hexdigest())
+    return Assignment(folder.resolve(), spec, sha)
+
+
+def _reference_module(folder: Path, raw: dict[str, Any], sha: str) -> ModuleType | None:
+    """The reference module the defaults are inferred from (None if there is no such file yet)."""
+    name = raw.get("reference", "reference.py")
+    path = folder / name if isinstance(name, str) else None
+    if path is None or not path.is_file():
+        return None
+    from .expected import import_reference  # (expected imports this module)
+
+    return import_reference(path, sha)
 
 
 def search_path() -> list[Path]:
@@ -550,7 +600,9 @@ def find_assignment(name: str) -> Assignment:
     if name in known:
         return load_spec(known[name])
     if not _looks_like_path(name):  # a bare name is an id: never a folder that happens to be here
-        hint = f" (for the folder {name!r} here, write ./{name})" if Path(name).is_dir() else ""
+        hint = (f" (for the folder {name!r} here, write ./{name})" if Path(name).is_dir() else
+                "; for an assignment folder elsewhere, pass its path (--assignment ./FOLDER) or add "
+                "the folder holding it to GRADER_ASSIGNMENTS")
         raise UnknownAssignment(f"unknown assignment {name!r}; known assignments: {_known_ids(known)}{hint}")
     p = Path(name).expanduser()
     if p.is_file() and p.name == SPEC_FILE:

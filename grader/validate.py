@@ -105,15 +105,22 @@ def _validate_inputs(v: Validation, asg: Assignment, ref: Reference, check: Chec
         return
     needed = [*check.args, *[a for a in check.then_args if not a.startswith("@")], *reference_args(check)]
     needed += [check.labels] if check.labels else []
-    for d in draws:
+    trials = check.trials if inputs.is_random else 1
+    for k, d in enumerate(draws):
         missing = [a for a in needed if a not in d]
         if missing:
             v.add(step, False, f"input set {check.inputs!r} does not produce {missing}")
             return
-        for name, shape in inputs.shapes.items():
-            got = np.shape(d.get(name))
-            if name not in d or list(got) != list(shape):
-                v.add(step, False, f"input set {check.inputs!r}: {name} has shape {list(got)}, declared {shape}")
+        for name in inputs.shapes:
+            value = _lookup(d, name)
+            if value is None:
+                v.add(step, False, f"inputs.{check.inputs}.shapes: declares {name!r}, which the input set does "
+                                   f"not produce (it produces {', '.join(_produced(d))})")
+                return
+            got, shape = list(np.shape(value)), inputs.shape_of(name, k % trials)
+            if got != shape:
+                v.add(step, False, f"input set {check.inputs!r}: {name} has shape {got}, declared {shape}"
+                                   + (f" (trial {k % trials})" if trials > 1 else ""))
                 return
         if check.kind == "behaviour":
             continue
@@ -125,7 +132,28 @@ def _validate_inputs(v: Validation, asg: Assignment, ref: Reference, check: Chec
         if not _all_finite(result):
             v.add(step, False, f"reference {check.reference}() gives nan/inf on input set {check.inputs!r}: choose better-conditioned inputs")
             return
+    if inputs.generator and not inputs.shapes:  # nothing declared: say what the generator gives
+        seen = ", ".join(f"{n} {list(np.shape(_lookup(draws[0], n)))}" for n in _produced(draws[0]))
+        v.add(step, True, f"{len(draws)} draws of {check.inputs!r} (first: {seen}); the reference runs on them")
+        return
     v.add(step, True, f"{len(draws)} draws of {check.inputs!r} have the declared shapes; the reference runs on them")
+
+
+def _lookup(values: dict[str, Any], name: str) -> Any:
+    """An input by name; a dotted name reaches into a dict-valued input ("params.W1")."""
+    if name in values:
+        return values[name]
+    head, _, rest = name.partition(".")
+    inner = values.get(head)
+    return _lookup(inner, rest) if rest and isinstance(inner, dict) else None
+
+
+def _produced(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Every name `shapes` may declare, dict entries dotted."""
+    out: list[str] = []
+    for k, v in sorted(values.items()):
+        out += _produced(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}"]
+    return out
 
 
 def _all_finite(x: Any) -> bool:

@@ -98,12 +98,12 @@ def _spec_error(tmp_path: Path, old: str, new: str) -> str:
     "old, new, says",
     [
         ('title = "', 'colour = "blue"\ntitle = "', "colour: unknown field"),
-        ("points = 1\n", 'points = "one"\n', "checks.0.points"),
+        ("points = 1\n", 'points = "one"\n', "checks[0].points"),
         ('reference = "forward"', 'reference = "fwd"', "checks[0].reference: function 'fwd' is not defined in reference.py"),
         ('inputs = "data"', 'inputs = "dataa"', "checks[0].inputs"),
         ('margin = 0.05', 'margin = 5', "margin"),
         ('generator = "blobs"', 'generator = "blobz"', "inputs.data.generator"),
-        ('[[checks]]\ntarget = "forward"', '[[checks]]\ntarget = "forward"\nshape = "loose"', "checks.0.shape"),
+        ('[[checks]]\ntarget = "forward"', '[[checks]]\ntarget = "forward"\nshape = "loose"', "checks[0].shape"),
     ],
 )
 def test_spec_mistakes_name_the_file_and_the_field(tmp_path, old, new, says):
