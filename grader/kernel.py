@@ -1043,6 +1043,9 @@ class LocalKernelLauncher:
         km.grader_cgroup = cgroup  # type: ignore[attr-defined]
         km.grader_level = self.level  # type: ignore[attr-defined]
         km.grader_uid = workspace.uid  # type: ignore[attr-defined]
+        provisioner = self.provisioner_for(km, workspace, cgroup)
+        if provisioner is not None:  # jupyter_client then starts (and restarts) the kernel through it
+            km.provisioner = provisioner
         # Never the grader's own stdout/stderr: what the kernel writes there could pass for a report.
         log = open(kdirs.root / "kernel.log", "xb")  # noqa: SIM115 (closed below)
         try:
@@ -1057,6 +1060,11 @@ class LocalKernelLauncher:
         if proc is not None:
             _track(_live_kernels, proc.pid, getattr(km.provisioner, "pgid", None) or proc.pid)
         return km
+
+    def provisioner_for(self, km: AsyncKernelManager, workspace: Workspace,
+                        cgroup: Cgroup | None) -> Any:
+        """A kernel provisioner that starts the kernel in place of a new process of `argv()`, or None."""
+        return None
 
     def describe(self) -> dict[str, object]:
         """What this launcher guarantees, for the report."""
@@ -1175,6 +1183,9 @@ async def stop_kernel(km: AsyncKernelManager) -> None:
         pass
     with contextlib.suppress(Exception):
         km.context.destroy(linger=0)
+    release = getattr(provisioner, "release", None)
+    if callable(release):  # last: until now the kernel's pid may still be signalled
+        release()
 
 
 def exit_cause(km: AsyncKernelManager | None) -> str:
