@@ -40,7 +40,6 @@ from .kernel import (
     LocalKernelLauncher,
     Workspace,
     _is_root,
-    _user_tasks,
     grader_dirs,
 )
 from .warm_parent import PARENT_SOURCE
@@ -58,6 +57,9 @@ PARENT_ENV = {
     "OMP_NUM_THREADS": "1",
     "MKL_NUM_THREADS": "1",
     "MPLBACKEND": "Agg",
+    # set, as for every kernel: without it a home lookup at import loads `pwd`, which a kernel
+    # would then have loaded before any notebook code
+    "HOME": "/nonexistent",
 }
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
@@ -81,11 +83,14 @@ class WarmParent:
         errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
         try:
             env = {**PARENT_ENV, "PATH": f"{Path(self.python).parent}:{PARENT_ENV['PATH']}"}
-            self.process = subprocess.Popen(
-                [self.python, "-I", "-c", PARENT_SOURCE, str(theirs.fileno())],
-                pass_fds=[theirs.fileno()], env=env, cwd="/", stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
-            )
+            try:
+                self.process = subprocess.Popen(
+                    [self.python, "-I", "-c", PARENT_SOURCE, str(theirs.fileno())],
+                    pass_fds=[theirs.fileno()], env=env, cwd="/", stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL, stderr=errors, start_new_session=True,
+                )
+            except OSError as e:
+                raise WarmSetupError(f"the warm parent did not start: {e.strerror or e}") from None
             theirs.close()
             ours.settimeout(PARENT_START_TIMEOUT)
             try:
@@ -147,7 +152,7 @@ class ForkedProcess:
 
     `pid` is the keeper's (root, outside the sandbox; the kernel and the sandbox's init are its
     descendants): it lives until `release()`, so that pid is never another process's while the
-    grader may still signal it. Killing it kills the whole sandbox.
+    grader may still signal it. Signals go through the keeper; killing it kills the whole sandbox.
     """
 
     stdin = stdout = stderr = None
@@ -183,11 +188,11 @@ class ForkedProcess:
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
-        """Signal the keeper (SIGKILL or SIGTERM end the whole sandbox); nothing once it ended."""
-        if self.chan is None:
+        """Have the keeper signal the sandbox (SIGKILL, SIGTERM: it ends); nothing once it ended."""
+        if self.poll() is not None or self.chan is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signum)
+        with contextlib.suppress(OSError):  # a keeper that is gone has nothing left to signal
+            self.chan.send(json.dumps({"signal": int(signum)}).encode())
 
     def kill(self) -> None:
         """SIGKILL the sandbox."""
@@ -216,8 +221,8 @@ class ForkedProvisioner(LocalProvisioner):  # type: ignore[misc]
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> Any:
         """Fork, send the request (and the kernel's stderr), wait until the sandbox is built."""
         assert self.warm is not None and self.request is not None
-        request = {**self.request, "argv": cmd[3:], "env": dict(kwargs.get("env") or {}),
-                   "cwd": str(kwargs.get("cwd") or "/")}
+        env = {**(kwargs.get("env") or {}), "JPY_PARENT_PID": str(os.getpid())}  # as jupyter_client's Popen
+        request = {**self.request, "argv": cmd[3:], "env": env, "cwd": str(kwargs.get("cwd") or "/")}
         stderr = kwargs.get("stderr")
         log_fd = stderr.fileno() if hasattr(stderr, "fileno") else os.open(os.devnull, os.O_WRONLY)
         chan = self.warm.fork()
@@ -342,7 +347,9 @@ class WarmKernelLauncher(LocalKernelLauncher):
         uid = workspace.uid
         if uid is None:
             raise WarmSetupError("the workspace has no kernel user")
-        tasks = _user_tasks(uid) + (self.limits.processes if cgroup is not None else 0)
+        # The workspace's user is fresh, and every process of an earlier kernel of it was killed
+        # when that kernel stopped: none to allow for (no scan of every process on the machine).
+        tasks = self.limits.processes if cgroup is not None else 0
         import uuid
 
         km.kernel_id = km.kernel_id or str(uuid.uuid4())

@@ -21,13 +21,31 @@ may still signal is never reused.
 from __future__ import annotations
 
 PARENT_SOURCE = r'''
-import ctypes, json, os, platform, resource, select, signal, socket, stat, sys, threading
+import importlib, os, sys
 
-# What every kernel loads anyway, loaded once here: the kernel application, numpy and the probe
-# runner's own imports. Nothing else, and nothing of any submission.
-import numpy, numpy.random  # noqa: E401
-import ipykernel.kernelapp, ipykernel.ipkernel, ipykernel.zmqshell  # noqa: E401
-import binascii, hashlib, inspect, itertools, json, linecache, pathlib, random, types  # noqa: E401
+# What every kernel has loaded by the time the probe runner is installed, loaded once here: the
+# kernel application and what its start-up imports, numpy and the runner's own imports. Nothing
+# more (the runner takes what is loaded then as what no notebook imported), nothing of any
+# submission. A module this interpreter lacks is simply loaded by no one.
+PRELOAD = (
+    "runpy", "numpy", "ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell",
+    "ipykernel.comm", "ipykernel.eventloops", "ipykernel.debugger", "debugpy", "comm", "pdb",
+    "faulthandler", "tornado.platform.asyncio", "IPython.core.debugger", "IPython.core.completer",
+    "IPython.core.completerlib", "IPython.core.oinspect", "IPython.extensions.storemagic",
+    "binascii", "hashlib", "inspect", "itertools", "json", "linecache", "pathlib", "random", "types",
+)
+_before = dict(os.environ)
+for _name in PRELOAD:
+    try:
+        importlib.import_module(_name)
+    except ImportError:
+        pass
+# what those imports set in the environment (as they would in each kernel's), kept for the kernels
+SET_BY_IMPORTS = {k: v for k, v in os.environ.items() if _before.get(k) != v}
+_preloaded = set(sys.modules)
+
+import ctypes, json, platform, random, resource, select, signal, socket, stat, threading  # noqa: E401
+import ipykernel.kernelapp  # noqa: E401
 
 libc = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -166,12 +184,17 @@ def kernel(cfg, log_fd, ready_fd):
     signal.signal(signal.SIGINT, signal.default_int_handler)
     os.environ.clear()
     os.environ.update(cfg["env"])
+    os.environ.update(SET_BY_IMPORTS)
+    os.environ["PWD"] = cfg["cwd"]
     sys.dont_write_bytecode = True
     os.chdir(cfg["cwd"])
     # fork copied the parent's generators: each kernel draws its own seeds from the system
     random.seed()
-    numpy.random.seed()
+    if "numpy.random" in sys.modules:
+        sys.modules["numpy.random"].seed()
     sys.argv = ["ipykernel_launcher", *cfg["argv"]]
+    for name in set(sys.modules) - _preloaded:  # only this parent's own work needed them
+        sys.modules.pop(name, None)
     os.write(ready_fd, b"")
     os.close(ready_fd)
     code = 0
@@ -274,8 +297,13 @@ def keeper(chan):
         readable, _, _ = select.select([chan, pidfd], [], [])
         if pidfd in readable:
             break
-        if chan in readable and not chan.recv(64):  # let go of early: the kernel goes too
-            os.kill(pid, signal.SIGKILL)
+        try:
+            asked = chan.recv(64)
+            sig = int(json.loads(asked)["signal"]) if asked else signal.SIGKILL
+        except (OSError, ValueError, KeyError, TypeError):
+            sig = signal.SIGKILL
+        # the sandbox's init takes no signal but SIGKILL from outside; its death ends the sandbox
+        os.kill(pid, signal.SIGKILL if sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT) else sig)
     code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     send(chan, exit=code)
     while chan.recv(64):  # until the grader lets go: until then this pid is the kernel's
