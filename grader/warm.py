@@ -224,7 +224,13 @@ class ForkedProvisioner(LocalProvisioner):  # type: ignore[misc]
         env = {**(kwargs.get("env") or {}), "JPY_PARENT_PID": str(os.getpid())}  # as jupyter_client's Popen
         request = {**self.request, "argv": cmd[3:], "env": env, "cwd": str(kwargs.get("cwd") or "/")}
         stderr = kwargs.get("stderr")
-        log_fd = stderr.fileno() if hasattr(stderr, "fileno") else os.open(os.devnull, os.O_WRONLY)
+        if getattr(stderr, "closed", False) and isinstance(getattr(stderr, "name", None), str):
+            # a restart: the log of the first start was closed once that kernel had it
+            log_fd = os.open(stderr.name, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
+        elif hasattr(stderr, "fileno"):
+            log_fd = os.dup(stderr.fileno())
+        else:
+            log_fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         chan = self.warm.fork()
         try:
             socket.send_fds(chan, [json.dumps(request).encode()], [log_fd])
@@ -238,8 +244,7 @@ class ForkedProvisioner(LocalProvisioner):  # type: ignore[misc]
                 raise WarmSetupError(f"a forked kernel did not start ({type(e).__name__})") from None
             raise
         finally:
-            if not hasattr(stderr, "fileno"):
-                os.close(log_fd)
+            os.close(log_fd)  # the keeper has its own copy
         if not answer.get("ready"):
             chan.close()
             raise WarmSetupError(str(answer.get("error", "no answer"))[:300])

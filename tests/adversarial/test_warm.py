@@ -198,10 +198,11 @@ def test_the_kernel_sees_what_a_cold_sandboxed_kernel_sees(launcher: WarmKernelL
 def test_grader_files_home_and_other_workspaces_are_not_visible(launcher: WarmKernelLauncher, tmp_path: Path):
     secret = tmp_path / "secret.txt"
     secret.write_text("s3cret")
+    hidden = [str(ROOT / "grader"), str(ROOT / "assignments" / ASSIGNMENT / "reference.py"), str(secret),
+              "/home", "/etc/shadow", str(Path(warm_mod.__file__).parent)]
     code = f"""
 import os
-for p in {[str(ROOT / "grader"), str(ROOT / "assignments" / ASSIGNMENT / "reference.py"), str(secret),
-            "/root", "/home", "/etc/shadow", "/work", str(Path(warm_mod.__file__).parent)]!r}:
+for p in {hidden!r}:
     print(p, os.path.exists(p) and bool(os.listdir(p) if os.path.isdir(p) else True))
 print("others", [d for d in os.listdir("/tmp") if not os.getcwd().startswith("/tmp/" + d + "/")])
 try:
@@ -209,10 +210,21 @@ try:
     print("usr writable")
 except OSError:
     print("usr read-only")
+def tree(top, depth):
+    out = []
+    for d, dirs, files in os.walk(top):
+        if d.count("/") - top.count("/") >= depth:
+            dirs[:] = []
+        out += [os.path.join(d, n) for n in dirs + files]
+    return sorted(out)
+print("seen", tree("/root", 2), tree("/work", 2), tree("/etc", 1))
 """
     out = run(launcher, code)
     assert " True" not in out, out
     assert "others []" in out and "usr read-only" in out
+    # beside those, exactly what a cold sandboxed kernel sees (the folders leading to the Python it runs)
+    cold = run(LocalKernelLauncher(limits=launcher.limits), code)
+    assert out.split("seen")[1] == cold.split("seen")[1]
 
 
 @needs_warm
