@@ -134,6 +134,34 @@ def test_a_forked_kernel_grades_exactly_like_a_cold_one(launcher: WarmKernelLaun
 
 
 @needs_warm
+@pytest.mark.parametrize("name, event", [("memory_bomb_children", "memory limit"), ("fork_bomb", "process limit"),
+                                         ("segfault", "")])
+def test_limits_and_crashes_are_reported_as_for_a_cold_kernel(name: str, event: str):
+    cold_launcher = LocalKernelLauncher()
+    if event and not str(cold_launcher.describe()["memory_limit"]).startswith("cgroup"):
+        pytest.skip("no cgroup here: nothing to compare")
+    with WarmKernelLauncher() as launcher:
+        warm = grade_notebook(ADVERSARIAL / f"{name}.ipynb", ASSIGNMENT, seed=3, cell_timeout=20, launcher=launcher)
+        assert launcher.forked >= 1 and launcher.cold == 0
+    cold = grade_notebook(ADVERSARIAL / f"{name}.ipynb", ASSIGNMENT, seed=3, cell_timeout=20, launcher=cold_launcher)
+    assert [(c.target, c.status) for c in warm.checks] == [(c.target, c.status) for c in cold.checks]
+    assert [(e.cell, e.ename) for e in warm.execution.cell_errors] == [(e.cell, e.ename) for e in cold.execution.cell_errors]
+    if event:
+        assert any(event in ev for ev in warm.execution.limit_events), warm.execution.limit_events
+    assert warm.execution.kernel_died == cold.execution.kernel_died
+
+
+@needs_warm
+def test_kernels_forked_at_the_same_time_are_apart(launcher: WarmKernelLauncher):
+    async def both() -> list[tuple[str, Any]]:
+        code = "import os, numpy as np; print(os.getuid(), np.random.randint(1 << 30))"
+        return await asyncio.gather(_run(launcher, code), _run(launcher, code))
+
+    (a, _), (b, _) = asyncio.run(both())
+    assert a.split()[0] != b.split()[0] and a.split()[1] != b.split()[1]
+
+
+@needs_warm
 def test_the_next_submission_sees_nothing_of_the_last(launcher: WarmKernelLauncher):
     first = r"""
 import builtins, os, sys, numpy as np
