@@ -44,7 +44,8 @@ for _name in PRELOAD:
 SET_BY_IMPORTS = {k: v for k, v in os.environ.items() if _before.get(k) != v}
 _preloaded = set(sys.modules)
 
-import ctypes, json, platform, random, resource, select, signal, socket, stat, threading  # noqa: E401
+import ctypes, fcntl, json, platform, random, resource, select, signal, socket, stat, struct  # noqa: E401
+import threading  # noqa: E401
 import ipykernel.kernelapp  # noqa: E401
 
 libc = ctypes.CDLL(None, use_errno=True)
@@ -145,6 +146,18 @@ def build_root(plan):
     mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
+def loopback_up():
+    """The new network namespace's loopback, up (as bubblewrap leaves it): its own 127.0.0.1 only."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s, 0x8913, struct.pack("16sH22x", b"lo", 0)))[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(s, 0x8914, struct.pack("16sH22x", b"lo", flags | 0x1 | 0x40))  # SIOCSIFFLAGS: UP, RUNNING
+    except OSError as e:
+        raise Refused(f"loopback: {e.strerror}") from None
+    finally:
+        s.close()
+
+
 def become(cfg):
     """Limits, then the kernel's own user: no groups, no way back to root, no new privileges."""
     for name, value in cfg["rlimits"].items():
@@ -221,6 +234,7 @@ def init(cfg, log_fd, ready_fd):
         prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with the keeper
         check(libc.unshare(NEWNS | NEWNET | NEWIPC | NEWUTS), "unshare")
         check(libc.sethostname(b"grader", 6), "sethostname")
+        loopback_up()
         build_root(cfg["plan"])
         become(cfg)
         prctl(1, signal.SIGKILL)  # cleared by the change of user

@@ -96,6 +96,7 @@ status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitl
 f = {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
      "pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname(), "cwd": os.getcwd(),
      "np": float(np.random.rand()), "py": random.random(), "nnp": status["NoNewPrivs"].strip(),
+     "hash": hash("a string"),
      "capeff": status["CapEff"].strip(), "root": sorted(os.listdir("/")),
      "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
      "modules": sorted(sys.modules), "env": dict(os.environ), "path": sys.path}
@@ -204,6 +205,7 @@ def test_each_submission_has_a_fresh_unprivileged_user_and_fresh_random_numbers(
         assert max(f["procs"]) <= 3  # sees only its own sandbox's processes (init, kernel, the shell's)
     assert a["uid"] != b["uid"]
     assert a["np"] != b["np"] and a["py"] != b["py"]  # the parent's generators were reseeded
+    assert a["hash"] == b["hash"]  # as documented: the hash seed is the warm parent's
 
 
 @needs_warm
@@ -264,6 +266,11 @@ def test_network_is_unreachable(launcher: WarmKernelLauncher):
     try:
         code = f"""
 import socket
+own = socket.socket()
+own.bind(("127.0.0.1", 0))
+own.listen(1)
+socket.create_connection(own.getsockname(), timeout=3).close()
+print("own loopback works")
 for addr in [("127.0.0.1", {port}), ("1.1.1.1", 53)]:
     s = socket.socket()
     s.settimeout(3)
@@ -276,6 +283,7 @@ for addr in [("127.0.0.1", {port}), ("1.1.1.1", 53)]:
         out = run(launcher, code)
     finally:
         server.close()
+    assert "own loopback works" in out
     assert "connected" not in out and out.count("refused") == 2
 
 
