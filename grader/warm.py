@@ -199,7 +199,7 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
     def terminate(self) -> None:
-        """SIGTERM the sandbox (its keeper, whose death kills the rest)."""
+        """End the sandbox (its init takes no SIGTERM from outside: the keeper kills it)."""
         self.send_signal(signal.SIGTERM)
 
     def release(self) -> None:
