@@ -3,7 +3,8 @@
 Starts N kernels each way (interleaved: cold, forked, cold, ...), each in a fresh workspace as
 grading does, and prints the median and range of the time from asking for a kernel to its
 first answer, the grader's CPU time per kernel, and the time to start the warm parent itself.
-Then grades the seed-sized notebook N times each way (one after another, one launcher each).
+Then grades the seed-style notebook N times each way (one after another, one launcher each),
+and 2N times each way two at a time (as `--jobs 2` would), in notebooks per second.
 Run by hand (as root, for the warm path):  .venv/bin/python bench/kernel_start.py [--repeat 10]
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grader import grade_notebook  # noqa: E402
+from grader import grade_notebook, grade_notebook_async  # noqa: E402
 from grader.kernel import LocalKernelLauncher, make_workspace, stop_kernel  # noqa: E402
 from grader.warm import WarmKernelLauncher  # noqa: E402
 
@@ -42,6 +43,18 @@ async def ready_time(launcher: LocalKernelLauncher) -> tuple[float, float]:
         kc.stop_channels()
         await stop_kernel(km)
         ws.cleanup()
+
+
+async def two_at_a_time(launcher: LocalKernelLauncher, count: int) -> None:
+    """Grade the seed-style notebook `count` times, two gradings running at once."""
+    queue = list(range(count))
+
+    async def worker() -> None:
+        while queue:
+            seed = queue.pop()
+            await grade_notebook_async(NOTEBOOK, "sigmoid-2-3-1", seed=seed, launcher=launcher)
+
+    await asyncio.gather(worker(), worker())
 
 
 def line(name: str, values: list[float]) -> str:
@@ -78,6 +91,12 @@ def main() -> None:
                 grades[name].append(time.perf_counter() - t0)
         for name in ("cold", "forked"):
             print(line(f"grade seed_style, {name}", grades[name]))
+        for name, launcher in (("cold", cold), ("forked", warm)):
+            count = 2 * args.repeat
+            t0 = time.perf_counter()
+            asyncio.run(two_at_a_time(launcher, count))
+            wall = time.perf_counter() - t0
+            print(f"{'2 at a time, ' + name:28s} {count} gradings in {wall:5.1f} s: {count / wall:.2f} notebooks/s")
 
 
 if __name__ == "__main__":
