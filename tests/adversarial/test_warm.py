@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -221,7 +223,7 @@ def test_the_kernel_sees_what_a_cold_sandboxed_kernel_sees(launcher: WarmKernelL
     code += "import sys; print(sorted(sys.modules))"
     warm_mods = set(eval(run(launcher, code)))
     cold_mods = set(eval(run(LocalKernelLauncher(limits=launcher.limits), code)))
-    assert warm_mods <= cold_mods, sorted(warm_mods - cold_mods)
+    assert warm_mods == cold_mods, (sorted(warm_mods - cold_mods), sorted(cold_mods - warm_mods))
 
 
 @needs_warm
@@ -377,6 +379,29 @@ def test_nothing_outlives_the_run_or_the_parent():
     assert not psutil.Process(pid).children()  # each kernel's keeper left with it
     launcher.close()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+@needs_warm
+def test_the_warm_parent_ends_with_a_grader_that_is_killed():
+    script = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from grader.warm import WarmKernelLauncher\n"
+        "launcher = WarmKernelLauncher()\n"
+        "print(launcher._parent().process.pid, flush=True)\n"
+        "import time; time.sleep(300)\n"
+    )
+    grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(grader.stdout.readline())
+        assert psutil.pid_exists(pid)
+    finally:
+        grader.kill()
+        grader.wait()
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(pid)
 
 
 def test_falls_back_to_a_cold_start_where_forking_cannot_isolate(monkeypatch: pytest.MonkeyPatch):
