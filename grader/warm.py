@@ -3,7 +3,7 @@
 A `WarmKernelLauncher` starts, on first use, one warm parent (see warm_parent.py): the kernel's
 own interpreter with ipykernel and numpy imported and nothing of any submission. Every kernel
 is then a fresh process forked from it, in a sandbox of its own built as the `sandbox` level
-builds it (own mount, process, network, IPC and host-name namespaces; system and Python
+builds it (own mount, process, network, IPC, host-name and cgroup namespaces; system and Python
 install read-only; only its folders writable; the grader and assignments absent), in its own
 cgroup, with the rlimits, as the workspace's own unprivileged user. jupyter_client sees an
 ordinary kernel: it starts, restarts, interrupts (by message) and kills it through a provisioner.

@@ -9,8 +9,8 @@ ends when the grader's end of its control socket closes.
 For each kernel the grader sends it one end of a fresh socket pair; it forks a child (the
 keeper, root, outside every namespace of the kernel) that reads the request on it, joins the
 kernel's cgroup, hands the connection file to the kernel's user, makes a process namespace
-and forks the sandbox's init (pid 1 there), which makes its mount, network, IPC and host-name
-namespaces, builds a fresh root (a tmpfs with read-only binds, then pivot_root), applies the
+and forks the sandbox's init (pid 1 there), which makes its mount, network, IPC, host-name and
+cgroup namespaces, builds a fresh root (a tmpfs with read-only binds, then pivot_root), applies the
 rlimits, becomes the kernel's user (no groups, no new privileges) and forks the kernel (pid 2):
 standard streams replaced, every inherited descriptor closed, the environment replaced, the
 random generators reseeded, then ipykernel. The keeper tells the grader the kernel is ready
@@ -52,6 +52,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 NEWNS, NEWUTS, NEWIPC, NEWPID, NEWNET = 0x20000, 0x04000000, 0x08000000, 0x20000000, 0x40000000
+NEWCGROUP = 0x02000000
 PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(platform.machine())
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 
@@ -233,6 +234,7 @@ def init(cfg, log_fd, ready_fd):
     try:
         prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: dies with the keeper
         check(libc.unshare(NEWNS | NEWNET | NEWIPC | NEWUTS), "unshare")
+        libc.unshare(NEWCGROUP)  # where the kernel's cgroup sits on the host is not its business (if supported)
         check(libc.sethostname(b"grader", 6), "sethostname")
         loopback_up()
         build_root(cfg["plan"])

@@ -98,7 +98,7 @@ status = dict(l.split(":\t", 1) for l in open("/proc/self/status").read().splitl
 f = {"uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "groups": os.getgroups(),
      "pid": os.getpid(), "ppid": os.getppid(), "host": socket.gethostname(), "cwd": os.getcwd(),
      "np": float(np.random.rand()), "py": random.random(), "nnp": status["NoNewPrivs"].strip(),
-     "hash": hash("a string"),
+     "hash": hash("a string"), "cgroup": open("/proc/self/cgroup").read(),
      "capeff": status["CapEff"].strip(), "root": sorted(os.listdir("/")),
      "procs": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
      "modules": sorted(sys.modules), "env": dict(os.environ), "path": sys.path}
@@ -214,6 +214,7 @@ def test_each_submission_has_a_fresh_unprivileged_user_and_fresh_random_numbers(
 def test_the_kernel_sees_what_a_cold_sandboxed_kernel_sees(launcher: WarmKernelLauncher):
     warm, cold = facts(launcher), facts(LocalKernelLauncher(limits=launcher.limits))
     assert warm["root"] == cold["root"]
+    assert warm["cgroup"] == cold["cgroup"]  # its own cgroup namespace: no host path
     assert warm["path"] == cold["path"]
     assert set(warm["env"]) == set(cold["env"])
     assert Path(warm["cwd"]).name == Path(cold["cwd"]).name == "cwd"
