@@ -252,6 +252,7 @@ def init(cfg, log_fd, ready_fd):
         os._exit(120)
     os.close(ready_fd)
     os.close(log_fd)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt is the kernel's (by message), never init's
     while True:
         try:
             done, status = os.wait()
