@@ -1,4 +1,5 @@
-"""Starting and stopping the kernel that runs a submission; the only module that knows how.
+"""Starting and stopping the kernel that runs a submission; the only module that knows how
+(but for warm.py, which forks kernels from a warm parent into the same fences).
 
 The kernel is always the grader's own Python (whatever kernelspec the notebook names),
 started over IPC sockets in a fresh working folder, with a minimal environment and

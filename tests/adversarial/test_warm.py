@@ -76,9 +76,10 @@ async def _run(launcher: Any, code: str, timeout: float = 60) -> tuple[str, Any]
                 out.append(f"{content['ename']}: {content['evalue']}\n")
             elif kind == "status" and content["execution_state"] == "idle":
                 break
-        alive = await km.is_alive()
-        code_ = None if alive else km.provisioner.process.poll() if km.provisioner.process else None
-        return "".join(out), code_
+        status = None
+        if not await km.is_alive() and km.provisioner.process is not None:
+            status = km.provisioner.process.poll()
+        return "".join(out), status
     finally:
         kc.stop_channels()
         await stop_kernel(km)
