@@ -72,7 +72,7 @@ def main() -> None:
         print(f"isolation: {cold.level}; forked kernels: {warm.describe()['start']}")
         t0 = time.perf_counter()
         if warm.warm:
-            warm._parent()
+            warm.ensure_parent()
         print(f"{'warm parent start':28s} {time.perf_counter() - t0:5.2f} s (once per launcher)")
         times: dict[str, list[float]] = {"cold": [], "forked": [], "cold cpu": [], "forked cpu": []}
         for _ in range(args.repeat):

@@ -1044,12 +1044,12 @@ class LocalKernelLauncher:
         km.grader_cgroup = cgroup  # type: ignore[attr-defined]
         km.grader_level = self.level  # type: ignore[attr-defined]
         km.grader_uid = workspace.uid  # type: ignore[attr-defined]
-        provisioner = self.provisioner_for(km, workspace, cgroup)
-        if provisioner is not None:  # jupyter_client then starts (and restarts) the kernel through it
-            km.provisioner = provisioner
         # Never the grader's own stdout/stderr: what the kernel writes there could pass for a report.
         log = open(kdirs.root / "kernel.log", "xb")  # noqa: SIM115 (closed below)
         try:
+            provisioner = self.provisioner_for(km, workspace, cgroup)
+            if provisioner is not None:  # jupyter_client then starts (and restarts) the kernel through it
+                km.provisioner = provisioner
             await km.start_kernel(cwd=str(kdirs.cwd), env=self.kernel_env(workspace),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         except BaseException:

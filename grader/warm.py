@@ -26,6 +26,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -311,7 +312,8 @@ class WarmKernelLauncher(LocalKernelLauncher):
         """Whether kernels are (still) forked from a warm parent."""
         return not self.warm_unavailable
 
-    def _parent(self) -> WarmParent:
+    def ensure_parent(self) -> WarmParent:
+        """The running warm parent, started if need be (blocks; WarmSetupError if it cannot start)."""
         with self._parent_lock:
             if self.parent is None or not self.parent.alive:
                 if self.parent is not None:
@@ -325,6 +327,7 @@ class WarmKernelLauncher(LocalKernelLauncher):
         """A kernel forked from the warm parent; a cold one if the warm path cannot be had here."""
         if self.warm:
             try:
+                await asyncio.to_thread(self.ensure_parent)  # seconds, once: not on the event loop
                 km = await super().start(workspace)
                 self.forked += 1
                 return km
@@ -335,28 +338,30 @@ class WarmKernelLauncher(LocalKernelLauncher):
         self.cold += 1
         return km
 
-    def argv(self, workspace: Workspace | None = None, cgroup: Cgroup | None = None) -> list[str]:
-        """The kernel command; forked, only ipykernel's part is used (as the forked kernel's argv)."""
-        if not self.warm:
-            return super().argv(workspace, cgroup)
+    def _forked_argv(self) -> list[str]:
         return [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}",
                 "--HistoryManager.enabled=False", "--IPKernelApp.quiet=True",
                 "--IPKernelApp.parent_handle=0"]
 
+    def argv(self, workspace: Workspace | None = None, cgroup: Cgroup | None = None) -> list[str]:
+        """The kernel command; forked, only ipykernel's part is used (as the forked kernel's argv)."""
+        return self._forked_argv() if self.warm else super().argv(workspace, cgroup)
+
     def provisioner_for(self, km: AsyncKernelManager, workspace: Workspace,
                         cgroup: Cgroup | None) -> Any:
         """The forking provisioner, with this kernel's request (None when starting cold)."""
-        if not self.warm:
+        if km.kernel_spec.argv != self._forked_argv():  # a cold start's command, wrapped in its fences
             return None
-        parent = self._parent()
+        # From here the command is ipykernel alone: never run as such, only forked into the sandbox.
+        parent = self.parent
+        if parent is None or not parent.alive:
+            raise WarmSetupError("the warm parent is not running")
         uid = workspace.uid
         if uid is None:
             raise WarmSetupError("the workspace has no kernel user")
         # The workspace's user is fresh, and every process of an earlier kernel of it was killed
         # when that kernel stopped: none to allow for (no scan of every process on the machine).
         tasks = self.limits.processes if cgroup is not None else 0
-        import uuid
-
         km.kernel_id = km.kernel_id or str(uuid.uuid4())
         provisioner = ForkedProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
         provisioner.warm = parent

@@ -390,7 +390,7 @@ def test_the_warm_parent_ends_with_a_grader_that_is_killed():
         f"sys.path.insert(0, {str(ROOT)!r})\n"
         "from grader.warm import WarmKernelLauncher\n"
         "launcher = WarmKernelLauncher()\n"
-        "print(launcher._parent().process.pid, flush=True)\n"
+        "print(launcher.ensure_parent().process.pid, flush=True)\n"
         "import time; time.sleep(300)\n"
     )
     grader = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
@@ -404,6 +404,19 @@ def test_the_warm_parent_ends_with_a_grader_that_is_killed():
     while psutil.pid_exists(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not psutil.pid_exists(pid)
+
+
+@needs_warm
+def test_a_warm_parent_that_died_is_started_again():
+    with WarmKernelLauncher() as launcher:
+        first = launcher.ensure_parent().process
+        assert first is not None
+        first.kill()
+        first.wait()
+        assert "forked" in run(launcher, "print('forked')")
+        assert launcher.forked == 1 and launcher.cold == 0
+        assert launcher.parent is not None and launcher.parent.process is not None
+        assert launcher.parent.process.pid != first.pid
 
 
 def test_falls_back_to_a_cold_start_where_forking_cannot_isolate(monkeypatch: pytest.MonkeyPatch):
