@@ -1,4 +1,5 @@
-"""Starting and stopping the kernel that runs a submission; the only module that knows how.
+"""Starting and stopping the kernel that runs a submission; the only module that knows how
+(but for warm.py, which forks kernels from a warm parent into the same fences).
 
 The kernel is always the Python of the assignment's kernel environment (envs.py; whatever
 kernelspec the notebook names), never the grader's own environment,
@@ -1217,6 +1218,9 @@ class LocalKernelLauncher:
         # Never the grader's own stdout/stderr: what the kernel writes there could pass for a report.
         log = open(kdirs.root / "kernel.log", "xb")  # noqa: SIM115 (closed below)
         try:
+            provisioner = self.provisioner_for(km, workspace, cgroup)
+            if provisioner is not None:  # jupyter_client then starts (and restarts) the kernel through it
+                km.provisioner = provisioner
             await km.start_kernel(cwd=str(kdirs.cwd), env=self.kernel_env(workspace),
                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
         except BaseException:
@@ -1228,6 +1232,11 @@ class LocalKernelLauncher:
         if proc is not None:
             _track(_live_kernels, proc.pid, getattr(km.provisioner, "pgid", None) or proc.pid)
         return km
+
+    def provisioner_for(self, km: AsyncKernelManager, workspace: Workspace,
+                        cgroup: Cgroup | None) -> Any:
+        """A kernel provisioner that starts the kernel in place of a new process of `argv()`, or None."""
+        return None
 
     def describe(self) -> dict[str, object]:
         """What this launcher guarantees, for the report."""
@@ -1346,6 +1355,9 @@ async def stop_kernel(km: AsyncKernelManager) -> None:
         pass
     with contextlib.suppress(Exception):
         km.context.destroy(linger=0)
+    release = getattr(provisioner, "release", None)
+    if callable(release):  # last: until now the kernel's pid may still be signalled
+        release()
 
 
 def exit_cause(km: AsyncKernelManager | None) -> str:
