@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
@@ -44,6 +44,9 @@ from .kernel import (
     grader_dirs,
 )
 from .warm_parent import PARENT_SOURCE
+
+if TYPE_CHECKING:
+    from .envs import KernelEnv
 
 # Seconds the warm parent may take to import what it preloads, and a fork to become a kernel.
 PARENT_START_TIMEOUT = 120.0
@@ -299,6 +302,9 @@ class WarmKernelLauncher(LocalKernelLauncher):
         self._parent_lock = threading.Lock()
         self.forked = 0  # kernels started by a fork
         self.cold = 0  # ... and cold
+        # One warm parent per kernel environment: grading binds each assignment's environment
+        # (`with_env`), and every submission of that environment forks from the same parent.
+        self._bound: dict[str, WarmKernelLauncher] = {}
 
     def _why_cold(self) -> str:
         if not _is_root():
@@ -374,12 +380,28 @@ class WarmKernelLauncher(LocalKernelLauncher):
         }
         return provisioner
 
-    def close(self) -> None:
-        """End the warm parent (kernels already forked are stopped by their own sessions)."""
+    def with_env(self, env: KernelEnv) -> WarmKernelLauncher:
+        """The launcher forking from a warm parent of `env`'s interpreter, the same one each time."""
+        if self.env == env:
+            return self
         with self._parent_lock:
+            bound = self._bound.get(env.key)
+            if bound is None:
+                bound = WarmKernelLauncher(limits=self.limits, python=env.python,
+                                           isolation=self.requested, cgroup=self.use_cgroup)
+                bound.env = env
+                self._bound[env.key] = bound
+            return bound
+
+    def close(self) -> None:
+        """End the warm parents (kernels already forked are stopped by their own sessions)."""
+        with self._parent_lock:
+            bound, self._bound = list(self._bound.values()), {}
             if self.parent is not None:
                 self.parent.close()
                 self.parent = None
+        for launcher in bound:
+            launcher.close()
 
     def __enter__(self) -> WarmKernelLauncher:
         return self
