@@ -300,8 +300,8 @@ class WarmKernelLauncher(LocalKernelLauncher):
         self.parent: WarmParent | None = None
         self.warm_unavailable = self._why_cold()
         self._parent_lock = threading.Lock()
-        self.forked = 0  # kernels started by a fork
-        self.cold = 0  # ... and cold
+        self._forked = 0  # kernels started by a fork
+        self._cold = 0  # ... and cold
         # One warm parent per kernel environment: grading binds each assignment's environment
         # (`with_env`), and every submission of that environment forks from the same parent.
         self._bound: dict[str, WarmKernelLauncher] = {}
@@ -335,14 +335,24 @@ class WarmKernelLauncher(LocalKernelLauncher):
             try:
                 await asyncio.to_thread(self.ensure_parent)  # seconds, once: not on the event loop
                 km = await super().start(workspace)
-                self.forked += 1
+                self._forked += 1
                 return km
             except WarmSetupError as e:  # the machine's doing, before any submission code ran
                 self.warm_unavailable = str(e)
                 self.close()
         km = await super().start(workspace)
-        self.cold += 1
+        self._cold += 1
         return km
+
+    @property
+    def forked(self) -> int:
+        """Kernels started by a fork, by this launcher and those it bound to environments."""
+        return self._forked + sum(b.forked for b in list(self._bound.values()))
+
+    @property
+    def cold(self) -> int:
+        """Kernels started cold, by this launcher and those it bound to environments."""
+        return self._cold + sum(b.cold for b in list(self._bound.values()))
 
     def _forked_argv(self) -> list[str]:
         return [self.python, "-m", "ipykernel_launcher", "-f", "{connection_file}",
