@@ -91,6 +91,10 @@ def _fits(v: Value, expected: np.ndarray, allow_transpose: bool) -> bool:
     return how in ("", "reshaped") or (how == "transposed" and allow_transpose)
 
 
+def _number(v: Value) -> bool:
+    return v.kind == "array" and v.array is not None and v.array.ndim == 0
+
+
 def _whole_fits(value: Value, expected: np.ndarray) -> bool:
     whole = numeric(value)
     return whole is not None and align(whole, expected)[1] in ("", "reshaped")
@@ -104,6 +108,8 @@ def pick(values: list[Value], expected: list[np.ndarray], take: int | str | list
         return Pick()
     if first.kind == "seq" and _whole_fits(first, expected[0]):
         return Pick()  # a list or tuple of numbers that is itself the answer
+    if first.kind == "seq" and not first.is_tuple and all(_number(v) for v in first.items):
+        return Pick()  # a list of numbers is an array (of the wrong shape), not several answers
     named = declared(first, take)
     if isinstance(take, int) and named:  # one declared index: that item, whatever its shape
         return Pick(named[0])

@@ -88,6 +88,13 @@ def test_a_list_of_numbers_that_is_the_answer_is_taken_whole():
     assert choose(whole, np.array([0.1, 0.2])).position is None
 
 
+def test_a_list_of_numbers_of_another_size_is_one_wrong_array_not_several_answers():
+    seven = Value("seq", items=[Value("array", array=np.array(0.0))] * 7, length=7, array=np.zeros(7))
+    assert choose(seven).position is None
+    numbers = tup(Value("array", array=np.array(0.25)), Value("array", array=np.array(3.0)))
+    assert choose(numbers).position == 0  # a tuple is several values, of numbers too
+
+
 def test_hidden_checks_do_not_say_which_element_or_its_key():
     value = Value("dict", keys=["secret_3"], items=[arr(0.25)], length=1)
     assert "secret" not in choose(value, hidden=True).note
