@@ -39,7 +39,7 @@ REQUIRED_PACKAGES = ("numpy", "ipykernel")
 ENV_DIR_VARIABLE = "GRADER_ENV_DIR"
 MANIFEST = "grader-env.json"
 # Bumped when the layout of a built environment changes: old ones are then rebuilt.
-LAYOUT = 1
+LAYOUT = 2
 BUILD_TIMEOUT_S = 1800
 
 
@@ -263,7 +263,9 @@ def _build(target: Path, requirements: tuple[str, ...], python: str, what: str) 
     uv = _uv()
     if uv is not None:
         steps = [[uv, "venv", "--quiet", "--relocatable", "--allow-existing", "--python", python, str(target)],
-                 [uv, "pip", "install", "--quiet", "--python", str(target / "bin" / "python"), *requirements]]
+                 # compiled now: a kernel cannot write bytecode, and would compile numpy at every start
+                 [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(target / "bin" / "python"),
+                  *requirements]]
     else:
         steps = [[python, "-m", "venv", "--clear", str(target)],
                  [str(target / "bin" / "python"), "-m", "pip", "install", "--quiet",
