@@ -2,8 +2,9 @@
 
 The solution's top-level functions become checks (their parameters the check's inputs) and
 `reference.py` stubs with the same signatures, to be written in torch; its top-level literal
-variables become the inputs' values. The starter is the solution with every function body,
-and every block between `# BEGIN SOLUTION` and `# END SOLUTION`, replaced by a stub.
+variables become the inputs' values. The starter is the solution with stubs: each block
+between `# BEGIN SOLUTION` and `# END SOLUTION` lines, or, in a cell without them, each
+top-level function's body.
 """
 
 from __future__ import annotations

@@ -96,7 +96,8 @@ class _Names:
 
 def _names_and_args(c: dict[str, Any], names: _Names, module: ModuleType | None) -> None:
     target = c["target"]
-    if builtin.GRADIENT_NAME.match(target) and c.get("kind") == "variable" and _function(module, target) is None:
+    if ("reference" not in c and builtin.GRADIENT_NAME.match(target) and c.get("kind") == "variable"
+            and _function(module, target) is None):
         c["aliases"] = names.of(target, c.get("aliases", []))
         return  # which part of which reference: once every check's parts are known
     c.setdefault("reference", target)

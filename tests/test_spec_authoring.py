@@ -266,3 +266,12 @@ def test_grade_new_refuses_what_it_cannot_draft_from_in_one_line(tmp_path, conte
     r = _cli("new", "lab", "--from", str(bad), cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and says in r.stderr, r.stderr
     assert not (tmp_path / "lab").exists()
+
+
+def test_in_a_marked_cell_only_the_marked_blocks_become_stubs():
+    cell = ("def helper(a):\n    return a + 1\n\n\ndef answer(a):\n    \"\"\"Doc.\"\"\"\n    # BEGIN SOLUTION\n"
+            "    return helper(a) * 2\n    # END SOLUTION\n")
+    out = stub_source(cell)
+    assert "return a + 1" in out and "helper(a) * 2" not in out and '"""Doc."""' in out
+    assert "    raise NotImplementedError" in out
+    compile(out, "cell", "exec")
