@@ -98,8 +98,11 @@ def grade_cmd(*args: str) -> list[str]:
 
 
 def has_batch(env: dict[str, str]) -> bool:
-    r = subprocess.run(grade_cmd("batch", "--help"), cwd=ROOT, env=env, capture_output=True, timeout=120)
-    return r.returncode == 0
+    """Whether this grader has a `batch` command (`grade batch --help` alone would not tell: an
+    unknown first word is taken for a notebook's name)."""
+    code = "from grader.cli import main; print('batch' in main.commands)"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    return r.stdout.strip() == "True"
 
 
 def install_others() -> None:
