@@ -12,12 +12,13 @@ from tests.conftest import ROOT
 
 HEAVY = ("torch", "nbclient", "jupyter_client", "zmq", "rich", "ipykernel", "matplotlib")
 
-# Runs the CLI in a fresh interpreter, then reports which modules it had imported by the end.
+# Runs the CLI in a fresh interpreter, then reports which modules it had imported by the end
+# (its arguments passed explicitly: the plain exit, so the atexit handler runs).
 _PROBE = """
 import atexit, json, sys
 atexit.register(lambda: print("MODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr))
 from grader.cli import main
-main()
+main(args=sys.argv[1:])
 """
 
 
