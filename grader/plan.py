@@ -13,6 +13,7 @@ from .expected import Reference, select
 from .inputs import Inputs, draw, rng_for
 from .probe import RESULT
 from .spec import RESULT_ARG, Assignment, Check, Intermediate, Part
+from .spec_defaults import reference_args_of
 
 
 @dataclass
@@ -237,11 +238,7 @@ def class_fields(check: Check, trial: Trial) -> dict[str, Any]:
 
 def reference_args(check: Check) -> list[str]:
     """The input names the reference function is called with: `args`; for a class check, args then state."""
-    if check.kind != "class":
-        return check.args
-    if check.reference_args is not None:
-        return check.reference_args
-    return [*check.args, *([check.state] if check.state else [])]
+    return reference_args_of(check.kind, check.args, check.state, check.reference_args)
 
 
 def _behaviour_trial(reference: Reference, check: Check, t: int, inputs: Inputs, args: list[Any]) -> Trial:

@@ -121,7 +121,7 @@ def _parts(c: dict[str, Any], raw: dict[str, Any], names: _Names, sampler: Sampl
     else:
         table = False
     if (parts is None or table) and "part" not in c and c.get("kind", "function") != "behaviour":
-        result = sampler.result(c.get("reference"), c.get("inputs"), c.get("args"))
+        result = sampler.result(c.get("reference"), c.get("inputs"), _reference_args(c))
         if isinstance(result, dict):
             given = {p.get("key"): p for p in parts or []}
             unknown = [k for k in given if k not in result]
@@ -262,6 +262,21 @@ class Sampler:
             return None
 
 
+def _reference_args(c: Any) -> Any:
+    """What a check's reference is called with (a check, or its raw table before validation)."""
+    get = c.get if isinstance(c, dict) else lambda k, d=None: getattr(c, k, d)
+    return reference_args_of(get("kind"), get("args"), get("state"), get("reference_args"))
+
+
+def reference_args_of(kind: Any, args: Any, state: Any, reference_args: Any) -> Any:
+    """The input names a reference function gets: `args`; a class check's, args then its state."""
+    if kind != "class":
+        return args
+    if reference_args is not None:
+        return reference_args
+    return [*(args or []), *([state] if state else [])]
+
+
 def _line(e: BaseException) -> str:
     return " ".join(str(e).split())[:300]
 
@@ -271,9 +286,10 @@ def check_results(spec: Any, sampler: Sampler) -> None:
     for i, check in enumerate(spec.checks):
         if check.kind == "behaviour":
             continue
-        result = sampler.result(check.reference, check.inputs, check.args)
+        args = _reference_args(check)
+        result = sampler.result(check.reference, check.inputs, args)
         if result is None:
-            failed = sampler.failure(check.reference, check.inputs, check.args)
+            failed = sampler.failure(check.reference, check.inputs, args)
             if failed:
                 field = f"inputs.{check.inputs}" if check.inputs in sampler.failures else f"checks[{i}].reference"
                 raise SpecError(f"{field}: {failed}")

@@ -182,7 +182,7 @@ def _spec_error(tmp_path: Path, source: Path, old: str, new: str) -> str:
          "`method` belongs to class checks"),
         (LAB, 'target = "y"', 'target = "y"\ntruth = "t"', "names.truth: unknown field"),
         (TWO_LAYER, 'method = "loss"\n', 'method = "loss"\ngiven = "net"\n', "`given` is not supported in class checks"),
-        (PLANAR, 'optional_args = ["parameters"]', 'optional_args = "parameters"', "checks.1.optional_args"),
+        (PLANAR, 'optional_args = ["parameters"]', 'optional_args = "parameters"', "checks[1].optional_args"),
     ],
 )
 def test_class_and_optional_argument_mistakes_are_one_line_errors(tmp_path, source, old, new, says):

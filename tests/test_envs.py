@@ -42,9 +42,10 @@ def _assignment(tmp: Path, environment: str, name: str = "env-test") -> Path:
     shutil.copytree(ASSIGNMENTS / "sigmoid-2-3-1", folder)
     spec = folder / "assignment.toml"
     text = spec.read_text().replace('id = "sigmoid-2-3-1"', f'id = "{name}"', 1)
-    shipped = '[environment]\npackages = ["numpy"]\n'
+    shipped = 'environment = { packages = ["numpy"] }'
     assert shipped in text
-    spec.write_text(text.replace(shipped, "[environment]\n" + environment + "\n", 1))
+    lines = [line for line in text.splitlines() if not line.startswith(shipped)]
+    spec.write_text("\n".join(lines) + "\n\n[environment]\n" + environment + "\n")
     return folder
 
 
