@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import GraderError
+from .options import user_cache_dir
 
 # What course notebooks import, and the kernel itself; never torch, jax or tensorflow.
 DEFAULT_PACKAGES = ("numpy", "scipy", "matplotlib", "pandas", "scikit-learn", "ipykernel")
@@ -135,9 +136,10 @@ def env_root() -> Path:
     override = os.environ.get(ENV_DIR_VARIABLE)
     if override:
         return Path(override).expanduser().absolute()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("nngrader")) / "envs"
+    base = user_cache_dir()
+    if base is None:
+        raise GraderError(f"no cache folder for kernel environments: set {ENV_DIR_VARIABLE}")
+    return base / "envs"
 
 
 def _make_root(root: Path) -> None:

@@ -6,6 +6,7 @@ the student's kernel.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 from collections.abc import Callable
@@ -69,9 +70,13 @@ def _import(assignment: Assignment) -> ModuleType:
 
 
 def import_reference(path: Path, spec_sha256: str) -> ModuleType:
-    """Import a reference file once per spec version (the module is cached by both)."""
+    """Import a reference file once per spec and reference version (the module is cached by both)."""
     path = path.resolve()
-    modname = f"_grader_reference_{spec_sha256[:12]}_{abs(hash(str(path)))}"
+    try:
+        content = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    except OSError as e:
+        raise SpecError(f"{path}: cannot be read ({e.strerror or e})") from None
+    modname = f"_grader_reference_{spec_sha256[:12]}_{content}_{abs(hash(str(path)))}"
     if modname in sys.modules:
         return sys.modules[modname]
     spec = importlib.util.spec_from_file_location(modname, path)

@@ -58,7 +58,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from .errors import GraderError
-from .options import ISOLATION_LEVELS
+from .options import CACHE_DIR_VARIABLE, ISOLATION_LEVELS, cache_dir
 
 if TYPE_CHECKING:
     from .envs import KernelEnv
@@ -803,7 +803,7 @@ def _works(argv: tuple[str, ...]) -> tuple[bool, str]:
 # can never make a run pick a weaker level than a fresh probe would. A remembered level that
 # then fails to start a kernel is forgotten and the levels are probed again (`recheck`).
 
-LEVEL_CACHE_ENV = "NNGRADER_CACHE_DIR"
+LEVEL_CACHE_ENV = CACHE_DIR_VARIABLE
 _LEVEL_CACHE_VERSION = 1
 _LEVEL_CACHE_MAX = 32  # entries kept (one per Python, wrapper and system the grader has run with)
 _SYSTEM_FILES = (  # what makes namespaces work or not, beside the wrapper programs themselves
@@ -815,14 +815,8 @@ _SYSTEM_FILES = (  # what makes namespaces work or not, beside the wrapper progr
 
 def level_cache_file() -> Path | None:
     """Where levels known to work are remembered ($NNGRADER_CACHE_DIR, else the user's cache folder)."""
-    base = os.environ.get(LEVEL_CACHE_ENV)
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        try:
-            base = os.path.join(xdg, "nngrader") if xdg else str(Path.home() / ".cache" / "nngrader")
-        except RuntimeError:  # no home folder: nothing is remembered
-            return None
-    return Path(base) / "isolation.json"
+    base = cache_dir()
+    return None if base is None else base / "isolation.json"
 
 
 def _stat_key(path: str | None) -> list[Any]:

@@ -7,9 +7,12 @@ lives in the grader.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import json
 import os
+import tempfile
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -517,6 +520,21 @@ def load_spec(folder: Path) -> Assignment:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise SpecError(f"{file}: not valid TOML ({e})") from None
     sha = hashlib.sha256(raw_bytes).hexdigest()
+    cache = _completed_cache(folder, sha)
+    spec = _from_cache(cache)
+    if spec is None:
+        spec, raw = _complete_and_check(folder, file, raw, sha)
+        _store(cache, raw)
+    if not (folder / spec.reference).is_file():
+        raise SpecError(f"{file}: reference: file {spec.reference!r} does not exist in {folder}")
+    for name in spec.files:
+        if not (folder / name).exists():
+            raise SpecError(f"{file}: files: {name!r} does not exist in {folder}")
+    return Assignment(folder.resolve(), spec, sha)
+
+
+def _complete_and_check(folder: Path, file: Path, raw: dict[str, Any], sha: str) -> tuple[Spec, dict[str, Any]]:
+    """The spec with its defaults inferred from the reference, which is run once on each check."""
     module = _reference_module(folder, raw, sha)
     try:
         sampler = spec_defaults.Sampler(raw, module)
@@ -530,12 +548,58 @@ def load_spec(folder: Path) -> Assignment:
         if isinstance(cause, _FieldError):
             raise SpecError(f"{file}: {cause.field}: {cause}") from None
         raise SpecError(_format_validation_error(file, e)) from None
-    if not (folder / spec.reference).is_file():
-        raise SpecError(f"{file}: reference: file {spec.reference!r} does not exist in {folder}")
-    for name in spec.files:
-        if not (folder / name).exists():
-            raise SpecError(f"{file}: files: {name!r} does not exist in {folder}")
-    return Assignment(folder.resolve(), spec, sha)
+    return spec, raw
+
+
+# Inferring a spec's defaults runs its reference (torch): the completed table of a spec that
+# loaded is remembered, keyed by the spec, every Python file beside it and the grader code that
+# infers, so listing or grading an assignment again starts without torch.
+_SPEC_CACHE_VERSION = 1
+_INFERRING_CODE = ("spec.py", "spec_defaults.py", "aliases.py", "inputs.py")
+
+
+def _completed_cache(folder: Path, sha: str) -> Path | None:
+    from .options import cache_dir
+
+    base = cache_dir()
+    if base is None:
+        return None
+    h = hashlib.sha256(f"{_SPEC_CACHE_VERSION}:{sha}".encode())
+    try:
+        for p in sorted(folder.glob("*.py")):
+            h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+        here = Path(__file__).parent
+        for name in _INFERRING_CODE:
+            h.update(hashlib.sha256((here / name).read_bytes()).digest())
+    except OSError:
+        return None
+    return base / "specs" / f"{h.hexdigest()}.json"
+
+
+def _from_cache(cache: Path | None) -> Spec | None:
+    if cache is None:
+        return None
+    try:
+        return Spec.model_validate(json.loads(cache.read_text()))
+    except (OSError, ValueError, ValidationError):  # absent, partial or stale: infer again
+        return None
+
+
+def _store(cache: Path | None, raw: dict[str, Any]) -> None:
+    if cache is None:
+        return
+    tmp = None
+    try:
+        text = json.dumps(raw)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".spec-")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, cache)
+    except (OSError, TypeError, ValueError):  # not remembered: inferred again next time
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def _reference_module(folder: Path, raw: dict[str, Any], sha: str) -> ModuleType | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -22,17 +23,21 @@ main(args=sys.argv[1:])
 """
 
 
-def _modules(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
+def _modules(*args: str, env: dict[str, str] | None = None) -> tuple[subprocess.CompletedProcess, set[str]]:
     r = subprocess.run([sys.executable, "-c", _PROBE, *args], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
+                       cwd=ROOT, timeout=120, env=env)
     line = next(ln for ln in r.stderr.splitlines() if ln.startswith("MODULES "))
     return r, {m.split(".")[0] for m in json.loads(line[len("MODULES "):])}
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["list"], ["notebook", "--help"],
                                   ["render", "--help"]])
-def test_light_commands_import_no_kernel_or_torch_machinery(args):
-    r, modules = _modules(*args)
+def test_light_commands_import_no_kernel_or_torch_machinery(args, tmp_path):
+    # an assignment's inferred defaults come from running its reference once (torch); after
+    # that first load they are remembered, so only a fresh cache pays for torch
+    env = {**os.environ, "NNGRADER_CACHE_DIR": str(tmp_path)}
+    _modules(*args, env=env)
+    r, modules = _modules(*args, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
@@ -56,3 +61,22 @@ def test_grading_imports_torch_only_when_it_computes():
             "print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
+
+
+def test_a_remembered_spec_is_inferred_again_when_its_reference_changes(tmp_path, monkeypatch):
+    import shutil
+
+    from grader.errors import SpecError
+    from grader.spec import load_spec
+    from tests.conftest import ASSIGNMENTS
+
+    monkeypatch.setenv("NNGRADER_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "sigmoid-2-3-1"
+    shutil.copytree(ASSIGNMENTS / "sigmoid-2-3-1", folder)
+    first = load_spec(folder)
+    assert list((tmp_path / "cache" / "specs").glob("*.json"))  # remembered
+    assert load_spec(folder).spec == first.spec  # ... and read back the same
+    ref = folder / "reference.py"
+    ref.write_text(ref.read_text() + "\n\ndef sigmoid(z):\n    raise ValueError('broken on purpose')\n")
+    with pytest.raises(SpecError, match="broken on purpose"):
+        load_spec(folder)  # not the remembered table: the reference is run again
