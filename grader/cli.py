@@ -291,5 +291,10 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+from .batch.cli import register as _register_batch  # noqa: E402  (after `main` exists)
+
+_register_batch(main)
+
+
 if __name__ == "__main__":
     main()
