@@ -187,8 +187,10 @@ def unpack_zip(archive: Path, dest: Path) -> Path:
                 raise GraderError(f"{archive}: unpacks to more than {MAX_ZIP_BYTES >> 30} GiB")
             dest.mkdir(parents=True, exist_ok=True)
             for info in infos:
-                parts = [x for x in info.filename.replace("\\", "/").split("/") if x not in ("", ".")]
-                if not parts or ".." in parts or stat.S_ISLNK(info.external_attr >> 16):
+                name = info.filename.replace("\\", "/")
+                parts = [x for x in name.split("/") if x not in ("", ".")]
+                if (not parts or ".." in parts or name.startswith("/") or re.match(r"[A-Za-z]:", name)
+                        or stat.S_ISLNK(info.external_attr >> 16)):
                     continue  # an absolute, climbing or link entry: never followed
                 target = dest.joinpath(*parts)
                 if info.is_dir():
@@ -199,14 +201,13 @@ def unpack_zip(archive: Path, dest: Path) -> Path:
                     shutil.copyfileobj(src, out)
     except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as e:
         raise GraderError(f"{archive}: cannot be unpacked ({e})") from None
-    # A zip holding one folder that holds everything (a common export): that folder is the root.
+    # A zip holding one folder that holds everything (a common export): that folder is the root,
+    # unless it is one student's folder (Moodle's naming, or one notebook and nothing else).
     top = [p for p in dest.iterdir() if _visible(p, dest)]
-    if len(top) == 1 and top[0].is_dir() and not _notebooks_here(top[0]) and not MOODLE.match(top[0].name):
+    if len(top) == 1 and top[0].is_dir() and not MOODLE.match(top[0].name):
         inner = [p for p in top[0].iterdir() if _visible(p, top[0])]
-        if any(p.is_dir() for p in inner) or any(p.suffix.lower() == ".ipynb" for p in inner):
+        folders = [p for p in inner if p.is_dir()]
+        notebooks = [p for p in inner if p.is_file() and p.suffix.lower() == ".ipynb"]
+        if folders or len(notebooks) > 1 or any(CANVAS.match(p.name) for p in notebooks):
             return top[0]
     return dest
-
-
-def _notebooks_here(folder: Path) -> bool:
-    return any(p.suffix.lower() == ".ipynb" for p in folder.iterdir() if p.is_file())
