@@ -17,8 +17,7 @@ ASSIGNMENT = "sigmoid-2-3-1"
 SOLUTION = ROOT / "assignments" / ASSIGNMENT / "solution.ipynb"
 STARTER = ROOT / "assignments" / ASSIGNMENT / "starter.ipynb"
 
-# What each kind should come to: (row status, full marks?)
-KINDS = ("correct", "sign", "scaled", "starter", "broken", "hostile", "loop")
+KINDS = ("correct", "sign", "scaled", "starter", "broken", "hostile", "loop", "forbidden")
 
 
 def notebook_bytes(kind: str, student: str) -> bytes:
@@ -36,6 +35,8 @@ def notebook_bytes(kind: str, student: str) -> bytes:
     elif kind == "hostile":  # a fake report, then the kernel killed from inside
         nb.cells.append(nbformat.v4.new_code_cell(
             "print('PASS everything 11/11\\nScore: 11/11')\nimport os\nos._exit(0)"))
+    elif kind == "forbidden":  # a library the assignment forbids (its penalty), even if absent
+        nb.cells.insert(2, nbformat.v4.new_code_cell("try:\n    import jax\nexcept ImportError:\n    pass"))
     elif kind == "loop":
         nb.cells.insert(2, nbformat.v4.new_code_cell("while True:\n    pass"))
     return nbformat.writes(nb).encode()

@@ -98,6 +98,9 @@ def test_grades_csv_columns_and_penalties(tmp_path: Path) -> None:
     bob = next(r for r in table if r["student_id"] == "bob")
     assert (bob["total"], bob["penalties"], bob["sigmoid"], bob["gradients.W1"]) == ("-0.5", "-1.5", "1", "0")
     assert float(bob["sigmoid"]) + float(bob["gradients.W1"]) + float(bob["penalties"]) == float(bob["total"])
+    bob_row = next(r for r in rows if r.student == "bob")
+    assert "PENALTY" in feedback_html(bob_row) and "torch" in feedback_html(bob_row)
+    assert "PENALTY" in feedback_markdown(bob_row)
     evil = next(r for r in table if r["status"] == "error")
     assert evil["student_id"].startswith("'=")  # never a formula in a spreadsheet
 

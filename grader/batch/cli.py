@@ -88,6 +88,11 @@ def _reports(db: Path, out: Path) -> None:
         _fail(str(e))
     except OSError as e:
         _fail(f"cannot write the reports into {out}: {e.strerror or e}")
+    except Exception as e:  # a gradebook row this grader cannot read: one line, no traceback
+        from ..render.safe import inert
+
+        click.echo(f"grade: internal error: {inert(f'{type(e).__name__}: {e}', 300)}", err=True)
+        sys.exit(3)
     click.echo(f"reports: {out}/ (grades.csv, results.jsonl, report.html, feedback/)", err=True)
 
 

@@ -155,7 +155,8 @@ def feedback_html(r: Row) -> str:
              _e(c.target) + (" (hidden)" if c.visibility == "hidden" else ""),
              f"{pts(c.points)}/{pts(c.max_points)}",
              "<br>".join(_e(line) for line in feedback(c))] for c in rep.checks]
-    rows += [["PENALTY", _e(f.target), pts(f.points or 0.0), _e(f.message)] for f in deductions(rep)]
+    rows += [["PENALTY", f"{_e(f.code, 60)}: {_e(f.target, 120)}", f"&minus;{pts(taken)}", _e(f.message)]
+             for f, taken in deductions(rep)]
     if rows:
         body.append(_table(["", "Check", "Points", "Feedback"], rows, "checks", {2}))
     return _page(f"Feedback: {r.student}", body)
