@@ -140,8 +140,8 @@ def test_report_html_is_self_contained(canvas) -> None:
     assert canvas["ids"]["loop"] in problems and canvas["ids"]["broken"] in problems
 
 
-@pytest.mark.skipif(chromium() is None, reason="chromium is not installed (bash .ci/setup installs it)")
 def test_report_html_renders_in_chromium(canvas, tmp_path: Path) -> None:
+    assert chromium() is not None, "chromium is not installed (bash .ci/setup installs it)"
     shot = tmp_path / "report.png"
     checks = {"histogram": "document.getElementById('histogram').naturalWidth",
               "plots": "[...document.images].filter(i => i.complete && i.naturalWidth > 0).length",

@@ -15,6 +15,7 @@ import platform
 import secrets
 import shutil
 import socket
+import sqlite3
 import sys
 import tempfile
 import traceback
@@ -375,6 +376,8 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
                     run_dask(todo, settings, asg, book, scheduler, on_result)
                 else:
                     run_local(todo, settings, asg, book, jobs or os.cpu_count() or 1, on_result, launcher)
+            except sqlite3.Error as e:  # (a full disk, a gradebook removed under us)
+                raise GraderError(f"cannot write the gradebook {db}: {e}") from None
             finally:
                 if bar is not None:
                     bar.close()
