@@ -30,7 +30,7 @@ from tests.batch_support import (
 from tests.chromium_support import chromium, load
 
 ROOT = Path(__file__).resolve().parent.parent
-LIMITS = ["--timeout", "3", "--total-timeout", "40"]
+LIMITS = ["--timeout", "8", "--total-timeout", "60"]
 
 
 def grade(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -85,7 +85,7 @@ def test_each_kind_of_submission_gets_its_row(canvas) -> None:
     assert by_kind["broken"][0] == "error" and "not a notebook" in by_kind["broken"][2]
     assert "/tmp/" not in by_kind["broken"][2]  # the instructor's file name, not a grading folder
     assert by_kind["hostile"][0] == "error" and "kernel" in by_kind["hostile"][2]
-    assert by_kind["loop"][0] == "timeout" and "longer than 3 s" in by_kind["loop"][2]
+    assert by_kind["loop"][0] == "timeout" and "longer than 8 s" in by_kind["loop"][2]
 
 
 def test_plain_progress_when_not_on_a_terminal(canvas) -> None:

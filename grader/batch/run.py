@@ -249,73 +249,75 @@ def task_key(job: Job, settings: Settings) -> str:
     return f"nngrader-grade-{h.hexdigest()[:32]}"
 
 
-def run_dask(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, address: str,
+def connect(address: str) -> Any:
+    """A Dask client of the scheduler at `address`; GraderError if it cannot be reached."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise GraderError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+    try:
+        return Client(address, timeout="30s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise GraderError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+
+
+def run_dask(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, client: Any,
              on_result: Callable[[Result], None], window: int | None = None) -> None:
-    """Grade `jobs` on the Dask cluster at `address`; results stream back into the gradebook here.
+    """Grade `jobs` on the Dask cluster of `client`; results stream back into the gradebook here.
 
     Tasks of a worker that dies are rerun elsewhere by the scheduler; a task's result is
     recorded once, under the submission's own key.
     """
-    try:
-        from distributed import Client, as_completed
-    except ImportError:
-        raise GraderError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
-    try:
-        client = Client(address, timeout="30s")
-    except (OSError, TimeoutError, ValueError) as e:
-        raise GraderError(f"cannot reach the Dask scheduler at {address}: {e}") from None
-    try:
-        nthreads = sum(client.nthreads().values()) or 1
-        window = window or 2 * nthreads
-        todo = iter(jobs)
-        pending: dict[str, Job] = {}
-        done_keys: set[str] = set()
-        queue = as_completed()
+    from distributed import as_completed
 
-        def submit_next() -> bool:
-            for job in todo:
-                if job.problem is not None:
-                    r = _problem_result(job, settings, asg)
-                    book.record(r)
-                    on_result(r)
-                    continue
-                key = task_key(job, settings)
-                payload = {"files": job.payload(), "graded_as": job.graded_as,
-                           "assignment": settings.assignment, "spec_sha256": settings.spec_sha256,
-                           "seed": job.seed, "cell_timeout": settings.cell_timeout,
-                           "total_timeout": settings.total_timeout, "isolation": settings.isolation,
-                           "relpath": job.relpath}
-                fut = client.submit(grade_remote, payload, key=key, pure=False, retries=2)
-                pending[key] = job
-                queue.add(fut)
-                return True
-            return False
+    nthreads = sum(client.nthreads().values()) or 1
+    window = window or 2 * nthreads
+    todo = iter(jobs)
+    pending: dict[str, Job] = {}
+    done_keys: set[str] = set()
+    queue = as_completed()
 
-        for _ in range(window):
-            if not submit_next():
-                break
-        for fut in queue:
-            job = pending.pop(fut.key, None)
-            if job is None or fut.key in done_keys:  # (a key seen twice is recorded once)
+    def submit_next() -> bool:
+        for job in todo:
+            if job.problem is not None:
+                r = _problem_result(job, settings, asg)
+                book.record(r)
+                on_result(r)
                 continue
-            done_keys.add(fut.key)
-            try:
-                out = fut.result()
-                r = _result(job, settings, out["status"], out["reason"], out["report"],
-                            out["started"], out["finished"], out["environment"])
-            except Exception as e:  # the task failed on every worker it was tried on
-                reason = f"the Dask task failed: {type(e).__name__}: {e}"[:1000]
-                info = {"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256}
-                rep = error_report(job.relpath, reason, info, asg.max_score, stage="grading").to_dict()
-                t = now()
-                r = _result(job, settings, "error", reason, rep, t, t, {"host": "?"})
-            fut.release()
-            book.record(r)
-            on_result(r)
-            submit_next()
-    finally:
-        with contextlib.suppress(Exception):
-            client.close()
+            key = task_key(job, settings)
+            payload = {"files": job.payload(), "graded_as": job.graded_as,
+                       "assignment": settings.assignment, "spec_sha256": settings.spec_sha256,
+                       "seed": job.seed, "cell_timeout": settings.cell_timeout,
+                       "total_timeout": settings.total_timeout, "isolation": settings.isolation,
+                       "relpath": job.relpath}
+            fut = client.submit(grade_remote, payload, key=key, pure=False, retries=2)
+            pending[key] = job
+            queue.add(fut)
+            return True
+        return False
+
+    for _ in range(window):
+        if not submit_next():
+            break
+    for fut in queue:
+        job = pending.pop(fut.key, None)
+        if job is None or fut.key in done_keys:  # (a key seen twice is recorded once)
+            continue
+        done_keys.add(fut.key)
+        try:
+            out = fut.result()
+            r = _result(job, settings, out["status"], out["reason"], out["report"],
+                        out["started"], out["finished"], out["environment"])
+        except Exception as e:  # the task failed on every worker it was tried on
+            reason = f"the Dask task failed: {type(e).__name__}: {e}"[:1000]
+            info = {"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256}
+            rep = error_report(job.relpath, reason, info, asg.max_score, stage="grading").to_dict()
+            t = now()
+            r = _result(job, settings, "error", reason, rep, t, t, {"host": "?"})
+        fut.release()
+        book.record(r)
+        on_result(r)
+        submit_next()
 
 
 def new_batch_seed() -> int:
@@ -369,11 +371,12 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             all_jobs = [make_job(e, batch_seed) for e in entries]
             todo = [j for j in all_jobs if regrade or not book.is_current(
                 j.student, j.sha256, asg.spec_sha256, batch_seed)]
+            client = connect(scheduler) if scheduler and todo else None
             bar = progress(len(todo), len(all_jobs) - len(todo)) if progress else None
             on_result = bar.add if bar is not None else (lambda r: None)
             try:
-                if scheduler:
-                    run_dask(todo, settings, asg, book, scheduler, on_result)
+                if client is not None:
+                    run_dask(todo, settings, asg, book, client, on_result)
                 else:
                     run_local(todo, settings, asg, book, jobs or os.cpu_count() or 1, on_result, launcher)
             except sqlite3.Error as e:  # (a full disk, a gradebook removed under us)
@@ -381,6 +384,9 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             finally:
                 if bar is not None:
                     bar.close()
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close()
         students = [j.student for j in all_jobs]
         counts: dict[str, int] = {}
         wanted = set(students)
