@@ -119,8 +119,8 @@ def test_results_jsonl_and_feedback(canvas) -> None:
     assert all(r["schema"] == "grader.report/1" for r in reports)
     for rep in reports:
         for c in rep["checks"]:
-            if c["visibility"] == "hidden":
-                assert c["detail"] == {}
+            if c["visibility"] == "hidden":  # (how many trials, never what they were)
+                assert not {"expected", "got", "inputs", "values"} & set(c["detail"])
     feedback = canvas["out"] / "feedback"
     for student in canvas["ids"].values():
         md = (feedback / f"{student}.md").read_text()
