@@ -255,6 +255,29 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None
     assert current(db) == rows and run_count(db) == 2 * len(students)
 
 
+def test_sigterm_stops_cleanly_and_keeps_what_was_graded(tmp_path: Path) -> None:
+    src = make_flat(tmp_path / "src", [(f"t{i}", "correct") for i in range(4)])
+    db = tmp_path / "gb.sqlite"
+    proc = subprocess.Popen([sys.executable, "-c", "from grader.cli import main; main()", "batch", str(src),
+                             "-a", ASSIGNMENT, "--db", str(db), "--jobs", "1", *LIMITS],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            if db.exists() and run_count(db) >= 1:
+                break
+        except sqlite3.DatabaseError:
+            continue
+    assert proc.poll() is None, "the batch finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; what was graded is in" in err and "Traceback" not in err
+    assert 1 <= run_count(db) < 4 and all(v[0] == "graded" for v in current(db).values())
+
+
 def test_flat_folder_and_api(tmp_path: Path) -> None:
     make_flat(tmp_path / "src", [("alice", "correct"), ("bob", "sign")])
     s = grade_batch(tmp_path / "src", ASSIGNMENT, tmp_path / "gb.sqlite", jobs=1, seed=1,

@@ -17,8 +17,6 @@ from grader.batch.run import grade_batch
 from tests.batch_support import ASSIGNMENT, make_flat
 from tests.test_batch import current, run_count
 
-distributed = pytest.importorskip("distributed")
-
 ROOT = Path(__file__).resolve().parent.parent
 DASK_CLI = str(Path(sys.executable).parent / "dask")  # the `dask` command of this environment
 DASK = [DASK_CLI, "scheduler"]

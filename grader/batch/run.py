@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GraderError
+from ..grade import grade_notebook_async
 from ..kernel import KernelLauncher, LocalKernelLauncher, interruptible
 from ..report import Report, error_report
 from ..spec import Assignment, find_assignment
@@ -137,8 +138,6 @@ async def grade_files(files: dict[str, bytes | Path], graded_as: str, assignment
         for name, content in files.items():
             data = content.read_bytes() if isinstance(content, Path) else content
             (stage / name).write_bytes(data)
-        from ..grade import grade_notebook_async
-
         report = await asyncio.wait_for(
             grade_notebook_async(stage / graded_as, asg, seed=seed, cell_timeout=cell_timeout,
                                  total_timeout=total_timeout, launcher=launcher),
@@ -254,7 +253,7 @@ def connect(address: str) -> Any:
     try:
         from distributed import Client
     except ImportError:
-        raise GraderError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+        raise GraderError("--scheduler needs dask.distributed: pip install 'nngrader[dask]'") from None
     try:
         return Client(address, timeout="30s")
     except (OSError, TimeoutError, ValueError) as e:
