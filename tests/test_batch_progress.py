@@ -62,3 +62,13 @@ def test_live_bar_on_a_terminal(tmp_path: Path) -> None:
     assert "\x1b[" in screen  # drawn and redrawn in place
     assert "3/3" in screen and "graded 0  errors 3  timeouts 0" in screen and "ETA" in screen
     assert "batch: 3 students: 0 graded, 3 errors, 0 timeouts" in out
+
+
+def test_quiet_shows_no_progress(tmp_path: Path) -> None:
+    for name in ("ann", "ben"):
+        (tmp_path / "src" / name).mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-c", "from grader.cli import main; main()", "batch", str(tmp_path / "src"),
+                        "-a", "sigmoid-2-3-1", "--db", str(tmp_path / "gb.sqlite"), "--quiet"],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert r.returncode == 3 and r.stderr == ""
+    assert r.stdout == f"batch: 2 students: 0 graded, 2 errors, 0 timeouts (2 graded now, 0 already in {tmp_path / 'gb.sqlite'})\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import stat
 import zipfile
 from pathlib import Path
 
@@ -98,11 +99,15 @@ def test_bad_regex_and_bad_source_are_one_line_errors(tmp_path: Path) -> None:
         collect(tmp_path / "x.txt", unpack_to=tmp_path / "u")
 
 
-def _zip(entries: dict[str, bytes]) -> bytes:
+def _zip(entries: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in entries.items():
             zf.writestr(name, data)
+        for name, target in (links or {}).items():  # a symbolic link entry, as zip -y stores one
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            zf.writestr(info, target)
     return buf.getvalue()
 
 
@@ -110,10 +115,12 @@ def test_zip_flat_and_wrapped_and_hostile(tmp_path: Path) -> None:
     z = tmp_path / "export.zip"
     z.write_bytes(_zip({"submissions/smithjane_1234_998877_hw1.ipynb": NB,
                         "submissions/bob/hw.ipynb": NB,
-                        "../escape.ipynb": NB, "/abs.ipynb": NB, "__MACOSX/._x.ipynb": NB}))
+                        "../escape.ipynb": NB, "/abs.ipynb": NB, "__MACOSX/._x.ipynb": NB},
+                       {"submissions/carol.ipynb": "/etc/passwd"}))
     got = _by_student(collect(z, unpack_to=tmp_path / "u"))
     assert sorted(got) == ["1234", "bob"]  # the wrapping folder is not a student
     assert not (tmp_path / "escape.ipynb").exists()
+    assert not list((tmp_path / "u").rglob("carol*"))  # a link is never unpacked
     assert all(str(e.notebook).startswith(str(tmp_path / "u")) for e in got.values())
 
 

@@ -62,7 +62,7 @@ def batch_cmd(source: Path, assignment: str, db: Path, out: Path | None, jobs: i
     c = summary.counts
     click.echo(f"batch: {len(summary.students)} students: {c.get('graded', 0)} graded, "
                f"{c.get('error', 0)} errors, {c.get('timeout', 0)} timeouts "
-               f"({summary.graded_now} graded now, {summary.skipped} already in {db})", err=quiet)
+               f"({summary.graded_now} graded now, {summary.skipped} already in {db})")
     if out is not None:
         _reports(db, out)
     sys.exit(3 if summary.failed else 0)
