@@ -327,6 +327,9 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
 
 main.add_command(env_group)
 draft.register(main)  # `grade new`
+from .batch.cli import register as _register_batch  # noqa: E402  (after `main` exists)
+
+_register_batch(main)
 
 if __name__ == "__main__":
     main()

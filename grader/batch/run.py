@@ -1,0 +1,397 @@
+"""Grading a batch: every submission in its own fresh kernel, N at a time, each result recorded
+in the gradebook as soon as it is known; locally, or on a Dask cluster.
+
+`grade_files` is the one place a submission is graded (locally and on Dask workers alike), so
+a different kernel launcher applies to every batch by passing it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import platform
+import secrets
+import shutil
+import socket
+import sqlite3
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import GraderError
+from ..grade import grade_notebook_async
+from ..kernel import KernelLauncher, LocalKernelLauncher, interruptible
+from ..report import Report, error_report
+from ..spec import Assignment, find_assignment
+from .gradebook import Gradebook, Result, now
+from .sources import Entry
+
+# Kernel starts (and restarts after a dead kernel) are outside a submission's own time limit;
+# past this much more, the grading of a submission is abandoned as hung.
+HANG_GRACE_S = 120.0
+
+
+def grader_version() -> str:
+    """This grader's version, as recorded with each run."""
+    try:
+        from importlib.metadata import version
+
+        return version("nngrader")
+    except Exception:  # (run from a source tree that was never installed)
+        return "0+unknown"
+
+
+def submission_seed(batch_seed: int, sha256: str) -> int:
+    """The seed of one submission: from the batch seed and its content, so a rerun replays it."""
+    return int.from_bytes(hashlib.sha256(f"{batch_seed}:{sha256}".encode()).digest()[:4], "big")
+
+
+@dataclass
+class Settings:
+    """How every submission of a batch is graded."""
+
+    assignment: str  # id or folder, as given (workers look it up themselves)
+    spec_sha256: str
+    batch_seed: int
+    cell_timeout: float = 30.0
+    total_timeout: float = 300.0
+    isolation: str | None = None
+
+
+@dataclass
+class Job:
+    """One submission to grade: who, what, and the files its workspace gets."""
+
+    student: str
+    name: str
+    relpath: str
+    graded_as: str
+    sha256: str
+    seed: int
+    files: dict[str, Path] = field(default_factory=dict)  # name in the workspace -> source file
+    problem: str | None = None
+
+    def payload(self) -> dict[str, bytes]:
+        """The files' contents, to ship to a worker that cannot see them."""
+        return {name: p.read_bytes() for name, p in self.files.items()}
+
+
+def make_job(entry: Entry, batch_seed: int) -> Job:
+    """The job of an entry: the notebook's hash and seed, or the entry's problem."""
+    if entry.notebook is None:
+        sha = hashlib.sha256((entry.problem or "").encode()).hexdigest()
+        return Job(entry.student, entry.name, entry.relpath, "", sha, 0, problem=entry.problem)
+    try:
+        sha = hashlib.sha256(entry.notebook.read_bytes()).hexdigest()
+    except OSError as e:
+        problem = f"{entry.relpath}: cannot be read ({e.strerror or e})"
+        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=problem)
+    files = {**entry.companions, entry.graded_as: entry.notebook}
+    return Job(entry.student, entry.name, entry.relpath, entry.graded_as, sha,
+               submission_seed(batch_seed, sha), files)
+
+
+def environment(report: dict[str, Any]) -> dict[str, Any]:
+    """Where a submission was graded: host, Python, and the kernel's isolation."""
+    iso = (report.get("execution") or {}).get("isolation") or {}
+    return {"host": socket.gethostname(), "python": platform.python_version(),
+            "platform": sys.platform, "isolation": iso.get("level")}
+
+
+def outcome(report: Report) -> tuple[str, str]:
+    """A report's row status (graded, error or timeout) and the reason, in one line."""
+    ex = report.execution
+
+    def cells(ename: str) -> list[str]:
+        return [f"cell {e.cell}: {e.evalue}" for e in ex.cell_errors if e.ename == ename]
+
+    if report.status == "error":
+        return "error", f"{report.error_stage or 'grading'}: {report.error or 'the grader failed'}"
+    if ex.total_timed_out or ex.timed_out:
+        why = cells("Timeout") + ex.limit_events
+        if ex.total_timed_out:
+            why.append(f"the submission's limit of {ex.limits.get('total_timeout_s', '?')} s was reached")
+        return "timeout", "; ".join(why) or "a time limit was reached"
+    if ex.kernel_died:
+        return "error", "; ".join(cells("KernelDied") + ex.limit_events) or "the kernel died"
+    return "graded", ""
+
+
+async def grade_files(files: dict[str, bytes | Path], graded_as: str, assignment: str | Assignment,
+                      seed: int, cell_timeout: float, total_timeout: float,
+                      launcher: KernelLauncher, relpath: str) -> tuple[str, str, dict[str, Any]]:
+    """Grade one submission from its files: (status, reason, grader.report/1 dict). Never raises
+    for a submission's fault: a crash or hang of its grading is an error or timeout result."""
+    stage = Path(tempfile.mkdtemp(prefix="grader-batch-"))
+    asg_info: dict[str, Any] | None = None
+    max_score = 0.0
+    try:
+        asg = assignment if isinstance(assignment, Assignment) else find_assignment(assignment)
+        asg_info = {"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256}
+        max_score = asg.max_score
+        for name, content in files.items():
+            data = content.read_bytes() if isinstance(content, Path) else content
+            (stage / name).write_bytes(data)
+        report = await asyncio.wait_for(
+            grade_notebook_async(stage / graded_as, asg, seed=seed, cell_timeout=cell_timeout,
+                                 total_timeout=total_timeout, launcher=launcher),
+            timeout=total_timeout + HANG_GRACE_S)
+        status, reason = outcome(report)
+    except asyncio.TimeoutError:
+        reason = f"hung: no result within {total_timeout + HANG_GRACE_S:g} s"
+        report = error_report(relpath, reason, asg_info, max_score, stage="grading")
+        report.seed = seed
+        status = "timeout"
+    except GraderError as e:  # not a notebook the grader can read, or an unknown assignment
+        report = error_report(relpath, str(e), asg_info, max_score)
+        report.seed = seed
+        status, reason = "error", str(e)
+    except Exception as e:  # the grader itself failed on this submission: a row, not a stop
+        reason = f"the grader failed: {type(e).__name__}: {e}"
+        report = error_report(relpath, reason, asg_info, max_score, stage="grading")
+        report.seed, report.error_traceback = seed, traceback.format_exc()
+        status = "error"
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    out = report.to_dict()
+    # where the instructor has it, not the folder it was graded in
+    out["submission"]["path"] = relpath
+    if out.get("error"):
+        out["error"] = out["error"].replace(str(stage / graded_as), relpath)
+    reason = reason.replace(str(stage / graded_as), relpath).replace("\n", " ")[:1000]
+    return status, reason, out
+
+
+def _problem_result(job: Job, settings: Settings, asg: Assignment) -> Result:
+    info = {"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256}
+    rep = error_report(job.relpath, job.problem or "", info, asg.max_score).to_dict()
+    t = now()
+    return Result(job.student, job.name, job.relpath, job.sha256, settings.batch_seed, job.seed, t, t,
+                  "error", job.problem or "", rep, {"host": socket.gethostname()}, grader_version())
+
+
+def _result(job: Job, settings: Settings, status: str, reason: str, report: dict[str, Any],
+            started: float, finished: float, env: dict[str, Any] | None = None) -> Result:
+    return Result(job.student, job.name, job.relpath, job.sha256, settings.batch_seed, job.seed,
+                  started, finished, status, reason, report, env or environment(report), grader_version())
+
+
+def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, jobs_n: int,
+              on_result: Callable[[Result], None], launcher: KernelLauncher | None = None) -> None:
+    """Grade `jobs` here, `jobs_n` at a time, recording each result as it comes."""
+    launcher = launcher or LocalKernelLauncher(isolation=settings.isolation)
+    todo: Iterator[Job] = iter(jobs)
+
+    def finish(r: Result) -> None:
+        book.record(r)
+        on_result(r)
+
+    async def worker() -> None:
+        for job in todo:  # (one shared iterator: each job is taken by exactly one worker)
+            if job.problem is not None:
+                finish(_problem_result(job, settings, asg))
+                continue
+            started = now()
+            status, reason, rep = await grade_files(
+                dict(job.files), job.graded_as, asg, job.seed, settings.cell_timeout,
+                settings.total_timeout, launcher, job.relpath)
+            finish(_result(job, settings, status, reason, rep, started, now()))
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        with interruptible(task):
+            await asyncio.gather(*(worker() for _ in range(max(1, jobs_n))))
+
+    _run_coroutine(main)
+
+
+def _run_coroutine(main: Callable[[], Any]) -> None:
+    from ..kernel import cleanup_all, interrupted
+
+    try:
+        asyncio.run(main())
+    except asyncio.CancelledError:
+        if interrupted():
+            cleanup_all()
+            raise KeyboardInterrupt from None
+        raise
+    except (KeyboardInterrupt, SystemExit):
+        cleanup_all()
+        raise
+
+
+# ---------------------------------------------------------------- Dask
+
+
+def grade_remote(payload: dict[str, Any]) -> dict[str, Any]:
+    """A Dask task: grade one submission on the worker that runs it (files come in the payload)."""
+    started = now()
+    launcher = LocalKernelLauncher(isolation=payload.get("isolation"))
+    status, reason, rep = asyncio.run(grade_files(
+        payload["files"], payload["graded_as"], payload["assignment"], payload["seed"],
+        payload["cell_timeout"], payload["total_timeout"], launcher, payload["relpath"]))
+    if status != "error" and (rep.get("assignment") or {}).get("spec_sha256") != payload["spec_sha256"]:
+        status, reason = "error", "the worker's copy of the assignment differs from the instructor's"
+    return {"status": status, "reason": reason, "report": rep, "started": started,
+            "finished": now(), "environment": environment(rep) | {"worker_pid": os.getpid()}}
+
+
+def task_key(job: Job, settings: Settings) -> str:
+    """The Dask key of a job: the same submission, spec and seed is the same task, never two."""
+    h = hashlib.sha256(f"{job.student}\0{job.sha256}\0{settings.spec_sha256}\0{job.seed}".encode())
+    return f"nngrader-grade-{h.hexdigest()[:32]}"
+
+
+def connect(address: str) -> Any:
+    """A Dask client of the scheduler at `address`; GraderError if it cannot be reached."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise GraderError("--scheduler needs dask.distributed: pip install 'nngrader[dask]'") from None
+    try:
+        return Client(address, timeout="30s")
+    except (OSError, TimeoutError, ValueError) as e:
+        raise GraderError(f"cannot reach the Dask scheduler at {address}: {e}") from None
+
+
+def run_dask(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, client: Any,
+             on_result: Callable[[Result], None], window: int | None = None) -> None:
+    """Grade `jobs` on the Dask cluster of `client`; results stream back into the gradebook here.
+
+    Tasks of a worker that dies are rerun elsewhere by the scheduler; a task's result is
+    recorded once, under the submission's own key.
+    """
+    from distributed import as_completed
+
+    nthreads = sum(client.nthreads().values()) or 1
+    window = window or 2 * nthreads
+    todo = iter(jobs)
+    pending: dict[str, Job] = {}
+    done_keys: set[str] = set()
+    queue = as_completed()
+
+    def submit_next() -> bool:
+        for job in todo:
+            if job.problem is not None:
+                r = _problem_result(job, settings, asg)
+                book.record(r)
+                on_result(r)
+                continue
+            key = task_key(job, settings)
+            payload = {"files": job.payload(), "graded_as": job.graded_as,
+                       "assignment": settings.assignment, "spec_sha256": settings.spec_sha256,
+                       "seed": job.seed, "cell_timeout": settings.cell_timeout,
+                       "total_timeout": settings.total_timeout, "isolation": settings.isolation,
+                       "relpath": job.relpath}
+            fut = client.submit(grade_remote, payload, key=key, pure=False, retries=2)
+            pending[key] = job
+            queue.add(fut)
+            return True
+        return False
+
+    for _ in range(window):
+        if not submit_next():
+            break
+    for fut in queue:
+        job = pending.pop(fut.key, None)
+        if job is None or fut.key in done_keys:  # (a key seen twice is recorded once)
+            continue
+        done_keys.add(fut.key)
+        try:
+            out = fut.result()
+            r = _result(job, settings, out["status"], out["reason"], out["report"],
+                        out["started"], out["finished"], out["environment"])
+        except Exception as e:  # the task failed on every worker it was tried on
+            reason = f"the Dask task failed: {type(e).__name__}: {e}"[:1000]
+            info = {"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256}
+            rep = error_report(job.relpath, reason, info, asg.max_score, stage="grading").to_dict()
+            t = now()
+            r = _result(job, settings, "error", reason, rep, t, t, {"host": "?"})
+        fut.release()
+        book.record(r)
+        on_result(r)
+        submit_next()
+
+
+def new_batch_seed() -> int:
+    """A fresh batch seed (kept in the gradebook, so later runs reuse it)."""
+    return secrets.randbits(32)
+
+
+@dataclass
+class BatchSummary:
+    """What a batch did: how many it graded now, skipped as already graded, and the row counts."""
+
+    students: list[str]
+    graded_now: int
+    skipped: int
+    counts: dict[str, int]
+
+    @property
+    def failed(self) -> int:
+        """Submissions of this batch whose current result is an error or a timeout."""
+        return self.counts.get("error", 0) + self.counts.get("timeout", 0)
+
+
+def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path, *,
+                jobs: int | None = None, seed: int | None = None, cell_timeout: float = 30.0,
+                total_timeout: float = 300.0, isolation: str | None = None, regrade: bool = False,
+                student_regex: str | None = None, scheduler: str | None = None,
+                progress: Callable[[int, int], Any] | None = None,
+                launcher: KernelLauncher | None = None) -> BatchSummary:
+    """Grade every submission in `source` into the gradebook `db`; resumable (see docs/batch.md).
+
+    `progress(total, skipped)` makes the object told of each result (`.add(result)`, `.close()`).
+    Raises GraderError for an unusable source, assignment or gradebook.
+    """
+    from .sources import collect
+
+    asg = assignment if isinstance(assignment, Assignment) else find_assignment(str(assignment))
+    book = Gradebook(Path(db))
+    try:
+        held = book.meta("assignment")
+        if held is not None and held != asg.id:
+            raise GraderError(f"{db} is the gradebook of {held}, not {asg.id}: use another --db")
+        stored = book.meta("batch_seed")
+        batch_seed = int(seed) if seed is not None else int(stored) if stored is not None else new_batch_seed()
+        book.set_meta("assignment", asg.id)
+        book.set_meta("batch_seed", str(batch_seed))
+        settings = Settings(assignment=str(assignment if isinstance(assignment, str) else asg.id),
+                            spec_sha256=asg.spec_sha256, batch_seed=batch_seed,
+                            cell_timeout=cell_timeout, total_timeout=total_timeout, isolation=isolation)
+        with tempfile.TemporaryDirectory(prefix="grader-batch-src-") as unpack:
+            entries = collect(Path(source), student_regex, Path(unpack) / "src")
+            all_jobs = [make_job(e, batch_seed) for e in entries]
+            todo = [j for j in all_jobs if regrade or not book.is_current(
+                j.student, j.sha256, asg.spec_sha256, batch_seed)]
+            client = connect(scheduler) if scheduler and todo else None
+            bar = progress(len(todo), len(all_jobs) - len(todo)) if progress else None
+            on_result = bar.add if bar is not None else (lambda r: None)
+            try:
+                if client is not None:
+                    run_dask(todo, settings, asg, book, client, on_result)
+                else:
+                    run_local(todo, settings, asg, book, jobs or os.cpu_count() or 1, on_result, launcher)
+            except sqlite3.Error as e:  # (a full disk, a gradebook removed under us)
+                raise GraderError(f"cannot write the gradebook {db}: {e}") from None
+            finally:
+                if bar is not None:
+                    bar.close()
+                if client is not None:
+                    with contextlib.suppress(Exception):
+                        client.close()
+        students = [j.student for j in all_jobs]
+        counts: dict[str, int] = {}
+        wanted = set(students)
+        for row in book.current():
+            if row.student in wanted:
+                counts[row.status] = counts.get(row.status, 0) + 1
+        return BatchSummary(students, len(todo), len(all_jobs) - len(todo), counts)
+    finally:
+        book.close()

@@ -1,0 +1,49 @@
+"""The one place a batch grades a submission: hangs, foreign assignment copies, changed notebooks."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import grader.batch.run as run
+from grader.batch.run import grade_batch, grade_files, grade_remote
+from grader.kernel import LocalKernelLauncher
+from tests.batch_support import ASSIGNMENT, SOLUTION, make_flat, notebook_bytes
+
+
+class _HangingLauncher:
+    """A kernel launcher whose kernel never starts (kernel starts are outside the time limits)."""
+
+    async def start(self, workspace: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    def describe(self) -> dict[str, object]:
+        return LocalKernelLauncher().describe()
+
+
+def test_a_hang_is_a_timeout_row(monkeypatch) -> None:
+    monkeypatch.setattr(run, "HANG_GRACE_S", 2.0)
+    status, reason, rep = asyncio.run(grade_files(
+        {"hw.ipynb": SOLUTION.read_bytes()}, "hw.ipynb", ASSIGNMENT, 1, 5.0, 1.0, _HangingLauncher(), "alice/hw.ipynb"))
+    assert status == "timeout" and reason.startswith("hung: no result within 3 s")
+    assert rep["status"] == "error" and rep["submission"]["path"] == "alice/hw.ipynb" and rep["seed"] == 1
+
+
+def test_a_worker_with_another_spec_gives_an_error_not_a_grade() -> None:
+    payload = {"files": {"hw.ipynb": notebook_bytes("correct", "x")}, "graded_as": "hw.ipynb",
+               "assignment": ASSIGNMENT, "spec_sha256": "0" * 64, "seed": 3, "cell_timeout": 30.0,
+               "total_timeout": 120.0, "isolation": None, "relpath": "hw.ipynb"}
+    out = grade_remote(payload)
+    assert out["status"] == "error" and "differs" in out["reason"]
+    assert out["environment"]["worker_pid"] > 0
+
+
+def test_a_changed_notebook_is_graded_again(tmp_path: Path) -> None:
+    src = make_flat(tmp_path / "src", [("alice", "correct"), ("bob", "sign")])
+    db = tmp_path / "gb.sqlite"
+    first = grade_batch(src, ASSIGNMENT, db, jobs=2, cell_timeout=30, total_timeout=120)
+    assert (first.graded_now, first.skipped) == (2, 0)
+    (src / "bob.ipynb").write_bytes(notebook_bytes("correct", "bob"))  # bob fixed his notebook
+    again = grade_batch(src, ASSIGNMENT, db, jobs=2, cell_timeout=30, total_timeout=120)
+    assert (again.graded_now, again.skipped, again.counts) == (1, 1, {"graded": 2})
