@@ -185,7 +185,14 @@ def _result(job: Job, settings: Settings, status: str, reason: str, report: dict
 def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, jobs_n: int,
               on_result: Callable[[Result], None], launcher: KernelLauncher | None = None) -> None:
     """Grade `jobs` here, `jobs_n` at a time, recording each result as it comes."""
-    launcher = launcher or LocalKernelLauncher(isolation=settings.isolation)
+    if launcher is None:
+        # every kernel forked from one warm parent per kernel environment (cold where a fork
+        # cannot be fenced in as well): a submission still gets a fresh, isolated process
+        from ..warm import WarmKernelLauncher
+
+        with WarmKernelLauncher(isolation=settings.isolation) as warm:
+            run_local(jobs, settings, asg, book, jobs_n, on_result, warm)
+        return
     todo: Iterator[Job] = iter(jobs)
 
     def finish(r: Result) -> None:
