@@ -275,6 +275,7 @@ def _build(target: Path, requirements: tuple[str, ...], python: str, what: str) 
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)  # uv would install into the grader's own environment
     env.pop("PYTHONPATH", None)
+    env.setdefault("UV_NATIVE_TLS", "1")  # the system's certificates, as pip uses (a proxy's CA too)
     for argv in steps:
         try:
             r = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,

@@ -330,9 +330,14 @@ def ordinary_user_grades(base: Path) -> None:
     home = base / "home"
     home.mkdir()
     os.chown(home, user, user)
+    # the kernel environment, built ahead (as `grade env build` does for a machine) where that user reads it
+    envs = base / "envs"
+    built = subprocess.run([python, "-c", "from grader.envs import ensure_env; ensure_env()"],
+                           capture_output=True, text=True, env={**os.environ, "GRADER_ENV_DIR": str(envs)}, timeout=1200)
+    assert built.returncode == 0, built.stderr[-2000:]
     for level in LEVELS:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "TMPDIR": str(home),
-               "NNGRADER_ISOLATION": level}
+               "NNGRADER_ISOLATION": level, "GRADER_ENV_DIR": str(envs)}
         r = subprocess.run(["setpriv", "--reuid", str(user), "--regid", str(user), "--clear-groups", python, "-m",
                             "grader.cli", str(ROOT / "assignments" / ASSIGNMENT / "solution.ipynb"), "--format", "json"],
                            capture_output=True, text=True, env=env, timeout=300)
