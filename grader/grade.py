@@ -7,6 +7,7 @@ import contextlib
 import secrets
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,16 +37,25 @@ from .kernel import (
     interruptible,
     make_workspace,
 )
+from .labels import label_results
 from .localise import localise
 from .notebook import Submission, read_submission
-from .plan import CheckPlan, plan
+from .plan import CheckPlan, plan_check
 from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import note_reassigned, rerun_given
 from .score import total
+from .selection import check_points, select_checks, selection_info
 from .snapshots import Snapshots
-from .spec import Assignment, Policy, find_assignment, find_known_assignment, known_assignments
+from .spec import (
+    Assignment,
+    Check,
+    Policy,
+    find_assignment,
+    find_known_assignment,
+    known_assignments,
+)
 
 
 def resolve_assignment(name: str | Assignment | None, submission: Submission) -> Assignment:
@@ -71,8 +81,13 @@ def grade_notebook(
     cell_timeout: float = 30.0,
     total_timeout: float = 300.0,
     launcher: KernelLauncher | None = None,
+    checks: Sequence[str] | None = None,
+    public_only: bool = False,
 ) -> Report:
-    """Grade one notebook; raises GraderError if the notebook or the assignment is unusable."""
+    """Grade one notebook; raises GraderError if the notebook or the assignment is unusable.
+
+    `checks` (ids, targets or labels) and `public_only` grade some checks only, faster.
+    """
     async def run() -> Report:
         task = asyncio.current_task()
         with interruptible(task):  # Ctrl-C and SIGTERM stop the kernel and remove the temp folder
@@ -83,6 +98,8 @@ def grade_notebook(
                 cell_timeout=cell_timeout,
                 total_timeout=total_timeout,
                 launcher=launcher,
+                checks=checks,
+                public_only=public_only,
             )
 
     try:
@@ -105,6 +122,8 @@ async def grade_notebook_async(
     cell_timeout: float = 30.0,
     total_timeout: float = 300.0,
     launcher: KernelLauncher | None = None,
+    checks: Sequence[str] | None = None,
+    public_only: bool = False,
 ) -> Report:
     """The async form of grade_notebook (for callers that already run an event loop).
 
@@ -115,18 +134,22 @@ async def grade_notebook_async(
     started = time.monotonic()
     submission = read_submission(path)
     asg = resolve_assignment(assignment, submission)
+    chosen = select_checks(asg, checks, public_only)
     seed = secrets.randbits(32) if seed is None else int(seed)
     report = Report(
         assignment=assignment_info(asg),
         submission={"path": str(submission.path), "sha256": submission.sha256},
         seed=seed,
-        max_score=asg.max_score,
+        max_score=sum(check_points(c) for c in chosen),
+        selection=selection_info(asg, checks, public_only),
     )
-    run = _Run(launcher or LocalKernelLauncher(), asg.spec.policy.cell_timeout or cell_timeout, total_timeout)
+    run = _Run(launcher or LocalKernelLauncher(), asg.spec.policy.cell_timeout or cell_timeout, total_timeout,
+               checks=chosen)
     try:
         await _grade(report, run, submission, asg)
     except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
         _failed(report, run, e, asg.spec.policy)
+    label_results(report.checks, asg.spec.checks)
     report.duration_s = round(time.monotonic() - started, 3)
     return report
 
@@ -145,13 +168,15 @@ class _Run:
     total_timeout: float
     stage: str = "planning the checks"
     session: Session | None = None
+    checks: list[Check] | None = None  # the checks to grade (None: all)
 
 
 async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignment) -> None:
     """Every stage of grading; each adds what it finds to `report` as it goes."""
     launcher, cell_timeout, total_timeout, seed = run.launcher, run.cell_timeout, run.total_timeout, report.seed
     reference = Reference(asg)
-    plans = plan(asg, reference, seed)
+    chosen = asg.spec.checks if run.checks is None else run.checks
+    plans = [plan_check(asg, reference, c, seed) for c in chosen]  # (only what is graded is drawn)
     run.stage = "preparing the working folder"
     workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
     modname = new_module_name()
@@ -172,7 +197,7 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
         try:
             run.stage = "checking the notebook's functions and variables"
             finals: dict[str, Answer] = {}  # variable checks: the value the notebook ends with
-            unrun = unrun_definitions(submission.nb, session.record)
+            unrun = unrun_definitions(submission.nb, session.record, raised=True)
             texts = _cell_texts(submission.nb)  # once: where a raised exception points to
             budget.hold(budget.final_reserve())  # the import check, last, always gets its second
             for p in plans:
@@ -214,7 +239,7 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
         flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))
     note_reassigned(submission.nb, plans, results)
     report.execution = _execution(session.record, launcher, cell_timeout, total_timeout)
-    report.score = total(results, flags, asg.spec.policy, asg.max_score)
+    report.score = total(results, flags, asg.spec.policy, report.max_score)
 
 
 def _failed(report: Report, run: _Run, error: Exception, policy: Policy) -> None:
@@ -301,12 +326,17 @@ def _flag_numerical(p: CheckPlan, checked: list[CheckResult], flags: list[Flag])
 
 
 def _not_run(result: CheckResult, names: list[str], unrun: dict[str, CellRun]) -> CheckResult:
-    """A check reported missing because the cell defining its name never ran says so."""
+    """A check reported missing because the cell defining its name never ran (or raised) says so."""
     run = next((unrun[n] for n in names if n in unrun), None)
     if result.status != "missing" or run is None:
         return result
-    code = "timeout" if run.ename in ("Timeout", "TimeLimit") else "kernel_died"
-    why = f"cell {run.index + 1}, which defines it, did not run to the end: {run.evalue}"
+    if run.status == "error":  # not a naming problem: the cell stopped before defining it
+        code = "exception"
+        said = f"{run.ename}: {run.evalue}" if run.evalue.strip() else run.ename
+        why = f"cell {run.index + 1}, which defines it, raised {said}"
+    else:
+        code = "timeout" if run.ename in ("Timeout", "TimeLimit") else "kernel_died"
+        why = f"cell {run.index + 1}, which defines it, did not run to the end: {run.evalue}"
     result.status = "error"
     result.message = f"{result.target} could not be checked: {why}"
     result.diagnosis = [Diagnosis(code, f"{result.target} could not be checked: {why}.")]

@@ -11,7 +11,9 @@ from .diagnose import Failure, diagnose, hardcoded_function, unstable, unstable_
 from .plan import CheckPlan, Target
 from .probe import RESULT, Answer, Value, shape_str
 from .report import CheckResult, Diagnosis
+from .reproduce import call_snippet
 from .runner import norm_key as normalise_key  # one spelling rule, in the kernel and here
+from .spec import Check
 
 MAX_SHOWN_ELEMENTS = 12
 
@@ -179,7 +181,7 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
             return _missing(target, what, [check.target, *check.aliases])
         v = ans.value
         if v.kind == "error":
-            return _raised(target, ans.found, v)
+            return _with_call(_raised(target, ans.found, v), check, trial.args, ans.found)
         if v.kind == "not_callable":
             return _result(target, "fail", f"{ans.found} is a {v.type_name}, not a function",
                            [Diagnosis("wrong", f"{ans.found} must be a function, but it is a {v.type_name}.")])
@@ -217,7 +219,18 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
     first = failures[0].comparison
     detail = _detail(first, target, n, len(failures))
     msg = _fail_message(label, first, check.visibility, n, len(failures), diag)
-    return _result(target, "fail", msg, diag, **detail)
+    trial = next(t for t in plan.trials if t.index == failures[0].trial)
+    found = answers[f"{check.id}#{trial.index}"].found or check.target
+    return _with_call(_result(target, "fail", msg, diag, **detail), check, trial.args, found)
+
+
+def _with_call(result: CheckResult, check: Check, args: list[object], name: str) -> CheckResult:
+    """A public function check's result with the call that reproduces it (`detail.call`)."""
+    if check.visibility == "public" and check.kind == "function":
+        snippet = call_snippet(name, args)
+        if snippet is not None:
+            result.detail["call"] = snippet
+    return result
 
 
 def _side_value(plan: CheckPlan, target: Target, answers: dict[str, Answer], which: str) -> tuple[np.ndarray | None, np.ndarray]:
@@ -355,8 +368,9 @@ def _raised(target: Target, name: str, v: Value) -> CheckResult:
                        [Diagnosis("exception", f"{name}(...) raised {ename}{where} (on a hidden input; "
                                   "the exception's message is not shown)")])
     where = f" ({v.where.describe()})" if v.where is not None and v.where.cell else ""
-    return _result(target, "error", f"{name} raised {v.ename}: {v.text}{where}",
-                   [Diagnosis("exception", f"{name}(...) raised {v.ename}: {v.text}{where}")])
+    said = f"{v.ename}: {v.text}" if v.text else v.ename  # no dangling colon for an empty message
+    return _result(target, "error", f"{name} raised {said}{where}",
+                   [Diagnosis("exception", f"{name}(...) raised {said}{where}")])
 
 
 def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]) -> CheckResult:

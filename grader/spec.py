@@ -196,6 +196,7 @@ class Check(_Strict):
     kind: Literal["function", "variable", "behaviour"] = "function"
     target: str
     aliases: list[str] = Field(default_factory=list)
+    label: str = ""  # how every output format names the check (default: see grader/labels.py)
     description: str = ""
     inputs: str
     args: list[str] = Field(default_factory=list)
