@@ -291,6 +291,30 @@ def list_cmd() -> None:
         click.echo(f"{name:<{width}}  {pts:>4} pts  {title}")
 
 
+@main.command("build-public")
+@click.argument("assignments", nargs=-1, required=True)
+@click.option("--check", "check_only", is_flag=True, help="Only say whether each public.json is up to date (exit 1 if not).")
+def build_public_cmd(assignments: tuple[str, ...], check_only: bool) -> None:
+    """Write each assignment's public.json: the public checks' inputs and expected values, for check()."""
+    from .public import PUBLIC_FILE, public_drift, write_public
+
+    stale = False
+    for name in assignments:
+        try:
+            asg = find_assignment(name)
+            if check_only:
+                drift = public_drift(asg)
+                stale |= bool(drift)
+                click.echo(f"{asg.id}: {PUBLIC_FILE} is up to date" if not drift else f"{asg.id}: {inert(drift, 500)}")
+            else:
+                click.echo(f"wrote {write_public(asg)}")
+        except GraderError as e:
+            _fail(str(e))
+        except OSError as e:
+            _fail(f"{name}: cannot write {PUBLIC_FILE} ({e.strerror or e})")
+    sys.exit(1 if stale else 0)
+
+
 @main.command("validate")
 @click.argument("assignments", nargs=-1, required=True)
 @click.option("--no-notebooks", is_flag=True, help="Skip grading the solution and starter notebooks.")

@@ -13,7 +13,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import SpecError
 from .spec import SPEC_FILE, Assignment
@@ -83,6 +82,8 @@ def _import(assignment: Assignment) -> ModuleType:
 
 def to_torch(value: Any) -> Any:
     """Grader inputs to what a reference takes: arrays become float64 tensors."""
+    import torch  # here, not at the top: planning from shipped values must not need torch
+
     if isinstance(value, np.ndarray):
         return torch.tensor(value, dtype=torch.float64)
     if isinstance(value, dict):
@@ -92,6 +93,8 @@ def to_torch(value: Any) -> Any:
 
 def to_numpy(value: Any) -> Any:
     """A reference result as float64 numpy arrays, keeping dict/tuple structure."""
+    import torch
+
     if isinstance(value, torch.Tensor):
         return value.detach().to(torch.float64).cpu().numpy().copy()
     if isinstance(value, dict):

@@ -40,8 +40,8 @@ from .kernel import (
 from .labels import label_results
 from .localise import localise
 from .notebook import Submission, read_submission
-from .plan import CheckPlan, plan_check
-from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
+from .plan import CheckPlan, plan_check, probe_items
+from .probe import Answer, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import note_reassigned, rerun_given
@@ -265,29 +265,7 @@ async def _probe(
     if not session.alive:
         return {}, "no_kernel"
     check = p.check
-    kind = {"variable": "variable", "behaviour": "pipeline"}.get(check.kind, "function")
-    items = [
-        ProbeItem(
-            id=f"{check.id}#{t.index}",
-            kind=kind,
-            names=[check.target, *check.aliases],
-            args=t.args if check.kind != "variable" else [],
-            argnames=check.args,
-            then_names=[check.then, *check.then_aliases] if check.then else [],
-            then_args=t.then_args,
-            alternates=alternates,
-            # a gradient check: does it evaluate the notebook's own functions on moved weights?
-            watch=check.consistency is not None,
-            keep_result=bool(check.returns),
-        )
-        for t in p.trials
-    ]
-    for which, side in (("given", p.given), ("extreme", p.extreme)):  # unscored: diagnosis only
-        if side is not None:
-            items.append(ProbeItem(f"{check.id}#{which}", "function", [check.target, *check.aliases], side.args, check.args))
-    if p.extreme is not None:  # the same extreme inputs, with numpy overflow raising
-        items.append(ProbeItem(f"{check.id}#extreme_fp", "function", [check.target, *check.aliases],
-                               p.extreme.args, check.args, fp_raise=True))
+    items = probe_items(p, alternates)
     timeout = check.timeout * len(items) + 5
     reply = await send(session, probe_request(modname, items), timeout)
     if reply.status in ("died", "timeout", "budget"):  # died: the session has a fresh kernel for later checks, if it could make one

@@ -11,7 +11,7 @@ import numpy as np
 
 from .expected import Reference, select
 from .inputs import Inputs, draw, rng_for
-from .probe import RESULT
+from .probe import RESULT, ProbeItem
 from .spec import RESULT_ARG, Assignment, Check, Intermediate, Part
 
 
@@ -222,3 +222,32 @@ def _copy(a: Any) -> Any:
     if isinstance(a, dict):
         return {k: _copy(v) for k, v in a.items()}
     return a.copy() if isinstance(a, np.ndarray) else a
+
+
+def probe_items(p: CheckPlan, alternates: bool = False) -> list[ProbeItem]:
+    """What to ask the kernel for one check: its trials, then its unscored given and extreme calls."""
+    check = p.check
+    kind = {"variable": "variable", "behaviour": "pipeline"}.get(check.kind, "function")
+    names = [check.target, *check.aliases]
+    items = [
+        ProbeItem(
+            id=f"{check.id}#{t.index}",
+            kind=kind,
+            names=names,
+            args=t.args if check.kind != "variable" else [],
+            argnames=check.args,
+            then_names=[check.then, *check.then_aliases] if check.then else [],
+            then_args=t.then_args,
+            alternates=alternates,
+            # a gradient check: does it evaluate the notebook's own functions on moved weights?
+            watch=check.consistency is not None,
+            keep_result=bool(check.returns),
+        )
+        for t in p.trials
+    ]
+    for which, side in (("given", p.given), ("extreme", p.extreme)):  # unscored: diagnosis only
+        if side is not None:
+            items.append(ProbeItem(f"{check.id}#{which}", "function", names, side.args, check.args))
+    if p.extreme is not None:  # the same extreme inputs, with numpy overflow raising
+        items.append(ProbeItem(f"{check.id}#extreme_fp", "function", names, p.extreme.args, check.args, fp_raise=True))
+    return items

@@ -32,8 +32,10 @@ def select_checks(asg: Assignment, names: Sequence[str] | None = None, public_on
         for n in names:
             hits = [c for c in checks if n in (c.id, c.target, labels[c.id])]
             if not hits:
-                known = ", ".join(dict.fromkeys(c.target for c in checks))
-                raise UnknownAssignment(f"assignment {asg.id} has no check named {n[:80]!r} (its checks: {known})")
+                shown = [c for c in checks if c.visibility == "public" or not public_only]
+                known = ", ".join(dict.fromkeys(c.target for c in shown)) or "(none)"
+                which = "public checks" if public_only else "checks"
+                raise UnknownAssignment(f"assignment {asg.id} has no check named {n[:80]!r} (its {which}: {known})")
             chosen += [c for c in hits if c not in chosen]
         checks = [c for c in checks if c in chosen]  # in the assignment's order
     if public_only:
