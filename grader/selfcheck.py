@@ -83,9 +83,10 @@ class SelfCheck:
         import textwrap
 
         text: list[str] = []
-        for lead, body in self.lines():
+        for lead, body in self.lines():  # laid out as the grader's text report
             first = f"{lead} {body}" if lead else f"      {body}"
-            text += textwrap.wrap(first, width=100, subsequent_indent="        ", break_on_hyphens=False) or [""]
+            indent = " " * (6 if lead else 8)
+            text += textwrap.wrap(first, width=100, subsequent_indent=indent, break_on_hyphens=False) or [""]
         return "\n".join(text)
 
     __repr__ = __str__

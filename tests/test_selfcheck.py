@@ -176,3 +176,21 @@ def test_the_starter_cell_does_no_harm_when_graded():
                     if "from grader import check" in c.source)
     assert cell not in [e.cell for e in r.execution.cell_errors]
     assert not r.flags and r.score == 0 and r.status == "graded"
+
+
+def test_build_public_writes_and_checks_public_json(tmp_path):
+    folder = tmp_path / "sigmoid-2-3-1"
+    shutil.copytree(ASSIGNMENTS / "sigmoid-2-3-1", folder)
+    (folder / PUBLIC_FILE).write_text("{}")
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-c", "from grader.cli import main; main()", "build-public", *args],
+                              capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+    stale = cli("--check", str(folder))
+    assert stale.returncode == 1 and "out of date" in stale.stdout
+    assert cli(str(folder)).returncode == 0
+    fresh = cli("--check", str(folder))
+    assert fresh.returncode == 0 and "is up to date" in fresh.stdout
+    hidden_ids = {c.id for c in find_assignment(str(folder)).spec.checks if c.visibility == "hidden"}
+    assert hidden_ids and not hidden_ids & set(json.loads((folder / PUBLIC_FILE).read_text())["checks"])
