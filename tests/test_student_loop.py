@@ -153,6 +153,8 @@ def test_public_only_grades_the_public_checks_and_draws_no_hidden_inputs(monkeyp
     assert "(partial: public checks only; the full grading is out of 11)" in text
     assert text.rstrip("\n").splitlines()[-1] == "1 passed, 4 failed · 1/5 (partial)"
     assert "(hidden)" not in text
+    for fmt in ("markdown", "github", "junit", "gradescope"):
+        assert "1/5 (partial: some checks only)" in RENDERERS[fmt](r), fmt
 
 
 def test_one_check_grades_that_check_only(monkeypatch):

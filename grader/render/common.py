@@ -48,7 +48,8 @@ def exception_text(ename: str, evalue: str, esc: Callable[[object, int], str] = 
 def headline(report: Report) -> str:
     """`5.5/11`, or `0/11 (incomplete: grading stopped early)` for a report with status error."""
     s = f"{pts(report.score)}/{pts(report.max_score)}"
-    return s + (" (incomplete: grading stopped early)" if report.status == "error" else "")
+    s += " (incomplete: grading stopped early)" if report.status == "error" else ""
+    return s + (" (partial: some checks only)" if report.selection else "")
 
 
 __all__ = ["VERDICT", "deductions", "exception_text", "feedback", "check_name", "headline", "pts", "reproduce", "verdict"]
