@@ -1,10 +1,15 @@
-"""Grade neural-network backpropagation notebooks against a PyTorch-autograd reference."""
+"""Grade neural-network backpropagation notebooks against a PyTorch-autograd reference.
+
+Importing the package is light: `from grader import check` in a student's notebook loads
+neither torch nor the Jupyter client; the grading API loads on first use.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from .errors import GraderError, SpecError, SubmissionError, UnknownAssignment
+from .selfcheck import check, use
 
 if TYPE_CHECKING:
     from .grade import grade_notebook, grade_notebook_async
@@ -16,8 +21,10 @@ __all__ = [
     "SpecError",
     "SubmissionError",
     "UnknownAssignment",
+    "check",
     "grade_notebook",
     "grade_notebook_async",
+    "use",
 ]
 
 # Loaded on first use: `grade --help` and `grade list` need none of the kernel or torch machinery.

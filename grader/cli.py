@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -28,6 +29,7 @@ from .render import RENDERERS
 from .render.gradescope import VISIBILITIES, render_gradescope
 from .render.markdown import render_markdown
 from .render.safe import inert
+from .render.text import render_text
 from .report import Report, error_report, report_from_dict
 
 # The grading machinery (kernels, nbclient, torch, pydantic) is imported inside the commands
@@ -120,13 +122,24 @@ _FAIL_UNDER_HELP = "Exit 1 if the score is below this: points (8.5) or a percent
 _HIDDEN_HELP = "Gradescope: when students see hidden checks."
 
 
-def _rendered(report: Report, fmt: str, hidden_visibility: str) -> str:
+def _rendered(report: Report, fmt: str, hidden_visibility: str, output: Path | None = None) -> str:
+    if fmt == "text" and output is None:  # for a terminal: its width, and colour where it takes it
+        return render_text(report, color=_colour(), width=shutil.get_terminal_size((100, 24)).columns)
     return render_gradescope(report, hidden_visibility) if fmt == "gradescope" else RENDERERS[fmt](report)
+
+
+def _colour() -> bool:
+    """Colour on stdout: never with NO_COLOR set, always with FORCE_COLOR set, else on a terminal."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return sys.stdout.isatty() and os.environ.get("TERM") != "dumb"
 
 
 def _write_report(report: Report, fmt: str, output: Path | None, hidden_visibility: str, text: str | None = None) -> None:
     """The report in `fmt` to stdout or `output`; for github, the summary to $GITHUB_STEP_SUMMARY too."""
-    _emit(_rendered(report, fmt, hidden_visibility) if text is None else text, output)
+    _emit(_rendered(report, fmt, hidden_visibility, output) if text is None else text, output)
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if fmt == "github" and summary:
         try:
@@ -158,9 +171,12 @@ def main() -> None:
 @click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
               help="How the notebook is fenced off (default: $NNGRADER_ISOLATION, else auto: the strongest available).")
 @click.option("--hidden-visibility", type=click.Choice(VISIBILITIES), default="after_published", show_default=True, help=_HIDDEN_HELP)
+@click.option("--check", "only", multiple=True, metavar="NAME",
+              help="Grade only this check (a function, a variable or a check's label); repeatable.")
+@click.option("--public", "public_only", is_flag=True, help="Grade only the public checks (fast; the score is partial).")
 def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path | None, seed: int | None,
                  cell_timeout: float, total_timeout: float, fail_under: tuple[float, bool] | None,
-                 isolation: str | None, hidden_visibility: str) -> None:
+                 isolation: str | None, hidden_visibility: str, only: tuple[str, ...], public_only: bool) -> None:
     """Grade one notebook."""
     from .grade import grade_notebook
     from .kernel import LocalKernelLauncher
@@ -168,7 +184,8 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
     try:
         launcher = LocalKernelLauncher(isolation=isolation)
         report = grade_notebook(notebook, assignment, seed=seed, cell_timeout=cell_timeout,
-                                total_timeout=total_timeout, launcher=launcher)
+                                total_timeout=total_timeout, launcher=launcher, checks=list(only) or None,
+                                public_only=public_only)
     except GraderError as e:  # unusable notebook or assignment: still a report, so CI shows why
         _write_report(_unusable(notebook, assignment, str(e)), fmt, output, hidden_visibility)
         _fail(str(e))
@@ -224,7 +241,7 @@ def render_cmd(report_file: Path, fmt: str, output: Path | None, fail_under: tup
         return
     try:
         report = report_from_dict(data)
-        text = _rendered(report, fmt, hidden_visibility)
+        text = _rendered(report, fmt, hidden_visibility, output)
     except (ValueError, TypeError, AttributeError, KeyError) as e:  # not a report this grader wrote
         _fail(f"{report_file}: {inert(e, 200) if isinstance(e, ValueError) else 'not a valid grader.report/1 report'}")
         return
@@ -235,7 +252,7 @@ def render_cmd(report_file: Path, fmt: str, output: Path | None, fail_under: tup
 
 def _emit(text: str, output: Path | None) -> None:
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, color=True)  # (colour was already chosen: see _colour)
         return
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
@@ -306,6 +323,31 @@ def list_cmd() -> None:
     width = max(len(r[0]) for r in rows)
     for name, title, pts in rows:
         click.echo(f"{name:<{width}}  {pts:>4} pts  {title}")
+
+
+@main.command("build-public")
+@click.argument("assignments", nargs=-1, required=True)
+@click.option("--check", "check_only", is_flag=True, help="Only say whether each public.json is up to date (exit 1 if not).")
+def build_public_cmd(assignments: tuple[str, ...], check_only: bool) -> None:
+    """Write each assignment's public.json: the public checks' inputs and expected values, for check()."""
+    from .public import PUBLIC_FILE, public_drift, write_public
+    from .spec import find_assignment
+
+    stale = False
+    for name in assignments:
+        try:
+            asg = find_assignment(name)
+            if check_only:
+                drift = public_drift(asg)
+                stale |= bool(drift)
+                click.echo(f"{asg.id}: {PUBLIC_FILE} is up to date" if not drift else f"{asg.id}: {inert(drift, 500)}")
+            else:
+                click.echo(f"wrote {write_public(asg)}")
+        except GraderError as e:
+            _fail(str(e))
+        except OSError as e:
+            _fail(f"{name}: cannot write {PUBLIC_FILE} ({e.strerror or e})")
+    sys.exit(1 if stale else 0)
 
 
 @main.command("validate")

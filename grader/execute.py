@@ -561,14 +561,16 @@ _MISSING = """class _grader_missing:
     __getattr__ = __call__ = __getitem__ = _fail"""
 
 
-def unrun_definitions(nb: NotebookNode, record: ExecutionRecord) -> dict[str, CellRun]:
-    """Top-level names defined by cells that did not run to the end (timed out, skipped, fatal).
+def unrun_definitions(nb: NotebookNode, record: ExecutionRecord, raised: bool = False) -> dict[str, CellRun]:
+    """Top-level names defined by cells that did not run to the end (timed out, skipped, fatal;
+    with `raised`, also cells that raised).
 
     So a check of such a name can say why it could not run, instead of "missing".
     """
     out: dict[str, CellRun] = {}
+    finished = ("ok",) if raised else ("ok", "error")
     for run in record.cells:
-        if run.status in ("ok", "error") or not 0 <= run.index < len(nb.cells):
+        if run.status in finished or not 0 <= run.index < len(nb.cells):
             continue
         tree = parse_cell(nb.cells[run.index].source)
         if tree is None:

@@ -7,6 +7,7 @@ import contextlib
 import secrets
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,17 +38,26 @@ from .kernel import (
     interruptible,
     make_workspace,
 )
+from .labels import label_results
 from .localise import localise
 from .notebook import Submission, read_submission
 from .options import CELL_TIMEOUT, TOTAL_TIMEOUT
-from .plan import CheckPlan, class_fields, optional_fields, plan
-from .probe import Answer, ProbeItem, locate, new_module_name, prelude_source, probe_request, send
+from .plan import CheckPlan, plan, probe_items
+from .probe import Answer, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from .rerun import note_reassigned, rerun_given, rerun_standby
 from .score import total
+from .selection import check_points, select_checks, selection_info
 from .snapshots import Snapshots
-from .spec import Assignment, Policy, find_assignment, find_known_assignment, known_assignments
+from .spec import (
+    Assignment,
+    Check,
+    Policy,
+    find_assignment,
+    find_known_assignment,
+    known_assignments,
+)
 from .standby import StandbyKernel
 
 
@@ -74,8 +84,13 @@ def grade_notebook(
     cell_timeout: float = CELL_TIMEOUT,
     total_timeout: float = TOTAL_TIMEOUT,
     launcher: KernelLauncher | None = None,
+    checks: Sequence[str] | None = None,
+    public_only: bool = False,
 ) -> Report:
-    """Grade one notebook; raises GraderError if the notebook or the assignment is unusable."""
+    """Grade one notebook; raises GraderError if the notebook or the assignment is unusable.
+
+    `checks` (ids, targets or labels) and `public_only` grade some checks only, faster.
+    """
     async def run() -> Report:
         task = asyncio.current_task()
         with interruptible(task):  # Ctrl-C and SIGTERM stop the kernel and remove the temp folder
@@ -86,6 +101,8 @@ def grade_notebook(
                 cell_timeout=cell_timeout,
                 total_timeout=total_timeout,
                 launcher=launcher,
+                checks=checks,
+                public_only=public_only,
             )
 
     try:
@@ -108,6 +125,8 @@ async def grade_notebook_async(
     cell_timeout: float = CELL_TIMEOUT,
     total_timeout: float = TOTAL_TIMEOUT,
     launcher: KernelLauncher | None = None,
+    checks: Sequence[str] | None = None,
+    public_only: bool = False,
 ) -> Report:
     """The async form of grade_notebook (for callers that already run an event loop).
 
@@ -118,22 +137,25 @@ async def grade_notebook_async(
     started = time.monotonic()
     submission = read_submission(path)
     asg = resolve_assignment(assignment, submission)
+    chosen = select_checks(asg, checks, public_only)
     seed = secrets.randbits(32) if seed is None else int(seed)
     report = Report(
         assignment=assignment_info(asg),
         submission={"path": str(submission.path), "sha256": submission.sha256},
         seed=seed,
-        max_score=asg.max_score,
+        max_score=sum(check_points(c) for c in chosen),
+        selection=selection_info(asg, checks, public_only),
     )
     # The kernel runs from the assignment's own environment (built the first time it is needed).
     env = await asyncio.to_thread(ensure_assignment_env, asg)
     report.environment = env.describe()
     launcher = bind_env(launcher or LocalKernelLauncher(), env)
-    run = _Run(launcher, asg.spec.policy.cell_timeout or cell_timeout, total_timeout)
+    run = _Run(launcher, asg.spec.policy.cell_timeout or cell_timeout, total_timeout, checks=chosen)
     try:
         await _grade(report, run, submission, asg)
     except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
         _failed(report, run, e, asg.spec.policy)
+    label_results(report.checks, asg.spec.checks)
     report.duration_s = round(time.monotonic() - started, 3)
     return report
 
@@ -158,6 +180,7 @@ class _Run:
     total_timeout: float
     stage: str = "planning the checks"
     session: Session | None = None
+    checks: list[Check] | None = None  # the checks to grade (None: all)
 
 
 async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignment) -> None:
@@ -173,9 +196,10 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
 async def _stages(report: Report, run: _Run, submission: Submission, asg: Assignment,
                   standby: StandbyKernel | None) -> None:
     launcher, cell_timeout, total_timeout, seed = run.launcher, run.cell_timeout, run.total_timeout, report.seed
+    chosen = asg.spec.checks if run.checks is None else run.checks
     # torch, the reference and the expected values load in a thread while the kernel starts and
     # runs the notebook: none of it enters the kernel, and importing torch takes longer than that
-    planned = asyncio.ensure_future(asyncio.to_thread(_plan, asg, seed))
+    planned = asyncio.ensure_future(asyncio.to_thread(_plan, asg, seed, chosen))
     planned.add_done_callback(_retrieved)
     run.stage = "preparing the working folder"
     workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
@@ -199,7 +223,7 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
             reference, plans = await planned
             run.stage = "checking the notebook's functions and variables"
             finals: dict[str, Answer] = {}  # variable checks: the value the notebook ends with
-            unrun = unrun_definitions(submission.nb, session.record)
+            unrun = unrun_definitions(submission.nb, session.record, raised=True)
             texts = _cell_texts(submission.nb)  # once: where a raised exception points to
             budget.hold(budget.final_reserve())  # the import check, last, always gets its second
             for p in plans:
@@ -241,13 +265,13 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
         flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))
     note_reassigned(submission.nb, plans, results)
     report.execution = _execution(session.record, launcher, cell_timeout, total_timeout)
-    report.score = total(results, flags, asg.spec.policy, asg.max_score)
+    report.score = total(results, flags, asg.spec.policy, report.max_score)
 
 
-def _plan(asg: Assignment, seed: int) -> tuple[Reference, list[CheckPlan]]:
-    """The reference (importing torch) and every check's inputs and expected values."""
+def _plan(asg: Assignment, seed: int, checks: list[Check]) -> tuple[Reference, list[CheckPlan]]:
+    """The reference (importing torch) and the graded checks' inputs and expected values."""
     reference = Reference(asg)
-    return reference, plan(asg, reference, seed)
+    return reference, plan(asg, reference, seed, checks)
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:
@@ -279,31 +303,7 @@ async def _probe(
     if not session.alive:
         return {}, "no_kernel"
     check = p.check
-    kind = {"variable": "variable", "behaviour": "pipeline", "class": "class"}.get(check.kind, "function")
-    items = [
-        ProbeItem(
-            id=f"{check.id}#{t.index}",
-            kind=kind,
-            names=[check.target, *check.aliases],
-            args=t.args if check.kind != "variable" else [],
-            argnames=check.args,
-            then_names=[check.then, *check.then_aliases] if check.then else [],
-            then_args=t.then_args,
-            alternates=alternates,
-            # a gradient check: does it evaluate the notebook's own functions on moved weights?
-            watch=check.consistency is not None,
-            keep_result=bool(check.returns),
-            **class_fields(check, t),
-        )
-        for t in p.trials
-    ]
-    for which, side in (("given", p.given), ("extreme", p.extreme)):  # unscored: diagnosis only
-        if side is not None:
-            items.append(ProbeItem(f"{check.id}#{which}", "function", [check.target, *check.aliases], side.args,
-                                   check.args, **optional_fields(check, side)))
-    if p.extreme is not None:  # the same extreme inputs, with numpy overflow raising
-        items.append(ProbeItem(f"{check.id}#extreme_fp", "function", [check.target, *check.aliases],
-                               p.extreme.args, check.args, fp_raise=True, **optional_fields(check, p.extreme)))
+    items = probe_items(p, alternates)
     timeout = check.timeout * len(items) + 5
     reply = await send(session, probe_request(modname, items), timeout)
     if reply.status in ("died", "timeout", "budget"):  # died: the session has a fresh kernel for later checks, if it could make one
@@ -342,12 +342,17 @@ def _flag_numerical(p: CheckPlan, checked: list[CheckResult], flags: list[Flag])
 
 
 def _not_run(result: CheckResult, names: list[str], unrun: dict[str, CellRun]) -> CheckResult:
-    """A check reported missing because the cell defining its name never ran says so."""
+    """A check reported missing because the cell defining its name never ran (or raised) says so."""
     run = next((unrun[n] for n in names if n in unrun), None)
     if result.status != "missing" or run is None:
         return result
-    code = "timeout" if run.ename in ("Timeout", "TimeLimit") else "kernel_died"
-    why = f"cell {run.index + 1}, which defines it, did not run to the end: {run.evalue}"
+    if run.status == "error":  # not a naming problem: the cell stopped before defining it
+        code = "exception"
+        said = f"{run.ename}: {run.evalue}" if run.evalue.strip() else run.ename
+        why = f"cell {run.index + 1}, which defines it, raised {said}"
+    else:
+        code = "timeout" if run.ename in ("Timeout", "TimeLimit") else "kernel_died"
+        why = f"cell {run.index + 1}, which defines it, did not run to the end: {run.evalue}"
     result.status = "error"
     result.message = f"{result.target} could not be checked: {why}"
     result.diagnosis = [Diagnosis(code, f"{result.target} could not be checked: {why}.")]

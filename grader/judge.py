@@ -12,6 +12,7 @@ from .diagnose import Failure, diagnose, hardcoded_function, unstable, unstable_
 from .plan import CheckPlan, Target
 from .probe import RESULT, Answer, Value, shape_str
 from .report import CheckResult, Diagnosis
+from .reproduce import call_snippet
 from .runner import norm_key as normalise_key  # one spelling rule, in the kernel and here
 from .spec import RESULT_ARG, Check
 
@@ -210,7 +211,7 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
         v = ans.value
         called = called_name(check, ans)
         if v.kind == "error":
-            return _raised(target, called, v)
+            return _with_call(_raised(target, called, v), check, trial.args, called)
         if v.kind in ("signature", "no_member"):
             msg = misfit_message(check, called, v, ans.stage)
             return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
@@ -257,7 +258,18 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
     msg = _fail_message(label, first, check.visibility, n, len(failures), diag)
     if took:
         msg += f" ({check.target} returns several values; {chosen.note}.)"
-    return _result(target, "fail", msg, diag, **detail)
+    trial = next(t for t in plan.trials if t.index == failures[0].trial)
+    found = answers[f"{check.id}#{trial.index}"].found or check.target
+    return _with_call(_result(target, "fail", msg, diag, **detail), check, trial.args, found)
+
+
+def _with_call(result: CheckResult, check: Check, args: list[object], name: str) -> CheckResult:
+    """A public function check's result with the call that reproduces it (`detail.call`)."""
+    if check.visibility == "public" and check.kind == "function":
+        snippet = call_snippet(name, args)
+        if snippet is not None:
+            result.detail["call"] = snippet
+    return result
 
 
 def _side_value(plan: CheckPlan, target: Target, answers: dict[str, Answer], which: str) -> tuple[np.ndarray | None, np.ndarray]:
@@ -415,8 +427,9 @@ def _raised(target: Target, name: str, v: Value) -> CheckResult:
                        [Diagnosis("exception", f"{name}(...) raised {ename}{where} (on a hidden input; "
                                   "the exception's message is not shown)")])
     where = f" ({v.where.describe()})" if v.where is not None and v.where.cell else ""
-    return _result(target, "error", f"{name} raised {v.ename}: {v.text}{where}",
-                   [Diagnosis("exception", f"{name}(...) raised {v.ename}: {v.text}{where}")])
+    said = f"{v.ename}: {v.text}" if v.text else v.ename  # no dangling colon for an empty message
+    return _result(target, "error", f"{name} raised {said}{where}",
+                   [Diagnosis("exception", f"{name}(...) raised {said}{where}")])
 
 
 def _judge_behaviour(plan: CheckPlan, target: Target, answers: dict[str, Answer]) -> CheckResult:

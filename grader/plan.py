@@ -11,7 +11,7 @@ import numpy as np
 
 from .expected import Reference, select
 from .inputs import Inputs, draw, rng_for
-from .probe import RESULT
+from .probe import RESULT, ProbeItem
 from .spec import RESULT_ARG, Assignment, Check, Intermediate, Part
 from .spec_defaults import reference_args_of
 
@@ -260,12 +260,46 @@ def class_labels(y: np.ndarray) -> np.ndarray:
     return y.reshape(-1)
 
 
-def plan(assignment: Assignment, reference: Reference, seed: int) -> list[CheckPlan]:
-    """Plans for every check of the assignment."""
-    return [plan_check(assignment, reference, c, seed) for c in assignment.spec.checks]
+def plan(assignment: Assignment, reference: Reference, seed: int,
+         checks: list[Check] | None = None) -> list[CheckPlan]:
+    """Plans for the given checks (default: every check of the assignment); only these are drawn."""
+    chosen = assignment.spec.checks if checks is None else checks
+    return [plan_check(assignment, reference, c, seed) for c in chosen]
 
 
 def _copy(a: Any) -> Any:
     if isinstance(a, dict):
         return {k: _copy(v) for k, v in a.items()}
     return a.copy() if isinstance(a, np.ndarray) else a
+
+
+def probe_items(p: CheckPlan, alternates: bool = False) -> list[ProbeItem]:
+    """What to ask the kernel for one check: its trials, then its unscored given and extreme calls."""
+    check = p.check
+    kind = {"variable": "variable", "behaviour": "pipeline", "class": "class"}.get(check.kind, "function")
+    names = [check.target, *check.aliases]
+    items = [
+        ProbeItem(
+            id=f"{check.id}#{t.index}",
+            kind=kind,
+            names=names,
+            args=t.args if check.kind != "variable" else [],
+            argnames=check.args,
+            then_names=[check.then, *check.then_aliases] if check.then else [],
+            then_args=t.then_args,
+            alternates=alternates,
+            # a gradient check: does it evaluate the notebook's own functions on moved weights?
+            watch=check.consistency is not None,
+            keep_result=bool(check.returns),
+            **class_fields(check, t),
+        )
+        for t in p.trials
+    ]
+    for which, side in (("given", p.given), ("extreme", p.extreme)):  # unscored: diagnosis only
+        if side is not None:
+            items.append(ProbeItem(f"{check.id}#{which}", "function", names, side.args, check.args,
+                                   **optional_fields(check, side)))
+    if p.extreme is not None:  # the same extreme inputs, with numpy overflow raising
+        items.append(ProbeItem(f"{check.id}#extreme_fp", "function", names, p.extreme.args, check.args,
+                               fp_raise=True, **optional_fields(check, p.extreme)))
+    return items

@@ -30,6 +30,7 @@ class CheckResult:
     message: str
     diagnosis: list[Diagnosis] = field(default_factory=list)
     detail: dict[str, Any] = field(default_factory=dict)
+    label: str = ""  # how outputs name the check; distinct among the assignment's checks
 
     @property
     def codes(self) -> list[str]:
@@ -96,6 +97,8 @@ class Report:
     error_stage: str | None = None  # ... in which stage of grading
     error_traceback: str | None = None  # ... and where in the grader, for its maintainers
     schema: str = SCHEMA
+    # a grading of some checks only (`--check`, `--public`): which, and the full maximum score
+    selection: dict[str, Any] | None = None
 
     def check(self, check_id: str) -> CheckResult:
         """A check by id."""
@@ -108,8 +111,10 @@ class Report:
         """The `grader.report/1` JSON structure."""
         d = asdict(self)
         order = ["schema", "assignment", "submission", "seed", "score", "max_score", "status",
-                 "duration_s", "environment", "execution", "checks", "flags", "error", "error_stage", "error_traceback"]
-        return {k: d[k] for k in order if d[k] is not None or k not in ("error", "error_stage", "error_traceback")}
+                 "duration_s", "environment", "execution", "checks", "flags", "error", "error_stage",
+                 "error_traceback", "selection"]
+        optional = ("error", "error_stage", "error_traceback", "selection")
+        return {k: d[k] for k in order if d[k] is not None or k not in optional}
 
 
 def _build(cls: Any, d: Any) -> Any:

@@ -215,6 +215,7 @@ class Check(_Strict):
     kind: Literal["function", "variable", "behaviour", "class"] = "function"
     target: str
     aliases: list[str] = Field(default_factory=list)
+    label: str = ""  # how every output format names the check (default: see grader/labels.py)
     description: str = ""
     inputs: str
     args: list[str] = Field(default_factory=list)  # default: the reference function's parameters

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..report import CheckResult, Report
 from ..score import deductions
+from .safe import inert
 
 VERDICT = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "missing": "MISSING"}
 
@@ -17,16 +20,36 @@ def verdict(c: CheckResult) -> str:
     return VERDICT.get(c.status, c.status.upper())
 
 
+def check_name(c: CheckResult) -> str:
+    """How the check is named: its label, else its target (reports from before labels; raw)."""
+    return c.label or c.target
+
+
 def feedback(c: CheckResult) -> list[str]:
     """The check's message, then the diagnoses it does not already say (raw: escape for the format)."""
     extra = c.diagnosis[1:] if c.status != "pass" else c.diagnosis
-    return [c.message, *(f"{d.code}: {d.message}" for d in extra)]
+    return [c.message, *(f"{d.code}: {d.message}" for d in extra), *reproduce(c)]
+
+
+def reproduce(c: CheckResult) -> list[str]:
+    """`try: sigmoid(np.array([...]))` for a failed public check that has a call to reproduce it (raw)."""
+    call = c.detail.get("call") if isinstance(c.detail, dict) else None
+    if c.status == "pass" or c.visibility != "public" or not isinstance(call, str):
+        return []
+    return [f"try: {call}"]
+
+
+def exception_text(ename: str, evalue: str, esc: Callable[[object, int], str] = inert, limit: int = 300) -> str:
+    """`ZeroDivisionError: division by zero`, or just `NotImplementedError` for an empty message."""
+    value = esc(evalue, limit)
+    return f"{esc(ename, 80)}: {value}" if value else esc(ename, 80)
 
 
 def headline(report: Report) -> str:
     """`5.5/11`, or `0/11 (incomplete: grading stopped early)` for a report with status error."""
     s = f"{pts(report.score)}/{pts(report.max_score)}"
-    return s + (" (incomplete: grading stopped early)" if report.status == "error" else "")
+    s += " (incomplete: grading stopped early)" if report.status == "error" else ""
+    return s + (" (partial: some checks only)" if report.selection else "")
 
 
-__all__ = ["VERDICT", "deductions", "feedback", "headline", "pts", "verdict"]
+__all__ = ["VERDICT", "deductions", "exception_text", "feedback", "check_name", "headline", "pts", "reproduce", "verdict"]

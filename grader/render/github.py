@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..report import Report
-from .common import deductions, feedback, headline, pts, verdict
+from .common import check_name, deductions, exception_text, feedback, headline, pts, verdict
 from .safe import inert
 from .text import render_text
 
@@ -50,7 +50,7 @@ def annotations(report: Report) -> list[str]:
         out.append(_command("error", report.error or "unknown error", "Grading failed", file))
     for c in report.checks:
         hidden = " (hidden)" if c.visibility == "hidden" else ""
-        title = f"{verdict(c)} {inert(c.target, 120)}{hidden} {pts(c.points)}/{pts(c.max_points)}"
+        title = f"{verdict(c)} {inert(check_name(c), 120)}{hidden} {pts(c.points)}/{pts(c.max_points)}"
         text = " | ".join(inert(x) for x in feedback(c) if x)
         if c.status != "pass":
             out.append(_command("error", text, title, file))
@@ -64,7 +64,7 @@ def annotations(report: Report) -> list[str]:
         if id(f) not in penalised:
             out.append(_command("notice", f"{inert(f.target, 120)}: {inert(f.message)}", inert(f.code, 60), file))
     for e in report.execution.cell_errors:
-        out.append(_command("notice", f"{inert(e.ename, 80)}: {inert(e.evalue, 300)}", f"cell {e.cell} raised", file))
+        out.append(_command("notice", exception_text(e.ename, e.evalue), f"cell {e.cell} raised", file))
     out.append(_command("notice", f"Score {headline(report)}", "Grade", file))
     return out
 

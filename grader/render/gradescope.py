@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ..report import Report
-from .common import deductions, feedback, headline, pts, verdict
+from .common import check_name, deductions, exception_text, feedback, headline, pts, verdict
 from .safe import inert
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
@@ -27,7 +27,7 @@ def render_gradescope(report: Report, hidden_visibility: str = "after_published"
     for n, c in enumerate(report.checks, start=1):
         hidden = c.visibility == "hidden"
         tests.append({
-            "name": f"{inert(c.target, 120)}{' (hidden)' if hidden else ''}",
+            "name": f"{inert(check_name(c), 120)}{' (hidden)' if hidden else ''}",
             "number": str(n),
             "score": round(c.points, 6),
             "max_score": round(c.max_points, 6),
@@ -52,7 +52,7 @@ def render_gradescope(report: Report, hidden_visibility: str = "after_published"
     if report.status == "error":
         stage = f" (while {inert(report.error_stage, 200)})" if report.error_stage else ""
         lines.append(f"Could not finish grading{stage}: {inert(report.error or 'unknown error')}")
-    lines += [f"cell {e.cell}: {inert(e.ename, 80)}: {inert(e.evalue, 300)}" for e in report.execution.cell_errors]
+    lines += [f"cell {e.cell}: {exception_text(e.ename, e.evalue)}" for e in report.execution.cell_errors]
     charged = {id(f) for f, _ in deductions(report)}
     lines += [f"{inert(f.code, 60)}: {inert(f.target, 120)}: {inert(f.message)}"
               for f in report.flags if id(f) not in charged]

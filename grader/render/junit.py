@@ -11,7 +11,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from ..report import Report
-from .common import deductions, feedback, headline, pts, verdict
+from .common import check_name, deductions, feedback, headline, pts, verdict
 from .safe import inert
 from .text import render_text
 
@@ -33,7 +33,7 @@ def render_junit(report: Report) -> str:
         errors += 1
     for c in report.checks:
         hidden = " (hidden)" if c.visibility == "hidden" else ""
-        case = ET.Element("testcase", name=f"{inert(c.target, 120)}{hidden} [{pts(c.points)}/{pts(c.max_points)}]",
+        case = ET.Element("testcase", name=f"{inert(check_name(c), 120)}{hidden} [{pts(c.points)}/{pts(c.max_points)}]",
                           classname=cls, time="0")
         if c.status != "pass":
             lines = [inert(x) for x in feedback(c) if x]

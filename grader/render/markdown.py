@@ -8,7 +8,7 @@ so nothing the notebook says can close the table, open HTML, link or format.
 from __future__ import annotations
 
 from ..report import Report
-from .common import deductions, feedback, headline, pts, verdict
+from .common import check_name, deductions, exception_text, feedback, headline, pts, verdict
 from .safe import md
 
 _ICON = {"pass": "✅", "fail": "❌", "error": "⛔", "missing": "❔"}
@@ -25,7 +25,7 @@ def render_markdown(report: Report) -> str:
         stage = f" (while {md(report.error_stage, 200)})" if report.error_stage else ""
         out += [f"**Could not finish grading{stage}:** {md(report.error or 'unknown error')}", ""]
     ex = report.execution
-    notes = [f"cell {e.cell}: {md(e.ename, 80)}: {md(e.evalue, 300)}" for e in ex.cell_errors]
+    notes = [f"cell {e.cell}: {exception_text(e.ename, e.evalue, md)}" for e in ex.cell_errors]
     if ex.kernel_died:
         notes.append("the kernel died; skipped cell(s) " + ", ".join(map(str, ex.skipped_cells))
                      + " and graded the rest")
@@ -40,7 +40,7 @@ def render_markdown(report: Report) -> str:
         for c in report.checks:
             hidden = " (hidden)" if c.visibility == "hidden" else ""
             text = "<br>".join(md(x) for x in feedback(c) if x)
-            out.append(f"| {_ICON.get(c.status, '')} {md(verdict(c), 20)} | {md(c.target, 120)}{hidden} "
+            out.append(f"| {_ICON.get(c.status, '')} {md(verdict(c), 20)} | {md(check_name(c), 120)}{hidden} "
                        f"| {pts(c.points)}/{pts(c.max_points)} | {text} |")
         for f, taken in charged:
             out.append(f"| ➖ PENALTY | {md(f.code, 60)}: {md(f.target, 120)} | −{pts(taken)} | {md(f.message)} |")

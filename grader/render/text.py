@@ -13,6 +13,7 @@ import textwrap
 
 from ..report import Report
 from ..score import deductions
+from .common import check_name, exception_text, reproduce
 from .safe import inert
 
 _MARK = {"pass": ("PASS", "green"), "fail": ("FAIL", "red"), "error": ("ERROR", "red"),
@@ -25,20 +26,22 @@ def _pts(x: float) -> str:
 
 
 def render_text(report: Report, color: bool | None = None, width: int = 100) -> str:
-    """A human summary of a report."""
+    """A human summary of a report: lines at most `width` wide, PASS/FAIL coloured with `color`."""
     # here, not at the top: importing rich costs time every command would pay
     from rich.console import Console
     from rich.markup import escape
 
     buf = io.StringIO()
     con = Console(file=buf, force_terminal=bool(color), no_color=not color, width=10_000,
-                  highlight=False, emoji=False, soft_wrap=True)
+                  color_system="standard" if color else None, highlight=False, emoji=False, soft_wrap=True)
     width = max(40, width)
 
     def line(lead: str, style: str, text: str = "", indent: str = _INDENT) -> None:
-        # `lead` is the grader's own word (styled); `text` may hold the notebook's words (inert)
+        # `lead` is the grader's own word (styled); `text` may hold the notebook's words (inert).
+        # Words longer than a line are cut only when they cannot fit on a line of their own.
         plain = f"{lead} {text}" if lead and text else lead or text
-        wrapped = textwrap.wrap(plain, width=width, subsequent_indent=indent, break_on_hyphens=False) or [""]
+        wrapped = textwrap.wrap(plain, width=width, subsequent_indent=indent, break_on_hyphens=False,
+                                break_long_words=True) or [""]
         first = wrapped[0]
         head = f"[{style}]{escape(lead)}[/]" + escape(first[len(lead):]) if lead and style else escape(first)
         con.print(head)
@@ -61,7 +64,7 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
         line(f"ERROR could not finish grading{stage}:", "red", inert(report.error or "unknown error"))
     ex = report.execution
     for e in ex.cell_errors:
-        line(f"cell {e.cell}:", "dim", f"{inert(e.ename, 80)}: {inert(e.evalue, 160)}")
+        line(f"cell {e.cell}:", "dim", exception_text(e.ename, e.evalue, limit=160))
     if ex.kernel_died:
         line("Note:", "yellow", f"the kernel died; skipped cell(s) {', '.join(map(str, ex.skipped_cells))} "
                                 "and graded the rest")
@@ -74,9 +77,11 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
     for c in report.checks:
         word, style = _MARK.get(c.status, (c.status.upper(), ""))
         vis = " (hidden)" if c.visibility == "hidden" else ""
-        line(word, style, f"{inert(c.target, 120)}{vis}  {_pts(c.points)}/{_pts(c.max_points)}  {inert(c.message)}")
+        line(word, style, f"{inert(check_name(c), 120)}{vis}  {_pts(c.points)}/{_pts(c.max_points)}  {inert(c.message)}")
         for d in c.diagnosis[1:] if c.status != "pass" else c.diagnosis:
             line(_INDENT + inert(d.code, 60) + ":", "dim", inert(d.message), indent=_INDENT + "  ")
+        for call in reproduce(c):
+            line(_INDENT + "try:", "cyan", inert(call.removeprefix("try: ")), indent=_INDENT + "  ")
     charged = deductions(report)
     for f, taken in charged:
         line("PENALTY", "red", f"{inert(f.code, 60)}: {inert(f.target, 120)}  -{_pts(taken)}  {inert(f.message)}")
@@ -85,8 +90,30 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
         if id(f) not in penalised:
             line(f"{inert(f.code, 60)}:", "yellow", f"{inert(f.target, 120)}: {inert(f.message)}")
     line("Score:", "bold", f"{_pts(report.score)}/{_pts(report.max_score)}"
-                           + (" (incomplete: grading stopped early)" if report.status == "error" else ""))
+                           + (" (incomplete: grading stopped early)" if report.status == "error" else "")
+                           + partial_note(report))
     level = ex.isolation.get("level")
     if level:
         line("Ran", "dim", f"in isolation level {inert(level, 40)}, {report.duration_s:.1f} s")
+    passed, failed = summary_counts(report)
+    tail = f" · {_pts(report.score)}/{_pts(report.max_score)}" + (" (partial)" if report.selection else "")
+    con.print(f"[green]{passed} passed[/], [red]{failed} failed[/]{escape(tail)}")
     return buf.getvalue()
+
+
+def summary_counts(report: Report) -> tuple[int, int]:
+    """How many checks passed, and how many did not (failed, errors, missing)."""
+    passed = sum(c.status == "pass" for c in report.checks)
+    return passed, len(report.checks) - passed
+
+
+def partial_note(report: Report) -> str:
+    """` (partial: ...)` for a report of some of the checks only; "" for a full grading."""
+    sel = report.selection
+    if not sel:
+        return ""
+    what = "public checks only" if sel.get("public_only") and not sel.get("checks") else \
+        "only " + ", ".join(inert(x, 60) for x in sel.get("checks") or []) + \
+        (" (public checks)" if sel.get("public_only") else "")
+    full = sel.get("full_max_score")
+    return f" (partial: {what}; the full grading is out of {_pts(full)})" if full is not None else f" (partial: {what})"

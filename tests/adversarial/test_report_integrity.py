@@ -34,6 +34,7 @@ FORGERY = ADVERSARIAL / "report_forgery.ipynb"
 LINE_STARTS = ("Notebook: ", "Assignment: ", "ERROR ", "cell ", "Note: ", "Limit: ", "PASS ", "FAIL ",
                "MISSING ", "      ", "Score: ", "Ran in ", "forbidden_import: ", "probe_tampered: ",
                "hardcoded: ", "PENALTY ")
+SUMMARY = re.compile(r"\d+ passed, \d+ failed · -?[\d.]+/[\d.]+( \(partial\))?")  # the last line: numbers only
 CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 
@@ -42,12 +43,13 @@ def assert_inert_text(text: str, n_checks: int) -> None:
     lines = text.splitlines()
     assert not CONTROL.search(text), repr(CONTROL.search(text))
     for ln in lines:
-        assert ln.startswith(LINE_STARTS), f"a line the grader did not write: {ln!r}"
+        assert ln.startswith(LINE_STARTS) or SUMMARY.fullmatch(ln), f"a line the grader did not write: {ln!r}"
         assert not ln.lstrip().startswith(("::", "```", "~~~", "<!--")), ln
     assert "##[" not in text
     verdicts = [ln for ln in lines if ln.startswith(("PASS ", "FAIL ", "ERROR ", "MISSING "))
                 and not ln.startswith("ERROR could not")]
     assert len(verdicts) == n_checks
+    assert sum(bool(SUMMARY.fullmatch(ln)) for ln in lines) <= 1
     assert sum(ln.startswith("Score: ") for ln in lines) == 1
 
 
@@ -56,7 +58,8 @@ def test_forged_lines_in_messages_names_and_keys_stay_inside_their_own_line():
     assert_no_unearned_credit(r, {"sigmoid"})
     text = render(r, "text")
     assert_inert_text(text, len(r.checks))
-    assert text.splitlines()[-2] == f"Score: {r.score:g}/{r.max_score:g}"
+    assert text.splitlines()[-3] == f"Score: {r.score:g}/{r.max_score:g}"
+    assert SUMMARY.fullmatch(text.splitlines()[-1])  # the summary line ends the report
 
 
 def test_forged_text_reaches_no_file_or_json_as_control_characters(tmp_path):
