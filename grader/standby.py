@@ -59,9 +59,19 @@ class StandbyKernel:
             self.workspace.cleanup()
 
 
+# A start is quick (the process is spawned); one that takes longer than this is hung, and is
+# cancelled: a launcher stops whatever it had started when its start is cancelled.
+START_GRACE_S = 5.0
+
+
 async def _stop(task: asyncio.Task[AsyncKernelManager]) -> None:
-    """Stop the kernel `task` starts, once it has (a start is quick: the process is spawned)."""
-    await asyncio.wait([task])  # not cancelled half-way: what it made is then all in the kernel manager
+    """Stop the kernel `task` starts, once it has; cancel a start that hangs."""
+    done, _ = await asyncio.wait([task], timeout=START_GRACE_S)
+    if not done:
+        task.cancel()
+        await asyncio.wait([task], timeout=START_GRACE_S)
+        if not task.done():
+            return  # a launcher that ignores cancellation: nothing more can be done from here
     if task.cancelled() or task.exception() is not None:
         return  # the launcher already stopped what it had started
     await stop_kernel(task.result())

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import grader.grade as grade_module
+import grader.plan as plan_module
 from grader.labels import check_labels
 from grader.render import RENDERERS
 from grader.spec import Check
@@ -138,13 +139,13 @@ def test_default_labels_tell_apart_checks_the_spec_does_not_label():
 
 def test_public_only_grades_the_public_checks_and_draws_no_hidden_inputs(monkeypatch):
     planned: list[str] = []
-    real = grade_module.plan_check
+    real = plan_module.plan_check
 
     def spy(asg, reference, check, seed):
         planned.append(check.id)
         return real(asg, reference, check, seed)
 
-    monkeypatch.setattr(grade_module, "plan_check", spy)
+    monkeypatch.setattr(plan_module, "plan_check", spy)
     r = grade_module.grade_notebook(HALF_DONE, seed=5, public_only=True)
     assert planned == ["sigmoid", "sigmoid_derivative", "y", "dL_dW1", "dL_dW2"]
     assert {c.visibility for c in r.checks} == {"public"}
@@ -159,8 +160,8 @@ def test_public_only_grades_the_public_checks_and_draws_no_hidden_inputs(monkeyp
 
 def test_one_check_grades_that_check_only(monkeypatch):
     planned: list[str] = []
-    real = grade_module.plan_check
-    monkeypatch.setattr(grade_module, "plan_check",
+    real = plan_module.plan_check
+    monkeypatch.setattr(plan_module, "plan_check",
                         lambda asg, ref, check, seed: planned.append(check.id) or real(asg, ref, check, seed))
     r = grade_module.grade_notebook(HALF_DONE, seed=5, checks=["sigmoid_derivative"])
     assert planned == ["sigmoid_derivative"]
@@ -215,7 +216,7 @@ def test_text_wraps_to_an_80_column_terminal_without_breaking_words(saved_report
     wide = _cli("render", str(saved_report), "--format", "text", env={"COLUMNS": "400"}).stdout
     assert max(len(line) for line in wide.splitlines()) > 80
     assert r.stdout.split() == wide.split()  # the same words: only where lines break changed
-    assert all(line.startswith((" ", "PASS", "FAIL", "ERROR", "MISSING", "Notebook:", "Assignment:", "cell ",
+    assert all(line.startswith((" ", "PASS", "FAIL", "ERROR", "MISSING", "Notebook:", "Assignment:", "Environment:", "cell ",
                                 "Score:", "Ran ", "1 passed")) for line in lines)
     assert lines[-1] == "1 passed, 7 failed · 1/11"
 

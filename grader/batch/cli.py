@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import GraderError
-from ..kernel import ISOLATION_LEVELS
+from ..options import ISOLATION_LEVELS
 
 DEFAULT_DB = Path("gradebook.sqlite")
 

@@ -145,7 +145,8 @@ def test_the_grader_exits_at_once_with_its_whole_report_and_nothing_left(fmt: st
     if fmt == "json":
         assert json.loads(out)["status"] == "graded"
     else:
-        assert out.rstrip().splitlines()[-1].startswith("Ran in isolation level")
+        lines = out.rstrip().splitlines()  # the timing line, then the one-line summary
+        assert lines[-2].startswith("Ran in isolation level") and " failed · " in lines[-1]
     assert_nothing_left(tmp)
     tmp2 = tmp_path / "tmp2"
     proc = start_grading(tmp2, "daemons.ipynb", "--format", fmt, "--output", str(out_file))

@@ -10,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from grader import kernel as kernel_mod
+from grader.envs import ensure_assignment_env
 from grader.errors import GraderError
 from grader.grade import grade_notebook
 from grader.kernel import LocalKernelLauncher, level_cache_file
+from grader.spec import find_assignment
 from tests.conftest import ASSIGNMENTS
 
 SOLUTION = ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb"
@@ -109,8 +111,10 @@ def test_a_remembered_level_that_no_longer_starts_is_probed_again(cache: Path, m
     # the first kernel fails to start, the levels are probed again, the run takes the next level.
     if fresh_level() != "sandbox":
         pytest.skip("bubblewrap does not work here")
-    LocalKernelLauncher()  # probed and remembered
-    launcher = LocalKernelLauncher()
+    # (the kernel's Python is the assignment's environment's: levels are remembered per Python)
+    python = ensure_assignment_env(find_assignment("sigmoid-2-3-1")).python
+    LocalKernelLauncher(python=python)  # probed and remembered
+    launcher = LocalKernelLauncher(python=python)
     assert launcher.level == "sandbox" and launcher.from_cache
     real_works, real_argv = kernel_mod._works, LocalKernelLauncher.argv
 

@@ -31,7 +31,7 @@ from .helpers import ADVERSARIAL, ASSIGNMENT, assert_no_unearned_credit, run_gra
 
 FORGERY = ADVERSARIAL / "report_forgery.ipynb"
 # How a line of the text report may begin: the grader's own words, or an indent.
-LINE_STARTS = ("Notebook: ", "Assignment: ", "ERROR ", "cell ", "Note: ", "Limit: ", "PASS ", "FAIL ",
+LINE_STARTS = ("Notebook: ", "Assignment: ", "Environment: ", "ERROR ", "cell ", "Note: ", "Limit: ", "PASS ", "FAIL ",
                "MISSING ", "      ", "Score: ", "Ran in ", "forbidden_import: ", "probe_tampered: ",
                "hardcoded: ", "PENALTY ")
 SUMMARY = re.compile(r"\d+ passed, \d+ failed · -?[\d.]+/[\d.]+( \(partial\))?")  # the last line: numbers only
