@@ -38,10 +38,10 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
 
     def line(lead: str, style: str, text: str = "", indent: str = _INDENT) -> None:
         # `lead` is the grader's own word (styled); `text` may hold the notebook's words (inert).
-        # Words longer than a line are cut only when they cannot fit on a line of their own.
+        # A word longer than a line (a path, a long number) is never cut: it stays copyable.
         plain = f"{lead} {text}" if lead and text else lead or text
         wrapped = textwrap.wrap(plain, width=width, subsequent_indent=indent, break_on_hyphens=False,
-                                break_long_words=True) or [""]
+                                break_long_words=False) or [""]
         first = wrapped[0]
         head = f"[{style}]{escape(lead)}[/]" + escape(first[len(lead):]) if lead and style else escape(first)
         con.print(head)
