@@ -149,10 +149,18 @@ def test_limits_and_crashes_are_reported_as_for_a_cold_kernel(name: str, event: 
         assert launcher.forked >= 1 and launcher.cold == 0
     cold = grade_notebook(ADVERSARIAL / f"{name}.ipynb", ASSIGNMENT, seed=3, cell_timeout=20, launcher=cold_launcher)
     assert [(c.target, c.status) for c in warm.checks] == [(c.target, c.status) for c in cold.checks]
-    assert [(e.cell, e.ename) for e in warm.execution.cell_errors] == [(e.cell, e.ename) for e in cold.execution.cell_errors]
+
+    def stopped(r: Any) -> list[tuple[int, str]]:
+        # a cell stopped at a limit: whether the kernel died of it or the cell's time ran out
+        # first depends on how busy the machine is, for a cold kernel and a forked one alike
+        return [(e.cell, "stopped" if event and e.ename in ("KernelDied", "Timeout") else e.ename)
+                for e in r.execution.cell_errors]
+
+    assert stopped(warm) == stopped(cold)
     if event:
         assert any(event in ev for ev in warm.execution.limit_events), warm.execution.limit_events
-    assert warm.execution.kernel_died == cold.execution.kernel_died
+    else:
+        assert warm.execution.kernel_died == cold.execution.kernel_died
 
 
 @needs_warm
