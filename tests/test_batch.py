@@ -56,6 +56,22 @@ def run_count(db: Path) -> int:
         return c.execute("SELECT count(*) FROM runs").fetchone()[0]
 
 
+def batch_with_a_first_result(args: list[str], db: Path) -> subprocess.Popen[str]:
+    """`grade batch ARGS` started in its own process, once `db` holds its first result (or it ended)."""
+    proc = subprocess.Popen([sys.executable, "-c", "from grader.cli import main; main()", "batch", *args],
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+        try:
+            if db.exists() and run_count(db) >= 1:
+                break
+        except sqlite3.DatabaseError:
+            continue
+    return proc
+
+
 @pytest.fixture(scope="module")
 def canvas(tmp_path_factory):
     """A Canvas zip of one student of each kind, graded once with reports."""
@@ -258,18 +274,7 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None
 def test_sigterm_stops_cleanly_and_keeps_what_was_graded(tmp_path: Path) -> None:
     src = make_flat(tmp_path / "src", [(f"t{i}", "correct") for i in range(4)])
     db = tmp_path / "gb.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", "from grader.cli import main; main()", "batch", str(src),
-                             "-a", ASSIGNMENT, "--db", str(db), "--jobs", "1", *LIMITS],
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        try:
-            if db.exists() and run_count(db) >= 1:
-                break
-        except sqlite3.DatabaseError:
-            continue
+    proc = batch_with_a_first_result([str(src), "-a", ASSIGNMENT, "--db", str(db), "--jobs", "1", *LIMITS], db)
     assert proc.poll() is None, "the batch finished before it could be stopped"
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)

@@ -8,14 +8,13 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from grader.batch.run import grade_batch
 from tests.batch_support import ASSIGNMENT, make_flat
-from tests.test_batch import current, run_count
+from tests.test_batch import batch_with_a_first_result, current, run_count
 
 ROOT = Path(__file__).resolve().parent.parent
 DASK_CLI = str(Path(sys.executable).parent / "dask")  # the `dask` command of this environment
@@ -89,19 +88,9 @@ def test_cluster_gradebook_equals_local(cluster, submissions, tmp_path: Path) ->
 
 def test_dying_worker_loses_and_duplicates_nothing(cluster, submissions, tmp_path: Path) -> None:
     db = tmp_path / "gb.sqlite"
-    args = [sys.executable, "-c", "from grader.cli import main; main()", "batch", str(submissions),
-            "-a", ASSIGNMENT, "--db", str(db), "--seed", "77", "--timeout", "10", "--total-timeout", "60",
-            "--scheduler", cluster["address"]]
-    proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-        try:
-            if db.exists() and run_count(db) >= 1:
-                break
-        except sqlite3.DatabaseError:
-            continue
+    proc = batch_with_a_first_result([str(submissions), "-a", ASSIGNMENT, "--db", str(db), "--seed", "77",
+                                      "--timeout", "10", "--total-timeout", "60", "--scheduler",
+                                      cluster["address"]], db)
     assert proc.poll() is None, "the batch finished before a worker could be killed"
     victim = cluster["workers"][0]
     os.kill(victim.pid, signal.SIGKILL)

@@ -19,19 +19,7 @@ import pytest
 from grader import grade_notebook
 from tests.conftest import ASSIGNMENTS
 
-from .helpers import ADVERSARIAL, GRADE, clean_env
-
-
-def processes_mentioning(text: str) -> list[psutil.Process]:
-    """Live processes whose command line contains `text`."""
-    out = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if p.info["status"] != psutil.STATUS_ZOMBIE and any(text in a for a in p.info["cmdline"] or ()):
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
+from .helpers import ADVERSARIAL, GRADE, clean_env, processes_mentioning
 
 
 def start_grading(tmp: Path, notebook: str, *args: str) -> subprocess.Popen[str]:

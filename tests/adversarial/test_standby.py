@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import nbformat
-import psutil
 import pytest
 
 import grader.grade as grade_mod
@@ -20,6 +19,8 @@ from grader.spec import find_assignment
 from grader.standby import StandbyKernel
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS
 
+from .helpers import processes_mentioning
+
 ASSIGNMENT = "sigmoid-2-3-1"
 
 
@@ -28,17 +29,6 @@ def notebook(tmp_path: Path, *cells: str) -> Path:
     path = tmp_path / "sub.ipynb"
     nbformat.write(nb, path)
     return path
-
-
-def processes_mentioning(text: str) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter(["cmdline", "status"]):
-        try:
-            if p.info["status"] != psutil.STATUS_ZOMBIE and any(text in a for a in p.info["cmdline"] or ()):
-                out.append(p)
-        except psutil.Error:
-            continue
-    return out
 
 
 @pytest.fixture
