@@ -37,6 +37,7 @@ MAX_PROBE_OUTPUT_BYTES = 32 * 1024 * 1024  # a probe answer carries arrays
 MAX_RESTARTS = 4
 MAX_REVIVALS = 2  # fresh kernels for probes, after grader code killed one
 RECOVERY_TIMEOUT = 5.0  # seconds an interrupted kernel gets to become idle again
+NOT_RUN = "NotRun"  # the ename of a cell left out on purpose (see execute's `skip`)
 
 
 @dataclass
@@ -191,6 +192,7 @@ class Session:
         self.broken = ""  # why the kernel became unusable while still running, if it did
         self.tampered: list[str] = []  # nonces of grader requests that did not run as sent
         self.kernels_started = 0
+        self.skip: dict[int, str] = {}  # cells not to run at all (index -> why), recorded as skipped
 
     async def _start(self, prelude: str) -> None:
         check_interrupted()
@@ -423,6 +425,9 @@ class Session:
                 if i in self._fatal_runs:  # it stopped an earlier kernel: skipped this time
                     runs.append(self._fatal_runs[i])
                     continue
+                if i in self.skip:
+                    runs.append(CellRun(i, "skipped", NOT_RUN, self.skip[i]))
+                    continue
                 remaining = self.budget.left() - cell_reserve
                 if remaining <= 0 or self.record.total_timed_out:
                     self.record.total_timed_out = self.record.timed_out = True
@@ -610,16 +615,19 @@ async def execute(
     after_cell: Callable[[Session, int], Awaitable[None]] | None = None,
     budget: Budget | None = None,
     cell_reserve: float | None = None,
+    skip: dict[int, str] | None = None,
 ) -> Session:
     """Run a notebook; the returned session is still live for probing (close it).
 
     The cells and everything later run in the session share `budget` (by default a fresh one
     of `total_timeout` seconds); the cells leave `cell_reserve` seconds of it (by default the
-    budget's probe share) for the probing that follows them.
+    budget's probe share) for the probing that follows them. Cells in `skip` (index -> why)
+    are not run, and are recorded as skipped with that reason.
     """
     budget = budget or Budget(total_timeout)
     session = Session(launcher, workspace, nb, budget)
     session.after_cell = after_cell
+    session.skip = dict(skip or {})
     reserve = budget.probe_share() if cell_reserve is None else cell_reserve
     try:
         await session.run_notebook(prelude, cell_timeout, reserve)

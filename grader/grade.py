@@ -259,7 +259,8 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
     run.stage = "judging values an earlier cell gave"
     snapshots.rescue(plans, results, finals)  # before the re-run: a rescued value is re-run-tested too
     run.stage = "re-running the notebook on a fresh sample"
-    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, budget, standby)
+    await rerun_given(submission, asg, reference, plans, results, launcher, seed, cell_timeout, budget, standby,
+                      session.record)
     run.stage = "scoring"
     if any("probe_tampered" in r.codes for r in results) and not any(f.code == "probe_tampered" for f in flags):
         flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))

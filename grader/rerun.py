@@ -24,7 +24,7 @@ from .budget import Budget
 from .compare import compare, numeric
 from .consistency import ask
 from .diagnose import hardcoded_variable
-from .execute import ExecutionRecord, Session, execute
+from .execute import NOT_RUN, ExecutionRecord, Session, execute
 from .expected import Reference, select
 from .inputs import draw, rng_for
 from .judge import is_answer, select_part
@@ -338,12 +338,14 @@ async def rerun_given(
     cell_timeout: float,
     budget: Budget,
     standby: StandbyKernel | None = None,
+    first_run: ExecutionRecord | None = None,
 ) -> None:
     """Flag given-sample variables that were right but do not follow a fresh sample.
 
     The re-run draws on what is left of the submission's time budget. A value graded after an
     earlier cell (a rescued one) is read after that same cell of the re-run. With `standby`
-    (see `rerun_standby`), it runs in that kernel, started earlier, and its workspace.
+    (see `rerun_standby`), it runs in that kernel, started earlier, and its workspace. Cells
+    that `first_run` (the first run's record) says met a limit are not run again.
     """
     spec = asg.spec
     if spec.rerun is None:
@@ -364,7 +366,8 @@ async def rerun_given(
     values = {n: fresh[n] for n in given_set.variables if n in fresh and n in given}
     try:
         answers, why, tampered = await _rerun(submission, asg, plans, watched, by_id, launcher, cell_timeout,
-                                              budget, {n: given[n] for n in values}, values, standby)
+                                              budget, {n: given[n] for n in values}, values, standby,
+                                              not_again(first_run))
     except RuntimeError:
         return  # no kernel could be started at all: the grader's failure, nothing to conclude
     if tampered:  # what the re-run computed is unknown: the given values earn nothing
@@ -423,6 +426,7 @@ async def _rerun(
     by_id: dict[str, CheckResult],
     launcher: KernelLauncher, cell_timeout: float, budget: Budget, given: dict[str, Any], fresh: dict[str, Any],
     standby: StandbyKernel | None = None,
+    skip: dict[int, str] | None = None,
 ) -> tuple[dict[str, Answer], str, bool]:
     """Run the notebook again with the fresh sample; the watched variables' values (each read after
     the cell its first-run value was graded after), why some may be missing ("" if no reason), and
@@ -459,7 +463,7 @@ async def _rerun(
         workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
     try:
         session = await execute(nb, workspace, launcher, prelude, cell_timeout, after_cell=after_cell,
-                                budget=budget, cell_reserve=budget.final_reserve())
+                                budget=budget, cell_reserve=budget.final_reserve(), skip=skip)
         try:
             for items in (final, own):
                 if items:
@@ -487,6 +491,18 @@ def rerun_standby(submission: Submission, asg: Assignment, launcher: KernelLaunc
     return StandbyKernel(launcher, make_workspace(submission.path, [asg.path(f) for f in spec.files]))
 
 
+def not_again(first_run: ExecutionRecord | None) -> dict[int, str]:
+    """The cells the re-run leaves out (index -> why): those that in the first run met a limit
+    (the cell time limit, the memory or process limit, a kernel that died or stopped answering)
+    or did not run at all. Run again, they would only meet it again and cost the same time; a
+    value only such a cell assigns is then one the re-run cannot verify, as when it times out."""
+    if first_run is None:
+        return {}
+    why = {"timeout": "it ran out of time in the first run", "died": "it stopped the kernel in the first run",
+           "skipped": "it did not run in the first run"}
+    return {run.index: why[run.status] for run in first_run.cells if run.status in why}
+
+
 def _why_missing(record: ExecutionRecord, budget: Budget) -> str:
     """What in the re-run may have kept a variable from being computed, in words ("" if nothing)."""
     if record.total_timed_out or budget.exhausted:
@@ -494,6 +510,8 @@ def _why_missing(record: ExecutionRecord, budget: Budget) -> str:
     for run in record.cells:
         if run.status == "error":
             return f"cell {run.index + 1} raised {run.ename} in the re-run"
+        if run.status == "skipped" and run.ename == NOT_RUN:
+            return f"cell {run.index + 1} was not run in the re-run: {run.evalue}"
         if run.status in ("timeout", "died", "skipped"):
             return f"cell {run.index + 1} did not run to the end in the re-run ({run.evalue})"
     return ""
