@@ -281,14 +281,26 @@ def sandbox_plan(launcher: LocalKernelLauncher, ws: Workspace) -> list[list[Any]
     plan += [["bind", f, f, True] for f in SANDBOX_ETC if os.path.exists(f)]
     plan += [["proc", "/proc"], ["dev", "/dev"], ["tmpfs", "/dev/shm", SANDBOX_TMPFS_BYTES, 0o1777, False],
              ["readonly", "/dev"], ["tmpfs", "/tmp", SANDBOX_TMPFS_BYTES, 0o1777, False]]
-    bound = launcher._python_dirs()
+    bound, hidden = _python_and_grader_dirs(launcher)
     plan += [["bind", d, d, True] for d in bound]  # after /tmp: a virtual environment may live there
-    plan += [["tmpfs", d, 4096, 0o755, True] for d in grader_dirs(bound)]
+    plan += [["tmpfs", d, 4096, 0o755, True] for d in hidden]
     plan += [["bind", str(ws.work), str(ws.work), False], ["bind", str(ws.runtime), str(ws.runtime), True]]
     if ws.kdirs is not None:
         plan.append(["bind", str(ws.kdirs.root), str(ws.kdirs.root), False])
         plan += [["bind", str(d), str(d), True] for d in ws.kdirs.readonly]
     return plan
+
+
+def _python_and_grader_dirs(launcher: LocalKernelLauncher) -> tuple[list[str], list[str]]:
+    """The kernel's Python folders and the grader's folders inside them, found once per launcher:
+    finding the assignments the grader knows reads every installed package's metadata (tens of
+    milliseconds), and a launcher's Python does not change."""
+    cached = getattr(launcher, "_dirs_cache", None)
+    if cached is None:
+        bound = launcher._python_dirs()
+        cached = (bound, grader_dirs(bound))
+        launcher._dirs_cache = cached  # type: ignore[attr-defined]
+    return cached
 
 
 class WarmKernelLauncher(LocalKernelLauncher):
