@@ -14,6 +14,7 @@ import importlib.util
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from queue import Empty
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
@@ -37,6 +38,8 @@ MAX_PROBE_OUTPUT_BYTES = 32 * 1024 * 1024  # a probe answer carries arrays
 MAX_RESTARTS = 4
 MAX_REVIVALS = 2  # fresh kernels for probes, after grader code killed one
 RECOVERY_TIMEOUT = 5.0  # seconds an interrupted kernel gets to become idle again
+READY_TIMEOUT = 60.0  # seconds a started kernel gets to answer
+IOPUB_CONNECT_WAIT = 0.05  # seconds for a request's IOPub status before asking again
 NOT_RUN = "NotRun"  # the ename of a cell left out on purpose (see execute's `skip`)
 
 
@@ -213,7 +216,7 @@ class Session:
         self.client.kc = kc  # before waiting: close() stops its channels if the kernel never answers
         kc.start_channels()
         kc.allow_stdin = False  # input() raises at once instead of waiting for a reply no one sends
-        await kc.wait_for_ready(timeout=60)
+        await wait_ready(kc, self.km, READY_TIMEOUT)
         # the runner is installed before the work folder joins sys.path: nothing beside the
         # notebook can stand in for a module it loads
         prelude = prelude + "\n" + enter_workdir_source(str(self.workspace.work))
@@ -251,6 +254,24 @@ class Session:
             return False
         self.kernels_started += 1
         return True
+
+    async def finish(self) -> None:
+        """Stop the kernel for good (no more runs): in the background where a teardown is in use
+        (see teardown.py), else now, as `close`."""
+        from .teardown import current
+
+        teardown = current()
+        if teardown is None or self.km is None:
+            await self.close()
+            return
+        self._note_limits()  # (now: the report needs them)
+        if self.client is not None and self.client.kc is not None:
+            try:
+                self.client.kc.stop_channels()
+            except Exception:
+                pass
+        km, self.km, self.client = self.km, None, None
+        await teardown.stop_kernel(km, self.workspace)
 
     async def close(self) -> None:
         """Stop the kernel and its children."""
@@ -504,6 +525,44 @@ class Session:
     def alive(self) -> bool:
         """Whether probes can still run."""
         return self.km is not None and self.client is not None
+
+
+async def wait_ready(kc: Any, km: AsyncKernelManager, timeout: float) -> None:
+    """Wait until the kernel answers on its shell channel and its IOPub messages reach us.
+
+    As jupyter_client's wait_for_ready, without its fixed waits: it waits 0.2 s for an IOPub
+    message, and then for 0.2 s of IOPub silence, on every kernel start. Here each kernel_info
+    request is followed by the IOPub status of that very request (a short wait: if it does not
+    come, the subscription was not connected yet, and the request is sent again).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        msg_id = kc.kernel_info()
+        reply = await _reply_to(kc.shell_channel, msg_id, None, min(1.0, max(deadline - time.monotonic(), 0.01)))
+        if reply is not None and await _reply_to(kc.iopub_channel, msg_id, "status", IOPUB_CONNECT_WAIT) is not None:
+            kc._handle_kernel_info_reply(reply)
+            return
+        if not await km.is_alive():
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+
+async def _reply_to(channel: Any, msg_id: str, kind: str | None, timeout: float) -> dict[str, Any] | None:
+    """The first message on `channel` answering request `msg_id` within `timeout` seconds (for
+    `status`: the one saying the kernel is idle after it), or None; other messages are dropped."""
+    end = time.monotonic() + timeout
+    while (left := end - time.monotonic()) > 0:
+        try:
+            msg = await channel.get_msg(timeout=left)
+        except Empty:
+            return None
+        if (msg.get("parent_header") or {}).get("msg_id") != msg_id:
+            continue
+        if kind is None or (msg.get("msg_type") == kind
+                            and (msg.get("content") or {}).get("execution_state") == "idle"):
+            return msg
+    return None
 
 
 def _unavailable(module: str) -> bool:

@@ -59,6 +59,7 @@ from .spec import (
     known_assignments,
 )
 from .standby import StandbyKernel
+from .teardown import remove_workspace
 
 
 def resolve_assignment(name: str | Assignment | None, submission: Submission) -> Assignment:
@@ -253,9 +254,9 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
                 flags.append(Flag("probe_tampered", "probes", "The notebook interfered with the grader's "
                                   "requests; their answers were not used."))
         finally:
-            await session.close()
+            await session.finish()
     finally:
-        workspace.cleanup()
+        await remove_workspace(workspace)
     run.stage = "judging values an earlier cell gave"
     snapshots.rescue(plans, results, finals)  # before the re-run: a rescued value is re-run-tested too
     run.stage = "re-running the notebook on a fresh sample"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import functools
 import itertools
 from collections.abc import Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from .probe import Answer, ProbeItem, Value, new_module_name, prelude_source
 from .report import CheckResult, Diagnosis
 from .spec import Assignment
 from .standby import StandbyKernel
+from .teardown import remove_workspace
 
 READ_TIMEOUT = 5.0  # seconds to read the watched variables of the re-run
 
@@ -197,10 +199,8 @@ def _headers(st: ast.stmt) -> list[ast.AST]:
 def instrument(source: str, names: Sequence[str], call: str) -> str:
     """A cell's code with `call` run after every statement (outside def and class bodies, at any
     depth) that may bind one of `names`; the cell's own code if it cannot be read."""
-    from IPython.core.inputtransformer2 import TransformerManager
-
     try:
-        code = TransformerManager().transform_cell(source)  # magics become Python and survive
+        code = _transformer().transform_cell(source)  # magics become Python and survive
         tree = ast.parse(code)
         tool = _Instrument(set(names), call)
         magic = _python_cell_magic(tree)
@@ -211,6 +211,14 @@ def instrument(source: str, names: Sequence[str], call: str) -> str:
         return ast.unparse(tree)
     except (SyntaxError, ValueError, RecursionError, MemoryError, TypeError):
         return source  # it will fail as it did; the sweep after the cell still runs
+
+
+@functools.cache
+def _transformer() -> Any:
+    """IPython's cell transformer (stateless between cells: one serves every cell)."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    return TransformerManager()
 
 
 def _python_cell_magic(tree: ast.Module) -> ast.Constant | None:
@@ -252,7 +260,14 @@ def assigning_cells(nb: NotebookNode, name: str) -> list[int]:
     definitions; so do cells that call exec/eval/globals()/setattr, or a notebook function that
     declares `global name`. A value of `name` after each such cell is then a candidate value.
     """
-    trees = [parse_cell(c.source) if c.cell_type == "code" else None for c in nb.cells]
+    sources = tuple(c.source if c.cell_type == "code" else None for c in nb.cells)
+    return list(_assigning_cells(sources, name))
+
+
+# Grading asks this of the same cells for every variable, several times: parsed and walked once.
+@functools.lru_cache(maxsize=256)
+def _assigning_cells(sources: tuple[str | None, ...], name: str) -> tuple[int, ...]:
+    trees = [_cell_tree(s) if s is not None else None for s in sources]
     setters = {f.name for t in trees if t is not None for f in ast.walk(t)
                if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
                and any(isinstance(g, ast.Global) and name in g.names for g in ast.walk(f))}
@@ -265,7 +280,13 @@ def assigning_cells(nb: NotebookNode, name: str) -> list[int]:
             for n in ast.walk(tree)
         ):
             cells.append(i + 1)
-    return cells
+    return tuple(cells)
+
+
+@functools.lru_cache(maxsize=256)
+def _cell_tree(source: str) -> ast.Module | None:
+    """A cell's tree, shared by the scans above (which only read it)."""
+    return parse_cell(source)
 
 
 def note_reassigned(nb: NotebookNode, plans: list[CheckPlan], results: list[CheckResult]) -> None:
@@ -471,9 +492,9 @@ async def _rerun(
             why = _why_missing(session.record, budget)
             tampered = bool(session.tampered)
         finally:
-            await session.close()
+            await session.finish()
     finally:
-        workspace.cleanup()
+        await remove_workspace(workspace)
     return answers, why, tampered
 
 

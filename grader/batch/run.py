@@ -211,9 +211,13 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
             finish(_result(job, settings, status, reason, rep, started, now()))
 
     async def main() -> None:
+        from ..teardown import in_background
+
         task = asyncio.current_task()
         with interruptible(task):
-            await asyncio.gather(*(worker() for _ in range(max(1, jobs_n))))
+            # a graded submission's kernels stop and its folders go while the next one is graded
+            async with in_background():
+                await asyncio.gather(*(worker() for _ in range(max(1, jobs_n))))
 
     _run_coroutine(main)
 

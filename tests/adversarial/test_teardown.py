@@ -1,0 +1,124 @@
+"""A batch stops kernels and removes workspaces in the background, and still leaves nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import grader.kernel as kernel
+import grader.teardown as teardown_mod
+from grader.batch.run import grade_batch
+from grader.kernel import _process_uids, make_workspace
+from grader.teardown import Teardown, in_background, remove_workspace
+from tests.batch_support import ASSIGNMENT, make_flat
+
+from .helpers import processes_mentioning
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every temporary folder of the run under a folder of the test's own."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    return tmp
+
+
+def test_a_workspace_goes_only_after_its_kernels_stopped(tmp_path: Path, private_tmp: Path):
+    order: list[str] = []
+    (tmp_path / "a.ipynb").write_text("{}")
+
+    async def slow_stop(km: object) -> None:
+        await asyncio.sleep(0.2)
+        order.append("kernel stopped")
+
+    async def check() -> None:
+        ws = make_workspace(tmp_path / "a.ipynb")
+        real_cleanup = ws.cleanup
+
+        def cleanup() -> None:
+            order.append("workspace removed")
+            real_cleanup()
+
+        ws.cleanup = cleanup  # type: ignore[method-assign]
+        async with in_background() as td:
+            await td.stop_kernel(object(), ws)  # type: ignore[arg-type]
+            await remove_workspace(ws)
+            assert order == []  # handed over: nothing done yet, the caller goes on
+        assert order == ["kernel stopped", "workspace removed"]  # leaving the block waited for both
+
+    original = teardown_mod.stop_kernel
+    teardown_mod.stop_kernel = slow_stop  # type: ignore[assignment]
+    try:
+        asyncio.run(check())
+    finally:
+        teardown_mod.stop_kernel = original
+    assert list(private_tmp.iterdir()) == []
+
+
+def test_without_a_teardown_a_workspace_is_removed_at_once(tmp_path: Path, private_tmp: Path):
+    (tmp_path / "a.ipynb").write_text("{}")
+    ws = make_workspace(tmp_path / "a.ipynb")
+    asyncio.run(remove_workspace(ws))
+    assert not ws.root.exists()
+
+
+def test_the_number_of_teardowns_in_hand_is_bounded():
+    async def check() -> int:
+        td = Teardown(limit=2)
+        release = asyncio.Event()
+        running = 0
+        most = 0
+
+        async def work() -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await release.wait()
+            running -= 1
+
+        await td.later(work)
+        await td.later(work)
+        third = asyncio.ensure_future(td.later(work))
+        await asyncio.sleep(0.05)
+        assert not third.done()  # waits for room
+        release.set()
+        await third
+        await td.drain()
+        return most
+
+    assert asyncio.run(check()) == 2
+
+
+def test_a_batch_leaves_no_process_user_cgroup_or_folder(tmp_path: Path, private_tmp: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    uids: list[int] = []
+    real_hand_to = kernel.Workspace.hand_to
+
+    def hand_to(self: kernel.Workspace, uid: int) -> None:
+        uids.append(uid)
+        real_hand_to(self, uid)
+
+    monkeypatch.setattr(kernel.Workspace, "hand_to", hand_to)
+    deferred: list[str] = []
+    real_later = Teardown.later
+
+    async def later(self: Teardown, work, after=None):  # type: ignore[no-untyped-def]
+        deferred.append("handed over")
+        return await real_later(self, work, after)
+
+    monkeypatch.setattr(Teardown, "later", later)
+    src = make_flat(tmp_path / "src", [("ann", "correct"), ("bob", "hostile"), ("cy", "sign")])
+    s = grade_batch(src, ASSIGNMENT, tmp_path / "gb.sqlite", jobs=2, seed=3, cell_timeout=10)
+    assert sum(s.counts.values()) == 3
+    assert deferred  # the kernels were stopped in the background
+    with kernel._live_lock:
+        assert not kernel._live_kernels and not kernel._live_cgroups
+        assert not kernel._live_roots and not kernel._live_uids
+    assert processes_mentioning(str(private_tmp)) == []
+    left = {u for _, ids, zombie in _process_uids() if not zombie for u in ids}
+    assert uids and not left & set(uids)
+    assert [p.name for p in private_tmp.iterdir()] == []
