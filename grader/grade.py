@@ -14,6 +14,7 @@ from typing import Any
 
 from nbformat import NotebookNode
 
+from .ahead import workspace_for
 from .budget import Budget
 from .consistency import check_consistency
 from .envs import KernelEnv, ensure_assignment_env
@@ -36,7 +37,6 @@ from .kernel import (
     cleanup_all,
     interrupted,
     interruptible,
-    make_workspace,
 )
 from .labels import label_results
 from .localise import localise
@@ -203,7 +203,7 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
     planned = asyncio.ensure_future(asyncio.to_thread(_plan, asg, seed, chosen))
     planned.add_done_callback(_retrieved)
     run.stage = "preparing the working folder"
-    workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
+    workspace = workspace_for(launcher, submission.path, [asg.path(f) for f in asg.spec.files])
     modname = new_module_name()
     snapshots = Snapshots(submission.nb, asg.spec.checks)
     flags: list[Flag] = report.flags

@@ -598,9 +598,14 @@ class KernelDirs:
         }
 
 
-def make_workspace(notebook: Path, extra_files: list[Path] | None = None) -> Workspace:
-    """A fresh folder holding the notebook, the files beside it that code may use, and shipped files."""
-    ws = Workspace(Path(tempfile.mkdtemp(prefix="grader-")))
+def make_workspace(notebook: Path, extra_files: list[Path] | None = None,
+                   into: Workspace | None = None) -> Workspace:
+    """A fresh folder holding the notebook, the files beside it that code may use, and shipped files.
+
+    `into`: a workspace made earlier, still empty, whose kernel (started ahead, no code run in it
+    yet) may already own its folder: the files go there, and to that kernel's user.
+    """
+    ws = into or new_workspace()
     try:
         shutil.copyfile(notebook, ws.work / notebook.name)
         try:
@@ -620,10 +625,17 @@ def make_workspace(notebook: Path, extra_files: list[Path] | None = None) -> Wor
                 shutil.copytree(src, dest, dirs_exist_ok=True)
             else:
                 shutil.copyfile(src, dest)
+        if ws.uid is not None:
+            ws.hand_to(ws.uid)
     except BaseException:
         ws.cleanup()
         raise
     return ws
+
+
+def new_workspace() -> Workspace:
+    """A fresh, empty workspace."""
+    return Workspace(Path(tempfile.mkdtemp(prefix="grader-")))
 
 
 # ---------------------------------------------------------------- cgroups

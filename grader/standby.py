@@ -40,7 +40,7 @@ class StandbyKernel:
                 with contextlib.suppress(Exception):  # it could not be started: start one now
                     return await task
             else:  # the launcher chose another level since (a remembered one failed): not this one
-                await _stop(task)
+                await stop_started(task)
         return await self.launcher.start(workspace)
 
     def describe(self) -> dict[str, object]:
@@ -67,7 +67,7 @@ class StandbyKernel:
     async def _discard(self, task: asyncio.Task[AsyncKernelManager] | None) -> None:
         try:
             if task is not None:
-                await _stop(task)
+                await stop_started(task)
         finally:
             if not self._used:
                 self.workspace.cleanup()
@@ -78,7 +78,7 @@ class StandbyKernel:
 START_GRACE_S = 5.0
 
 
-async def _stop(task: asyncio.Task[AsyncKernelManager]) -> None:
+async def stop_started(task: asyncio.Task[AsyncKernelManager]) -> None:
     """Stop the kernel `task` starts, once it has; cancel a start that hangs."""
     done, _ = await asyncio.wait([task], timeout=START_GRACE_S)
     if not done:

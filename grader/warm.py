@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
+from .ahead import KernelsAhead
 from .kernel import (
     SANDBOX_ETC,
     SANDBOX_TMPFS_BYTES,
@@ -317,6 +318,9 @@ class WarmKernelLauncher(LocalKernelLauncher):
         # One warm parent per kernel environment: grading binds each assignment's environment
         # (`with_env`), and every submission of that environment forks from the same parent.
         self._bound: dict[str, WarmKernelLauncher] = {}
+        # Kernels kept started ahead of need (see ahead.py): none unless asked for (`ahead`).
+        self.ahead = 0
+        self._ahead: KernelsAhead | None = None
 
     def _why_cold(self) -> str:
         if not _is_root():
@@ -343,10 +347,17 @@ class WarmKernelLauncher(LocalKernelLauncher):
 
     async def start(self, workspace: Workspace) -> AsyncKernelManager:
         """A kernel forked from the warm parent; a cold one if the warm path cannot be had here."""
+        ahead = self._ahead.started(workspace) if self._ahead is not None else None
+        if ahead is not None:  # its kernel was started before the submission came
+            try:
+                km = await ahead
+                self._forked += 1
+                return km
+            except WarmSetupError:
+                pass  # started now instead, which finds the warm path gone and says why
         if self.warm:
             try:
-                await asyncio.to_thread(self.ensure_parent)  # seconds, once: not on the event loop
-                km = await super().start(workspace)
+                km = await self._fork(workspace)
                 self._forked += 1
                 return km
             except WarmSetupError as e:  # the machine's doing, before any submission code ran
@@ -355,6 +366,36 @@ class WarmKernelLauncher(LocalKernelLauncher):
         km = await super().start(workspace)
         self._cold += 1
         return km
+
+    async def _fork(self, workspace: Workspace) -> AsyncKernelManager:
+        await asyncio.to_thread(self.ensure_parent)  # seconds, once: not on the event loop
+        return await super().start(workspace)
+
+    def take_workspace(self) -> Workspace | None:
+        """An empty workspace whose kernel is already started (or starting), if kernels are kept
+        ahead (`ahead` > 0, forked only); the next one then starts (call from the event loop)."""
+        if self.ahead <= 0 or not self.warm:
+            return None
+        if self._ahead is None:
+            self._ahead = KernelsAhead(self._fork, self.ahead)
+        return self._ahead.take()
+
+    def start_ahead(self) -> None:
+        """Start the kernels kept ahead now, before the first submission asks (call from the event loop)."""
+        if self.ahead > 0 and self.warm:
+            if self._ahead is None:
+                self._ahead = KernelsAhead(self._fork, self.ahead)
+            self._ahead.fill()
+
+    async def stop_ahead(self) -> None:
+        """Stop the kernels started ahead that no submission took (this launcher's and its bound ones')."""
+        pools = [self._ahead, *(b._ahead for b in list(self._bound.values()))]
+        self._ahead = None
+        for b in list(self._bound.values()):
+            b._ahead = None
+        for pool in pools:
+            if pool is not None:
+                await pool.close()
 
     @property
     def forked(self) -> int:
@@ -412,6 +453,7 @@ class WarmKernelLauncher(LocalKernelLauncher):
                 bound = WarmKernelLauncher(limits=self.limits, python=env.python,
                                            isolation=self.requested, cgroup=self.use_cgroup)
                 bound.env = env
+                bound.ahead = self.ahead
                 self._bound[env.key] = bound
             return bound
 

@@ -191,6 +191,7 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
         from ..warm import WarmKernelLauncher
 
         with WarmKernelLauncher(isolation=settings.isolation) as warm:
+            warm.ahead = max(1, jobs_n)  # the next submissions' kernels start while these are graded
             run_local(jobs, settings, asg, book, jobs_n, on_result, warm)
         return
     todo: Iterator[Job] = iter(jobs)
@@ -217,9 +218,31 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
         with interruptible(task):
             # a graded submission's kernels stop and its folders go while the next one is graded
             async with in_background():
-                await asyncio.gather(*(worker() for _ in range(max(1, jobs_n))))
+                warming = asyncio.ensure_future(_start_ahead(launcher, asg))
+                try:
+                    await asyncio.gather(*(worker() for _ in range(max(1, jobs_n))))
+                finally:
+                    warming.cancel()
+                stop_ahead = getattr(launcher, "stop_ahead", None)
+                if callable(stop_ahead):
+                    await stop_ahead()
 
     _run_coroutine(main)
+
+
+async def _start_ahead(launcher: KernelLauncher, asg: Assignment) -> None:
+    """Start the kernels a launcher keeps ahead (and so its warm parent) at once, for the
+    assignment's environment, rather than when the first submission asks for a kernel."""
+    from ..envs import ensure_assignment_env
+    from ..grade import bind_env
+
+    try:
+        env = await asyncio.to_thread(ensure_assignment_env, asg)
+    except Exception:  # the first submission's grading reports it
+        return
+    start = getattr(bind_env(launcher, env), "start_ahead", None)
+    if callable(start):
+        start()
 
 
 def _run_coroutine(main: Callable[[], Any]) -> None:
