@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +19,7 @@ import grader.teardown as teardown_mod
 from grader.batch.run import grade_batch
 from grader.kernel import _process_uids, make_workspace
 from grader.teardown import Teardown, in_background, remove_workspace
-from tests.batch_support import ASSIGNMENT, make_flat
+from tests.batch_support import ASSIGNMENT, ROOT, make_flat
 
 from .helpers import processes_mentioning
 
@@ -122,3 +128,47 @@ def test_a_batch_leaves_no_process_user_cgroup_or_folder(tmp_path: Path, private
     left = {u for _, ids, zombie in _process_uids() if not zombie for u in ids}
     assert uids and not left & set(uids)
     assert [p.name for p in private_tmp.iterdir()] == []
+
+
+def _kernel_uids(tmp: Path) -> set[int]:
+    """The users of the kernels whose workspaces are under `tmp` now (each owns its work folder)."""
+    out = set()
+    for work in tmp.glob("grader-*/work"):
+        try:
+            out.add(work.stat().st_uid)
+        except OSError:
+            continue
+    return out - {0}
+
+
+def test_sigterm_during_a_batch_leaves_no_kernel_user_or_folder(tmp_path: Path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    src = make_flat(tmp_path / "src", [(f"t{i}", "correct") for i in range(6)])
+    db = tmp_path / "gb.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from grader.cli import main; main()", "batch", str(src), "-a", ASSIGNMENT,
+         "--db", str(db), "--jobs", "2", "--timeout", "8", "--total-timeout", "60"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    uids: set[int] = set()
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and proc.poll() is None:
+        uids |= _kernel_uids(tmp)
+        time.sleep(0.05)
+        try:
+            if db.exists() and sqlite3.connect(db).execute("SELECT count(*) FROM runs").fetchone()[0] >= 1:
+                break
+        except sqlite3.DatabaseError:
+            continue
+    uids |= _kernel_uids(tmp)
+    assert proc.poll() is None, "the batch finished before it could be stopped"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert uids  # kernels were running (the next ones' among them, started ahead)
+    left = {u for _, ids, zombie in _process_uids() if not zombie for u in ids}
+    assert not left & uids
+    assert processes_mentioning(str(tmp)) == []
+    assert [p.name for p in tmp.iterdir()] == []
