@@ -29,12 +29,10 @@ class StandbyKernel:
         self._task: asyncio.Task[AsyncKernelManager] | None = asyncio.ensure_future(
             launcher.start(workspace))
         self._task.add_done_callback(_retrieved)
-        self._used = False  # a session started a kernel here: that run removes the workspace
 
     async def start(self, workspace: Workspace) -> AsyncKernelManager:
         """The kernel started ahead, the first time; a fresh one from the launcher after that."""
         task, self._task = self._task, None
-        self._used = True
         if task is not None:
             if workspace is self.workspace and getattr(self.launcher, "level", None) == self._level:
                 with contextlib.suppress(Exception):  # it could not be started: start one now
@@ -53,14 +51,14 @@ class StandbyKernel:
         return bool(recheck()) if recheck is not None else False
 
     async def discard(self) -> None:
-        """Stop the kernel if no session took it, and remove the workspace unless a session used
-        it (its run removes it); in the background where a teardown is in use (see teardown.py)."""
+        """Stop the kernel if no session took it, and remove the workspace; in the background
+        where a teardown is in use (see teardown.py)."""
         task, self._task = self._task, None
-        if task is None and self._used:
-            return
         teardown = current()
         if teardown is None:
             await self._discard(task)
+        elif task is None:  # a session took the kernel: it stopped it
+            await teardown.remove(self.workspace)
         else:
             await teardown.later(lambda: self._discard(task))
 
@@ -69,8 +67,7 @@ class StandbyKernel:
             if task is not None:
                 await stop_started(task)
         finally:
-            if not self._used:
-                self.workspace.cleanup()
+            self.workspace.cleanup()
 
 
 # A start is quick (the process is spawned); one that takes longer than this is hung, and is

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 
@@ -33,6 +34,7 @@ class Teardown:
         self._room = asyncio.Semaphore(limit)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stops: dict[int, list[asyncio.Task[None]]] = {}  # id(workspace) -> its kernels' stops
+        self._removed: weakref.WeakValueDictionary[int, Workspace] = weakref.WeakValueDictionary()
 
     async def later(self, work: Callable[[], Awaitable[None]],
                     after: list[asyncio.Task[None]] | None = None) -> asyncio.Task[None]:
@@ -63,7 +65,11 @@ class Teardown:
         self._stops.setdefault(id(workspace), []).append(task)
 
     async def remove(self, workspace: Workspace) -> None:
-        """Remove `workspace` in the background, once its kernels handed over here are stopped."""
+        """Remove `workspace` in the background, once its kernels handed over here are stopped
+        (once: asked again, nothing more is done)."""
+        if self._removed.get(id(workspace)) is workspace:
+            return
+        self._removed[id(workspace)] = workspace
         stops = self._stops.pop(id(workspace), [])
 
         async def cleanup() -> None:

@@ -72,6 +72,30 @@ def test_without_a_teardown_a_workspace_is_removed_at_once(tmp_path: Path, priva
     assert not ws.root.exists()
 
 
+def test_a_workspace_handed_over_twice_is_removed_once(tmp_path: Path, private_tmp: Path):
+    (tmp_path / "a.ipynb").write_text("{}")
+    removed: list[str] = []
+
+    async def check() -> None:
+        ws = make_workspace(tmp_path / "a.ipynb")
+        real_cleanup = ws.cleanup
+
+        def cleanup() -> None:
+            removed.append(ws.root.name)
+            real_cleanup()
+
+        ws.cleanup = cleanup  # type: ignore[method-assign]
+        async with in_background():
+            await remove_workspace(ws)
+            await remove_workspace(ws)  # (the re-run removes its workspace, then its standby too)
+        async with in_background():
+            await remove_workspace(ws)  # another teardown knows nothing of it: removed again (a no-op)
+
+    asyncio.run(check())
+    assert len(removed) == 2
+    assert list(private_tmp.iterdir()) == []
+
+
 def test_the_number_of_teardowns_in_hand_is_bounded():
     async def check() -> int:
         td = Teardown(limit=2)
