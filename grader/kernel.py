@@ -1216,18 +1216,11 @@ class LocalKernelLauncher:
 
     async def start(self, workspace: Workspace) -> AsyncKernelManager:
         """Start a kernel in fresh, read-only start-up folders (the prelude then enters the work folder)."""
-        kdirs = workspace.new_kernel_dirs()
-        cgroup = None
-        self.cgroup_note = ""
-        if self.use_cgroup:
-            cgroup, self.cgroup_note = Cgroup.create(self.limits)
-            if cgroup is not None:
-                _track(_live_cgroups, id(cgroup), cgroup)
-        else:
-            self.cgroup_note = "not requested"
+        # folders, cgroup and user are made with blocking calls (a scan of every process among
+        # them): in a thread, so that the kernels already running are not held up meanwhile
+        kdirs, cgroup, self.cgroup_note = await asyncio.to_thread(self._prepare, workspace)
         self.last_cgroup = cgroup
-        if _is_root():  # the kernel runs as a user of its own, never as root
-            workspace.hand_to(workspace.uid if workspace.uid is not None else fresh_kernel_uid())
+        if workspace.uid is not None:
             self.last_uid = workspace.uid
         context = zmq.asyncio.Context()
         context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
@@ -1266,6 +1259,18 @@ class LocalKernelLauncher:
         if proc is not None:
             _track(_live_kernels, proc.pid, getattr(km.provisioner, "pgid", None) or proc.pid)
         return km
+
+    def _prepare(self, workspace: Workspace) -> tuple[KernelDirs, Cgroup | None, str]:
+        """A kernel's fresh start-up folders, its cgroup (or why none) and, as root, its user."""
+        kdirs = workspace.new_kernel_dirs()
+        cgroup, note = None, "not requested"
+        if self.use_cgroup:
+            cgroup, note = Cgroup.create(self.limits)
+            if cgroup is not None:
+                _track(_live_cgroups, id(cgroup), cgroup)
+        if _is_root():  # the kernel runs as a user of its own, never as root
+            workspace.hand_to(workspace.uid if workspace.uid is not None else fresh_kernel_uid())
+        return kdirs, cgroup, note
 
     def provisioner_for(self, km: AsyncKernelManager, workspace: Workspace,
                         cgroup: Cgroup | None) -> Any:
@@ -1367,15 +1372,37 @@ async def stop_kernel(km: AsyncKernelManager) -> None:
     pgid = getattr(provisioner, "pgid", None) if provisioner is not None else None
     proc = getattr(provisioner, "process", None) if provisioner is not None else None
     pid = getattr(proc, "pid", None)
-    descendants: list[psutil.Process] = []
-    if pid:
-        with contextlib.suppress(psutil.Error):
-            descendants = psutil.Process(pid).children(recursive=True)
+    # Scanning processes and waiting for them to die block: in a thread, not on the event loop
+    # (other kernels are being run meanwhile); shielded, so that it is never cut short.
+    descendants = await asyncio.shield(asyncio.to_thread(_descendants, pid)) if pid else []
     try:
         if km.has_kernel:
             await km.shutdown_kernel(now=True)
     except Exception:  # already gone: nothing to stop
         pass
+    await asyncio.shield(asyncio.to_thread(_kill_all, km, pid, pgid, descendants))
+    try:
+        pending = km.cleanup_resources()
+        if inspect.isawaitable(pending):
+            await pending
+    except Exception:
+        pass
+    with contextlib.suppress(Exception):
+        km.context.destroy(linger=0)
+    release = getattr(provisioner, "release", None)
+    if callable(release):  # last: until now the kernel's pid may still be signalled
+        release()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    with contextlib.suppress(psutil.Error):
+        return psutil.Process(pid).children(recursive=True)
+    return []
+
+
+def _kill_all(km: AsyncKernelManager, pid: int | None, pgid: int | None,
+              descendants: list[psutil.Process]) -> None:
+    """Kill a stopped kernel's process tree, what left it, its cgroup and its user's processes."""
     if pid:
         _kill_tree(pid, pgid)
         _track(_live_kernels, pid, remove=True)
@@ -1388,17 +1415,6 @@ async def stop_kernel(km: AsyncKernelManager) -> None:
     uid = getattr(km, "grader_uid", None)
     if isinstance(uid, int):  # whatever left the process group, the tree and the cgroup: by its user
         kill_user(uid)
-    try:
-        pending = km.cleanup_resources()
-        if inspect.isawaitable(pending):
-            await pending
-    except Exception:
-        pass
-    with contextlib.suppress(Exception):
-        km.context.destroy(linger=0)
-    release = getattr(provisioner, "release", None)
-    if callable(release):  # last: until now the kernel's pid may still be signalled
-        release()
 
 
 def exit_cause(km: AsyncKernelManager | None) -> str:

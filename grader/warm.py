@@ -353,8 +353,8 @@ class WarmKernelLauncher(LocalKernelLauncher):
                 km = await ahead
                 self._forked += 1
                 return km
-            except WarmSetupError:
-                pass  # started now instead, which finds the warm path gone and says why
+            except Exception:  # (e.g. the warm path is gone): started now instead, which says why
+                pass
         if self.warm:
             try:
                 km = await self._fork(workspace)

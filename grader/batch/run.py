@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import sys
 import tempfile
+import threading
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -230,6 +231,19 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
     _run_coroutine(main)
 
 
+def _preload_reference(asg: Assignment) -> None:
+    """Import the assignment's reference (and torch, seconds of it) in the background now, while
+    the source is read and the first kernels start, rather than when the first submission needs
+    its expected values."""
+    def load() -> None:
+        from ..expected import Reference
+
+        with contextlib.suppress(Exception):  # the first submission's grading reports it
+            Reference(asg)
+
+    threading.Thread(target=load, name="grader-preload", daemon=True).start()
+
+
 async def _start_ahead(launcher: KernelLauncher, asg: Assignment) -> None:
     """Start the kernels a launcher keeps ahead (and so its warm parent) at once, for the
     assignment's environment, rather than when the first submission asks for a kernel."""
@@ -387,6 +401,8 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
     from .sources import collect
 
     asg = assignment if isinstance(assignment, Assignment) else find_assignment(str(assignment))
+    if not scheduler:
+        _preload_reference(asg)
     book = Gradebook(Path(db))
     try:
         held = book.meta("assignment")
