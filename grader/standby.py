@@ -73,6 +73,7 @@ class StandbyKernel:
 # A start is quick (the process is spawned); one that takes longer than this is hung, and is
 # cancelled: a launcher stops whatever it had started when its start is cancelled.
 START_GRACE_S = 5.0
+CANCEL_GRACE_S = 60.0
 
 
 async def stop_started(task: asyncio.Task[AsyncKernelManager]) -> None:
@@ -80,7 +81,8 @@ async def stop_started(task: asyncio.Task[AsyncKernelManager]) -> None:
     done, _ = await asyncio.wait([task], timeout=START_GRACE_S)
     if not done:
         task.cancel()
-        await asyncio.wait([task], timeout=START_GRACE_S)
+        # a cancelled start stops what it had started: on a busy machine that takes its time
+        await asyncio.wait([task], timeout=CANCEL_GRACE_S)
         if not task.done():
             return  # a launcher that ignores cancellation: nothing more can be done from here
     if task.cancelled() or task.exception() is not None:
