@@ -474,6 +474,15 @@ def fill(asg: Assignment, live: Any, size: int | None = None, stop: threading.Ev
         return len(have)
 
 
+def prepare(asg: Assignment, size: int | None = None) -> int:
+    """Fill the assignment's pool now (waiting for a grader that is filling it); the entries it holds."""
+    from .expected import Reference
+
+    if pool_folder(asg) is None:
+        raise OSError("there is no cache folder (set $NNGRADER_CACHE_DIR)")
+    return fill(asg, Reference(asg), size, wait=True)
+
+
 class Builder:
     """Fills an incomplete pool in a background thread while a grade runs; stopped when it ends."""
 
