@@ -410,9 +410,16 @@ def record(asg: Assignment, live: Any, seed: int, stop: threading.Event | None =
     return rec.entry(key, seed)
 
 
+def _private(folder: Path) -> None:
+    # entries hold hidden inputs and their answers: only the grader's user may open them
+    # (mkstemp's files are 0600 already)
+    folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, exist_ok=True)
+
+
 def write_entry(folder: Path, entry: Entry) -> Path:
     """Write an entry atomically (temporary file in the same folder, then rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    _private(folder)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".entry")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -431,7 +438,7 @@ def locked(folder: Path, wait: bool) -> Iterator[bool]:
     """Hold the pool folder's build lock (True), or, without `wait`, say it is taken (False)."""
     import fcntl
 
-    folder.mkdir(parents=True, exist_ok=True)
+    _private(folder)
     with open(folder / ".lock", "a+b") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
