@@ -395,6 +395,8 @@ def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool) -> 
             _fail(f"{name}: cannot build its pool ({e.strerror or e})")
         except pool.Unpoolable as e:
             _fail(f"{name}: its reference gives values a pool cannot hold ({e}); grades compute them live")
+        except Exception as e:  # the reference failed on a hidden input: the instructor's to fix
+            _fail(f"{name}: cannot build its pool: the reference failed: {type(e).__name__}: {e}")
 
 
 main.add_command(env_group)

@@ -130,6 +130,9 @@ def test_a_pool_has_hundreds_of_random_seeds_and_a_run_draws_one(cache, monkeypa
     drawn = {pool.choose_seed(asg) for _ in range(200)}
     assert {s for s, _ in drawn} == seeds  # every entry can be drawn, nothing else is
     assert not any(incomplete for _, incomplete in drawn)
+    folder = pool.pool_folder(asg)  # hidden inputs and answers: the grader's user only
+    assert folder.stat().st_mode & 0o777 == 0o700 and folder.parent.stat().st_mode & 0o777 == 0o700
+    assert all((folder / f"{s}.entry").stat().st_mode & 0o777 == 0o600 for s in seeds)
     # seeds come from the system's randomness: another cache's pool has others
     monkeypatch.setenv("NNGRADER_CACHE_DIR", str(cache.parent / "other"))
     pool.fill(asg, live)
