@@ -470,6 +470,7 @@ def fill(asg: Assignment, live: Any, size: int | None = None, stop: threading.Ev
     with locked(folder, wait) as mine:
         if not mine:
             return len(entry_seeds(folder))
+        _remove_leftovers(folder)
         have = set(entry_seeds(folder))
         while len(have) < size:
             if stop is not None and stop.is_set():
@@ -494,6 +495,16 @@ def prepare(asg: Assignment, size: int | None = None) -> int:
     if pool_folder(asg) is None:
         raise OSError("there is no cache folder (set $NNGRADER_CACHE_DIR)")
     return fill(asg, Reference(asg), size, wait=True)
+
+
+def _remove_leftovers(folder: Path, age: float = 3600.0) -> None:
+    """Temporary files of builders killed while writing (an hour old: no live builder's)."""
+    import time
+
+    for p in folder.glob(".tmp-*"):
+        with contextlib.suppress(OSError):
+            if time.time() - p.stat().st_mtime > age:
+                p.unlink()
 
 
 class Builder:
