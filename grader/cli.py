@@ -367,6 +367,38 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.command("prepare")
+@click.argument("assignments", nargs=-1)
+@click.option("--size", type=click.IntRange(min=1), default=None,
+              help="Entries per pool (default: $NNGRADER_POOL_SIZE, else 256).")
+@click.option("--clear", is_flag=True, help="Remove the pools instead.")
+def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool) -> None:
+    """Precompute the pools of hidden runs that let `grade` start without torch (default: every known assignment)."""
+    from . import pool
+    from .spec import find_assignment, known_assignments
+
+    names = list(assignments) or sorted(known_assignments())
+    if clear and not assignments:
+        click.echo(f"removed {pool.clear()} pool folder(s)")
+        return
+    for name in names:
+        try:
+            asg = find_assignment(name)
+            if clear:
+                click.echo(f"{asg.id}: removed {pool.clear(asg)} pool folder(s)")
+            else:
+                n = pool.prepare(asg, size)
+                click.echo(f"{asg.id}: {n} entries in {pool.pool_folder(asg)}")
+        except GraderError as e:
+            _fail(str(e))
+        except OSError as e:
+            _fail(f"{name}: cannot build its pool ({e.strerror or e})")
+        except pool.Unpoolable as e:
+            _fail(f"{name}: its reference gives values a pool cannot hold ({e}); grades compute them live")
+        except Exception as e:  # the reference failed on a hidden input: the instructor's to fix
+            _fail(f"{name}: cannot build its pool: the reference failed: {type(e).__name__}: {e}")
+
+
 main.add_command(env_group)
 draft.register(main)  # `grade new`
 from .batch.cli import register as _register_batch  # noqa: E402  (after `main` exists)

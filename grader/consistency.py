@@ -18,7 +18,7 @@ import numpy as np
 
 from .compare import align, numeric
 from .execute import Session
-from .expected import Reference
+from .expected import ReferenceLike
 from .inputs import rng_for
 from .judge import select_part
 from .plan import CheckPlan, Target, Trial
@@ -92,7 +92,7 @@ def _student_gradient(value: Value, target: Target, base: np.ndarray, expected: 
 
 
 async def check_consistency(
-    session: Session, modname: str, plans: list[CheckPlan], results: list[CheckResult], reference: Reference, seed: int
+    session: Session, modname: str, plans: list[CheckPlan], results: list[CheckResult], reference: ReferenceLike, seed: int
 ) -> None:
     """Add consistency findings to the failing gradient targets of checks that declare `consistency`."""
     by_id = {r.id: r for r in results}
@@ -135,7 +135,7 @@ def _explain(
 
 
 async def _verdicts(
-    session: Session, modname: str, p: CheckPlan, cons: Consistency, failing: list[Target], reference: Reference, seed: int
+    session: Session, modname: str, p: CheckPlan, cons: Consistency, failing: list[Target], reference: ReferenceLike, seed: int
 ) -> tuple[dict[str, bool], bool]:
     """Target id -> whether the student's gradient matches finite differences on every trial; and
     whether the student's own loss function was used."""
@@ -206,7 +206,7 @@ def _forward_item(item_id: str, cons: Consistency, args: list[Any], moved: dict[
     return ProbeItem(item_id, "function", names, args, cons.forward_args)
 
 
-def _loss(ans: Answer | None, trial: Trial, cons: Consistency, reference: Reference, use_loss: bool) -> float | None:
+def _loss(ans: Answer | None, trial: Trial, cons: Consistency, reference: ReferenceLike, use_loss: bool) -> float | None:
     if ans is None or ans.value.kind in ("error", "missing", "not_callable"):
         return None
     if use_loss:

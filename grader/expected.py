@@ -12,12 +12,22 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from .errors import SpecError
 from .spec import SPEC_FILE, Assignment
+
+
+class ReferenceLike(Protocol):
+    """What planning and judging ask of a reference: the live one, or one replayed from a pool."""
+
+    def call(self, name: str, args: list[Any]) -> Any:
+        """A reference function's result on these arguments, as float64 numpy values."""
+
+    def function(self, name: str) -> Callable[..., Any]:
+        """A reference function by name."""
 
 
 class Reference:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 import traceback
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from .execute import (
     tolerant_imports,
     unrun_definitions,
 )
-from .expected import Reference
+from .expected import Reference, ReferenceLike
 from .imports import forbidden_imports
 from .judge import judge
 from .kernel import (
@@ -43,6 +42,7 @@ from .localise import localise
 from .notebook import Submission, read_submission
 from .options import CELL_TIMEOUT, TOTAL_TIMEOUT
 from .plan import CheckPlan, plan, probe_items
+from .pool import Builder, PooledReference, choose_seed, read_entry
 from .probe import Answer, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
@@ -139,7 +139,8 @@ async def grade_notebook_async(
     submission = read_submission(path)
     asg = resolve_assignment(assignment, submission)
     chosen = select_checks(asg, checks, public_only)
-    seed = secrets.randbits(32) if seed is None else int(seed)
+    # a run without a seed draws one from the assignment's pool, whose entries need no torch
+    seed, fill_pool = choose_seed(asg) if seed is None else (int(seed), False)
     report = Report(
         assignment=assignment_info(asg),
         submission={"path": str(submission.path), "sha256": submission.sha256},
@@ -151,7 +152,8 @@ async def grade_notebook_async(
     env = await asyncio.to_thread(ensure_assignment_env, asg)
     report.environment = env.describe()
     launcher = bind_env(launcher or LocalKernelLauncher(), env)
-    run = _Run(launcher, asg.spec.policy.cell_timeout or cell_timeout, total_timeout, checks=chosen)
+    run = _Run(launcher, asg.spec.policy.cell_timeout or cell_timeout, total_timeout, checks=chosen,
+               pool=Builder(asg) if fill_pool else None)
     try:
         await _grade(report, run, submission, asg)
     except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
@@ -182,6 +184,7 @@ class _Run:
     stage: str = "planning the checks"
     session: Session | None = None
     checks: list[Check] | None = None  # the checks to grade (None: all)
+    pool: Builder | None = None  # fills the assignment's incomplete pool while this run lasts
 
 
 async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignment) -> None:
@@ -190,6 +193,8 @@ async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignm
     try:
         await _stages(report, run, submission, asg, standby)
     finally:
+        if run.pool is not None:  # entries written so far stay; the next run goes on
+            run.pool.stop()
         if standby is not None:  # not taken (no re-run needed, or a failure before it): stopped
             await standby.discard()
 
@@ -198,9 +203,9 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
                   standby: StandbyKernel | None) -> None:
     launcher, cell_timeout, total_timeout, seed = run.launcher, run.cell_timeout, run.total_timeout, report.seed
     chosen = asg.spec.checks if run.checks is None else run.checks
-    # torch, the reference and the expected values load in a thread while the kernel starts and
-    # runs the notebook: none of it enters the kernel, and importing torch takes longer than that
-    planned = asyncio.ensure_future(asyncio.to_thread(_plan, asg, seed, chosen))
+    # the expected values come from the pool, or (torch, the reference) load in a thread while
+    # the kernel starts and runs the notebook: none of it enters the kernel
+    planned = asyncio.ensure_future(asyncio.to_thread(_plan, asg, seed, chosen, run.pool))
     planned.add_done_callback(_retrieved)
     run.stage = "preparing the working folder"
     workspace = workspace_for(launcher, submission.path, [asg.path(f) for f in asg.spec.files])
@@ -270,10 +275,19 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
     report.score = total(results, flags, asg.spec.policy, report.max_score)
 
 
-def _plan(asg: Assignment, seed: int, checks: list[Check]) -> tuple[Reference, list[CheckPlan]]:
-    """The reference (importing torch) and the graded checks' inputs and expected values."""
+def _plan(asg: Assignment, seed: int, checks: list[Check],
+          pool: Builder | None = None) -> tuple[ReferenceLike, list[CheckPlan]]:
+    """The reference and the graded checks' inputs and expected values: from the pool's entry for
+    `seed` if it has one, else computed live (importing torch), `pool` then filling the pool."""
+    entry = read_entry(asg, seed)
+    if entry is not None:
+        pooled = PooledReference(asg, entry, lambda: Reference(asg))
+        return pooled, plan(asg, pooled, seed, checks)
     reference = Reference(asg)
-    return reference, plan(asg, reference, seed, checks)
+    plans = plan(asg, reference, seed, checks)
+    if pool is not None:
+        pool.start(reference)
+    return reference, plans
 
 
 def _retrieved(future: asyncio.Future[Any]) -> None:

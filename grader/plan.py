@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .expected import Reference, select
+from .expected import ReferenceLike, select
 from .inputs import Inputs, draw, rng_for
 from .probe import RESULT, ProbeItem
 from .spec import RESULT_ARG, Assignment, Check, Intermediate, Part
@@ -112,7 +112,7 @@ def targets_of(check: Check) -> list[Target]:
     ]
 
 
-def plan_check(assignment: Assignment, reference: Reference, check: Check, seed: int) -> CheckPlan:
+def plan_check(assignment: Assignment, reference: ReferenceLike, check: Check, seed: int) -> CheckPlan:
     """Draw the inputs of every trial and compute the expected values with the reference."""
     input_set = assignment.spec.inputs[check.inputs]
     generator = reference.function(input_set.generator) if input_set.generator else None
@@ -162,7 +162,7 @@ def plan_check(assignment: Assignment, reference: Reference, check: Check, seed:
 
 
 def side_trial(
-    assignment: Assignment, reference: Reference, check: Check, targets: list[Target], set_name: str, names: list[str], seed: int
+    assignment: Assignment, reference: ReferenceLike, check: Check, targets: list[Target], set_name: str, names: list[str], seed: int
 ) -> Trial:
     """One unscored trial of a check on another input set (its args taken by position from `names`)."""
     input_set = assignment.spec.inputs[set_name]
@@ -181,7 +181,7 @@ def side_trial(
 MAX_IGNORED_ARGS = 6  # beyond this, only "ignores every argument" is tried
 
 
-def add_ignoring(reference: Reference, check: Check, targets: list[Target], trial: Trial, given: Trial) -> None:
+def add_ignoring(reference: ReferenceLike, check: Check, targets: list[Target], trial: Trial, given: Trial) -> None:
     """What the reference gives when some arguments are taken from the given sample instead of the trial.
 
     A function that ignores those arguments (and reads the notebook's variables or typed-in
@@ -203,7 +203,7 @@ def add_ignoring(reference: Reference, check: Check, targets: list[Target], tria
             continue
 
 
-def add_variants(assignment: Assignment, reference: Reference, check: Check, targets: list[Target], trial: Trial) -> None:
+def add_variants(assignment: Assignment, reference: ReferenceLike, check: Check, targets: list[Target], trial: Trial) -> None:
     """Compute, per target, the value each declared wrong variant gives on this trial's inputs."""
     for variant in assignment.spec.variants:
         if variant.checks and check.id not in variant.checks:
@@ -241,7 +241,7 @@ def reference_args(check: Check) -> list[str]:
     return reference_args_of(check.kind, check.args, check.state, check.reference_args)
 
 
-def _behaviour_trial(reference: Reference, check: Check, t: int, inputs: Inputs, args: list[Any]) -> Trial:
+def _behaviour_trial(reference: ReferenceLike, check: Check, t: int, inputs: Inputs, args: list[Any]) -> Trial:
     """A train-then-predict trial: the expected value is the accuracy the reference reaches."""
     then_args = [RESULT if a == RESULT_ARG else inputs[a] for a in check.then_args]
     assert check.labels is not None
@@ -260,7 +260,7 @@ def class_labels(y: np.ndarray) -> np.ndarray:
     return y.reshape(-1)
 
 
-def plan(assignment: Assignment, reference: Reference, seed: int,
+def plan(assignment: Assignment, reference: ReferenceLike, seed: int,
          checks: list[Check] | None = None) -> list[CheckPlan]:
     """Plans for the given checks (default: every check of the assignment); only these are drawn."""
     chosen = assignment.spec.checks if checks is None else checks

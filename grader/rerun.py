@@ -12,10 +12,11 @@ does not follow the fresh sample is flagged `hardcoded`.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import functools
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,8 @@ from .compare import compare, numeric
 from .consistency import ask
 from .diagnose import hardcoded_variable
 from .execute import NOT_RUN, ExecutionRecord, Session, execute
-from .expected import Reference, select
-from .inputs import draw, rng_for
+from .expected import ReferenceLike, select
+from .inputs import Inputs, draw, rng_for
 from .judge import is_answer, select_part
 from .kernel import KernelLauncher, make_workspace
 from .notebook import Submission, parse_cell
@@ -351,7 +352,7 @@ def assignment_source(values: dict[str, Any]) -> str:
 async def rerun_given(
     submission: Submission,
     asg: Assignment,
-    reference: Reference,
+    reference: ReferenceLike,
     plans: list[CheckPlan],
     results: list[CheckResult],
     launcher: KernelLauncher,
@@ -379,12 +380,7 @@ async def rerun_given(
     ]
     if not watched:
         return
-    given_set = spec.inputs[spec.rerun.inputs]
-    given = draw(given_set, rng_for(seed, "rerun", "given"), 0)
-    fresh_set = spec.inputs[spec.rerun.fresh]
-    generator = reference.function(fresh_set.generator) if fresh_set.generator else None
-    fresh = draw(fresh_set, rng_for(seed, "rerun"), 0, generator)
-    values = {n: fresh[n] for n in given_set.variables if n in fresh and n in given}
+    given, fresh, values = rerun_samples(asg, reference, seed)
     try:
         answers, why, tampered = await _rerun(submission, asg, plans, watched, by_id, launcher, cell_timeout,
                                               budget, {n: given[n] for n in values}, values, standby,
@@ -404,14 +400,51 @@ async def rerun_given(
             _judge_rerun(asg, reference, plans, p, target, by_id[target.id], answers, why, values, fresh)
 
 
+def rerun_samples(asg: Assignment, reference: ReferenceLike, seed: int) -> tuple[Inputs, Inputs, Inputs]:
+    """The re-run's given sample, its fresh sample, and the fresh values of the given sample's variables."""
+    spec = asg.spec
+    assert spec.rerun is not None
+    given_set = spec.inputs[spec.rerun.inputs]
+    given = draw(given_set, rng_for(seed, "rerun", "given"), 0)
+    fresh_set = spec.inputs[spec.rerun.fresh]
+    generator = reference.function(fresh_set.generator) if fresh_set.generator else None
+    fresh = draw(fresh_set, rng_for(seed, "rerun"), 0, generator)
+    return given, fresh, {n: fresh[n] for n in given_set.variables if n in fresh and n in given}
+
+
+def prepare_rerun(asg: Assignment, reference: ReferenceLike, plans: list[CheckPlan], seed: int) -> None:
+    """Ask the reference everything a re-run with this seed may need, whatever the notebook answers
+    (a pool entry records it, so that grading needs no torch)."""
+    spec = asg.spec
+    if spec.rerun is None:
+        return
+    candidates = [p for p in plans if p.check.kind == "variable" and p.check.inputs == spec.rerun.inputs]
+    if not candidates:
+        return
+    _, fresh, values = rerun_samples(asg, reference, seed)
+    for p in candidates:
+        for target in p.targets:
+            key = target.part.key if target.part is not None else p.check.part
+            with contextlib.suppress(Exception):  # (the run raises it too, from the recorded answer)
+                _expected_on(reference, p, key, values, fresh)
+            for _ in _mixed_values(reference, p, key, values, fresh):
+                pass
+        _mistakes_on(asg, reference, p, fresh)
+
+
+def _expected_on(reference: ReferenceLike, p: CheckPlan, key: Any, values: Inputs, fresh: Inputs) -> np.ndarray:
+    """The expected value of a variable on the fresh sample."""
+    return select(reference.call(p.check.reference, [values.get(a, fresh.get(a)) for a in p.check.args]), key)
+
+
 def _judge_rerun(
-    asg: Assignment, reference: Reference, plans: list[CheckPlan], p: CheckPlan, target: Any, result: CheckResult,
+    asg: Assignment, reference: ReferenceLike, plans: list[CheckPlan], p: CheckPlan, target: Any, result: CheckResult,
     answers: dict[str, Answer], why: str, values: dict[str, Any], fresh: dict[str, Any],
 ) -> None:
     """Flag (or note on) one target whose re-run value does not follow the fresh sample `values`."""
     names, policy = list(values), asg.spec.policy
     key = target.part.key if target.part is not None else p.check.part
-    expected = select(reference.call(p.check.reference, [values.get(a, fresh.get(a)) for a in p.check.args]), key)
+    expected = _expected_on(reference, p, key, values, fresh)
     ans = answers.get(p.check.id)
     if ans is None or ans.found is None or not is_answer(ans.value, target, expected):
         _flag(result, _not_following(target.label, names, ans, why), policy.hardcoded_scores_zero)
@@ -603,13 +636,19 @@ def _own_function(fp: CheckPlan | None, target: Any, key: Any, part: Any, ans: A
     return False
 
 
-def _known_mistake(asg: Assignment, reference: Reference, p: CheckPlan, target: Any, part: Any,
+def _known_mistake(asg: Assignment, reference: ReferenceLike, p: CheckPlan, target: Any, part: Any,
                    fresh: dict[str, Any]) -> bool:
     """Whether a re-run value is what one of the spec's common mistakes gives on the fresh sample."""
+    return any(compare(part, value, target.rtol, target.atol, target.allow_transpose).ok
+               for value in _mistakes_on(asg, reference, p, fresh).get(target.id, {}).values())
+
+
+def _mistakes_on(asg: Assignment, reference: ReferenceLike, p: CheckPlan,
+                 fresh: dict[str, Any]) -> dict[str, dict[str, np.ndarray]]:
+    """Per target, what each of the spec's common mistakes gives on the fresh sample."""
     trial = Trial(0, fresh, [fresh[a] for a in p.check.args])
     add_variants(asg, reference, p.check, p.targets, trial)
-    return any(compare(part, value, target.rtol, target.atol, target.allow_transpose).ok
-               for value in trial.variants.get(target.id, {}).values())
+    return trial.variants
 
 
 def _unexplained(result: CheckResult, label: str, names: list[str]) -> None:
@@ -630,13 +669,25 @@ def _graded_after(result: CheckResult) -> str:
 
 
 def _stale_inputs(
-    reference: Reference, p: CheckPlan, target: Any, key: Any, part: Any, values: dict[str, Any], fresh: dict[str, Any]
+    reference: ReferenceLike, p: CheckPlan, target: Any, key: Any, part: Any, values: dict[str, Any],
+    fresh: dict[str, Any],
 ) -> list[str] | None:
     """The fewest inputs whose given-sample values, kept instead of the fresh ones, explain the variable."""
     args = list(p.check.args)
+    for subset, value in _mixed_values(reference, p, key, values, fresh):
+        if compare(part, value, target.rtol, target.atol, target.allow_transpose).ok:
+            return [args[i] for i in subset]
+    return None
+
+
+def _mixed_values(
+    reference: ReferenceLike, p: CheckPlan, key: Any, values: dict[str, Any], fresh: dict[str, Any]
+) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """The variable's value with some inputs kept at their given-sample values, fewest kept first."""
+    args = list(p.check.args)
     given = p.trials[0].inputs
     if len(args) > MAX_IGNORED_ARGS:
-        return None
+        return
     for k in range(1, len(args)):
         for subset in itertools.combinations(range(len(args)), k):
             mixed = [given[a] if i in subset else values.get(a, fresh.get(a)) for i, a in enumerate(args)]
@@ -644,9 +695,7 @@ def _stale_inputs(
                 value = select(reference.call(p.check.reference, mixed), key)
             except Exception:  # shapes that do not mix: this subset explains nothing
                 continue
-            if compare(part, value, target.rtol, target.atol, target.allow_transpose).ok:
-                return [args[i] for i in subset]
-    return None
+            yield subset, value
 
 
 def _flag(result: CheckResult, diagnosis: Any, scores_zero: bool) -> None:
