@@ -120,6 +120,8 @@ def test_dying_worker_loses_and_duplicates_nothing(cluster, submissions, tmp_pat
                                       cluster["address"]], db)
     assert proc.poll() is None, "the batch finished before a worker could be killed"
     victim = cluster["workers"][0]
+    warm = [p for p in psutil.Process(victim.pid).children(recursive=True)
+            if any(WARM_PARENT in a for a in p.cmdline())]
     os.kill(victim.pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 3, err  # (the broken and hostile notebooks)
@@ -129,6 +131,9 @@ def test_dying_worker_loses_and_duplicates_nothing(cluster, submissions, tmp_pat
     reference = tmp_path / "local.sqlite"
     grade_batch(submissions, ASSIGNMENT, reference, jobs=2, seed=77, cell_timeout=10, total_timeout=60)
     assert rows == current(reference)
+    # the killed worker's warm parent and what was forked from it went with it
+    assert bool(warm) == WARM
+    assert not [p for p in warm if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
 
 
 def test_unreachable_scheduler_is_one_line(submissions, tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from grader import leftovers
-from grader.kernel import KERNEL_UID_BASE, _is_root
+from grader.kernel import KERNEL_UID_BASE, Cgroup, Limits, _is_root, fresh_kernel_uid
 from tests.batch_support import ASSIGNMENT, make_flat
 
 from .helpers import ADVERSARIAL, GRADE, clean_env, processes_mentioning
@@ -72,6 +72,27 @@ def test_a_folder_of_another_user_is_not_swept(tmp_path: Path) -> None:
     os.chown(d, KERNEL_UID_BASE + 7, KERNEL_UID_BASE + 7)  # (a kernel user could make such a name)
     assert leftovers.sweep_folders(tmp_path) == []
     assert d.is_dir()
+
+
+@pytest.mark.skipif(not _is_root(), reason="kernel users exist only when the grader runs as root")
+def test_a_dead_workspace_takes_its_kernel_user_with_it(tmp_path: Path) -> None:
+    uid = fresh_kernel_uid()
+    ws = tmp_path / f"grader-{_dead_process_tag()}-wwww"
+    (ws / "work").mkdir(parents=True)
+    os.chown(ws / "work", uid, uid)  # as hand_to gives it to the kernel's user
+    escaped = subprocess.Popen(["sleep", "300"], user=uid, group=uid, extra_groups=[],
+                               start_new_session=True)  # a process of that user that outlived its kernel
+    planted = Path("/dev/shm") / f"left-by-{uid}"
+    planted.write_text("x")
+    os.chown(planted, uid, uid)
+    try:
+        assert [p.name for p in leftovers.sweep_folders(tmp_path)] == [ws.name]
+        assert escaped.wait(timeout=30) == -signal.SIGKILL
+        assert not planted.exists() and not ws.exists()
+    finally:
+        if escaped.poll() is None:
+            escaped.kill()
+        planted.unlink(missing_ok=True)
 
 
 def test_this_process_names_its_folders_with_itself() -> None:
@@ -132,6 +153,10 @@ def test_a_killed_batch_is_swept_by_the_next_run_but_a_live_grader_is_not(tmp_pa
         assert any(n.startswith(f"grader-batch-{tag}-") for n in left), left  # its staging folders
         assert any(n.startswith(f"grader-batch-src-{tag}-") for n in left), left
         cgroups = _cgroups_of(tag)
+        cg, _ = Cgroup.create(Limits())
+        if cg is not None:  # cgroups work here: the killed run's kernels had theirs
+            cg.destroy()
+            assert cgroups
         again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
         assert again.returncode == 3, again.stderr  # (the hanging ones time out)
         assert [p.name for p in tmp.iterdir() if tag in p.name] == []  # all swept
