@@ -5,14 +5,15 @@ SIGKILL (or by the machine's out-of-memory killer) cannot. Its kernels die with 
 bound to it), but its temporary folders stay, and so do its kernels' empty cgroups and, in the
 worst case, a process of a kernel user that escaped its kernel (a `process` level only).
 
-So each such folder and cgroup is named with its owner: the grader process's pid and its start
-time in clock ticks since boot (`<kind><pid>-<ticks>-<random>`), which together name one
-process for the machine's whole uptime. The next grader to start sweeps those whose owner is no
-longer alive: it kills what still runs as the folder's kernel user, removes that user's files in
-the shared temporary folders, removes the folder, and kills and removes the cgroup. A folder of a
-live grader (another `grade` running at the same time) is never touched; neither is one it cannot
-name the owner of (made by another program, or by an older grader), one that is not a plain
-folder, or one that is not the grader's own user's.
+So each such folder and cgroup is named with its owner: the grader process's pid, its start
+time in clock ticks since boot and its PID namespace (`<kind><pid>-<ticks>-<ns>-<random>`),
+which together name one process for the machine's whole uptime. The next grader to start
+sweeps those whose owner is no longer alive: it kills what still runs as the folder's kernel
+user, removes that user's files in the shared temporary folders, removes the folder, and kills
+and removes the cgroup. A folder of a live grader (another `grade` running at the same time) is
+never touched; neither is one it cannot name the owner of (made by another program, by an older
+grader, or by a grader in another PID namespace, such as a container sharing /tmp, whose pids
+mean nothing here), one that is not a plain folder, or one that is not the grader's own user's.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 
 # The kinds of folders and cgroups a grader makes (the longer ones first: they share a start).
 KINDS = ("grader-batch-src-", "grader-batch-", "grader-", "gk-")
-_OWNED = re.compile(r"^(?P<kind>grader-batch-src-|grader-batch-|grader-|gk-)(?P<pid>\d+)-(?P<ticks>\d+)-")
+_OWNED = re.compile(
+    r"^(?P<kind>grader-batch-src-|grader-batch-|grader-|gk-)(?P<pid>\d+)-(?P<ticks>\d+)-(?P<ns>\d+)-")
 
 _lock = threading.Lock()
 _tag: tuple[int, str] | None = None  # (pid, tag): a forked child gets its own
@@ -44,13 +46,21 @@ def start_ticks(pid: int) -> int | None:
         return None
 
 
+def pid_namespace() -> int:
+    """This process's PID namespace (its inode; 0 if unknown)."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
 def owner_tag() -> str:
-    """This process's `<pid>-<start ticks>`, as its folders and cgroups carry it."""
+    """This process's `<pid>-<start ticks>-<PID namespace>`, as its folders and cgroups carry it."""
     global _tag
     pid = os.getpid()
     with _lock:
         if _tag is None or _tag[0] != pid:
-            _tag = (pid, f"{pid}-{start_ticks(pid) or 0}")
+            _tag = (pid, f"{pid}-{start_ticks(pid) or 0}-{pid_namespace()}")
         return _tag[1]
 
 
@@ -61,9 +71,12 @@ def prefix(kind: str) -> str:
 
 
 def owner(name: str) -> tuple[int, int] | None:
-    """(pid, start ticks) of the grader that made a folder or cgroup of that name, if it says."""
+    """(pid, start ticks) of the grader that made a folder or cgroup of that name, if it says and
+    it ran in this PID namespace (elsewhere its pid names no process here)."""
     m = _OWNED.match(name)
-    return (int(m["pid"]), int(m["ticks"])) if m else None
+    if m is None or int(m["ns"]) != pid_namespace() or not int(m["ticks"]):
+        return None
+    return int(m["pid"]), int(m["ticks"])
 
 
 def owner_alive(pid: int, ticks: int) -> bool:

@@ -26,10 +26,16 @@ from .helpers import ADVERSARIAL, GRADE, clean_env, processes_mentioning
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def tag_of(pid: int, ticks: int | None = None, ns: int | None = None) -> str:
+    """The owner part of the names of a grader process's folders: `<pid>-<ticks>-<ns>`."""
+    ticks = leftovers.start_ticks(pid) if ticks is None else ticks
+    return f"{pid}-{ticks}-{leftovers.pid_namespace() if ns is None else ns}"
+
+
 def _dead_process_tag() -> str:
-    """`<pid>-<ticks>` of a process that ran and is gone."""
+    """The owner tag of a process that ran and is gone."""
     p = subprocess.Popen(["sleep", "0.1"])
-    tag = f"{p.pid}-{leftovers.start_ticks(p.pid)}"
+    tag = tag_of(p.pid)
     p.wait()
     return tag
 
@@ -38,12 +44,15 @@ def test_only_folders_of_dead_graders_are_swept(tmp_path: Path) -> None:
     dead = _dead_process_tag()
     alive = subprocess.Popen(["sleep", "300"])  # another grader, still running
     try:
-        live_tag = f"{alive.pid}-{leftovers.start_ticks(alive.pid)}"
-        reused = f"{alive.pid}-{int(leftovers.start_ticks(alive.pid)) + 1}"  # its pid, another start
+        live_tag = tag_of(alive.pid)
+        reused = tag_of(alive.pid, int(leftovers.start_ticks(alive.pid)) + 1)  # its pid, another start
+        pid, ticks, _ = _dead_process_tag().split("-")
+        elsewhere = tag_of(int(pid), int(ticks), leftovers.pid_namespace() + 1)  # another PID namespace
         made = {}
         for name in (f"grader-{dead}-aaaa", f"gk-{dead}-bbbb", f"grader-batch-{dead}-cccc",
                      f"grader-batch-src-{dead}-dddd", f"grader-{reused}-eeee",  # dead: to go
                      f"grader-{live_tag}-ffff", f"gk-{live_tag}-gggg",  # a live grader's: to stay
+                     f"grader-{elsewhere}-hhhh", f"grader-{pid}-{ticks}-iiii",  # owner not known here
                      "grader-abcdefgh", f"other-{dead}-x", f"grader-{dead}"):  # no owner named: to stay
             made[name] = tmp_path / name
             (made[name] / "work" / "sub").mkdir(parents=True)
@@ -132,7 +141,7 @@ def test_a_killed_batch_is_swept_by_the_next_run_but_a_live_grader_is_not(tmp_pa
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     batch = None
     try:
-        live_tag = f"{live.pid}-{leftovers.start_ticks(live.pid)}"
+        live_tag = tag_of(live.pid)
         _wait_for(lambda: any(tmp.glob(f"grader-{live_tag}-*/rt/kernel.json")))
         live_folders = sorted(tmp.glob(f"grader-{live_tag}-*"))
         src = make_flat(tmp_path / "src", [(f"k{i:02d}", k) for i, k in
@@ -142,7 +151,7 @@ def test_a_killed_batch_is_swept_by_the_next_run_but_a_live_grader_is_not(tmp_pa
                 "--timeout", "15", "--total-timeout", "60", "--quiet"]
         cmd = [sys.executable, "-c", "from grader.cli import main; main()", "batch", *args]
         batch = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        tag = f"{batch.pid}-{leftovers.start_ticks(batch.pid)}"
+        tag = tag_of(batch.pid)
         # killed while two kernels run: their workspaces are in use
         _wait_for(lambda: len(list(tmp.glob(f"grader-{tag}-*/rt/kernel.json"))) >= 2)
         time.sleep(1)
