@@ -355,9 +355,12 @@ def bench(args: argparse.Namespace, work: Path) -> bool:
         for p in problems:
             print(f"- {p}")
         return False
+    from tests.chromium_support import chromium
+
+    rendered = " (report.html rendered in Chromium)" if chromium() is not None else ""
     print("Verdict: the three gradebooks agree on every student (status, score, every check's status, "
           "points and codes); one current result per submission, none lost, none graded twice; "
-          "all reports written; nothing of the killed run left.")
+          f"all reports written{rendered}; nothing of the killed run left.")
     return True
 
 
