@@ -57,6 +57,7 @@ import zmq.asyncio
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
+from . import leftovers
 from .errors import GraderError
 from .options import CACHE_DIR_VARIABLE, ISOLATION_LEVELS, cache_dir
 
@@ -473,7 +474,7 @@ class Workspace:
         """
         base = self.root
         if len(os.fsencode(str(base))) > MAX_SOCKET_BASE:
-            base = Path(tempfile.mkdtemp(prefix="gk-", dir="/tmp"))
+            base = Path(tempfile.mkdtemp(prefix=leftovers.prefix("gk-"), dir="/tmp"))
             os.chmod(base, 0o711)
             self.outside.append(base)
             _track(_live_roots, base)
@@ -635,7 +636,8 @@ def make_workspace(notebook: Path, extra_files: list[Path] | None = None,
 
 def new_workspace() -> Workspace:
     """A fresh, empty workspace."""
-    return Workspace(Path(tempfile.mkdtemp(prefix="grader-")))
+    leftovers.sweep()  # what killed graders left (once per process)
+    return Workspace(Path(tempfile.mkdtemp(prefix=leftovers.prefix("grader-"))))
 
 
 # ---------------------------------------------------------------- cgroups
@@ -651,7 +653,7 @@ class Cgroup:
     @classmethod
     def create(cls, limits: Limits) -> tuple[Cgroup | None, str]:
         """A new cgroup under the grader's own, or (None, why not)."""
-        name = "grader-" + secrets.token_hex(6)
+        name = leftovers.prefix("grader-") + secrets.token_hex(6)  # (its owner: see leftovers.py)
         try:
             own = Path("/proc/self/cgroup").read_text().splitlines()
         except OSError:
@@ -671,6 +673,7 @@ class Cgroup:
                 v2_path = fs / path.lstrip("/")
         for base in [*v1.values(), *([v2_path] if v2_path else [])]:
             _sweep_stale(base)
+            leftovers.sweep_cgroups(base)
         if "memory" in v1 and "pids" in v1:
             dirs = {c: base / name for c, base in v1.items()}
             cg = cls(1, dirs)

@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from grader.batch.run import grade_batch
-from tests.batch_support import ASSIGNMENT, make_flat
+from grader.warm import WarmKernelLauncher
+from tests.batch_support import ASSIGNMENT, make_flat, notebook_bytes
 from tests.test_batch import batch_with_a_first_result, current, run_count
 
 ROOT = Path(__file__).resolve().parent.parent
 DASK_CLI = str(Path(sys.executable).parent / "dask")  # the `dask` command of this environment
 DASK = [DASK_CLI, "scheduler"]
 WORKER = [DASK_CLI, "worker"]
+# A warm parent's command line (it and the keepers and kernels forked from it carry it).
+WARM_PARENT = "PRELOAD = ("
+WARM = WarmKernelLauncher().warm  # whether kernels can be forked here (root and the sandbox level)
 KINDS = ["correct", "sign", "scaled", "starter", "broken", "hostile", "forbidden", "correct", "sign", "starter"]
 
 
@@ -36,10 +45,11 @@ def _wait_workers(address: str, n: int, timeout: float = 180) -> None:
         c.wait_for_workers(n, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """`dask scheduler` and two `dask worker` processes (one thread each, no nanny) on 127.0.0.1."""
-    d = tmp_path_factory.mktemp("dask")
+@contextlib.contextmanager
+def loopback_cluster(d: Path, workers: int = 2, **extra_env: str) -> Iterator[dict]:
+    """`dask scheduler` and `workers` `dask worker` processes (one thread each, no nanny) on 127.0.0.1;
+    `extra_env` is the workers' environment's additions."""
+    d.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
@@ -47,12 +57,13 @@ def cluster(tmp_path_factory):
                                "127.0.0.1:0"], env=env, cwd=d, stdout=subprocess.DEVNULL,
                               stderr=open(d / "scheduler.log", "w"))]
     try:
-        for i in range(2):
+        for i in range(workers):
             procs.append(subprocess.Popen(
                 [*WORKER, address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard",
                  "--name", f"w{i}", "--local-directory", str(d / f"w{i}")],
-                env=env, cwd=d, stdout=subprocess.DEVNULL, stderr=open(d / f"worker{i}.log", "w")))
-        _wait_workers(address, 2)
+                env={**env, **extra_env}, cwd=d, stdout=subprocess.DEVNULL,
+                stderr=open(d / f"worker{i}.log", "w")))
+        _wait_workers(address, workers)
         yield {"address": address, "workers": procs[1:], "dir": d}
     finally:
         for p in reversed(procs):
@@ -64,6 +75,13 @@ def cluster(tmp_path_factory):
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """A loopback scheduler and two workers for the module."""
+    with loopback_cluster(tmp_path_factory.mktemp("dask")) as c:
+        yield c
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +102,14 @@ def test_cluster_gradebook_equals_local(cluster, submissions, tmp_path: Path) ->
     with sqlite3.connect(tmp_path / "dask.sqlite") as c:
         envs = [e for (e,) in c.execute("SELECT environment FROM runs")]
     assert len(envs) == len(KINDS) and all('"worker_pid"' in e for e in envs)  # graded on workers
+    starts = {json.loads(e)["kernel_start"] for e in envs} - {None}  # (None: never reached a kernel)
+    assert starts == ({"forked"} if WARM else {"cold"})
+    if WARM:  # every kernel of the cluster forked from one warm parent per worker, kept between tasks
+        with sqlite3.connect(tmp_path / "dask.sqlite") as c:
+            reports = [json.loads(r) for (r,) in c.execute("SELECT report FROM runs")]
+        kernels = [r for r in reports if r["execution"].get("isolation")]
+        assert kernels and all(r["execution"]["isolation"]["start"].startswith("forked from a warm parent")
+                               for r in kernels)
 
 
 def test_dying_worker_loses_and_duplicates_nothing(cluster, submissions, tmp_path: Path) -> None:
@@ -93,6 +119,7 @@ def test_dying_worker_loses_and_duplicates_nothing(cluster, submissions, tmp_pat
                                       cluster["address"]], db)
     assert proc.poll() is None, "the batch finished before a worker could be killed"
     victim = cluster["workers"][0]
+    warm = warm_processes(victim.pid)
     os.kill(victim.pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 3, err  # (the broken and hostile notebooks)
@@ -102,6 +129,9 @@ def test_dying_worker_loses_and_duplicates_nothing(cluster, submissions, tmp_pat
     reference = tmp_path / "local.sqlite"
     grade_batch(submissions, ASSIGNMENT, reference, jobs=2, seed=77, cell_timeout=10, total_timeout=60)
     assert rows == current(reference)
+    # the killed worker's warm parent and what was forked from it went with it
+    assert bool(warm) == WARM
+    assert running(warm) == []
 
 
 def test_unreachable_scheduler_is_one_line(submissions, tmp_path: Path) -> None:
@@ -111,3 +141,67 @@ def test_unreachable_scheduler_is_one_line(submissions, tmp_path: Path) -> None:
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("grade: error: cannot reach the Dask scheduler")
     assert r.stderr.count("\n") == 1
+
+
+def warm_processes(pid: int, direct: bool = False) -> list[psutil.Process]:
+    """The warm parents a process started (and, unless `direct`, what was forked from them)."""
+    out = []
+    with contextlib.suppress(psutil.Error):
+        for p in psutil.Process(pid).children(recursive=not direct):
+            with contextlib.suppress(psutil.Error):
+                if any(WARM_PARENT in a for a in p.cmdline()):
+                    out.append(p)
+    return out
+
+
+def running(procs: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running (not zombies)."""
+    out = []
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+    return out
+
+
+def test_a_stopped_worker_leaves_no_warm_parent_sandbox_or_user(tmp_path: Path) -> None:
+    if not WARM:
+        pytest.skip("kernels cannot be forked here: workers start them cold")
+    src = make_flat(tmp_path / "src", [("e00", "correct"), ("e01", "loop"), ("e02", "correct")])
+    tmp = tmp_path / "tmp"  # the workers' temporary folder: what they leave is found there
+    tmp.mkdir()
+    with loopback_cluster(tmp_path / "dask", workers=1, TMPDIR=str(tmp)) as c:
+        grade_batch(src, ASSIGNMENT, tmp_path / "gb.sqlite", seed=5, scheduler=c["address"],
+                    cell_timeout=10, total_timeout=60)
+        worker = c["workers"][0]
+        parents = warm_processes(worker.pid, direct=True)
+        assert len(parents) == 1  # kept after the tasks, for the next ones
+        with sqlite3.connect(tmp_path / "gb.sqlite") as db:
+            envs = [json.loads(e) for (e,) in db.execute("SELECT environment FROM runs")]
+        assert [e["kernel_start"] for e in envs] == ["forked"] * 3
+        warm = warm_processes(worker.pid)
+        worker.terminate()  # a worker's normal shutdown
+        worker.wait(timeout=60)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and running(warm):
+        time.sleep(0.1)
+    assert running(warm) == []
+    assert list(tmp.iterdir()) == []  # workspaces, kernels' folders
+
+
+def test_one_worker_forks_every_kernel_from_the_same_parent(cluster, tmp_path: Path) -> None:
+    # two batches in a row on the same cluster: the second reuses the workers' warm parents
+    # (registering the shutdown plugin again must not close them)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f00.ipynb").write_bytes(notebook_bytes("correct", "f00"))
+    (src / "f01.ipynb").write_bytes(notebook_bytes("sign", "f01"))
+    grade_batch(src, ASSIGNMENT, tmp_path / "a.sqlite", seed=3, scheduler=cluster["address"])
+    workers = [w.pid for w in cluster["workers"] if w.poll() is None]
+    parents = {p.pid for w in workers for p in warm_processes(w, direct=True)}
+    grade_batch(src, ASSIGNMENT, tmp_path / "b.sqlite", seed=4, scheduler=cluster["address"])
+    after = {w: {p.pid for p in warm_processes(w, direct=True)} for w in workers}
+    if WARM:
+        assert parents and parents <= set().union(*after.values())  # still the same ones
+        assert all(len(ps) <= 1 for ps in after.values())  # one per worker (one environment)
+    assert current(tmp_path / "b.sqlite")["f00"][:2] == ("graded", 11.0)

@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import leftovers
 from ..errors import GraderError
 from ..grade import grade_notebook_async
-from ..kernel import KernelLauncher, LocalKernelLauncher, interruptible
+from ..kernel import KernelLauncher, interruptible
 from ..report import Report, error_report
 from ..spec import Assignment, find_assignment
 from .gradebook import Gradebook, Result, now
@@ -129,7 +130,7 @@ async def grade_files(files: dict[str, bytes | Path], graded_as: str, assignment
                       launcher: KernelLauncher, relpath: str) -> tuple[str, str, dict[str, Any]]:
     """Grade one submission from its files: (status, reason, grader.report/1 dict). Never raises
     for a submission's fault: a crash or hang of its grading is an error or timeout result."""
-    stage = Path(tempfile.mkdtemp(prefix="grader-batch-"))
+    stage = Path(tempfile.mkdtemp(prefix=leftovers.prefix("grader-batch-")))
     asg_info: dict[str, Any] | None = None
     max_score = 0.0
     try:
@@ -279,15 +280,21 @@ def _run_coroutine(main: Callable[[], Any]) -> None:
 
 def grade_remote(payload: dict[str, Any]) -> dict[str, Any]:
     """A Dask task: grade one submission on the worker that runs it (files come in the payload)."""
+    from .dask_worker import worker_launcher
+
     started = now()
-    launcher = LocalKernelLauncher(isolation=payload.get("isolation"))
+    # the worker's own warm launcher, kept from task to task (cold where forking cannot be fenced)
+    launcher = worker_launcher(payload.get("isolation"))
     status, reason, rep = asyncio.run(grade_files(
         payload["files"], payload["graded_as"], payload["assignment"], payload["seed"],
         payload["cell_timeout"], payload["total_timeout"], launcher, payload["relpath"]))
     if status != "error" and (rep.get("assignment") or {}).get("spec_sha256") != payload["spec_sha256"]:
         status, reason = "error", "the worker's copy of the assignment differs from the instructor's"
+    start = str(((rep.get("execution") or {}).get("isolation") or {}).get("start") or "")
+    how = ("forked" if start.startswith("forked") else "cold") if start else None
+    env = environment(rep) | {"worker_pid": os.getpid(), "kernel_start": how}
     return {"status": status, "reason": reason, "report": rep, "started": started,
-            "finished": now(), "environment": environment(rep) | {"worker_pid": os.getpid()}}
+            "finished": now(), "environment": env}
 
 
 def task_key(job: Job, settings: Settings) -> str:
@@ -317,6 +324,10 @@ def run_dask(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gra
     """
     from distributed import as_completed
 
+    from .dask_worker import WarmKernels
+
+    # closes each worker's warm launcher when that worker stops (tasks start it on first use)
+    client.register_plugin(WarmKernels())
     nthreads = sum(client.nthreads().values()) or 1
     window = window or 2 * nthreads
     todo = iter(jobs)
@@ -415,7 +426,8 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
         settings = Settings(assignment=str(assignment if isinstance(assignment, str) else asg.id),
                             spec_sha256=asg.spec_sha256, batch_seed=batch_seed,
                             cell_timeout=cell_timeout, total_timeout=total_timeout, isolation=isolation)
-        with tempfile.TemporaryDirectory(prefix="grader-batch-src-") as unpack:
+        leftovers.sweep()  # what killed graders left (their workspaces, staging folders, cgroups)
+        with tempfile.TemporaryDirectory(prefix=leftovers.prefix("grader-batch-src-")) as unpack:
             entries = collect(Path(source), student_regex, Path(unpack) / "src")
             all_jobs = [make_job(e, batch_seed) for e in entries]
             todo = [j for j in all_jobs if regrade or not book.is_current(
