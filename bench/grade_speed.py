@@ -270,6 +270,8 @@ def main() -> None:
         nbg_all = Measure("nbgrader 0.9 `autograde` all 20 (serial)", len(notebooks))
         otter_one = Measure("Otter `otter run`, one notebook", 1)
         otter_all = Measure("Otter `otter run` all 20, two at a time", len(notebooks))
+        if args.rounds < 1:
+            floor.skipped = one.skipped = nbg_one.skipped = otter_one.skipped = "not run (--rounds 0)"
         if args.class_rounds < 1:
             serial.skipped = pairs.skipped = batch.skipped = nbg_all.skipped = "not run (--class-rounds 0)"
             otter_all.skipped = "not run (--class-rounds 0)"
