@@ -139,7 +139,7 @@ def run_once(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
         if timed_out:
-            print(f"  ! {' '.join(cmd[:4])}…: stopped after {limit:g} s", file=sys.stderr)
+            print(f"  ! {' '.join(cmd[:2])} … {cmd[-1]}: stopped after {limit:g} s", file=sys.stderr)
         elif proc.returncode not in ok_codes:
             err.seek(0)
             tail = err.read().decode(errors="replace").strip().splitlines()[-3:]

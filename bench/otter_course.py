@@ -112,9 +112,9 @@ def make_class(root: Path, venv: Path, solution: Path, submissions: list[Path], 
     if root.exists():
         shutil.rmtree(root)
     paths = []
-    for i, path in enumerate([solution, *submissions]):
-        # one folder each: `otter run` names its results file the same for every submission
-        folder = root / f"s{i:02d}"
+    for path in [solution, *submissions]:
+        # one folder each, named as the notebook: `otter run` names every results file the same
+        folder = root / path.stem
         folder.mkdir(parents=True)
         nbformat.write(as_submission(nbformat.read(path, as_version=4), released), folder / f"{NAME}.ipynb")
         paths.append(folder / f"{NAME}.ipynb")
