@@ -253,6 +253,8 @@ def main() -> None:
                         help=f"install nbgrader and Otter-Grader 7, each in a virtual environment of its own "
                              f"under {CACHE}")
     args = parser.parse_args()
+    if args.run_limit <= 0:
+        parser.error("--run-limit must be a positive number of seconds")
     if args.install_others:
         install_others()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
@@ -355,7 +357,8 @@ def main() -> None:
         if otter_one.runs or otter_all.runs:
             print(f"\nOtter has no per-cell time limit (`otter run` executes the notebook with none): each "
                   f"`otter run` was given {args.run_limit:g} s of wall time, then stopped with its kernel "
-                  f"and counted as timed out; the endless loop holds one of the two slots that long.")
+                  f"and counted as timed out; the endless loop holds one of the two slots that long (and on a "
+                  f"busy machine a run that would have finished may meet the limit too).")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -92,6 +92,13 @@ def test_without_otter_or_nbgrader_their_rows_are_skipped_with_a_note(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_a_run_limit_that_is_not_positive_is_refused_in_one_line():
+    r = subprocess.run([sys.executable, str(ROOT / "bench" / "grade_speed.py"), "--run-limit", "0"], cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "--run-limit must be a positive number" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_the_help_names_the_otter_options():
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "grade_speed.py"), "--help"], cwd=ROOT,
                        env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=120)
