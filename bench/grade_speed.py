@@ -7,11 +7,15 @@ hostile, one an endless loop) and measures, interleaved round by round in the sa
 - `grade` on one notebook (the solution), the whole process;
 - `grade` on all 20, one after another, and two at a time;
 - `grade batch --jobs 2` on all 20, when this grader has that command;
-- nbgrader `autograde` on one and on all 20, when it is installed in the cache folder
-  (`--install-others` installs it there, in a virtual environment of its own).
+- nbgrader `autograde` on one and on all 20, when it is installed in the cache folder;
+- Otter-Grader `otter run` on one and on all 20 two at a time, when it is installed there
+  (`--install-others` installs nbgrader and Otter there, each in a virtual environment of its
+  own; rows of a tool that is not installed are skipped with a note).
 
 Every command is a fresh process; its wall time, CPU time (with its children) and peak
 memory (the largest process) are taken from the operating system. Prints a markdown table.
+Otter has no per-cell time limit: each `otter run` is stopped after `--run-limit` seconds of
+wall time, with every process under it, and counted as timed out.
 
 Run by hand:  .venv/bin/python bench/grade_speed.py [--rounds 3] [--class-rounds 1] [--install-others]
 """
@@ -22,6 +26,7 @@ import argparse
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -34,11 +39,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import nbgrader_course  # noqa: E402
+from bench import nbgrader_course, otter_course  # noqa: E402
 from bench.submissions import ASSIGNMENT, SOLUTION, write_submissions  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nngrader-bench"
 NBGRADER_VENV = CACHE / "venv-nbgrader"
+OTTER_VENV = CACHE / "venv-otter"
+# what --install-others puts in each tool's environment (a kernel with numpy beside the tool)
+OTHERS = {NBGRADER_VENV: ("nbgrader", ["nbgrader", "ipykernel", "numpy"]),
+          OTTER_VENV: ("otter", ["otter-grader>=7,<8", "ipykernel", "numpy"])}
 
 FLOOR = """import sys, nbformat
 from nbclient import NotebookClient
@@ -55,6 +64,7 @@ class Run:
     cpu: float
     rss_mb: float
     ok: int  # how many of its notebooks the tool graded (exit codes it documents)
+    timed_out: int = 0  # how many of its processes were stopped at the wall-clock limit
 
 
 @dataclass
@@ -67,30 +77,85 @@ class Measure:
     skipped: str = ""
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below `pid`, from /proc (a kernel's parent is the tool that started it)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of a live process and of its children it has waited for (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def stop_tree(pid: int) -> float:
+    """Kill a process and everything below it; the CPU time they had used (lost to wait4 once
+    they are orphaned)."""
+    below = descendants(pid)
+    used = sum(cpu_seconds(p) for p in below)
+    for p in [pid, *below]:
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return used
+
+
 def run_once(cmd: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None,
-             ok_codes: tuple[int, ...] = (0, 1)) -> Run:
-    """Run a command to its end; wall, CPU (itself and its waited-for children) and peak RSS."""
+             ok_codes: tuple[int, ...] = (0, 1), limit: float | None = None) -> Run:
+    """Run a command to its end, or stop it after `limit` seconds; wall, CPU (itself and its
+    waited-for children) and peak RSS."""
     t0 = time.perf_counter()
+    extra_cpu, timed_out = 0.0, False
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        if limit is None:
+            _, status, usage = os.wait4(proc.pid, 0)
+        else:
+            # polled rather than killed from a timer thread: the process is killed only while it
+            # is not yet reaped, so its pid cannot have been reused
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() - t0 > limit and not timed_out:
+                    extra_cpu, timed_out = stop_tree(proc.pid), True
+                time.sleep(0.01)
         proc.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - t0
-        if proc.returncode not in ok_codes:
+        if timed_out:
+            print(f"  ! {' '.join(cmd[:2])} … {cmd[-1]}: stopped after {limit:g} s", file=sys.stderr)
+        elif proc.returncode not in ok_codes:
             err.seek(0)
             tail = err.read().decode(errors="replace").strip().splitlines()[-3:]
             print(f"  ! {' '.join(cmd[:4])}…: exit {proc.returncode}: {' | '.join(tail)}", file=sys.stderr)
-    return Run(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, int(proc.returncode in ok_codes))
+    ok = int(proc.returncode in ok_codes and not timed_out)
+    return Run(wall, usage.ru_utime + usage.ru_stime + extra_cpu, usage.ru_maxrss / 1024, ok, int(timed_out))
 
 
 def run_many(cmds: list[list[str]], jobs: int, env: dict[str, str] | None = None,
-             ok_codes: tuple[int, ...] = (0, 1)) -> Run:
+             ok_codes: tuple[int, ...] = (0, 1), limit: float | None = None) -> Run:
     """Several commands, `jobs` at a time: the wall time of all, CPU summed, the largest peak."""
     t0 = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
-        runs = list(pool.map(lambda c: run_once(c, env=env, ok_codes=ok_codes), cmds))
+        runs = list(pool.map(lambda c: run_once(c, env=env, ok_codes=ok_codes, limit=limit), cmds))
     return Run(time.perf_counter() - t0, sum(r.cpu for r in runs), max(r.rss_mb for r in runs),
-               sum(r.ok for r in runs))
+               sum(r.ok for r in runs), sum(r.timed_out for r in runs))
 
 
 def grade_cmd(*args: str) -> list[str]:
@@ -105,18 +170,27 @@ def has_batch(env: dict[str, str]) -> bool:
     return r.stdout.strip() == "True"
 
 
+def installed(venv: Path) -> bool:
+    """Whether the tool of this cache folder environment is there."""
+    return (venv / "bin" / OTHERS[venv][0]).exists()
+
+
 def install_others() -> None:
-    """nbgrader (and a kernel with numpy) in a virtual environment of its own under the cache folder."""
+    """nbgrader and Otter (each with a kernel with numpy) in virtual environments of their own
+    under the cache folder; those already there are left as they are."""
     CACHE.mkdir(parents=True, exist_ok=True)
     uv = shutil.which("uv") or str(Path(sys.executable).with_name("uv"))
-    if Path(uv).exists():
-        subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(NBGRADER_VENV)], check=True)
-        subprocess.run([uv, "pip", "install", "-q", "--python", str(NBGRADER_VENV / "bin" / "python"),
-                        "nbgrader", "ipykernel", "numpy"], check=True)
-    else:
-        subprocess.run([sys.executable, "-m", "venv", str(NBGRADER_VENV)], check=True)
-        subprocess.run([str(NBGRADER_VENV / "bin" / "pip"), "install", "-q", "nbgrader", "ipykernel", "numpy"],
-                       check=True)
+    for venv, (_, packages) in OTHERS.items():
+        if installed(venv):
+            continue
+        print(f"installing {' '.join(packages)} into {venv}", flush=True)
+        if Path(uv).exists():
+            subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True)
+            subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"), *packages],
+                           check=True)
+        else:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", *packages], check=True)
 
 
 def machine() -> str:
@@ -133,15 +207,22 @@ def machine() -> str:
             f"Python {platform.python_version()}, load average {load}")
 
 
-def table(measures: list[Measure], floor: Measure, nbgrader_all: Measure | None) -> str:
-    """The results as a markdown table."""
-    floor_wall = statistics.median(r.wall for r in floor.runs) if floor.runs else None
-    nbg = statistics.median(r.wall for r in nbgrader_all.runs) if nbgrader_all and nbgrader_all.runs else None
+def median_wall(m: Measure | None) -> float | None:
+    """The median wall time of a measure's runs (None when it has none)."""
+    return statistics.median(r.wall for r in m.runs) if m and m.runs else None
+
+
+def table(measures: list[Measure], floor: Measure, nbgrader_all: Measure | None,
+          otter_all: Measure | None = None) -> str:
+    """The results as a markdown table; the last two columns say how many times as fast as
+    nbgrader's and Otter's all-20 rows each row of 20 is."""
+    floor_wall = median_wall(floor)
+    nbg, otter = median_wall(nbgrader_all), median_wall(otter_all)
     rows = ["| what | runs | median wall (min–max) | notebooks/s | CPU-s | peak RSS (largest process) | "
-            "vs floor | vs nbgrader (20) |", "|---|---|---|---|---|---|---|---|"]
+            "vs floor | vs nbgrader (20) | vs Otter (20) |", "|---|---|---|---|---|---|---|---|---|"]
     for m in measures:
         if not m.runs:
-            rows.append(f"| {m.name} | 0 | skipped: {m.skipped} | | | | | |")
+            rows.append(f"| {m.name} | 0 | skipped: {m.skipped} | | | | | | |")
             continue
         walls = [r.wall for r in m.runs]
         wall = statistics.median(walls)
@@ -150,10 +231,14 @@ def table(measures: list[Measure], floor: Measure, nbgrader_all: Measure | None)
         per_nb = wall / m.notebooks
         vs_floor = f"{per_nb / floor_wall:.2f}×" if floor_wall and m.notebooks == 1 else ""
         vs_nbg = f"{nbg / wall:.2f}× as fast" if nbg and m.notebooks > 1 else ""
+        vs_otter = f"{otter / wall:.2f}× as fast" if otter and m.notebooks > 1 else ""
         graded = min(r.ok for r in m.runs)
-        note = f" ({graded}/{m.notebooks} graded)" if graded < m.notebooks else ""
+        timed_out = max(r.timed_out for r in m.runs)
+        notes = [f"{graded}/{m.notebooks} graded"] if graded < m.notebooks else []
+        notes += [f"{timed_out} timed out"] if timed_out else []
+        note = f" ({', '.join(notes)})" if notes else ""
         rows.append(f"| {m.name}{note} | {len(m.runs)} | {wall:.2f} s ({min(walls):.2f}–{max(walls):.2f}) | "
-                    f"{m.notebooks / wall:.2f} | {cpu:.1f} | {rss:.0f} MB | {vs_floor} | {vs_nbg} |")
+                    f"{m.notebooks / wall:.2f} | {cpu:.1f} | {rss:.0f} MB | {vs_floor} | {vs_nbg} | {vs_otter} |")
     return "\n".join(rows)
 
 
@@ -161,10 +246,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the one-notebook measurements")
     parser.add_argument("--class-rounds", type=int, default=1, help="rounds of the 20-notebook measurements")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per cell, for every tool")
-    parser.add_argument("--install-others", action="store_true", help="install nbgrader under the cache folder")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per cell, for every tool that has such a limit (Otter has none: see --run-limit)")
+    parser.add_argument("--run-limit", type=float, default=60.0, metavar="S",
+                        help="wall-clock seconds for one `otter run`, which has no per-cell limit (60)")
+    parser.add_argument("--install-others", action="store_true",
+                        help=f"install nbgrader and Otter-Grader 7, each in a virtual environment of its own "
+                             f"under {CACHE}")
     args = parser.parse_args()
-    if args.install_others and not (NBGRADER_VENV / "bin" / "nbgrader").exists():
+    if args.run_limit <= 0:
+        parser.error("--run-limit must be a positive number of seconds")
+    if args.install_others:
         install_others()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     work = Path(tempfile.mkdtemp(prefix="grade-bench-"))
@@ -179,8 +270,13 @@ def main() -> None:
         batch = Measure("`grade batch --jobs 2` all 20", len(notebooks))
         nbg_one = Measure("nbgrader 0.9 `autograde`, one notebook", 1)
         nbg_all = Measure("nbgrader 0.9 `autograde` all 20 (serial)", len(notebooks))
+        otter_one = Measure("Otter `otter run`, one notebook", 1)
+        otter_all = Measure("Otter `otter run` all 20, two at a time", len(notebooks))
+        if args.rounds < 1:
+            floor.skipped = one.skipped = nbg_one.skipped = otter_one.skipped = "not run (--rounds 0)"
         if args.class_rounds < 1:
             serial.skipped = pairs.skipped = batch.skipped = nbg_all.skipped = "not run (--class-rounds 0)"
+            otter_all.skipped = "not run (--class-rounds 0)"
         elif not has_batch(env):
             batch.skipped = "this grader has no `grade batch` command"
         nbg_venv = NBGRADER_VENV if (NBGRADER_VENV / "bin" / "nbgrader").exists() else None
@@ -194,6 +290,21 @@ def main() -> None:
                 why = " ".join(str(e).split())
                 nbg_one.skipped = nbg_all.skipped = f"could not set up a course: {why[-160:]}"
                 nbg_venv = None
+        otter_venv = OTTER_VENV if installed(OTTER_VENV) else None
+        otter_zip, otter_subs = None, []
+        if otter_venv is None:
+            otter_one.skipped = otter_all.skipped = f"not installed ({OTTER_VENV}; use --install-others)"
+        else:
+            try:
+                version = otter_course.otter_version(otter_venv)
+                otter_one.name = f"Otter {version} `otter run`, one notebook"
+                otter_all.name = f"Otter {version} `otter run` all 20, two at a time"
+                print("otter assign (cached once built)", flush=True)
+                otter_zip, otter_subs = otter_course.make_class(work / "otter", otter_venv, SOLUTION, notebooks, CACHE)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as e:
+                why = " ".join(str(e).split())
+                otter_one.skipped = otter_all.skipped = f"could not build the autograder: {why[-160:]}"
+                otter_venv = None
         each = [grade_cmd(str(p), "--assignment", ASSIGNMENT, "--timeout", t, "--fail-under", "100%")
                 for p in notebooks]
         print(f"machine: {machine()}", flush=True)
@@ -207,6 +318,10 @@ def main() -> None:
                     nbg_one.runs.append(run_once(nbgrader_course.autograde_command(nbg_venv, students[0]),
                                                  cwd=work / "course", env=nbgrader_course.environment(nbg_venv),
                                                  ok_codes=(0,)))
+                if otter_venv is not None and otter_zip is not None:
+                    otter_one.runs.append(run_once(otter_course.run_command(otter_venv, otter_zip, otter_subs[0]),
+                                                   env=nbgrader_course.environment(otter_venv), ok_codes=(0,),
+                                                   limit=args.run_limit))
             if rnd < args.class_rounds:
                 serial.runs.append(run_many(each, 1, env, graded))
                 pairs.runs.append(run_many(each, 2, env, graded))
@@ -226,9 +341,24 @@ def main() -> None:
                                  env=nbgrader_course.environment(nbg_venv), ok_codes=(0, 1))
                     r.ok = len(list((work / "course" / "autograded").glob("*/ps1/*.ipynb")))
                     nbg_all.runs.append(r)
+                if otter_venv is not None and otter_zip is not None and not otter_all.skipped:
+                    for sub in otter_subs[1:]:
+                        (sub.parent / "results.json").unlink(missing_ok=True)
+                    # it exits 1 when it cannot grade a submission (the kernel that exits): count
+                    # the results it wrote
+                    r = run_many([otter_course.run_command(otter_venv, otter_zip, sub) for sub in otter_subs[1:]],
+                                 2, nbgrader_course.environment(otter_venv), (0,), limit=args.run_limit)
+                    r.ok = sum(otter_course.graded(sub) for sub in otter_subs[1:])
+                    otter_all.runs.append(r)
         print()
         print(f"machine: {machine()}")
-        print(table([floor, one, nbg_one, serial, pairs, batch, nbg_all], floor, nbg_all))
+        print(table([floor, one, nbg_one, otter_one, serial, pairs, batch, nbg_all, otter_all],
+                    floor, nbg_all, otter_all))
+        if otter_one.runs or otter_all.runs:
+            print(f"\nOtter has no per-cell time limit (`otter run` executes the notebook with none): each "
+                  f"`otter run` was given {args.run_limit:g} s of wall time, then stopped with its kernel "
+                  f"and counted as timed out; the endless loop holds one of the two slots that long (and on a "
+                  f"busy machine a run that would have finished may meet the limit too).")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -92,7 +92,8 @@ def autograde_command(venv: Path, student: str | None = None) -> list[str]:
 
 
 def environment(venv: Path) -> dict[str, str]:
-    """nbgrader's environment: its virtual environment first on PATH (it runs `alembic` from there)."""
+    """A tool's environment: its virtual environment first on PATH (nbgrader runs `alembic` from
+    there; the kernels of nbgrader and Otter are that environment's Python)."""
     return dict(os.environ, PATH=os.pathsep.join([str(venv / "bin"), os.environ.get("PATH", "")]),
                 VIRTUAL_ENV=str(venv))
 
