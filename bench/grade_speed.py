@@ -310,10 +310,11 @@ def main() -> None:
         print(f"machine: {machine()}", flush=True)
         # what a course machine does once (`grade prepare`): the one-notebook rows measure a
         # grade drawing its hidden run from a complete pool, not the first grades filling it
-        prepared = subprocess.run(grade_cmd("prepare", ASSIGNMENT), cwd=ROOT, env=env, capture_output=True,
-                                  text=True, timeout=1800)
-        print(f"grade prepare {ASSIGNMENT}: " + ("done" if prepared.returncode == 0
-                                                 else f"failed ({prepared.stderr.strip()[-160:]})"), flush=True)
+        if args.rounds >= 1:
+            prepared = subprocess.run(grade_cmd("prepare", ASSIGNMENT), cwd=ROOT, env=env, capture_output=True,
+                                      text=True, timeout=1800)
+            print(f"grade prepare {ASSIGNMENT}: " + ("done" if prepared.returncode == 0
+                                                     else f"failed ({prepared.stderr.strip()[-160:]})"), flush=True)
         for rnd in range(max(args.rounds, args.class_rounds)):
             print(f"round {rnd + 1}", flush=True)
             if rnd < args.rounds:
