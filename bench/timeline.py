@@ -55,7 +55,7 @@ def main() -> None:
     mark("imported the grading machinery")
     wrap(kernel.LocalKernelLauncher, "_choose", "choosing the isolation level")
     wrap(kernel.LocalKernelLauncher, "start", "starting a kernel process")
-    wrap(grade, "_plan", "import torch, the reference, expected values (thread)")
+    wrap(grade, "_plan", "expected values: from the pool, else torch and the reference (thread)")
     wrap(grade, "execute", "first run: kernel ready, prelude, cells")
     wrap(grade, "check_consistency", "consistency check")
     wrap(grade, "rerun_given", "hard-coding re-run")
