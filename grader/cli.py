@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -256,18 +255,9 @@ def _emit(text: str, output: Path | None) -> None:
         return
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        # A fresh file of our own (never one found there, nor a link planted in a shared
-        # folder), renamed over the output path.
-        fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o644 & ~_umask())
-            os.replace(tmp, output)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        from .cachefiles import write_atomic
+
+        write_atomic(output, text.encode("utf-8"), f".{output.name}.", ".tmp", 0o644 & ~_umask())
     except OSError as e:
         _fail(f"cannot write {output}: {e.strerror or e}")
 

@@ -58,6 +58,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 
 from . import leftovers
+from .cachefiles import write_atomic
 from .errors import GraderError
 from .options import CACHE_DIR_VARIABLE, ISOLATION_LEVELS, cache_dir
 
@@ -672,7 +673,6 @@ class Cgroup:
             if ctrls == "" and (fs / "cgroup.controllers").exists():
                 v2_path = fs / path.lstrip("/")
         for base in [*v1.values(), *([v2_path] if v2_path else [])]:
-            _sweep_stale(base)
             leftovers.sweep_cgroups(base)
         if "memory" in v1 and "pids" in v1:
             dirs = {c: base / name for c, base in v1.items()}
@@ -774,28 +774,6 @@ class Cgroup:
     def describe(self) -> str:
         """For the report."""
         return f"cgroup v{self.version}"
-
-
-STALE_CGROUP_S = 600
-
-
-def _sweep_stale(base: Path) -> None:
-    """Remove empty kernel cgroups left by a grader that was killed (SIGKILL) long ago.
-
-    Only empty ones older than STALE_CGROUP_S: a live run's cgroup holds its kernel, and a
-    new one is joined within seconds of being made.
-    """
-    try:
-        entries = list(base.glob("grader-*"))
-    except OSError:
-        return
-    now = time.time()
-    for d in entries:
-        try:
-            if now - d.stat().st_mtime > STALE_CGROUP_S and not (d / "cgroup.procs").read_text().strip():
-                d.rmdir()
-        except OSError:
-            continue
 
 
 def _int_file(path: Path) -> int:
@@ -913,15 +891,8 @@ def _save_levels(path: Path, works: dict[str, str]) -> None:
     """Write the remembered levels atomically (concurrent graders each leave a whole file)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=".isolation.", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump({"version": _LEVEL_CACHE_VERSION, "works": works}, f)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        data = json.dumps({"version": _LEVEL_CACHE_VERSION, "works": works}).encode("utf-8")
+        write_atomic(path, data, ".isolation.")
     except OSError:  # a read-only or full disk: levels are probed each time, as without a cache
         pass
 

@@ -22,12 +22,16 @@ import contextlib
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 # The kinds of folders and cgroups a grader makes (the longer ones first: they share a start).
 KINDS = ("grader-batch-src-", "grader-batch-", "grader-", "gk-")
 _OWNED = re.compile(
     r"^(?P<kind>grader-batch-src-|grader-batch-|grader-|gk-)(?P<pid>\d+)-(?P<ticks>\d+)-(?P<ns>\d+)-")
+
+# An empty kernel cgroup this old, whose owner its name does not tell, is a killed grader's.
+STALE_CGROUP_S = 600
 
 _lock = threading.Lock()
 _tag: tuple[int, str] | None = None  # (pid, tag): a forked child gets its own
@@ -119,17 +123,27 @@ def sweep_folders(top: Path) -> list[Path]:
 
 
 def sweep_cgroups(base: Path) -> list[Path]:
-    """Kill what is in, and remove, the kernel cgroups under `base` whose grader is dead."""
+    """Kill what is in, and remove, the kernel cgroups under `base` whose grader is dead; and
+    remove empty ones older than STALE_CGROUP_S whose owner cannot be told (older graders' names;
+    a live run's cgroup holds its kernel, and a new one is joined within seconds of being made)."""
     from .kernel import Cgroup
 
     removed = []
     try:
-        entries = [d for d in base.glob("grader-*") if d.is_dir() and dead_owners(d.name)]
+        entries = [d for d in base.glob("grader-*") if d.is_dir()]
     except OSError:
         return removed
+    now = time.time()
     for d in entries:
-        version = 2 if (d / "cgroup.controllers").exists() else 1
-        Cgroup(version, {"pids": d, "memory": d}).destroy()  # (one folder: a v1 controller's or v2's)
+        if dead_owners(d.name):
+            version = 2 if (d / "cgroup.controllers").exists() else 1
+            Cgroup(version, {"pids": d, "memory": d}).destroy()  # (one folder: a v1 controller's or v2's)
+        else:
+            try:
+                if now - d.stat().st_mtime > STALE_CGROUP_S and not (d / "cgroup.procs").read_text().strip():
+                    d.rmdir()
+            except OSError:
+                continue
         if not d.exists():
             removed.append(d)
     return removed

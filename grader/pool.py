@@ -28,7 +28,6 @@ import os
 import re
 import secrets
 import struct
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from .cachefiles import hash_python_files, write_atomic
 from .options import cache_dir
 from .spec import Assignment
 
@@ -78,8 +78,7 @@ def pool_key(asg: Assignment) -> str | None:
     """What a pool's entries depend on, hashed: spec, the assignment's Python files, planning code, versions."""
     h = hashlib.sha256(f"{_FORMAT}:{asg.spec_sha256}".encode())
     try:
-        for p in sorted(asg.folder.glob("*.py")):
-            h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+        hash_python_files(h, asg.folder)
         h.update(_grader_version())
     except OSError:
         return None
@@ -426,17 +425,9 @@ def _private(folder: Path) -> None:
 def write_entry(folder: Path, entry: Entry) -> Path:
     """Write an entry atomically (temporary file in the same folder, then rename)."""
     _private(folder)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".entry")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(entry.to_bytes())
-        final = folder / f"{entry.seed}.entry"
-        os.replace(tmp, final)
-        return final
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    final = folder / f"{entry.seed}.entry"
+    write_atomic(final, entry.to_bytes(), ".tmp-", ".entry")
+    return final
 
 
 @contextlib.contextmanager

@@ -7,12 +7,10 @@ lives in the grader.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +20,7 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from . import spec_defaults
+from .cachefiles import hash_python_files, write_atomic
 from .errors import GraderError, SpecError, UnknownAssignment
 
 SPEC_FILE = "assignment.toml"
@@ -567,8 +566,7 @@ def _completed_cache(folder: Path, sha: str) -> Path | None:
         return None
     h = hashlib.sha256(f"{_SPEC_CACHE_VERSION}:{sha}".encode())
     try:
-        for p in sorted(folder.glob("*.py")):
-            h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+        hash_python_files(h, folder)
         here = Path(__file__).parent
         for name in _INFERRING_CODE:
             h.update(hashlib.sha256((here / name).read_bytes()).digest())
@@ -589,18 +587,12 @@ def _from_cache(cache: Path | None) -> Spec | None:
 def _store(cache: Path | None, raw: dict[str, Any]) -> None:
     if cache is None:
         return
-    tmp = None
     try:
-        text = json.dumps(raw)
+        data = json.dumps(raw).encode()
         cache.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".spec-")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, cache)
+        write_atomic(cache, data, ".spec-")
     except (OSError, TypeError, ValueError):  # not remembered: inferred again next time
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
+        pass
 
 
 def _reference_module(folder: Path, raw: dict[str, Any], sha: str) -> ModuleType | None:

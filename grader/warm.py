@@ -374,18 +374,22 @@ class WarmKernelLauncher(LocalKernelLauncher):
     def take_workspace(self) -> Workspace | None:
         """An empty workspace whose kernel is already started (or starting), if kernels are kept
         ahead (`ahead` > 0, forked only); the next one then starts (call from the event loop)."""
+        kept = self._kernels_ahead()
+        return kept.take() if kept is not None else None
+
+    def start_ahead(self) -> None:
+        """Start the kernels kept ahead now, before the first submission asks (call from the event loop)."""
+        kept = self._kernels_ahead()
+        if kept is not None:
+            kept.fill()
+
+    def _kernels_ahead(self) -> KernelsAhead | None:
+        """The kernels kept ahead (made on first use), or None where none are kept."""
         if self.ahead <= 0 or not self.warm:
             return None
         if self._ahead is None:
             self._ahead = KernelsAhead(self._fork, self.ahead)
-        return self._ahead.take()
-
-    def start_ahead(self) -> None:
-        """Start the kernels kept ahead now, before the first submission asks (call from the event loop)."""
-        if self.ahead > 0 and self.warm:
-            if self._ahead is None:
-                self._ahead = KernelsAhead(self._fork, self.ahead)
-            self._ahead.fill()
+        return self._ahead
 
     async def stop_ahead(self) -> None:
         """Stop the kernels started ahead that no submission took (this launcher's and its bound ones')."""

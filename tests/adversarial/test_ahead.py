@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import tempfile
 from pathlib import Path
 
 import nbformat
@@ -18,15 +17,6 @@ from grader.warm import WarmKernelLauncher
 from tests.batch_support import ASSIGNMENT, SOLUTION
 
 from .helpers import processes_mentioning
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every temporary folder of the run under a folder of the test's own."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    return tmp
 
 
 def test_a_workspace_comes_with_the_kernel_started_for_it_and_the_next_one_starts(private_tmp: Path):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,15 +28,6 @@ def notebook(tmp_path: Path, *cells: str) -> Path:
     path = tmp_path / "sub.ipynb"
     nbformat.write(nb, path)
     return path
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every temporary folder of the run under a folder of the test's own."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    return tmp
 
 
 def spy_starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:

@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,15 +21,6 @@ from grader.teardown import Teardown, in_background, remove_workspace
 from tests.batch_support import ASSIGNMENT, ROOT, make_flat
 
 from .helpers import processes_mentioning
-
-
-@pytest.fixture
-def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every temporary folder of the run under a folder of the test's own."""
-    tmp = tmp_path / "tmp"
-    tmp.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
-    return tmp
 
 
 def test_a_workspace_goes_only_after_its_kernels_stopped(tmp_path: Path, private_tmp: Path):
