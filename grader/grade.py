@@ -42,7 +42,8 @@ from .localise import localise
 from .notebook import Submission, read_submission
 from .options import CELL_TIMEOUT, TOTAL_TIMEOUT
 from .plan import CheckPlan, plan, probe_items
-from .pool import Builder, PooledReference, choose_seed, read_entry
+from .pool import PooledReference, choose_seed, read_entry
+from .pool_builder import Builder
 from .probe import Answer, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
@@ -286,7 +287,7 @@ def _plan(asg: Assignment, seed: int, checks: list[Check],
     reference = Reference(asg)
     plans = plan(asg, reference, seed, checks)
     if pool is not None:
-        pool.start(reference)
+        pool.start()
     return reference, plans
 
 

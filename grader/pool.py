@@ -51,11 +51,6 @@ class Unpoolable(Exception):
     """A value the pool cannot hold (or a call it cannot key): computed live instead."""
 
 
-class Stopped(BaseException):
-    """A pool build was asked to stop (its grade finished); not an Exception, so that code
-    skipping a reference call that fails does not skip this."""
-
-
 class PooledError(Exception):
     """The reference raised this for these arguments when the entry was built."""
 
@@ -358,20 +353,14 @@ class PooledReference:
 class RecordingReference:
     """The live reference, remembering every call's answer (for a pool entry)."""
 
-    def __init__(self, live: Any, stop: threading.Event | None = None):
+    def __init__(self, live: Any):
         self.live = live
-        self.stop = stop
         self.writer = _Writer()
         self.calls: dict[str, Any] = {}
         self.draws: dict[str, Any] = {}
 
-    def _check_stop(self) -> None:
-        if self.stop is not None and self.stop.is_set():
-            raise Stopped
-
     def call(self, name: str, args: list[Any]) -> Any:
         """Call the live reference and remember the answer (or the exception)."""
-        self._check_stop()
         key = call_key(name, args)
         try:
             result = self.live.call(name, copy.deepcopy(args))
@@ -384,7 +373,6 @@ class RecordingReference:
     def function(self, name: str) -> Callable[..., Any]:
         """A reference function; generators are remembered with the rng state they leave."""
         def generate(rng: np.random.Generator, trial: int) -> Any:
-            self._check_stop()
             key = draw_key(name, rng, trial)
             out = self.live.function(name)(rng, trial)
             self.draws[key] = [self.writer.encode(out), _state_tree(rng)]
@@ -401,12 +389,12 @@ def _state_tree(rng: np.random.Generator) -> Any:
     return _Writer().encode(state)  # (ints and strings only: no buffer needed)
 
 
-def record(asg: Assignment, live: Any, seed: int, stop: threading.Event | None = None) -> Entry:
+def record(asg: Assignment, live: Any, seed: int) -> Entry:
     """Compute the entry for `seed`: every reference answer a run with this seed may need."""
     from .plan import plan
     from .rerun import prepare_rerun
 
-    rec = RecordingReference(live, stop)
+    rec = RecordingReference(live)
     plans = plan(asg, rec, seed)
     prepare_rerun(asg, rec, plans, seed)
     key = pool_key(asg)
@@ -422,11 +410,17 @@ def _private(folder: Path) -> None:
     folder.mkdir(mode=0o700, exist_ok=True)
 
 
+def temp_prefix(pid: int) -> str:
+    """How the temporary files of process `pid`'s entries start (so what a killed builder
+    was writing can be found and removed)."""
+    return f".tmp-{pid}-"
+
+
 def write_entry(folder: Path, entry: Entry) -> Path:
     """Write an entry atomically (temporary file in the same folder, then rename)."""
     _private(folder)
     final = folder / f"{entry.seed}.entry"
-    write_atomic(final, entry.to_bytes(), ".tmp-", ".entry")
+    write_atomic(final, entry.to_bytes(), temp_prefix(os.getpid()), ".entry")
     return final
 
 
@@ -448,8 +442,8 @@ def locked(folder: Path, wait: bool) -> Iterator[bool]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def fill(asg: Assignment, live: Any, size: int | None = None, stop: threading.Event | None = None,
-         wait: bool = True, progress: Callable[[int, int], None] | None = None) -> int:
+def fill(asg: Assignment, live: Any, size: int | None = None, wait: bool = True,
+         progress: Callable[[int, int], None] | None = None) -> int:
     """Add entries with fresh random seeds until the pool holds `size` (default: pool_size()).
 
     Returns how many entries the pool holds. Without `wait`, a pool another grader is
@@ -464,15 +458,10 @@ def fill(asg: Assignment, live: Any, size: int | None = None, stop: threading.Ev
         _remove_leftovers(folder)
         have = set(entry_seeds(folder))
         while len(have) < size:
-            if stop is not None and stop.is_set():
-                break
             seed = secrets.randbits(32)
             if seed in have:
                 continue
-            try:
-                write_entry(folder, record(asg, live, seed, stop))
-            except Stopped:
-                break
+            write_entry(folder, record(asg, live, seed))
             have.add(seed)
             if progress is not None:
                 progress(len(have), size)
@@ -496,34 +485,6 @@ def _remove_leftovers(folder: Path, age: float = 3600.0) -> None:
         with contextlib.suppress(OSError):
             if time.time() - p.stat().st_mtime > age:
                 p.unlink()
-
-
-class Builder:
-    """Fills an incomplete pool in a background thread while a grade runs; stopped when it ends."""
-
-    def __init__(self, asg: Assignment):
-        self.asg = asg
-        self.stop_event = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def start(self, live: Any) -> None:
-        """Start filling the pool with `live` (the reference this run already loaded)."""
-        if self.stop_event.is_set() or pool_folder(self.asg) is None:
-            return
-        self.thread = threading.Thread(target=self._run, args=(live,), name="nngrader-pool", daemon=True)
-        self.thread.start()
-
-    def _run(self, live: Any) -> None:
-        with contextlib.suppress(OSError, AttributeError):  # lowest priority: the grade's kernels come first
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-        with contextlib.suppress(Exception):  # a pool that cannot be built is computed live next time
-            fill(self.asg, live, stop=self.stop_event, wait=False)
-
-    def stop(self) -> None:
-        """Stop at the next reference call; entries already written stay."""
-        self.stop_event.set()
-        if self.thread is not None:
-            self.thread.join()
 
 
 def clear(asg: Assignment | None = None) -> int:
