@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +42,8 @@ from .localise import localise
 from .notebook import Submission, read_submission
 from .options import CELL_TIMEOUT, TOTAL_TIMEOUT
 from .plan import CheckPlan, plan, probe_items
-from .pool import PooledReference, choose_seed, read_entry
-from .pool_builder import Builder
+from .pool import Entry, PooledReference, choose_seed, pool_key, read_entry
+from .pool_worker import Builder
 from .probe import Answer, locate, new_module_name, prelude_source, probe_request, send
 from .render.safe import inert, inert_block
 from .report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
@@ -61,6 +61,9 @@ from .spec import (
 )
 from .standby import StandbyKernel
 from .teardown import remove_workspace
+
+# a run's pool entry computed elsewhere, by seed (None: compute it here)
+EntrySource = Callable[[int], Awaitable[Entry | None]]
 
 
 def resolve_assignment(name: str | Assignment | None, submission: Submission) -> Assignment:
@@ -129,8 +132,11 @@ async def grade_notebook_async(
     launcher: KernelLauncher | None = None,
     checks: Sequence[str] | None = None,
     public_only: bool = False,
+    entries: EntrySource | None = None,
 ) -> Report:
     """The async form of grade_notebook (for callers that already run an event loop).
+
+    `entries(seed)` may give the run's pool entry computed elsewhere (a batch's planner).
 
     Raises GraderError only when the notebook or the assignment is unusable. Any failure
     after that (of the grader, on this submission) is a report with status "error", the
@@ -154,7 +160,7 @@ async def grade_notebook_async(
     report.environment = env.describe()
     launcher = bind_env(launcher or LocalKernelLauncher(), env)
     run = _Run(launcher, asg.spec.policy.cell_timeout or cell_timeout, total_timeout, checks=chosen,
-               pool=Builder(asg) if fill_pool else None)
+               pool=Builder(asg) if fill_pool else None, entries=entries)
     try:
         await _grade(report, run, submission, asg)
     except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
@@ -186,6 +192,7 @@ class _Run:
     session: Session | None = None
     checks: list[Check] | None = None  # the checks to grade (None: all)
     pool: Builder | None = None  # fills the assignment's incomplete pool while this run lasts
+    entries: EntrySource | None = None  # the run's pool entry, computed elsewhere
 
 
 async def _grade(report: Report, run: _Run, submission: Submission, asg: Assignment) -> None:
@@ -206,7 +213,7 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
     chosen = asg.spec.checks if run.checks is None else run.checks
     # the expected values come from the pool, or (torch, the reference) load in a thread while
     # the kernel starts and runs the notebook: none of it enters the kernel
-    planned = asyncio.ensure_future(asyncio.to_thread(_plan, asg, seed, chosen, run.pool))
+    planned = asyncio.ensure_future(_planned(asg, seed, chosen, run))
     planned.add_done_callback(_retrieved)
     run.stage = "preparing the working folder"
     workspace = workspace_for(launcher, submission.path, [asg.path(f) for f in asg.spec.files])
@@ -276,11 +283,18 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
     report.score = total(results, flags, asg.spec.policy, report.max_score)
 
 
-def _plan(asg: Assignment, seed: int, checks: list[Check],
-          pool: Builder | None = None) -> tuple[ReferenceLike, list[CheckPlan]]:
-    """The reference and the graded checks' inputs and expected values: from the pool's entry for
-    `seed` if it has one, else computed live (importing torch), `pool` then filling the pool."""
-    entry = read_entry(asg, seed)
+async def _planned(asg: Assignment, seed: int, checks: list[Check],
+                   run: _Run) -> tuple[ReferenceLike, list[CheckPlan]]:
+    entry = await run.entries(seed) if run.entries is not None else None
+    return await asyncio.to_thread(_plan, asg, seed, checks, run.pool, entry)
+
+
+def _plan(asg: Assignment, seed: int, checks: list[Check], pool: Builder | None = None,
+          given: Entry | None = None) -> tuple[ReferenceLike, list[CheckPlan]]:
+    """The reference and the graded checks' inputs and expected values: from `given` or the pool's
+    entry for `seed`, else computed live (importing torch), `pool` then filling the pool."""
+    usable = given is not None and given.seed == seed and given.key == pool_key(asg)
+    entry = given if usable else read_entry(asg, seed)
     if entry is not None:
         pooled = PooledReference(asg, entry, lambda: Reference(asg))
         return pooled, plan(asg, pooled, seed, checks)

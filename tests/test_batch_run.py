@@ -47,3 +47,37 @@ def test_a_changed_notebook_is_graded_again(tmp_path: Path) -> None:
     (src / "bob.ipynb").write_bytes(notebook_bytes("correct", "bob"))  # bob fixed his notebook
     again = grade_batch(src, ASSIGNMENT, db, jobs=2, cell_timeout=30, total_timeout=120)
     assert (again.graded_now, again.skipped, again.counts) == (1, 1, {"graded": 2})
+
+
+def test_a_batch_takes_its_reference_values_from_the_planner_and_grades_the_same_without_one(
+        tmp_path: Path, monkeypatch) -> None:
+    import grader.grade as grade
+    from grader import pool_worker
+    from grader.batch.gradebook import Gradebook
+
+    src = make_flat(tmp_path / "src", [("alice", "correct"), ("bob", "sign"), ("carol", "scaled")])
+    planned: list[bool] = []
+    real_plan = grade._plan
+
+    def spy(asg, seed, checks, pool=None, given=None):  # type: ignore[no-untyped-def]
+        planned.append(given is not None)
+        return real_plan(asg, seed, checks, pool, given)
+
+    monkeypatch.setattr(grade, "_plan", spy)
+
+    def scores(db: Path) -> dict[str, Any]:
+        book = Gradebook(db)
+        try:
+            return {r.student: (r.status, r.report["score"], r.report["seed"],
+                                [(c["id"], c["status"]) for c in r.report["checks"]]) for r in book.current()}
+        finally:
+            book.close()
+
+    grade_batch(src, ASSIGNMENT, tmp_path / "a.sqlite", jobs=2, seed=5, cell_timeout=30, total_timeout=120)
+    assert planned == [True, True, True]  # every submission's values came from the child
+    # a planner that cannot start: each submission computes its own, with the same result
+    planned.clear()
+    monkeypatch.setattr(pool_worker, "_command", lambda mode, asg: (["/nonexistent/python"], {}))
+    grade_batch(src, ASSIGNMENT, tmp_path / "b.sqlite", jobs=2, seed=5, cell_timeout=30, total_timeout=120)
+    assert planned == [False, False, False]
+    assert scores(tmp_path / "a.sqlite") == scores(tmp_path / "b.sqlite")

@@ -15,7 +15,6 @@ import pytest
 from grader import pool
 from grader.expected import Reference
 from grader.plan import plan
-from grader.pool_builder import Builder
 from grader.rerun import prepare_rerun, rerun_samples
 from grader.spec import find_assignment, load_spec
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS, ROOT
@@ -209,80 +208,6 @@ def test_one_builder_at_a_time(cache):
         # another grader finds the lock taken and leaves the filling to its holder
         assert pool.fill(asg, Reference(asg), size=3, wait=False) == 0
     assert pool.fill(asg, Reference(asg), size=3, wait=False) == 3
-
-
-def test_a_builder_stops_when_its_run_ends_and_leaves_only_whole_entries(cache):
-    asg = find_assignment("tanh-softmax-gaussians")  # slow entries: stopped in the middle of one
-    folder = pool.pool_folder(asg)
-    builder = Builder(asg)
-    builder.start()
-    child = builder.process
-    assert child is not None
-    deadline = time.monotonic() + 60
-    while not pool.entry_seeds(folder) and time.monotonic() < deadline:
-        time.sleep(0.2)  # one entry written (unless the machine is busy): in the middle of the next
-    # what a kill in the middle of a write leaves: a temporary file named for the builder
-    folder.mkdir(parents=True, exist_ok=True)
-    half = folder / f"{pool.temp_prefix(child.pid)}half.entry"
-    half.write_bytes(b"half an entry")
-    builder.stop()
-    assert child.poll() is not None  # stopped at once, not after its reference call
-    assert not half.exists()
-    assert not [n for n in os.listdir(folder) if n.startswith(".tmp-")]
-    for seed in pool.entry_seeds(folder):
-        assert pool.read_entry(asg, seed) is not None
-    builder.start()  # a stopped builder does not start again
-    assert builder.process is child
-
-
-_GRADER_WITH_BUILDER = """
-import sys, time
-from grader.pool_builder import Builder
-from grader.spec import find_assignment
-b = Builder(find_assignment("tanh-softmax-gaussians"))
-b.start()
-print(b.process.pid, flush=True)
-time.sleep(600)
-"""
-
-
-def test_a_builder_ends_with_its_grader_even_one_killed(cache):
-    grader = subprocess.Popen([sys.executable, "-c", _GRADER_WITH_BUILDER], stdout=subprocess.PIPE,
-                              env=dict(os.environ, NNGRADER_CACHE_DIR=str(cache)), cwd=ROOT)
-    child = int(grader.stdout.readline())
-    assert _running(child)
-    grader.kill()
-    grader.wait()
-    deadline = time.monotonic() + 60
-    while _running(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _running(child)
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def test_a_live_run_starts_filling_the_pool_once_its_own_values_are_computed(cache, monkeypatch):
-    from grader.grade import _plan
-
-    monkeypatch.setenv(pool.POOL_SIZE_VARIABLE, "2")
-    asg = find_assignment("sigmoid-2-3-1")
-    seed, incomplete = pool.choose_seed(asg)
-    assert incomplete
-    builder = Builder(asg)
-    reference, _ = _plan(asg, seed, asg.spec.checks, builder)
-    assert isinstance(reference, Reference)  # this run: live
-    assert builder.process is not None
-    assert builder.process.wait(timeout=300) == 0  # (at idle priority: slow on a busy machine)
-    builder.stop()
-    seeds = pool.entry_seeds(pool.pool_folder(asg))
-    assert len(seeds) == 2 and seed not in seeds  # the run's own seed, shown to the student, is not one
-    assert not pool.choose_seed(asg)[1]
 
 
 def test_prepare_and_clear_from_the_command_line(cache):

@@ -23,16 +23,19 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import leftovers
 from ..errors import GraderError
-from ..grade import grade_notebook_async
+from ..grade import EntrySource, grade_notebook_async
 from ..kernel import KernelLauncher, interruptible
 from ..report import Report, error_report
 from ..spec import Assignment, find_assignment
 from .gradebook import Gradebook, Result, now
 from .sources import Entry
+
+if TYPE_CHECKING:
+    from ..pool_worker import Planner
 
 # Kernel starts (and restarts after a dead kernel) are outside a submission's own time limit;
 # past this much more, the grading of a submission is abandoned as hung.
@@ -127,7 +130,8 @@ def outcome(report: Report) -> tuple[str, str]:
 
 async def grade_files(files: dict[str, bytes | Path], graded_as: str, assignment: str | Assignment,
                       seed: int, cell_timeout: float, total_timeout: float,
-                      launcher: KernelLauncher, relpath: str) -> tuple[str, str, dict[str, Any]]:
+                      launcher: KernelLauncher, relpath: str,
+                      entries: EntrySource | None = None) -> tuple[str, str, dict[str, Any]]:
     """Grade one submission from its files: (status, reason, grader.report/1 dict). Never raises
     for a submission's fault: a crash or hang of its grading is an error or timeout result."""
     stage = Path(tempfile.mkdtemp(prefix=leftovers.prefix("grader-batch-")))
@@ -142,7 +146,7 @@ async def grade_files(files: dict[str, bytes | Path], graded_as: str, assignment
             (stage / name).write_bytes(data)
         report = await asyncio.wait_for(
             grade_notebook_async(stage / graded_as, asg, seed=seed, cell_timeout=cell_timeout,
-                                 total_timeout=total_timeout, launcher=launcher),
+                                 total_timeout=total_timeout, launcher=launcher, entries=entries),
             timeout=total_timeout + HANG_GRACE_S)
         status, reason = outcome(report)
     except asyncio.TimeoutError:
@@ -196,7 +200,9 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
             warm.ahead = max(1, jobs_n)  # the next submissions' kernels start while these are graded
             run_local(jobs, settings, asg, book, jobs_n, on_result, warm)
         return
+    jobs = list(jobs)
     todo: Iterator[Job] = iter(jobs)
+    planner: Planner | None = None
 
     def finish(r: Result) -> None:
         book.record(r)
@@ -210,21 +216,28 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
             started = now()
             status, reason, rep = await grade_files(
                 dict(job.files), job.graded_as, asg, job.seed, settings.cell_timeout,
-                settings.total_timeout, launcher, job.relpath)
+                settings.total_timeout, launcher, job.relpath, planner.entry if planner else None)
             finish(_result(job, settings, status, reason, rep, started, now()))
 
     async def main() -> None:
+        from ..pool_worker import Planner
         from ..teardown import in_background
 
+        nonlocal planner
         task = asyncio.current_task()
         with interruptible(task):
             # a graded submission's kernels stop and its folders go while the next one is graded
             async with in_background():
                 warming = asyncio.ensure_future(_start_ahead(launcher, asg))
+                # each submission's reference values computed a few submissions ahead in a
+                # child process, not in this one (where they took a third of the time)
+                planner = Planner(asg, (j.seed for j in jobs if j.problem is None), window=2 * max(1, jobs_n) + 2)
                 try:
+                    await planner.start()
                     await asyncio.gather(*(worker() for _ in range(max(1, jobs_n))))
                 finally:
                     warming.cancel()
+                    await planner.close()
                 stop_ahead = getattr(launcher, "stop_ahead", None)
                 if callable(stop_ahead):
                     await stop_ahead()

@@ -1,0 +1,244 @@
+"""Pool entries computed in a child process: torch's work kept out of the grading process.
+
+Two uses of one child program (`python -m grader.pool_worker MODE FOLDER`):
+
+- `fill` (Builder): fills an assignment's incomplete on-disk pool while a grade runs. A child,
+  not a thread of the grade, shares no interpreter lock with the grading, runs at the lowest
+  CPU priority with one thread, and is stopped at once however long the reference's calls
+  take (killed: entries are written whole or not at all).
+- `serve` (Planner): computes the entry of each seed a batch asks for, in the order asked,
+  and sends it back on stdout: a batch's submissions each have their own seed, and computing
+  their reference values in the grading process took a third of its time.
+
+Either child ends when its grader does, even one killed with SIGKILL: `fill` watches a pipe
+only the grader holds open, `serve` reads its requests from one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import os
+import struct
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from .pool import Entry, fill, pool_folder, pool_key, record, temp_prefix
+from .spec import Assignment
+
+_PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
+_ANSWER = struct.Struct("<QQ")  # seed, length of the entry's bytes (0: it could not be computed)
+
+
+def _command(mode: str, asg: Assignment) -> tuple[list[str], dict[str, str]]:
+    """The child's command line and environment (one thread: the kernels need the cores)."""
+    path = os.environ.get("PYTHONPATH")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=_PACKAGE_PARENT + (os.pathsep + path if path else ""))
+    return [sys.executable, "-m", "grader.pool_worker", mode, str(asg.folder)], env
+
+
+class Builder:
+    """The child process filling one assignment's pool; started once, stopped when the grade ends."""
+
+    def __init__(self, asg: Assignment):
+        self.asg = asg
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stopped = False
+
+    def start(self) -> None:
+        """Start filling the pool (unless this builder was stopped already or there is no cache)."""
+        if self.stopped or self.process is not None or pool_folder(self.asg) is None:
+            return
+        argv, env = _command("fill", self.asg)
+        with contextlib.suppress(OSError):  # no pool this time: the next run computes live again
+            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                            stderr=subprocess.DEVNULL, env=env)
+
+    def stop(self) -> None:
+        """Stop now; the entries already written stay, a half-written one goes."""
+        self.stopped = True
+        p = self.process
+        if p is None:
+            return
+        with contextlib.suppress(OSError):
+            p.kill()
+        p.wait()
+        if p.stdin is not None:
+            with contextlib.suppress(OSError):
+                p.stdin.close()
+        _remove_temporary(pool_folder(self.asg), p.pid)
+
+
+class Planner:
+    """A child process computing the entries of a batch's seeds a few submissions ahead.
+
+    `entry(seed)` is that seed's entry, or None if the child could not compute it (the
+    submission's run then computes live, as without a planner). At most `window` entries wait
+    in the grader at a time, so its memory does not grow with the batch."""
+
+    def __init__(self, asg: Assignment, seeds: Iterable[int], window: int = 8):
+        self.asg = asg
+        self.window = max(1, window)
+        self._upcoming = collections.deque(seeds)  # in the order the batch grades them
+        self._waiting: dict[int, asyncio.Future[bytes | None]] = {}
+        self._process: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._failed = False
+
+    async def start(self) -> None:
+        """Start the child and ask for the first seeds."""
+        argv, env = _command("serve", self.asg)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+        except OSError:
+            self._failed = True
+            return
+        self._reader = asyncio.ensure_future(self._read())
+        self._top_up()
+
+    def _ask(self, seed: int) -> None:
+        self._waiting[seed] = asyncio.get_running_loop().create_future()
+        if self._failed or self._process is None or self._process.stdin is None:
+            self._waiting[seed].set_result(None)
+            return
+        try:
+            self._process.stdin.write(f"{seed}\n".encode())
+        except (OSError, RuntimeError):
+            self._fail()
+
+    def _top_up(self) -> None:
+        while self._upcoming and len(self._waiting) < self.window:
+            seed = self._upcoming.popleft()
+            if seed not in self._waiting:
+                self._ask(seed)
+
+    async def _read(self) -> None:
+        out = self._process.stdout if self._process is not None else None
+        try:
+            while out is not None:
+                seed, n = _ANSWER.unpack(await out.readexactly(_ANSWER.size))
+                raw = await out.readexactly(n) if n else None
+                waiting = self._waiting.get(seed)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(raw)
+        except (asyncio.IncompleteReadError, OSError, struct.error):
+            pass
+        self._fail()
+
+    def _fail(self) -> None:
+        """The child is gone: every seed asked for, and every later one, computes live."""
+        self._failed = True
+        for waiting in self._waiting.values():
+            if not waiting.done():
+                waiting.set_result(None)
+
+    @property
+    def pending(self) -> int:
+        """Seeds asked for and not yet taken (their entries, once computed, held here)."""
+        return len(self._waiting)
+
+    async def entry(self, seed: int) -> Entry | None:
+        """The entry of `seed` (asking for it now if it was not among the next ones)."""
+        if seed not in self._waiting:
+            self._ask(seed)
+        try:
+            raw = await self._waiting[seed]
+        finally:
+            self._waiting.pop(seed, None)
+            self._top_up()
+        if raw is None:
+            return None
+        try:
+            return Entry.from_bytes(raw)
+        except (ValueError, TypeError, KeyError, struct.error):
+            return None
+
+    async def close(self) -> None:
+        """Stop the child (at once: what it was computing is not needed any more)."""
+        p = self._process
+        if p is not None and p.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            await p.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        self._fail()
+
+
+def _remove_temporary(folder: Path | None, pid: int) -> None:
+    """The temporary file a builder killed while writing left behind."""
+    if folder is None:
+        return
+    for t in folder.glob(temp_prefix(pid) + "*"):
+        with contextlib.suppress(OSError):
+            t.unlink()
+
+
+def _end_with_grader(folder: Path | None) -> None:
+    """Exit as soon as the grader's end of stdin closes (the grader stopped or died)."""
+    with contextlib.suppress(OSError):
+        while os.read(0, 4096):  # (the raw descriptor: a buffered reader would block interpreter exit)
+            pass
+    _remove_temporary(folder, os.getpid())
+    os._exit(0)
+
+
+def _serve(asg: Assignment, live: object) -> None:
+    """Answer each seed read from stdin with its entry on stdout, until stdin closes."""
+    key = pool_key(asg)
+    out = sys.stdout.buffer
+    for line in sys.stdin.buffer:
+        seed = int(line)
+        try:
+            if key is None:
+                raise ValueError("the assignment's files cannot be read")
+            raw = record(asg, live, seed).to_bytes()
+        except Exception:  # this seed computes live in the grader, as without a planner
+            raw = b""
+        out.write(_ANSWER.pack(seed, len(raw)) + raw)
+        out.flush()
+
+
+def _die_with_parent() -> None:
+    """Be killed when the grader is (not only at its next request or answer)."""
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # (it died before that took hold)
+        os._exit(0)
+
+
+def main(argv: list[str]) -> int:
+    """`fill FOLDER` or `serve FOLDER`; any failure quietly ends the child (the grader computes live)."""
+    mode, folder = argv
+    if mode == "fill":
+        with contextlib.suppress(OSError):
+            os.nice(19)  # the grade's kernels come first (not SCHED_IDLE: a busy server would starve it)
+    else:
+        _die_with_parent()
+    try:
+        from .expected import Reference
+        from .spec import load_spec
+
+        asg = load_spec(Path(folder))
+        if mode == "fill":
+            threading.Thread(target=_end_with_grader, args=(pool_folder(asg),), daemon=True).start()
+            fill(asg, Reference(asg), wait=False)
+        else:
+            _serve(asg, Reference(asg))
+    except (Exception, KeyboardInterrupt):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

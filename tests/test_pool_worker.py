@@ -1,0 +1,186 @@
+"""Pool entries computed in a child process: the builder that fills a pool while a grade runs,
+and the planner that computes a batch's entries ahead; neither outlives its grader."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from grader import pool, pool_worker
+from grader.expected import Reference
+from grader.pool_worker import Builder, Planner
+from grader.spec import find_assignment
+from tests.conftest import ROOT
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNGRADER_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_a_builder_stops_when_its_run_ends_and_leaves_only_whole_entries(cache):
+    asg = find_assignment("tanh-softmax-gaussians")  # slow entries: stopped in the middle of one
+    folder = pool.pool_folder(asg)
+    builder = Builder(asg)
+    builder.start()
+    child = builder.process
+    assert child is not None
+    deadline = time.monotonic() + 60
+    while not pool.entry_seeds(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)  # one entry written (unless the machine is busy): in the middle of the next
+    # what a kill in the middle of a write leaves: a temporary file named for the builder
+    folder.mkdir(parents=True, exist_ok=True)
+    half = folder / f"{pool.temp_prefix(child.pid)}half.entry"
+    half.write_bytes(b"half an entry")
+    builder.stop()
+    assert child.poll() is not None  # stopped at once, not after its reference call
+    assert not half.exists()
+    assert not [n for n in os.listdir(folder) if n.startswith(".tmp-")]
+    for seed in pool.entry_seeds(folder):
+        assert pool.read_entry(asg, seed) is not None
+    builder.start()  # a stopped builder does not start again
+    assert builder.process is child
+
+
+_GRADER_WITH_BUILDER = """
+import sys, time
+from grader.pool_worker import Builder
+from grader.spec import find_assignment
+b = Builder(find_assignment("tanh-softmax-gaussians"))
+b.start()
+print(b.process.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_builder_ends_with_its_grader_even_one_killed(cache):
+    grader = subprocess.Popen([sys.executable, "-c", _GRADER_WITH_BUILDER], stdout=subprocess.PIPE,
+                              env=dict(os.environ, NNGRADER_CACHE_DIR=str(cache)), cwd=ROOT)
+    child = int(grader.stdout.readline())
+    assert _running(child)
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 60
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(child)
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_live_run_starts_filling_the_pool_once_its_own_values_are_computed(cache, monkeypatch):
+    from grader.grade import _plan
+
+    monkeypatch.setenv(pool.POOL_SIZE_VARIABLE, "2")
+    asg = find_assignment("sigmoid-2-3-1")
+    seed, incomplete = pool.choose_seed(asg)
+    assert incomplete
+    builder = Builder(asg)
+    reference, _ = _plan(asg, seed, asg.spec.checks, builder)
+    assert isinstance(reference, Reference)  # this run: live
+    assert builder.process is not None
+    assert builder.process.wait(timeout=300) == 0  # (at idle priority: slow on a busy machine)
+    builder.stop()
+    seeds = pool.entry_seeds(pool.pool_folder(asg))
+    assert len(seeds) == 2 and seed not in seeds  # the run's own seed, shown to the student, is not one
+    assert not pool.choose_seed(asg)[1]
+
+
+def test_a_planner_gives_each_seed_the_entry_a_live_run_records():
+    asg = find_assignment("sigmoid-2-3-1")
+
+    async def main() -> list[pool.Entry | None]:
+        planner = Planner(asg, [11, 12, 13], window=2)
+        await planner.start()
+        try:
+            # in the order given, and a seed it was not told of (asked for when needed)
+            return [await planner.entry(s) for s in (11, 12, 13, 99)]
+        finally:
+            await planner.close()
+
+    got = asyncio.run(main())
+    live = Reference(asg)
+    for seed, entry in zip((11, 12, 13, 99), got):
+        assert entry is not None and entry.seed == seed
+        assert entry.to_bytes() == pool.record(asg, live, seed).to_bytes()
+
+
+def test_a_planner_keeps_at_most_its_window_of_entries_in_the_grader():
+    asg = find_assignment("sigmoid-2-3-1")
+
+    async def main() -> list[int]:
+        planner = Planner(asg, range(100, 120), window=3)
+        await planner.start()
+        sizes = [planner.pending]
+        try:
+            for seed in range(100, 110):
+                await asyncio.sleep(0.2)  # the child is ahead of the grading
+                sizes.append(planner.pending)
+                assert (await planner.entry(seed)) is not None
+        finally:
+            await planner.close()
+        return sizes
+
+    assert max(asyncio.run(main())) <= 3
+
+
+def test_a_planner_whose_child_is_gone_leaves_each_seed_to_the_run(monkeypatch):
+    asg = find_assignment("tanh-softmax-gaussians")  # entries take seconds: the kill comes first
+
+    async def main(kill_after_first: bool) -> list[pool.Entry | None]:
+        planner = Planner(asg, [1, 2, 3], window=1)
+        await planner.start()
+        try:
+            out = [await planner.entry(1)]  # (seed 2 asked for now)
+            if kill_after_first:
+                planner._process.kill()
+            return out + [await asyncio.wait_for(planner.entry(s), 60) for s in (2, 3)]
+        finally:
+            await planner.close()
+
+    first, *rest = asyncio.run(main(kill_after_first=True))
+    assert first is not None and rest == [None, None]
+    # a child that cannot even start, or that answers garbage: every seed computes live
+    monkeypatch.setattr(pool_worker, "_command", lambda mode, asg: ([sys.executable, "-c", "pass"], dict(os.environ)))
+    assert asyncio.run(main(kill_after_first=False)) == [None, None, None]
+    monkeypatch.setattr(pool_worker, "_command", lambda mode, asg: (
+        [sys.executable, "-c", "import sys; sys.stdin.readline(); sys.stdout.buffer.write(b'x' * 40)"],
+        dict(os.environ)))
+    assert asyncio.run(main(kill_after_first=False)) == [None, None, None]
+
+
+_GRADER_WITH_PLANNER = """
+import asyncio
+from grader.pool_worker import Planner
+from grader.spec import find_assignment
+async def main():
+    p = Planner(find_assignment("tanh-softmax-gaussians"), range(1000))
+    await p.start()
+    print(p._process.pid, flush=True)
+    await asyncio.sleep(600)
+asyncio.run(main())
+"""
+
+
+def test_a_planner_ends_with_its_grader_even_one_killed():
+    grader = subprocess.Popen([sys.executable, "-c", _GRADER_WITH_PLANNER], stdout=subprocess.PIPE, cwd=ROOT)
+    child = int(grader.stdout.readline())
+    assert _running(child)
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 60
+    while _running(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(child)
