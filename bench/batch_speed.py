@@ -7,7 +7,11 @@ resident size after the first tenth of the batch and at the end (flat means no g
 submission). With --class20, the benchmark's class of bench/submissions.py instead (10 right,
 10 wrong or hostile, an endless loop among them; 10 s per cell, as nbgrader was given), with
 notebooks per second, the grader's own CPU time and the load average before and after.
-Run by hand:  .venv/bin/python bench/batch_speed.py [-n 100] [--class20] [--jobs 1 2]
+With --plain N, N right and wrong notebooks (no hostile, broken or hanging ones: no limit is
+met), with notebooks per second and where the machine's CPU went: the grader process, the
+child computing the reference values, and the warm parent with every kernel forked from it
+(read from /proc every 50 ms; the machine's total from /proc/stat).
+Run by hand:  .venv/bin/python bench/batch_speed.py [-n 100] [--class20] [--plain 64] [--jobs 1 2]
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import platform
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -59,6 +64,108 @@ def run_class20(jobs: int) -> None:
           f"grader CPU {used:.1f} s; load average {load:.1f} before, {os.getloadavg()[0]:.1f} after")
 
 
+class _CpuByRole:
+    """Samples the CPU time of this process's descendants, by role, while a batch runs."""
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.last: dict[tuple[int, str], tuple[int, float]] = {}  # (pid, start) -> (parent, CPU-s)
+        self.cmd: dict[tuple[int, str], str] = {}  # the grader's direct children's command lines
+        self.stop = threading.Event()
+        self.own = 0.0
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+
+    def _sample(self) -> None:
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open(f"/proc/{name}/stat") as f:
+                        fields = f.read().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                key = (int(name), fields[19])
+                self.last[key] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / self.tick)
+                if int(fields[1]) == os.getpid() and key not in self.cmd:
+                    self.cmd[key] = _cmdline(int(name))
+
+    def _loop(self) -> None:
+        while not self.stop.is_set():
+            self._sample()
+            time.sleep(0.05)
+        self.own = time.thread_time()  # the sampling's own CPU, not the grader's
+
+    def __enter__(self) -> _CpuByRole:
+        self._sample()
+        self.before = dict(self.last)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join()
+
+    def roles(self) -> dict[str, float]:
+        """CPU-s used during the run: the reference child, and the kernels' side (the warm
+        parent, every process forked from it); the grader's own is measured by os.times."""
+        parent = {pid: ppid for (pid, _), (ppid, _) in self.last.items()}
+        command = {pid: cmd for (pid, _), cmd in self.cmd.items()}
+        me = os.getpid()
+        out = {"reference values (child process)": 0.0, "kernels (warm parent and its forks)": 0.0}
+        for key, (_, cpu) in self.last.items():
+            used = cpu - self.before.get(key, (0, 0.0))[1]
+            chain, pid = [], key[0]
+            while pid in parent and pid != me and len(chain) < 10:
+                chain.append(pid)
+                pid = parent[pid]
+            if pid != me or not chain or used <= 0:
+                continue
+            cmd = command.get(chain[-1], "")  # the grader's direct child this process descends from
+            if "grader.pool_worker" in cmd:
+                out["reference values (child process)"] += used
+            elif "-I" in cmd.split():
+                out["kernels (warm parent and its forks)"] += used
+        return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")[:200]
+    except OSError:
+        return ""
+
+
+def _busy() -> float:
+    """CPU-s the whole machine has spent busy since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def run_plain(n: int, jobs: int) -> None:
+    """Grade n right and wrong notebooks (no limit met); print the rate and where the CPU went."""
+    from tests.batch_support import notebook_bytes
+
+    kinds = ("correct", "sign", "scaled", "starter")
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / "src"
+        src.mkdir()
+        for i in range(n):
+            (src / f"s{i:03d}.ipynb").write_bytes(notebook_bytes(kinds[i % len(kinds)], f"s{i:03d}"))
+        busy, cpu, t = _busy(), os.times(), time.monotonic()
+        with _CpuByRole() as roles:
+            s = grade_batch(src, ASSIGNMENT, Path(d) / "gb.sqlite", jobs=jobs, seed=1, cell_timeout=10)
+        wall = time.monotonic() - t
+        grader = sum(os.times()[:2]) - sum(cpu[:2]) - roles.own
+        machine = _busy() - busy - roles.own
+    print(f"--jobs {jobs}: {n} right and wrong notebooks in {wall:.1f} s ({n / wall:.2f}/s), {s.counts}")
+    print(f"  machine busy {machine:.1f} CPU-s of {wall * (os.cpu_count() or 1):.1f} "
+          f"({machine / n:.2f} CPU-s per notebook)")
+    print(f"  grader process {grader:.1f} CPU-s ({grader / n:.2f} per notebook)")
+    for role, used in roles.roles().items():
+        print(f"  {role} {used:.1f} CPU-s ({used / n:.2f} per notebook)")
+
+
 def run(src: Path, jobs: int, n: int) -> None:
     mem: list[_Memory] = []
 
@@ -83,8 +190,13 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=100, help="Number of submissions.")
     parser.add_argument("--jobs", type=int, nargs="*", default=[1, os.cpu_count() or 1])
     parser.add_argument("--class20", action="store_true", help="Grade the benchmark's 20 submissions.")
+    parser.add_argument("--plain", type=int, metavar="N", help="Grade N right and wrong notebooks; CPU by role.")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    if args.plain:
+        for jobs in args.jobs:
+            run_plain(args.plain, jobs)
+        return
     if args.class20:
         sys.path.insert(0, str(ROOT / "bench"))
         for jobs in args.jobs:
