@@ -49,7 +49,7 @@ def test_a_changed_notebook_is_graded_again(tmp_path: Path) -> None:
     assert (again.graded_now, again.skipped, again.counts) == (1, 1, {"graded": 2})
 
 
-def test_a_batch_takes_its_reference_values_from_the_planner_and_grades_the_same_without_one(
+def test_a_batch_grades_the_same_with_its_reference_values_from_a_child_or_its_own(
         tmp_path: Path, monkeypatch) -> None:
     import grader.grade as grade
     from grader import pool_worker
@@ -73,11 +73,15 @@ def test_a_batch_takes_its_reference_values_from_the_planner_and_grades_the_same
         finally:
             book.close()
 
-    grade_batch(src, ASSIGNMENT, tmp_path / "a.sqlite", jobs=2, seed=5, cell_timeout=30, total_timeout=120)
-    assert planned == [True, True, True]  # every submission's values came from the child
-    # a planner that cannot start: each submission computes its own, with the same result
-    planned.clear()
+    def batch(db: str, plan_ahead: bool) -> list[bool]:
+        planned.clear()
+        grade_batch(src, ASSIGNMENT, tmp_path / db, jobs=2, seed=5, cell_timeout=30, total_timeout=120,
+                    plan_ahead=plan_ahead)
+        return planned
+
+    assert batch("ahead.sqlite", True) == [True, True, True]  # every submission's values from the child
+    assert batch("here.sqlite", False) == [False, False, False]
+    # a child that cannot start: each submission computes its own
     monkeypatch.setattr(pool_worker, "_command", lambda mode, asg: (["/nonexistent/python"], {}))
-    grade_batch(src, ASSIGNMENT, tmp_path / "b.sqlite", jobs=2, seed=5, cell_timeout=30, total_timeout=120)
-    assert planned == [False, False, False]
-    assert scores(tmp_path / "a.sqlite") == scores(tmp_path / "b.sqlite")
+    assert batch("failed.sqlite", True) == [False, False, False]
+    assert scores(tmp_path / "ahead.sqlite") == scores(tmp_path / "here.sqlite") == scores(tmp_path / "failed.sqlite")

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 # Kernel starts (and restarts after a dead kernel) are outside a submission's own time limit;
 # past this much more, the grading of a submission is abandoned as hung.
 HANG_GRACE_S = 120.0
+PLAN_AHEAD_MIN_CORES = 4  # see plan_ahead_by_default
 
 
 def grader_version() -> str:
@@ -188,9 +189,22 @@ def _result(job: Job, settings: Settings, status: str, reason: str, report: dict
                   started, finished, status, reason, report, env or environment(report), grader_version())
 
 
+def plan_ahead_by_default() -> bool:
+    """Whether a local batch computes reference values in a child process: where the machine has
+    cores to spare for it. The child moves work out of the one process that drives every kernel
+    (at most about 3 notebooks/s otherwise), but costs more CPU in all (its own torch, recording
+    the values, replaying them here): on 2 cores, where the kernels keep both busy, a batch was
+    a few percent slower with it (bench/batch_speed.py --plain)."""
+    return (os.cpu_count() or 1) >= PLAN_AHEAD_MIN_CORES
+
+
 def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, jobs_n: int,
-              on_result: Callable[[Result], None], launcher: KernelLauncher | None = None) -> None:
-    """Grade `jobs` here, `jobs_n` at a time, recording each result as it comes."""
+              on_result: Callable[[Result], None], launcher: KernelLauncher | None = None,
+              plan_ahead: bool | None = None) -> None:
+    """Grade `jobs` here, `jobs_n` at a time, recording each result as it comes; `plan_ahead`
+    (default: plan_ahead_by_default()) computes their reference values in a child process."""
+    if plan_ahead is None:
+        plan_ahead = plan_ahead_by_default()
     if launcher is None:
         # every kernel forked from one warm parent per kernel environment (cold where a fork
         # cannot be fenced in as well): a submission still gets a fresh, isolated process
@@ -198,7 +212,7 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
 
         with WarmKernelLauncher(isolation=settings.isolation) as warm:
             warm.ahead = max(1, jobs_n)  # the next submissions' kernels start while these are graded
-            run_local(jobs, settings, asg, book, jobs_n, on_result, warm)
+            run_local(jobs, settings, asg, book, jobs_n, on_result, warm, plan_ahead)
         return
     jobs = list(jobs)
     todo: Iterator[Job] = iter(jobs)
@@ -230,14 +244,17 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
             async with in_background():
                 warming = asyncio.ensure_future(_start_ahead(launcher, asg))
                 # each submission's reference values computed a few submissions ahead in a
-                # child process, not in this one (where they took a third of the time)
-                planner = Planner(asg, (j.seed for j in jobs if j.problem is None), window=2 * max(1, jobs_n) + 2)
+                # child process, not in this one (where they took a third of its time)
+                if plan_ahead:
+                    planner = Planner(asg, (j.seed for j in jobs if j.problem is None), window=2 * max(1, jobs_n) + 2)
                 try:
-                    await planner.start()
+                    if planner is not None:
+                        await planner.start()
                     await asyncio.gather(*(worker() for _ in range(max(1, jobs_n))))
                 finally:
                     warming.cancel()
-                    await planner.close()
+                    if planner is not None:
+                        await planner.close()
                 stop_ahead = getattr(launcher, "stop_ahead", None)
                 if callable(stop_ahead):
                     await stop_ahead()
@@ -416,8 +433,11 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
                 total_timeout: float = 300.0, isolation: str | None = None, regrade: bool = False,
                 student_regex: str | None = None, scheduler: str | None = None,
                 progress: Callable[[int, int], Any] | None = None,
-                launcher: KernelLauncher | None = None) -> BatchSummary:
+                launcher: KernelLauncher | None = None, plan_ahead: bool | None = None) -> BatchSummary:
     """Grade every submission in `source` into the gradebook `db`; resumable (see docs/batch.md).
+
+    `plan_ahead`: compute the reference values in a child process (default: on machines with
+    cores to spare for it, see plan_ahead_by_default); the results are the same either way.
 
     `progress(total, skipped)` makes the object told of each result (`.add(result)`, `.close()`).
     Raises GraderError for an unusable source, assignment or gradebook.
@@ -452,7 +472,8 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
                 if client is not None:
                     run_dask(todo, settings, asg, book, client, on_result)
                 else:
-                    run_local(todo, settings, asg, book, jobs or os.cpu_count() or 1, on_result, launcher)
+                    run_local(todo, settings, asg, book, jobs or os.cpu_count() or 1, on_result, launcher,
+                              plan_ahead)
             except sqlite3.Error as e:  # (a full disk, a gradebook removed under us)
                 raise GraderError(f"cannot write the gradebook {db}: {e}") from None
             finally:
