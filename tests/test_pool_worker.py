@@ -4,6 +4,7 @@ and the planner that computes a batch's entries ahead; neither outlives its grad
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -72,6 +73,14 @@ def test_a_builder_ends_with_its_grader_even_one_killed(cache):
     assert not _running(child)
 
 
+def _nice(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[16])
+    except OSError:
+        return None
+
+
 def _running(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -91,7 +100,14 @@ def test_a_live_run_starts_filling_the_pool_once_its_own_values_are_computed(cac
     reference, _ = _plan(asg, seed, asg.spec.checks, builder)
     assert isinstance(reference, Reference)  # this run: live
     assert builder.process is not None
-    assert builder.process.wait(timeout=300) == 0  # (at idle priority: slow on a busy machine)
+    child = builder.process.pid
+    deadline = time.monotonic() + 60
+    while _nice(child) not in (19, None) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _nice(child) in (19, None)  # the builder runs at the lowest priority (or is done already)
+    with contextlib.suppress(ProcessLookupError):  # (here not: a test suite keeps the cores busy)
+        os.setpriority(os.PRIO_PROCESS, child, 0)
+    assert builder.process.wait(timeout=300) == 0
     builder.stop()
     seeds = pool.entry_seeds(pool.pool_folder(asg))
     assert len(seeds) == 2 and seed not in seeds  # the run's own seed, shown to the student, is not one
