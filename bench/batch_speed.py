@@ -30,7 +30,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grader.batch.run import grade_batch, plan_ahead_by_default  # noqa: E402
+from grader.batch.run import grade_batch  # noqa: E402
 from tests.batch_support import ASSIGNMENT, make_flat, roster  # noqa: E402
 
 
@@ -142,7 +142,7 @@ def _busy() -> float:
     return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def run_plain(n: int, jobs: int, plan_ahead: bool | None = None) -> None:
+def run_plain(n: int, jobs: int, plan_ahead: bool = True) -> None:
     """Grade n right and wrong notebooks (no limit met); print the rate and where the CPU went."""
     from tests.batch_support import notebook_bytes
 
@@ -159,8 +159,7 @@ def run_plain(n: int, jobs: int, plan_ahead: bool | None = None) -> None:
         wall = time.monotonic() - t
         grader = sum(os.times()[:2]) - sum(cpu[:2]) - roles.own
         machine = _busy() - busy - roles.own
-    ahead = plan_ahead_by_default() if plan_ahead is None else plan_ahead
-    print(f"--jobs {jobs}, reference values {'in a child' if ahead else 'in the grader'}: "
+    print(f"--jobs {jobs}, reference values {'in a child' if plan_ahead else 'in the grader'}: "
           f"{n} right and wrong notebooks in {wall:.1f} s ({n / wall:.2f}/s), {s.counts}")
     print(f"  machine busy {machine:.1f} CPU-s of {wall * (os.cpu_count() or 1):.1f} "
           f"({machine / n:.2f} CPU-s per notebook)")
@@ -194,12 +193,12 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, nargs="*", default=[1, os.cpu_count() or 1])
     parser.add_argument("--class20", action="store_true", help="Grade the benchmark's 20 submissions.")
     parser.add_argument("--plain", type=int, metavar="N", help="Grade N right and wrong notebooks; CPU by role.")
-    parser.add_argument("--plan-ahead", choices=["auto", "on", "off", "both"], default="auto",
+    parser.add_argument("--plan-ahead", choices=["on", "off", "both"], default="on",
                         help="With --plain: reference values in a child process (both: off and on, in turn).")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     if args.plain:
-        choice = {"auto": [None], "on": [True], "off": [False], "both": [False, True]}[args.plan_ahead]
+        choice = {"on": [True], "off": [False], "both": [False, True]}[args.plan_ahead]
         for jobs in args.jobs:
             for ahead in choice:
                 run_plain(args.plain, jobs, ahead)

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 # Kernel starts (and restarts after a dead kernel) are outside a submission's own time limit;
 # past this much more, the grading of a submission is abandoned as hung.
 HANG_GRACE_S = 120.0
-PLAN_AHEAD_MIN_CORES = 4  # see plan_ahead_by_default
 
 
 def grader_version() -> str:
@@ -189,22 +188,11 @@ def _result(job: Job, settings: Settings, status: str, reason: str, report: dict
                   started, finished, status, reason, report, env or environment(report), grader_version())
 
 
-def plan_ahead_by_default() -> bool:
-    """Whether a local batch computes reference values in a child process: where the machine has
-    cores to spare for it. The child moves work out of the one process that drives every kernel
-    (at most about 3 notebooks/s otherwise), but costs more CPU in all (its own torch, recording
-    the values, replaying them here): on 2 cores, where the kernels keep both busy, a batch was
-    a few percent slower with it (bench/batch_speed.py --plain)."""
-    return (os.cpu_count() or 1) >= PLAN_AHEAD_MIN_CORES
-
-
 def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, jobs_n: int,
               on_result: Callable[[Result], None], launcher: KernelLauncher | None = None,
-              plan_ahead: bool | None = None) -> None:
+              plan_ahead: bool = True) -> None:
     """Grade `jobs` here, `jobs_n` at a time, recording each result as it comes; `plan_ahead`
-    (default: plan_ahead_by_default()) computes their reference values in a child process."""
-    if plan_ahead is None:
-        plan_ahead = plan_ahead_by_default()
+    computes their reference values in a child process."""
     if launcher is None:
         # every kernel forked from one warm parent per kernel environment (cold where a fork
         # cannot be fenced in as well): a submission still gets a fresh, isolated process
@@ -433,11 +421,11 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
                 total_timeout: float = 300.0, isolation: str | None = None, regrade: bool = False,
                 student_regex: str | None = None, scheduler: str | None = None,
                 progress: Callable[[int, int], Any] | None = None,
-                launcher: KernelLauncher | None = None, plan_ahead: bool | None = None) -> BatchSummary:
+                launcher: KernelLauncher | None = None, plan_ahead: bool = True) -> BatchSummary:
     """Grade every submission in `source` into the gradebook `db`; resumable (see docs/batch.md).
 
-    `plan_ahead`: compute the reference values in a child process (default: on machines with
-    cores to spare for it, see plan_ahead_by_default); the results are the same either way.
+    `plan_ahead`: compute the reference values in a child process, a few submissions ahead
+    (torch's work out of the process that drives every kernel); the results are the same either way.
 
     `progress(total, skipped)` makes the object told of each result (`.add(result)`, `.close()`).
     Raises GraderError for an unusable source, assignment or gradebook.
