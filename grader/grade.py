@@ -269,6 +269,8 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
         finally:
             await session.finish()
     finally:
+        if not planned.done():  # stopped before it needed its plan: no thread computes one for nothing
+            planned.cancel()
         await remove_workspace(workspace)
     run.stage = "judging values an earlier cell gave"
     snapshots.rescue(plans, results, finals)  # before the re-run: a rescued value is re-run-tested too

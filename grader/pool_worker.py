@@ -26,12 +26,16 @@ import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 from .pool import Entry, fill, pool_folder, pool_key, record, temp_prefix
 from .spec import Assignment
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 _ANSWER = struct.Struct("<QQ")  # seed, length of the entry's bytes (0: it could not be computed)
+_MAX_ENTRY = 1 << 30
+ENTRY_TIMEOUT = 60.0  # seconds without any answer (one takes about 1 s for the slowest shipped
+# assignment) before the child is given up on
 
 
 def _command(mode: str, asg: Assignment) -> tuple[list[str], dict[str, str]]:
@@ -49,20 +53,23 @@ class Builder:
         self.asg = asg
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped = False
+        self._lock = threading.Lock()  # (started from the planning thread, stopped from the event loop)
 
     def start(self) -> None:
         """Start filling the pool (unless this builder was stopped already or there is no cache)."""
-        if self.stopped or self.process is not None or pool_folder(self.asg) is None:
-            return
-        argv, env = _command("fill", self.asg)
-        with contextlib.suppress(OSError):  # no pool this time: the next run computes live again
-            self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                            stderr=subprocess.DEVNULL, env=env)
+        with self._lock:
+            if self.stopped or self.process is not None or pool_folder(self.asg) is None:
+                return
+            argv, env = _command("fill", self.asg)
+            with contextlib.suppress(OSError):  # no pool this time: the next run computes live again
+                self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                                stderr=subprocess.DEVNULL, env=env)
 
     def stop(self) -> None:
         """Stop now; the entries already written stay, a half-written one goes."""
-        self.stopped = True
-        p = self.process
+        with self._lock:
+            self.stopped = True
+            p = self.process
         if p is None:
             return
         with contextlib.suppress(OSError):
@@ -81,14 +88,17 @@ class Planner:
     submission's run then computes live, as without a planner). At most `window` entries wait
     in the grader at a time, so its memory does not grow with the batch."""
 
-    def __init__(self, asg: Assignment, seeds: Iterable[int], window: int = 8):
+    def __init__(self, asg: Assignment, seeds: Iterable[int], window: int = 8, timeout: float = ENTRY_TIMEOUT):
         self.asg = asg
         self.window = max(1, window)
+        self.timeout = timeout
         self._upcoming = collections.deque(seeds)  # in the order the batch grades them
-        self._waiting: dict[int, asyncio.Future[bytes | None]] = {}
+        self._waiting: dict[int, asyncio.Future[bytes | None]] = {}  # the window: asked, not yet taken
+        self._asked: dict[int, asyncio.Future[bytes | None]] = {}  # asked, not yet answered
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._failed = False
+        self._answered = 0.0  # (loop time) the child's last answer, or its start
 
     async def start(self) -> None:
         """Start the child and ask for the first seeds."""
@@ -99,18 +109,23 @@ class Planner:
         except OSError:
             self._failed = True
             return
+        self._answered = asyncio.get_running_loop().time()
         self._reader = asyncio.ensure_future(self._read())
         self._top_up()
 
     def _ask(self, seed: int) -> None:
-        self._waiting[seed] = asyncio.get_running_loop().create_future()
-        if self._failed or self._process is None or self._process.stdin is None:
-            self._waiting[seed].set_result(None)
-            return
-        try:
-            self._process.stdin.write(f"{seed}\n".encode())
-        except (OSError, RuntimeError):
-            self._fail()
+        asked = self._asked.get(seed)  # (already on its way: the same notebook handed in twice)
+        if asked is None:
+            asked = asyncio.get_running_loop().create_future()
+            if self._failed or self._process is None or self._process.stdin is None:
+                asked.set_result(None)
+            else:
+                self._asked[seed] = asked
+                try:
+                    self._process.stdin.write(f"{seed}\n".encode())
+                except (OSError, RuntimeError):
+                    self._fail()
+        self._waiting[seed] = asked
 
     def _top_up(self) -> None:
         while self._upcoming and len(self._waiting) < self.window:
@@ -123,20 +138,27 @@ class Planner:
         try:
             while out is not None:
                 seed, n = _ANSWER.unpack(await out.readexactly(_ANSWER.size))
+                if n > _MAX_ENTRY:  # not an answer of ours: the stream cannot be trusted any more
+                    break
                 raw = await out.readexactly(n) if n else None
-                waiting = self._waiting.get(seed)
-                if waiting is not None and not waiting.done():
-                    waiting.set_result(raw)
+                self._answered = asyncio.get_running_loop().time()
+                asked = self._asked.pop(seed, None)
+                if asked is not None and not asked.done():
+                    asked.set_result(raw)
         except (asyncio.IncompleteReadError, OSError, struct.error):
             pass
         self._fail()
 
     def _fail(self) -> None:
-        """The child is gone: every seed asked for, and every later one, computes live."""
+        """The child is gone (or of no use): every seed asked for, and every later one, computes live."""
         self._failed = True
-        for waiting in self._waiting.values():
+        for waiting in [*self._asked.values(), *self._waiting.values()]:
             if not waiting.done():
                 waiting.set_result(None)
+        self._asked.clear()
+        if self._process is not None and self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
 
     @property
     def pending(self) -> int:
@@ -144,20 +166,39 @@ class Planner:
         return len(self._waiting)
 
     async def entry(self, seed: int) -> Entry | None:
-        """The entry of `seed` (asking for it now if it was not among the next ones)."""
+        """The entry of `seed` (asking for it now if it was not among the next ones); None if the
+        child could not compute it, or gave no answer at all for `timeout` seconds (it is then
+        not used again)."""
         if seed not in self._waiting:
             self._ask(seed)
+        waiting = self._waiting[seed]
+        loop = asyncio.get_running_loop()
         try:
-            raw = await self._waiting[seed]
+            while True:
+                try:
+                    # shielded: a run cancelled while it waits does not cancel what another run
+                    # with the same seed (the same notebook, handed in twice) waits for too
+                    raw = await asyncio.wait_for(asyncio.shield(waiting), self.timeout)
+                    break
+                except asyncio.TimeoutError:
+                    if loop.time() - self._answered >= self.timeout:  # no answer at all for that long
+                        self._fail()
+                        raw = None
+                        break
         finally:
-            self._waiting.pop(seed, None)
-            self._top_up()
+            self.discard(seed)
         if raw is None:
             return None
         try:
             return Entry.from_bytes(raw)
         except (ValueError, TypeError, KeyError, struct.error):
             return None
+
+    def discard(self, seed: int) -> None:
+        """`seed`'s submission is done with its entry (or never asked for it: its grading failed
+        before): its place goes to the next seed."""
+        self._waiting.pop(seed, None)
+        self._top_up()
 
     async def close(self) -> None:
         """Stop the child (at once: what it was computing is not needed any more)."""
@@ -180,19 +221,29 @@ def _remove_temporary(folder: Path | None, pid: int) -> None:
             t.unlink()
 
 
-def _end_with_grader(folder: Path | None) -> None:
+def _end_with_grader(found: list[Path | None]) -> None:
     """Exit as soon as the grader's end of stdin closes (the grader stopped or died)."""
     with contextlib.suppress(OSError):
         while os.read(0, 4096):  # (the raw descriptor: a buffered reader would block interpreter exit)
             pass
-    _remove_temporary(folder, os.getpid())
+    _remove_temporary(found[0] if found else None, os.getpid())
     os._exit(0)
 
 
-def _serve(asg: Assignment, live: object) -> None:
-    """Answer each seed read from stdin with its entry on stdout, until stdin closes."""
+def _private_stdout() -> BinaryIO:
+    """The answers' stream: the original stdout, kept for them alone; whatever else writes to
+    stdout (a print in a reference, a native library) goes to /dev/null, not into the answers."""
+    out = os.fdopen(os.dup(1), "wb")
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the child's life)
+    return out
+
+
+def _serve(asg: Assignment, live: object, out: BinaryIO) -> None:
+    """Answer each seed read from stdin with its entry on `out`, until stdin closes."""
     key = pool_key(asg)
-    out = sys.stdout.buffer
     for line in sys.stdin.buffer:
         seed = int(line)
         try:
@@ -220,21 +271,24 @@ def _die_with_parent() -> None:
 def main(argv: list[str]) -> int:
     """`fill FOLDER` or `serve FOLDER`; any failure quietly ends the child (the grader computes live)."""
     mode, folder = argv
+    found: list[Path | None] = []  # the pool's folder, once known
     if mode == "fill":
         with contextlib.suppress(OSError):
             os.nice(19)  # the grade's kernels come first (not SCHED_IDLE: a busy server would starve it)
+        threading.Thread(target=_end_with_grader, args=(found,), daemon=True).start()
     else:
         _die_with_parent()
+        out = _private_stdout()
     try:
         from .expected import Reference
         from .spec import load_spec
 
         asg = load_spec(Path(folder))
+        found.append(pool_folder(asg))
         if mode == "fill":
-            threading.Thread(target=_end_with_grader, args=(pool_folder(asg),), daemon=True).start()
             fill(asg, Reference(asg), wait=False)
         else:
-            _serve(asg, Reference(asg))
+            _serve(asg, Reference(asg), out)
     except (Exception, KeyboardInterrupt):
         return 1
     return 0

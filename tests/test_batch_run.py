@@ -54,13 +54,15 @@ def test_a_batch_grades_the_same_with_its_reference_values_from_a_child_or_its_o
     import grader.grade as grade
     from grader import pool_worker
     from grader.batch.gradebook import Gradebook
+    from grader.pool import pool_key
 
     src = make_flat(tmp_path / "src", [("alice", "correct"), ("bob", "sign"), ("carol", "scaled")])
     planned: list[bool] = []
     real_plan = grade._plan
 
     def spy(asg, seed, checks, pool=None, given=None):  # type: ignore[no-untyped-def]
-        planned.append(given is not None)
+        # an entry for this very seed and assignment version (one _plan would not throw away)
+        planned.append(given is not None and given.seed == seed and given.key == pool_key(asg))
         return real_plan(asg, seed, checks, pool, given)
 
     monkeypatch.setattr(grade, "_plan", spy)

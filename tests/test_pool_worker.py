@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -16,7 +18,7 @@ from grader import pool, pool_worker
 from grader.expected import Reference
 from grader.pool_worker import Builder, Planner
 from grader.spec import find_assignment
-from tests.conftest import ROOT
+from tests.conftest import ASSIGNMENTS, ROOT
 
 
 @pytest.fixture
@@ -40,7 +42,7 @@ def test_a_builder_stops_when_its_run_ends_and_leaves_only_whole_entries(cache):
     half = folder / f"{pool.temp_prefix(child.pid)}half.entry"
     half.write_bytes(b"half an entry")
     builder.stop()
-    assert child.poll() is not None  # stopped at once, not after its reference call
+    assert child.returncode == -signal.SIGKILL  # stopped at once, not after its reference call
     assert not half.exists()
     assert not [n for n in os.listdir(folder) if n.startswith(".tmp-")]
     for seed in pool.entry_seeds(folder):
@@ -105,7 +107,7 @@ def test_a_live_run_starts_filling_the_pool_once_its_own_values_are_computed(cac
     while _nice(child) not in (19, None) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert _nice(child) in (19, None)  # the builder runs at the lowest priority (or is done already)
-    with contextlib.suppress(ProcessLookupError):  # (here not: a test suite keeps the cores busy)
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # (not here: a test suite keeps the cores busy)
         os.setpriority(os.PRIO_PROCESS, child, 0)
     assert builder.process.wait(timeout=300) == 0
     builder.stop()
@@ -175,6 +177,88 @@ def test_a_planner_whose_child_is_gone_leaves_each_seed_to_the_run(monkeypatch):
         [sys.executable, "-c", "import sys; sys.stdin.readline(); sys.stdout.buffer.write(b'x' * 40)"],
         dict(os.environ)))
     assert asyncio.run(main(kill_after_first=False)) == [None, None, None]
+
+
+def test_what_a_reference_prints_does_not_reach_the_planners_answers(tmp_path):
+    folder = tmp_path / "noisy"
+    shutil.copytree(ASSIGNMENTS / "sigmoid-2-3-1", folder)
+    with open(folder / "reference.py", "a") as f:
+        f.write("\nimport os as _os\nprint('loaded ' * 1000)\n_os.write(1, b'native noise')\n"
+                "_plain_gradients = gradients\n\n\ndef gradients(x, t, W1, W2):\n"
+                "    print('gradients called')\n    return _plain_gradients(x, t, W1, W2)\n")
+    asg = find_assignment(str(folder))
+
+    async def main() -> list[pool.Entry | None]:
+        planner = Planner(asg, [1, 2], timeout=120)
+        await planner.start()
+        try:
+            return [await planner.entry(s) for s in (1, 2)]
+        finally:
+            await planner.close()
+
+    got = asyncio.run(main())
+    live = Reference(asg)
+    for seed, entry in zip((1, 2), got):
+        assert entry is not None and entry.to_bytes() == pool.record(asg, live, seed).to_bytes()
+
+
+def test_one_run_given_up_does_not_take_the_entry_from_another_with_the_same_seed():
+    asg = find_assignment("sigmoid-2-3-1")
+
+    async def main() -> pool.Entry | None:
+        planner = Planner(asg, [7])
+        await planner.start()
+        try:
+            # the same notebook handed in twice: two runs wait for one seed; one is stopped
+            first = asyncio.ensure_future(planner.entry(7))
+            second = asyncio.ensure_future(planner.entry(7))
+            await asyncio.sleep(0)
+            first.cancel()
+            return await second
+        finally:
+            await planner.close()
+
+    entry = asyncio.run(main())
+    assert entry is not None and entry.seed == 7
+
+
+def test_a_child_that_stops_answering_is_given_up_and_the_runs_compute_their_own(monkeypatch):
+    asg = find_assignment("sigmoid-2-3-1")
+    monkeypatch.setattr(pool_worker, "_command", lambda mode, asg: (
+        [sys.executable, "-c", "import sys, time; sys.stdin.readline(); time.sleep(600)"], dict(os.environ)))
+
+    async def main() -> tuple[list[pool.Entry | None], int | None]:
+        planner = Planner(asg, [1, 2, 3], timeout=2)
+        await planner.start()
+        try:
+            got = [await planner.entry(s) for s in (1, 2, 3)]
+            await asyncio.wait_for(planner._process.wait(), 30)  # given up: killed
+            return got, planner._process.returncode
+        finally:
+            await planner.close()
+
+    got, code = asyncio.run(main())
+    assert got == [None, None, None] and code is not None
+
+
+def test_seeds_whose_runs_never_asked_for_them_free_their_place():
+    asg = find_assignment("sigmoid-2-3-1")
+
+    async def main() -> list[int]:
+        planner = Planner(asg, [1, 2, 3, 4], window=2)
+        await planner.start()
+        try:
+            asked = sorted(planner._waiting)
+            for seed in (1, 2):  # their runs failed before they needed their values
+                planner.discard(seed)
+            assert sorted(planner._waiting) == [3, 4]  # asked for now, ahead of their runs
+            for seed in (3, 4):
+                assert (await planner.entry(seed)) is not None
+            return asked
+        finally:
+            await planner.close()
+
+    assert asyncio.run(main()) == [1, 2]
 
 
 _GRADER_WITH_PLANNER = """

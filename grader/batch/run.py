@@ -216,9 +216,13 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
                 finish(_problem_result(job, settings, asg))
                 continue
             started = now()
-            status, reason, rep = await grade_files(
-                dict(job.files), job.graded_as, asg, job.seed, settings.cell_timeout,
-                settings.total_timeout, launcher, job.relpath, planner.entry if planner else None)
+            try:
+                status, reason, rep = await grade_files(
+                    dict(job.files), job.graded_as, asg, job.seed, settings.cell_timeout,
+                    settings.total_timeout, launcher, job.relpath, planner.entry if planner else None)
+            finally:
+                if planner is not None:  # (its grading may have ended before it asked for its entry)
+                    planner.discard(job.seed)
             finish(_result(job, settings, status, reason, rep, started, now()))
 
     async def main() -> None:
