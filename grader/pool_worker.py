@@ -34,7 +34,7 @@ from .spec import Assignment
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 _ANSWER = struct.Struct("<QQ")  # seed, length of the entry's bytes (0: it could not be computed)
 _MAX_ENTRY = 1 << 30
-ENTRY_TIMEOUT = 60.0  # seconds without any answer (one takes about 1 s for the slowest shipped
+ENTRY_TIMEOUT = 120.0  # seconds without any answer (one takes about 1 s for the slowest shipped
 # assignment) before the child is given up on
 
 
