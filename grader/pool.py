@@ -416,6 +416,15 @@ def temp_prefix(pid: int) -> str:
     return f".tmp-{pid}-"
 
 
+def remove_temporary(folder: Path | None, pid: int) -> None:
+    """The temporary file process `pid` (a builder killed while writing) left in `folder`."""
+    if folder is None:
+        return
+    for t in folder.glob(temp_prefix(pid) + "*"):
+        with contextlib.suppress(OSError):
+            t.unlink()
+
+
 def write_entry(folder: Path, entry: Entry) -> Path:
     """Write an entry atomically (temporary file in the same folder, then rename)."""
     _private(folder)

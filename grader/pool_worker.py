@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from .pool import Entry, fill, pool_folder, pool_key, record, temp_prefix
+from .pool import Entry, fill, pool_folder, pool_key, record, remove_temporary
 from .spec import Assignment
 
 _PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
@@ -78,7 +78,7 @@ class Builder:
         if p.stdin is not None:
             with contextlib.suppress(OSError):
                 p.stdin.close()
-        _remove_temporary(pool_folder(self.asg), p.pid)
+        remove_temporary(pool_folder(self.asg), p.pid)
 
 
 class Planner:
@@ -212,21 +212,12 @@ class Planner:
         self._fail()
 
 
-def _remove_temporary(folder: Path | None, pid: int) -> None:
-    """The temporary file a builder killed while writing left behind."""
-    if folder is None:
-        return
-    for t in folder.glob(temp_prefix(pid) + "*"):
-        with contextlib.suppress(OSError):
-            t.unlink()
-
-
 def _end_with_grader(found: list[Path | None]) -> None:
     """Exit as soon as the grader's end of stdin closes (the grader stopped or died)."""
     with contextlib.suppress(OSError):
         while os.read(0, 4096):  # (the raw descriptor: a buffered reader would block interpreter exit)
             pass
-    _remove_temporary(found[0] if found else None, os.getpid())
+    remove_temporary(found[0] if found else None, os.getpid())
     os._exit(0)
 
 

@@ -17,6 +17,20 @@ ASSIGNMENTS = ROOT / "assignments"
 _cache: dict[tuple[Any, ...], Report] = {}
 
 
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (state first), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie waiting for its reaper does not)."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] != "Z"
+
+
 def graded(path: str | Path, assignment: str | None = None, *, seed: int = 1234, **kw: Any) -> Report:
     """Grade a notebook (cached per session: grading is deterministic for a seed)."""
     key = (str(path), assignment, seed, tuple(sorted(kw.items())))

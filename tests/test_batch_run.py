@@ -10,6 +10,7 @@ import grader.batch.run as run
 from grader.batch.run import grade_batch, grade_files, grade_remote
 from grader.kernel import LocalKernelLauncher
 from tests.batch_support import ASSIGNMENT, SOLUTION, make_flat, notebook_bytes
+from tests.conftest import process_alive
 
 
 class _HangingLauncher:
@@ -81,7 +82,17 @@ def test_a_batch_grades_the_same_with_its_reference_values_from_a_child_or_its_o
                     plan_ahead=plan_ahead)
         return planned
 
+    children: list[int] = []
+    real_close = pool_worker.Planner.close
+
+    async def close(self):  # type: ignore[no-untyped-def]
+        if self._process is not None:
+            children.append(self._process.pid)
+        await real_close(self)
+
+    monkeypatch.setattr(pool_worker.Planner, "close", close)
     assert batch("ahead.sqlite", True) == [True, True, True]  # every submission's values from the child
+    assert len(children) == 1 and not process_alive(children[0])  # and the child ended with the batch
     assert batch("here.sqlite", False) == [False, False, False]
     # a child that cannot start: each submission computes its own
     monkeypatch.setattr(pool_worker, "_command", lambda mode, asg: (["/nonexistent/python"], {}))

@@ -17,17 +17,9 @@ from bench import grade_speed, otter_course
 from bench.grade_speed import Measure, Run, run_once, table
 from bench.nbgrader_course import REFERENCE, TESTS
 from bench.submissions import SOLUTION
+from tests.conftest import process_alive
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _alive(pid: int) -> bool:
-    """Whether a process runs (a zombie waiting for its reaper does not)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 def test_a_run_past_its_limit_is_stopped_with_everything_under_it(tmp_path):
@@ -46,12 +38,12 @@ def test_a_run_past_its_limit_is_stopped_with_everything_under_it(tmp_path):
         assert run.cpu > 0.1
         assert len(found) == 2
         deadline = time.monotonic() + 10
-        while any(_alive(p) for p in found) and time.monotonic() < deadline:
+        while any(process_alive(p) for p in found) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert not any(_alive(p) for p in found)
+        assert not any(process_alive(p) for p in found)
     finally:
         for pid in found:  # a failure here must not leave a spinning process behind
-            if _alive(pid):
+            if process_alive(pid):
                 os.kill(pid, signal.SIGKILL)
 
 

@@ -18,7 +18,7 @@ from grader import pool, pool_worker
 from grader.expected import Reference
 from grader.pool_worker import Builder, Planner
 from grader.spec import find_assignment
-from tests.conftest import ASSIGNMENTS, ROOT
+from tests.conftest import ASSIGNMENTS, ROOT, proc_stat, process_alive
 
 
 @pytest.fixture
@@ -63,32 +63,26 @@ time.sleep(600)
 
 
 def test_a_builder_ends_with_its_grader_even_one_killed(cache):
-    grader = subprocess.Popen([sys.executable, "-c", _GRADER_WITH_BUILDER], stdout=subprocess.PIPE,
-                              env=dict(os.environ, NNGRADER_CACHE_DIR=str(cache)), cwd=ROOT)
-    child = int(grader.stdout.readline())
-    assert _running(child)
-    grader.kill()
-    grader.wait()
-    deadline = time.monotonic() + 60
-    while _running(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _running(child)
+    assert _ends_with_its_grader(_GRADER_WITH_BUILDER, dict(os.environ, NNGRADER_CACHE_DIR=str(cache)))
 
 
 def _nice(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[16])
-    except OSError:
-        return None
+    fields = proc_stat(pid)
+    return int(fields[16]) if fields is not None else None
 
 
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def _ends_with_its_grader(grader_source: str, env: dict[str, str] | None = None) -> bool:
+    """Run a grader that starts a helper child and prints its pid; kill the grader with SIGKILL:
+    whether the child is gone within a minute."""
+    grader = subprocess.Popen([sys.executable, "-c", grader_source], stdout=subprocess.PIPE, env=env, cwd=ROOT)
+    child = int(grader.stdout.readline())
+    assert process_alive(child)
+    grader.kill()
+    grader.wait()
+    deadline = time.monotonic() + 60
+    while process_alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not process_alive(child)
 
 
 def test_a_live_run_starts_filling_the_pool_once_its_own_values_are_computed(cache, monkeypatch):
@@ -275,12 +269,4 @@ asyncio.run(main())
 
 
 def test_a_planner_ends_with_its_grader_even_one_killed():
-    grader = subprocess.Popen([sys.executable, "-c", _GRADER_WITH_PLANNER], stdout=subprocess.PIPE, cwd=ROOT)
-    child = int(grader.stdout.readline())
-    assert _running(child)
-    grader.kill()
-    grader.wait()
-    deadline = time.monotonic() + 60
-    while _running(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _running(child)
+    assert _ends_with_its_grader(_GRADER_WITH_PLANNER)
