@@ -72,3 +72,30 @@ def test_a_wheel_in_a_fresh_venv_grades_a_shipped_assignment_by_id(tmp_path):
     report = json.loads((work / "report.json").read_text())
     assert report["status"] == "graded" and report["score"] == report["max_score"] == 11
     assert Path(report["assignment"]["folder"]).is_relative_to(env_dir)
+
+    # the helper processes computing reference values start from the installed package too
+    helpers = _run([str(py), "-c", _HELPERS.format(cache=str(tmp_path / "cache"))], cwd=work).stdout.split()
+    assert helpers == ["planner", "entry", "builder", "0", "1"], helpers
+
+
+_HELPERS = """
+import asyncio, os
+os.environ["NNGRADER_CACHE_DIR"] = {cache!r}
+os.environ["NNGRADER_POOL_SIZE"] = "1"
+from grader import pool
+from grader.pool_worker import Builder, Planner
+from grader.spec import find_assignment
+asg = find_assignment("sigmoid-2-3-1")
+async def main():
+    planner = Planner(asg, [3])
+    await planner.start()
+    try:
+        return await planner.entry(3)
+    finally:
+        await planner.close()
+entry = asyncio.run(main())
+print("planner", "entry" if entry is not None and entry.seed == 3 else "none")
+b = Builder(asg)
+b.start()
+print("builder", b.process.wait(timeout=600), len(pool.entry_seeds(pool.pool_folder(asg))))
+"""
