@@ -21,6 +21,7 @@ from grader.batch.run import grade_batch
 from grader.warm import WarmKernelLauncher
 from tests.batch_support import ASSIGNMENT, make_flat, notebook_bytes
 from tests.test_batch import batch_with_a_first_result, current, run_count
+from tests.torch_failure import torch_fails_once
 
 ROOT = Path(__file__).resolve().parent.parent
 DASK_CLI = str(Path(sys.executable).parent / "dask")  # the `dask` command of this environment
@@ -46,9 +47,10 @@ def _wait_workers(address: str, n: int, timeout: float = 180) -> None:
 
 
 @contextlib.contextmanager
-def loopback_cluster(d: Path, workers: int = 2, **extra_env: str) -> Iterator[dict]:
+def loopback_cluster(d: Path, workers: int = 2, per_worker: dict[int, dict[str, str]] | None = None,
+                     **extra_env: str) -> Iterator[dict]:
     """`dask scheduler` and `workers` `dask worker` processes (one thread each, no nanny) on 127.0.0.1;
-    `extra_env` is the workers' environment's additions."""
+    `extra_env` is the workers' environment's additions, `per_worker[i]` worker i's own."""
     d.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
     port = _free_port()
@@ -61,7 +63,7 @@ def loopback_cluster(d: Path, workers: int = 2, **extra_env: str) -> Iterator[di
             procs.append(subprocess.Popen(
                 [*WORKER, address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard",
                  "--name", f"w{i}", "--local-directory", str(d / f"w{i}")],
-                env={**env, **extra_env}, cwd=d, stdout=subprocess.DEVNULL,
+                env={**env, **extra_env, **(per_worker or {}).get(i, {})}, cwd=d, stdout=subprocess.DEVNULL,
                 stderr=open(d / f"worker{i}.log", "w")))
         _wait_workers(address, workers)
         yield {"address": address, "workers": procs[1:], "dir": d}
@@ -205,3 +207,34 @@ def test_one_worker_forks_every_kernel_from_the_same_parent(cluster, tmp_path: P
         assert parents and parents <= set().union(*after.values())  # still the same ones
         assert all(len(ps) <= 1 for ps in after.values())  # one per worker (one environment)
     assert current(tmp_path / "b.sqlite")["f00"][:2] == ("graded", 11.0)
+
+
+def test_a_worker_whose_torch_fails_to_import_hands_its_tasks_to_the_others(submissions, tmp_path: Path) -> None:
+    shim = torch_fails_once(tmp_path / "shim", "dask")
+    broken = {0: {"PYTHONPATH": f"{shim}{os.pathsep}{ROOT}"}}
+    opts = {"seed": 77, "cell_timeout": 10, "total_timeout": 60}
+    with loopback_cluster(tmp_path / "dask", per_worker=broken) as c:
+        remote = grade_batch(submissions, ASSIGNMENT, tmp_path / "dask.sqlite", scheduler=c["address"], **opts)
+        c["workers"][0].wait(timeout=120)  # the broken worker left the cluster (and its process ended)
+        assert c["workers"][1].poll() is None
+        healthy = c["workers"][1].pid
+    assert remote.graded_now == len(KINDS) and run_count(tmp_path / "dask.sqlite") == len(KINDS)
+    local = grade_batch(submissions, ASSIGNMENT, tmp_path / "local.sqlite", jobs=2, **opts)
+    assert current(tmp_path / "dask.sqlite") == current(tmp_path / "local.sqlite")  # no row says "torch"
+    with sqlite3.connect(tmp_path / "dask.sqlite") as db:
+        pids = {json.loads(e)["worker_pid"] for (e,) in db.execute("SELECT environment FROM runs")}
+    assert pids == {healthy} and local.counts == remote.counts
+
+
+def test_when_every_worker_fails_to_import_torch_the_batch_ends_with_the_reason(submissions, tmp_path: Path) -> None:
+    shim = torch_fails_once(tmp_path / "shim", "dask")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "g00.ipynb").write_bytes(notebook_bytes("correct", "g00"))
+    with loopback_cluster(tmp_path / "dask", workers=1, PYTHONPATH=f"{shim}{os.pathsep}{ROOT}") as c:
+        summary = grade_batch(src, ASSIGNMENT, tmp_path / "gb.sqlite", seed=1, scheduler=c["address"],
+                              cell_timeout=10, total_timeout=60)
+        assert c["workers"][0].poll() is None  # the last worker stays: the batch is not left waiting
+    assert summary.counts == {"error": 1}
+    (status, score, reason, *_) = current(tmp_path / "gb.sqlite")["g00"]
+    assert status == "error" and "torch failed to import" in reason and "out of memory" in reason

@@ -58,6 +58,30 @@ def started_kernels() -> dict[str, int]:
 atexit.register(close_launchers)
 
 
+def ready_torch() -> None:
+    """Import torch now, before a task's grading starts threads of its own (so no import of
+    theirs crosses torch's). If it fails, this worker can grade nothing: a failed torch import
+    cannot be repeated in the same process. While other workers remain, it leaves the cluster
+    and the task is rescheduled on one of them, rather than recorded as the submission's error;
+    the last worker raises instead (the task fails with the reason: the batch ends, not hangs)."""
+    from distributed import Reschedule, get_client, get_worker
+
+    from ..expected import TorchUnavailable, import_torch
+
+    try:
+        import_torch()
+    except TorchUnavailable as e:
+        worker = get_worker()
+        try:
+            others = set(get_client().scheduler_info(n_workers=-1)["workers"]) - {worker.address}
+        except Exception:  # (no answer: stay, and let the task fail with the reason)
+            others = set()
+        if not others:
+            raise
+        worker.loop.add_callback(worker.close, nanny=False, reason=f"nngrader: {e}")
+        raise Reschedule() from None
+
+
 class WarmKernels(WorkerPlugin):  # type: ignore[misc]
     """A Dask WorkerPlugin that closes the worker's warm launchers when the worker stops."""
 

@@ -302,9 +302,10 @@ def _run_coroutine(main: Callable[[], Any]) -> None:
 
 def grade_remote(payload: dict[str, Any]) -> dict[str, Any]:
     """A Dask task: grade one submission on the worker that runs it (files come in the payload)."""
-    from .dask_worker import worker_launcher
+    from .dask_worker import ready_torch, worker_launcher
 
     started = now()
+    ready_torch()
     # the worker's own warm launcher, kept from task to task (cold where forking cannot be fenced)
     launcher = worker_launcher(payload.get("isolation"))
     status, reason, rep = asyncio.run(grade_files(

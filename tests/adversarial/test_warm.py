@@ -24,6 +24,7 @@ from grader.kernel import (
     KERNEL_UID_BASE,
     Limits,
     LocalKernelLauncher,
+    interpreter_dirs,
     make_workspace,
     stop_kernel,
 )
@@ -242,11 +243,14 @@ def test_grader_files_home_and_other_workspaces_are_not_visible(launcher: WarmKe
     secret.write_text("s3cret")
     hidden = [str(ROOT / "grader"), str(ROOT / "assignments" / ASSIGNMENT / "reference.py"), str(secret),
               "/home", "/etc/shadow", str(Path(warm_mod.__file__).parent)]
+    # in /tmp, only the way to its own workspace, and to the Python it runs if that lives in /tmp
+    own = sorted({p for d in interpreter_dirs(sys.executable) for p in (d, str(Path(d).resolve()))})
     code = f"""
 import os
 for p in {hidden!r}:
     print(p, os.path.exists(p) and bool(os.listdir(p) if os.path.isdir(p) else True))
-print("others", [d for d in os.listdir("/tmp") if not os.getcwd().startswith("/tmp/" + d + "/")])
+print("others", [d for d in os.listdir("/tmp")
+                 if not any(p.startswith("/tmp/" + d + "/") for p in [os.getcwd(), *{own!r}])])
 try:
     open("/usr/planted", "w")
     print("usr writable")
