@@ -183,7 +183,7 @@ def test_kernel_cannot_leave_its_cgroup_and_children_stay_within_the_memory_limi
     escape, stayed, full = r["value"]
     assert escape and all(not v.startswith(("moved", "made", "raised")) for v in escape.values()), escape
     assert stayed
-    assert full <= 1  # three children of 1200 MB each: at most one fits in 2048 MB
+    assert full <= 1  # three children of 1200 MB each, held at once: at most one fits in 2048 MB
     assert any("memory limit" in ev for ev in r["record"].limit_events)
     assert r["limits"]["memory_limit"].startswith("cgroup") and "2048 MB" in r["limits"]["memory_limit"]
 
