@@ -95,7 +95,9 @@ class Planner:
         self._upcoming = collections.deque(seeds)  # in the order the batch grades them
         self._waiting: dict[int, asyncio.Future[bytes | None]] = {}  # the window: asked, not yet taken
         self._asked: dict[int, asyncio.Future[bytes | None]] = {}  # asked, not yet answered
-        self._process: asyncio.subprocess.Process | None = None
+        # A plain Popen (not asyncio's subprocess): its own wait is the only one that reaps the
+        # child, where asyncio's would race Popen.kill's poll for it (and log a lost exit status)
+        self._process: subprocess.Popen[bytes] | None = None
         self._reader: asyncio.Task[None] | None = None
         self._failed = False
         self._answered = 0.0  # (loop time) the child's last answer, or its start
@@ -103,14 +105,18 @@ class Planner:
     async def start(self) -> None:
         """Start the child and ask for the first seeds."""
         argv, env = _command("serve", self.asg)
+        loop = asyncio.get_running_loop()
         try:
-            self._process = await asyncio.create_subprocess_exec(
-                *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              stderr=subprocess.DEVNULL, env=env)
+            assert self._process.stdout is not None
+            out = asyncio.StreamReader(limit=2**16)
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(out), self._process.stdout)
         except OSError:
-            self._failed = True
+            self._fail()
             return
-        self._answered = asyncio.get_running_loop().time()
-        self._reader = asyncio.ensure_future(self._read())
+        self._answered = loop.time()
+        self._reader = asyncio.ensure_future(self._read(out))
         self._top_up()
 
     def _ask(self, seed: int) -> None:
@@ -121,9 +127,10 @@ class Planner:
                 asked.set_result(None)
             else:
                 self._asked[seed] = asked
-                try:
+                try:  # (a few bytes per seed, at most a window of them unread: never blocks)
                     self._process.stdin.write(f"{seed}\n".encode())
-                except (OSError, RuntimeError):
+                    self._process.stdin.flush()
+                except (OSError, ValueError):
                     self._fail()
         self._waiting[seed] = asked
 
@@ -133,10 +140,9 @@ class Planner:
             if seed not in self._waiting:
                 self._ask(seed)
 
-    async def _read(self) -> None:
-        out = self._process.stdout if self._process is not None else None
+    async def _read(self, out: asyncio.StreamReader) -> None:
         try:
-            while out is not None:
+            while True:
                 seed, n = _ANSWER.unpack(await out.readexactly(_ANSWER.size))
                 if n > _MAX_ENTRY:  # not an answer of ours: the stream cannot be trusted any more
                     break
@@ -156,8 +162,8 @@ class Planner:
             if not waiting.done():
                 waiting.set_result(None)
         self._asked.clear()
-        if self._process is not None and self._process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
+        if self._process is not None:
+            with contextlib.suppress(OSError):  # (Popen.kill: nothing once it has been waited for)
                 self._process.kill()
 
     @property
@@ -203,10 +209,13 @@ class Planner:
     async def close(self) -> None:
         """Stop the child (at once: what it was computing is not needed any more)."""
         p = self._process
-        if p is not None and p.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
+        if p is not None:
+            with contextlib.suppress(OSError):
                 p.kill()
-            await p.wait()
+            await asyncio.to_thread(p.wait)  # (killed: at once)
+            if p.stdin is not None:
+                with contextlib.suppress(OSError):
+                    p.stdin.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
         self._fail()
