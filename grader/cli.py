@@ -23,7 +23,7 @@ import click
 from . import draft
 from .envcli import env_group
 from .errors import GraderError
-from .options import CELL_TIMEOUT, ISOLATION_LEVELS, TOTAL_TIMEOUT
+from .options import CELL_TIMEOUT, ISOLATION_LEVELS, SEED, TOTAL_TIMEOUT, Seconds
 from .render import RENDERERS
 from .render.gradescope import VISIBILITIES, render_gradescope
 from .render.markdown import render_markdown
@@ -163,9 +163,9 @@ def main() -> None:
 @click.option("--assignment", "-a", help="Assignment id or folder (default: the notebook's metadata).")
 @click.option("--format", "fmt", type=click.Choice(list(RENDERERS)), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
-@click.option("--seed", type=int, default=None, help="Replay a run: the seed of its hidden inputs.")
-@click.option("--timeout", "cell_timeout", type=click.FloatRange(min=0.1), default=CELL_TIMEOUT, show_default=True, help="Seconds per cell.")
-@click.option("--total-timeout", type=click.FloatRange(min=1), default=TOTAL_TIMEOUT, show_default=True, help="Seconds for the whole submission: cells, probes and re-run together.")
+@click.option("--seed", type=SEED, default=None, help="Replay a run: the seed of its hidden inputs.")
+@click.option("--timeout", "cell_timeout", type=Seconds(0.1), default=CELL_TIMEOUT, show_default=True, help="Seconds per cell.")
+@click.option("--total-timeout", type=Seconds(1), default=TOTAL_TIMEOUT, show_default=True, help="Seconds for the whole submission: cells, probes and re-run together.")
 @click.option("--fail-under", type=Threshold(), help=_FAIL_UNDER_HELP)
 @click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
               help="How the notebook is fenced off (default: $NNGRADER_ISOLATION, else auto: the strongest available).")

@@ -2,12 +2,39 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
+from typing import Any
+
+import click
 
 CELL_TIMEOUT = 30.0  # seconds per cell
 TOTAL_TIMEOUT = 300.0  # seconds for a whole submission: cells, probes and the re-run
 ISOLATION_LEVELS = ("sandbox", "namespace", "process")  # strongest first
+
+
+MAX_SEED = 2**63 - 1  # a seed is stored in SQLite (a signed 64-bit integer) and in reports
+
+
+class Seconds(click.FloatRange):
+    """A time limit on the command line: a finite number of seconds, at least `minimum`, at most a
+    week (click's own range lets nan through, and inf would reach the kernel as an overflow)."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float):
+        super().__init__(min=minimum, max=7 * 24 * 3600.0)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The number, or click's one-line usage error."""
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number of seconds.", param, ctx)
+        return number
+
+
+SEED = click.IntRange(0, MAX_SEED)
 
 
 CACHE_DIR_VARIABLE = "NNGRADER_CACHE_DIR"

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -193,6 +194,15 @@ def test_rerun_skips_and_reports_rebuild(canvas, tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line(canvas, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"  # a file where the gradebook's folder would be
+    afile.write_text("hi")
+    foreign = tmp_path / "other.sqlite"  # another program's database: never written into
+    with sqlite3.connect(foreign) as c:
+        c.execute("CREATE TABLE x (y)")
+    bad_seed = tmp_path / "bad_seed.sqlite"
+    shutil.copy(canvas["db"], bad_seed)
+    with sqlite3.connect(bad_seed) as c:
+        c.execute("UPDATE meta SET value = 'abc' WHERE key = 'batch_seed'")
     cases = [
         ("batch", str(tmp_path / "nope"), "-a", ASSIGNMENT, "--db", str(tmp_path / "x.sqlite")),
         ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--student-regex", "(", "--db", str(tmp_path / "y.sqlite")),
@@ -200,12 +210,31 @@ def test_bad_input_is_one_line(canvas, tmp_path: Path) -> None:
         ("batch", str(canvas["zip"]), "-a", "sigmoid-2-2-2", "--db", str(canvas["db"])),
         ("report", "--db", str(tmp_path / "missing.sqlite"), "--out", str(tmp_path / "o")),
         ("export", "--db", str(tmp_path / "missing.sqlite"), "--format", "xml"),
+        ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--seed", str(2**64), "--db", str(tmp_path / "s.sqlite")),
+        ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--total-timeout", "nan", "--db", str(tmp_path / "t.sqlite")),
+        ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--timeout", "inf", "--db", str(tmp_path / "t.sqlite")),
+        ("batch", "/dev/null", "-a", ASSIGNMENT, "--db", str(tmp_path / "n.sqlite")),
+        ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(afile / "gb.sqlite")),
+        ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(foreign)),
+        ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(bad_seed)),
     ]
     for args in cases:
         r = grade(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert r.stderr.startswith("grade: error: ") and r.stderr.count("\n") == 1, r.stderr
         assert "Traceback" not in r.stderr
+
+
+def test_a_gradebook_row_it_cannot_read_is_one_line_everywhere(canvas, tmp_path: Path) -> None:
+    db = tmp_path / "damaged.sqlite"
+    shutil.copy(canvas["db"], db)
+    with sqlite3.connect(db) as c:
+        c.execute("UPDATE runs SET report = '{not json' WHERE id = (SELECT min(id) FROM runs WHERE current = 1)")
+    for args in (("export", "--db", str(db)), ("export", "--db", str(db), "--format", "jsonl"),
+                 ("report", "--db", str(db), "--out", str(tmp_path / "o"))):
+        r = grade(*args)
+        assert r.returncode == 3, (args, r.stderr)
+        assert r.stderr.startswith("grade: internal error: ") and r.stderr.count("\n") == 1, r.stderr
 
 
 def test_student_folders_carry_their_files(tmp_path: Path) -> None:
@@ -281,6 +310,17 @@ def test_sigterm_stops_cleanly_and_keeps_what_was_graded(tmp_path: Path) -> None
     assert proc.returncode == 130, err
     assert "interrupted; what was graded is in" in err and "Traceback" not in err
     assert 1 <= run_count(db) < 4 and all(v[0] == "graded" for v in current(db).values())
+
+
+def test_names_that_are_not_utf8_are_graded_under_escaped_ids(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "alice.ipynb").write_bytes(notebook_bytes("starter", "alice"))
+    (src / os.fsdecode(b"\xff\xfe.ipynb")).write_bytes(notebook_bytes("starter", "x"))
+    s = grade_batch(src, ASSIGNMENT, tmp_path / "gb.sqlite", jobs=2, seed=1, cell_timeout=10, total_timeout=60)
+    assert (s.students, s.graded_now) == (["\\xff\\xfe", "alice"], 2)
+    rows = current(tmp_path / "gb.sqlite")
+    assert rows["\\xff\\xfe"][:2] == rows["alice"][:2] == ("graded", 0.0)
 
 
 def test_flat_folder_and_api(tmp_path: Path) -> None:

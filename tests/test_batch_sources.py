@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import stat
 import zipfile
 from pathlib import Path
@@ -130,4 +131,39 @@ def test_corrupt_zip_is_an_error(tmp_path: Path) -> None:
     data[40:60] = b"\0" * 20  # damage the member's data, keep the directory
     z.write_bytes(bytes(data))
     with pytest.raises(GraderError, match="cannot be unpacked|bad.zip"):
+        collect(z, unpack_to=tmp_path / "u")
+
+
+def test_names_that_are_not_utf8_become_escaped_ids(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "alice.ipynb").write_bytes(NB)
+    (src / os.fsdecode(b"\xff\xfe.ipynb")).write_bytes(NB)  # (Latin-1 names, from an old zip tool)
+    (src / os.fsdecode(b"j\xe9r\xf4me")).mkdir()
+    (src / os.fsdecode(b"j\xe9r\xf4me") / "HW.IPYNB").write_bytes(NB)  # (the suffix in any case)
+    got = _by_student(collect(src))
+    assert sorted(got) == ["\\xff\\xfe", "alice", "j\\xe9r\\xf4me"]
+    for e in got.values():
+        assert e.problem is None and e.notebook is not None and e.notebook.read_bytes() == NB
+        e.relpath.encode("utf-8")  # storable text, no lone surrogates
+        e.graded_as.encode("utf-8")
+
+
+def test_a_source_that_is_neither_folder_nor_file_is_one_error(tmp_path: Path) -> None:
+    fifo = tmp_path / "export.zip"
+    os.mkfifo(fifo)
+    for source in (fifo, Path("/dev/null")):
+        with pytest.raises(GraderError, match="neither a folder nor a zip"):
+            collect(source, unpack_to=tmp_path / "u")
+
+
+def test_a_zip_holding_one_path_twice_loses_no_one_silently(tmp_path: Path) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("alice.ipynb", NB)
+        zf.writestr("alice.ipynb", NB + b" ")
+        zf.writestr("bob.ipynb", NB)
+    z = tmp_path / "dup.zip"
+    z.write_bytes(buf.getvalue())
+    with pytest.raises(GraderError, match="alice.ipynb more than once"):
         collect(z, unpack_to=tmp_path / "u")

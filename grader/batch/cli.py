@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..errors import GraderError
-from ..options import ISOLATION_LEVELS
+from ..options import ISOLATION_LEVELS, SEED, Seconds
 
 DEFAULT_DB = Path("gradebook.sqlite")
 
@@ -20,6 +20,14 @@ def _fail(message: str) -> None:
     sys.exit(2)
 
 
+def _internal(e: Exception) -> None:
+    """Something this grader did not foresee (a gradebook row it cannot read, say): one line, exit 3."""
+    from ..render.safe import inert
+
+    click.echo(f"grade: internal error: {inert(f'{type(e).__name__}: {e}', 300)}", err=True)
+    sys.exit(3)
+
+
 @click.command("batch")
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--assignment", "-a", required=True, help="Assignment id or folder.")
@@ -27,10 +35,10 @@ def _fail(message: str) -> None:
               help="The gradebook (SQLite); a rerun with the same one resumes.")
 @click.option("--out", type=click.Path(path_type=Path), help="Write the reports into this folder.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Submissions graded at once (default: CPU count).")
-@click.option("--seed", type=int, help="Batch seed (default: the gradebook's, else a new one).")
-@click.option("--timeout", "cell_timeout", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+@click.option("--seed", type=SEED, help="Batch seed (default: the gradebook's, else a new one).")
+@click.option("--timeout", "cell_timeout", type=Seconds(0.1), default=30.0, show_default=True,
               help="Seconds per cell.")
-@click.option("--total-timeout", type=click.FloatRange(min=1), default=300.0, show_default=True,
+@click.option("--total-timeout", type=Seconds(1), default=300.0, show_default=True,
               help="Seconds per submission: cells, probes and re-run together.")
 @click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
               help="How notebooks are fenced off (default: $NNGRADER_ISOLATION, else auto).")
@@ -59,6 +67,9 @@ def batch_cmd(source: Path, assignment: str, db: Path, out: Path | None, jobs: i
         click.echo(f"grade: interrupted; what was graded is in {db}, and the same command resumes",
                    err=True)
         sys.exit(130)
+    except Exception as e:  # (what was graded is committed: the same command resumes)
+        _internal(e)
+        return
     c = summary.counts
     click.echo(f"batch: {len(summary.students)} students: {c.get('graded', 0)} graded, "
                f"{c.get('error', 0)} errors, {c.get('timeout', 0)} timeouts "
@@ -89,10 +100,7 @@ def _reports(db: Path, out: Path) -> None:
     except OSError as e:
         _fail(f"cannot write the reports into {out}: {e.strerror or e}")
     except Exception as e:  # a gradebook row this grader cannot read: one line, no traceback
-        from ..render.safe import inert
-
-        click.echo(f"grade: internal error: {inert(f'{type(e).__name__}: {e}', 300)}", err=True)
-        sys.exit(3)
+        _internal(e)
     click.echo(f"reports: {out}/ (grades.csv, results.jsonl, report.html, feedback/)", err=True)
 
 
@@ -116,10 +124,13 @@ def export_cmd(db: Path, fmt: str, output: Path | None) -> None:
 
     try:
         rows = _rows(db)
+        text = grades_csv(rows) if fmt == "csv" else results_jsonl(rows)
     except GraderError as e:
         _fail(str(e))
         return
-    text = grades_csv(rows) if fmt == "csv" else results_jsonl(rows)
+    except Exception as e:  # a gradebook row this grader cannot read: one line, no traceback
+        _internal(e)
+        return
     if output is None:
         click.echo(text, nl=False)
         return

@@ -114,13 +114,19 @@ class Gradebook:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
-            if create:
-                self.db.executescript(_DDL)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
-            elif self.meta("schema") != SCHEMA_VERSION:
+            tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if create and not tables:  # (one transaction: a kill leaves a whole gradebook or an empty file)
+                self.db.executescript(f"BEGIN; {_DDL}; INSERT OR IGNORE INTO meta VALUES ('schema', "
+                                      f"'{SCHEMA_VERSION}'); COMMIT;")
+            elif "meta" not in tables or self.meta("schema") != SCHEMA_VERSION:
+                # another program's database, or another version's: never written into
                 raise GraderError(f"{path}: not a gradebook this grader wrote")
+            elif create:
+                self.db.executescript(_DDL)  # (IF NOT EXISTS: what a crash mid-creation left out)
         except sqlite3.DatabaseError as e:
             raise GraderError(f"{path}: not a usable gradebook ({e})") from None
+        except OSError as e:  # (its folder cannot be made: a file is in the way, no permission)
+            raise GraderError(f"{path}: cannot be created ({e.strerror or e})") from None
         self.path = path
 
     def close(self) -> None:

@@ -29,6 +29,7 @@ from .. import leftovers
 from ..errors import GraderError
 from ..grade import EntrySource, grade_notebook_async
 from ..kernel import KernelLauncher, interruptible
+from ..options import MAX_SEED
 from ..report import Report, error_report
 from ..spec import Assignment, find_assignment
 from .gradebook import Gradebook, Result, now
@@ -446,7 +447,12 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
         if held is not None and held != asg.id:
             raise GraderError(f"{db} is the gradebook of {held}, not {asg.id}: use another --db")
         stored = book.meta("batch_seed")
-        batch_seed = int(seed) if seed is not None else int(stored) if stored is not None else new_batch_seed()
+        try:
+            batch_seed = int(seed) if seed is not None else int(stored) if stored is not None else new_batch_seed()
+        except ValueError:
+            raise GraderError(f"{db}: its batch seed {stored!r} is not a number (give --seed)") from None
+        if not 0 <= batch_seed <= MAX_SEED:
+            raise GraderError(f"batch seed {batch_seed} is out of range (0 to {MAX_SEED})")
         book.set_meta("assignment", asg.id)
         book.set_meta("batch_seed", str(batch_seed))
         settings = Settings(assignment=str(assignment if isinstance(assignment, str) else asg.id),

@@ -49,7 +49,7 @@ def _visible(p: Path, root: Path) -> bool:
 
 
 def _notebooks(folder: Path, root: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*.ipynb") if p.is_file() and _visible(p, root))
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".ipynb" and p.is_file() and _visible(p, root))
 
 
 def _siblings(notebook: Path, root: Path) -> dict[str, Path]:
@@ -93,9 +93,14 @@ def collect(source: Path, student_regex: str | None = None, unpack_to: Path | No
         if unpack_to is None:
             raise GraderError("a zip source needs a folder to unpack into")
         root = unpack_zip(source, unpack_to)
-    else:
+    elif source.is_dir():
         root = source
-    entries = _flat(root, regex) + _per_student(root, regex)
+    else:  # a device, a pipe, a socket
+        raise GraderError(f"{source}: neither a folder nor a zip file")
+    try:
+        entries = [_readable(e) for e in _flat(root, regex) + _per_student(root, regex)]
+    except OSError as e:
+        raise GraderError(f"{source}: cannot be read ({e.strerror or e})") from None
     by_student: dict[str, list[Entry]] = {}
     for e in entries:
         by_student.setdefault(e.student, []).append(e)
@@ -112,6 +117,18 @@ def collect(source: Path, student_regex: str | None = None, unpack_to: Path | No
         else:
             out.append(group[0])
     return out
+
+
+def text(name: str) -> str:
+    """A file name as text that can be stored and shown: bytes that are not UTF-8 (kept by Python
+    as lone surrogates, which neither SQLite nor JSON accept) become `\\xNN` escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _readable(e: Entry) -> Entry:
+    e.student, e.name, e.relpath, e.graded_as = text(e.student), text(e.name), text(e.relpath), text(e.graded_as)
+    e.companions = {text(k): v for k, v in e.companions.items()}
+    return e
 
 
 def _flat(root: Path, regex: re.Pattern[str] | None) -> list[Entry]:
@@ -186,6 +203,7 @@ def unpack_zip(archive: Path, dest: Path) -> Path:
             if sum(i.file_size for i in infos) > MAX_ZIP_BYTES:
                 raise GraderError(f"{archive}: unpacks to more than {MAX_ZIP_BYTES >> 30} GiB")
             dest.mkdir(parents=True, exist_ok=True)
+            written: set[tuple[str, ...]] = set()
             for info in infos:
                 name = info.filename.replace("\\", "/")
                 parts = [x for x in name.split("/") if x not in ("", ".")]
@@ -196,6 +214,10 @@ def unpack_zip(archive: Path, dest: Path) -> Path:
                 if info.is_dir():
                     target.mkdir(parents=True, exist_ok=True)
                     continue
+                if tuple(parts) in written:  # one would silently replace the other: a student lost
+                    raise GraderError(f"{archive}: holds {'/'.join(parts)} more than once; keep one and "
+                                      "grade again")
+                written.add(tuple(parts))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
