@@ -323,6 +323,17 @@ def test_names_that_are_not_utf8_are_graded_under_escaped_ids(tmp_path: Path) ->
     assert rows["\\xff\\xfe"][:2] == rows["alice"][:2] == ("graded", 0.0)
 
 
+def test_a_batch_run_inside_its_source_leaves_its_gradebook_and_reports_out(tmp_path: Path) -> None:
+    src = make_flat(tmp_path / "src", [("alice", "starter")])
+    args = ("batch", ".", "-a", ASSIGNMENT, "--out", "reports", "--seed", "3", *LIMITS)
+    first = grade(*args, cwd=src)  # the gradebook (default: ./gradebook.sqlite) and reports in SOURCE
+    again = grade(*args, cwd=src)
+    assert first.returncode == again.returncode == 0, (first.stderr, again.stderr)
+    assert "1 students: 1 graded" in again.stdout and "0 graded now, 1 already" in again.stdout
+    report = json.loads((src / "reports" / "results.jsonl").read_text().splitlines()[0])
+    assert report["submission"]["path"] == "alice.ipynb"
+
+
 def test_flat_folder_and_api(tmp_path: Path) -> None:
     make_flat(tmp_path / "src", [("alice", "correct"), ("bob", "sign")])
     s = grade_batch(tmp_path / "src", ASSIGNMENT, tmp_path / "gb.sqlite", jobs=1, seed=1,

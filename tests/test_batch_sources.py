@@ -167,3 +167,21 @@ def test_a_zip_holding_one_path_twice_loses_no_one_silently(tmp_path: Path) -> N
     z.write_bytes(buf.getvalue())
     with pytest.raises(GraderError, match="alice.ipynb more than once"):
         collect(z, unpack_to=tmp_path / "u")
+
+
+def test_the_batchs_own_gradebook_and_reports_are_not_submissions(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "reports" / "feedback").mkdir(parents=True)
+    (src / "alice.ipynb").write_bytes(NB)
+    (src / "data.csv").write_text("1,2\n")
+    for name in ("gradebook.sqlite", "gradebook.sqlite-wal", "gradebook.sqlite-shm"):
+        (src / name).write_bytes(b"everyone's results")
+    (src / "reports" / "grades.csv").write_text("student,total\n")
+    (src / "bob").mkdir()
+    (src / "bob" / "hw.ipynb").write_bytes(NB)
+    (src / "bob" / "gradebook.sqlite").write_bytes(b"not the batch's: travels with bob")
+    own = [src / "gradebook.sqlite", src / "gradebook.sqlite-wal", src / "gradebook.sqlite-shm", src / "reports"]
+    got = _by_student(collect(src, exclude=own))
+    assert sorted(got) == ["alice", "bob"]  # no "no notebook in reports/" row
+    assert sorted(got["alice"].companions) == ["data.csv"]  # the gradebook never travels with a notebook
+    assert sorted(got["bob"].companions) == ["gradebook.sqlite"]

@@ -58,7 +58,7 @@ def batch_cmd(source: Path, assignment: str, db: Path, out: Path | None, jobs: i
         summary = grade_batch(
             source, assignment, db, jobs=jobs, seed=seed, cell_timeout=cell_timeout,
             total_timeout=total_timeout, isolation=isolation, regrade=regrade,
-            student_regex=student_regex, scheduler=scheduler,
+            student_regex=student_regex, scheduler=scheduler, exclude=[out] if out is not None else [],
             progress=None if quiet else (lambda total, skipped: Progress(total, skipped)))
     except GraderError as e:
         _fail(str(e))

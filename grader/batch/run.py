@@ -427,8 +427,12 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
                 total_timeout: float = 300.0, isolation: str | None = None, regrade: bool = False,
                 student_regex: str | None = None, scheduler: str | None = None,
                 progress: Callable[[int, int], Any] | None = None,
-                launcher: KernelLauncher | None = None, plan_ahead: bool = True) -> BatchSummary:
+                launcher: KernelLauncher | None = None, plan_ahead: bool = True,
+                exclude: Iterable[Path] = ()) -> BatchSummary:
     """Grade every submission in `source` into the gradebook `db`; resumable (see docs/batch.md).
+
+    `exclude`: paths inside `source` that are not submissions (the reports folder); the
+    gradebook's own files never are.
 
     `plan_ahead`: compute the reference values in a child process, a few submissions ahead
     (torch's work out of the process that drives every kernel); the results are the same either way.
@@ -460,7 +464,8 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
                             cell_timeout=cell_timeout, total_timeout=total_timeout, isolation=isolation)
         leftovers.sweep()  # what killed graders left (their workspaces, staging folders, cgroups)
         with tempfile.TemporaryDirectory(prefix=leftovers.prefix("grader-batch-src-")) as unpack:
-            entries = collect(Path(source), student_regex, Path(unpack) / "src")
+            own = [Path(f"{db}{end}") for end in ("", "-wal", "-shm", "-journal")]
+            entries = collect(Path(source), student_regex, Path(unpack) / "src", exclude=[*own, *exclude])
             all_jobs = [make_job(e, batch_seed) for e in entries]
             todo = [j for j in all_jobs if regrade or not book.is_current(
                 j.student, j.sha256, asg.spec_sha256, batch_seed)]

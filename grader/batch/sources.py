@@ -18,6 +18,7 @@ import re
 import shutil
 import stat
 import zipfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,19 +45,25 @@ class Entry:
     problem: str | None = None  # no notebook, several, or a name the regex does not match
 
 
-def _visible(p: Path, root: Path) -> bool:
-    return not any(part.startswith(".") or part in IGNORED for part in p.relative_to(root).parts)
+def _visible(p: Path, root: Path, skip: frozenset[Path] = frozenset()) -> bool:
+    if any(part.startswith(".") or part in IGNORED for part in p.relative_to(root).parts):
+        return False
+    if skip:  # the batch's own gradebook and reports, when they are inside the source
+        real = p.resolve()
+        return not any(real == s or s in real.parents for s in skip)
+    return True
 
 
-def _notebooks(folder: Path, root: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() == ".ipynb" and p.is_file() and _visible(p, root))
+def _notebooks(folder: Path, root: Path, skip: frozenset[Path]) -> list[Path]:
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() == ".ipynb" and p.is_file() and _visible(p, root, skip))
 
 
-def _siblings(notebook: Path, root: Path) -> dict[str, Path]:
+def _siblings(notebook: Path, root: Path, skip: frozenset[Path]) -> dict[str, Path]:
     """The plain files beside a notebook (not other notebooks), to copy into its workspace."""
     out: dict[str, Path] = {}
     for p in sorted(notebook.parent.iterdir()):
-        if (p != notebook and p.suffix.lower() != ".ipynb" and _visible(p, root) and p.is_file()
+        if (p != notebook and p.suffix.lower() != ".ipynb" and _visible(p, root, skip) and p.is_file()
                 and not p.is_symlink() and p.stat().st_size <= MAX_COMPANION_BYTES):
             out[p.name] = p
     return out
@@ -82,9 +89,13 @@ def compile_student_regex(text: str | None) -> re.Pattern[str] | None:
     return regex
 
 
-def collect(source: Path, student_regex: str | None = None, unpack_to: Path | None = None) -> list[Entry]:
-    """Every student's entry in a folder or zip, sorted by student id; zips unpack into `unpack_to`."""
+def collect(source: Path, student_regex: str | None = None, unpack_to: Path | None = None,
+            exclude: Iterable[Path] = ()) -> list[Entry]:
+    """Every student's entry in a folder or zip, sorted by student id; zips unpack into `unpack_to`.
+    Files and folders in `exclude` (the batch's gradebook and reports) are never submissions,
+    nor files that travel with one."""
     regex = compile_student_regex(student_regex)
+    skip = frozenset(p.resolve() for p in exclude)
     if not source.exists():
         raise GraderError(f"{source}: no such file or folder")
     if source.is_file():
@@ -98,7 +109,7 @@ def collect(source: Path, student_regex: str | None = None, unpack_to: Path | No
     else:  # a device, a pipe, a socket
         raise GraderError(f"{source}: neither a folder nor a zip file")
     try:
-        entries = [_readable(e) for e in _flat(root, regex) + _per_student(root, regex)]
+        entries = [_readable(e) for e in _flat(root, regex, skip) + _per_student(root, regex, skip)]
     except OSError as e:
         raise GraderError(f"{source}: cannot be read ({e.strerror or e})") from None
     by_student: dict[str, list[Entry]] = {}
@@ -131,9 +142,9 @@ def _readable(e: Entry) -> Entry:
     return e
 
 
-def _flat(root: Path, regex: re.Pattern[str] | None) -> list[Entry]:
+def _flat(root: Path, regex: re.Pattern[str] | None, skip: frozenset[Path]) -> list[Entry]:
     """Notebooks at the top of the source: one per student, named as the LMS names them."""
-    files = sorted(p for p in root.iterdir() if p.is_file() and _visible(p, root))
+    files = sorted(p for p in root.iterdir() if p.is_file() and _visible(p, root, skip))
     canvas_extra: dict[str, dict[str, Path]] = {}  # Canvas files of a student other than notebooks
     shared: dict[str, Path] = {}
     for p in files:
@@ -167,13 +178,13 @@ def _flat(root: Path, regex: re.Pattern[str] | None) -> list[Entry]:
     return out
 
 
-def _per_student(root: Path, regex: re.Pattern[str] | None) -> list[Entry]:
+def _per_student(root: Path, regex: re.Pattern[str] | None, skip: frozenset[Path]) -> list[Entry]:
     """Sub-folders of the source: one per student, holding the notebook and its files."""
     out = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and _visible(p, root)):
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and _visible(p, root, skip)):
         m = MOODLE.match(d.name)
         student, name = (m["student"], m["name"]) if m else (d.name, "")
-        notebooks = _notebooks(d, root)
+        notebooks = _notebooks(d, root, skip)
         if not notebooks:
             if regex is not None:
                 found = _match(regex, d.name)
@@ -189,7 +200,7 @@ def _per_student(root: Path, regex: re.Pattern[str] | None) -> list[Entry]:
                     out.append(Entry(d.name, relpath=rel, problem=f"{rel}: the path does not match --student-regex"))
                     continue
                 s, n = found
-            out.append(Entry(s, n, nb, nb.name, rel, _siblings(nb, root)))
+            out.append(Entry(s, n, nb, nb.name, rel, _siblings(nb, root, skip)))
     return out
 
 
