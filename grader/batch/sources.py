@@ -50,7 +50,7 @@ def _visible(p: Path, root: Path, skip: frozenset[Path] = frozenset()) -> bool:
         return False
     if skip:  # the batch's own gradebook and reports, when they are inside the source
         real = p.resolve()
-        return not any(real == s or s in real.parents for s in skip)
+        return not any(real.is_relative_to(s) for s in skip)
     return True
 
 
@@ -130,15 +130,15 @@ def collect(source: Path, student_regex: str | None = None, unpack_to: Path | No
     return out
 
 
-def text(name: str) -> str:
+def _text(name: str) -> str:
     """A file name as text that can be stored and shown: bytes that are not UTF-8 (kept by Python
     as lone surrogates, which neither SQLite nor JSON accept) become `\\xNN` escapes."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _readable(e: Entry) -> Entry:
-    e.student, e.name, e.relpath, e.graded_as = text(e.student), text(e.name), text(e.relpath), text(e.graded_as)
-    e.companions = {text(k): v for k, v in e.companions.items()}
+    e.student, e.name, e.relpath, e.graded_as = _text(e.student), _text(e.name), _text(e.relpath), _text(e.graded_as)
+    e.companions = {_text(k): v for k, v in e.companions.items()}
     return e
 
 
