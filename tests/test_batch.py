@@ -199,6 +199,10 @@ def test_bad_input_is_one_line(canvas, tmp_path: Path) -> None:
     foreign = tmp_path / "other.sqlite"  # another program's database: never written into
     with sqlite3.connect(foreign) as c:
         c.execute("CREATE TABLE x (y)")
+    newer = tmp_path / "newer.sqlite"  # another version's gradebook: never written into
+    shutil.copy(canvas["db"], newer)
+    with sqlite3.connect(newer) as c:
+        c.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
     bad_seed = tmp_path / "bad_seed.sqlite"
     shutil.copy(canvas["db"], bad_seed)
     with sqlite3.connect(bad_seed) as c:
@@ -217,6 +221,7 @@ def test_bad_input_is_one_line(canvas, tmp_path: Path) -> None:
         ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(afile / "gb.sqlite")),
         ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(foreign)),
         ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(bad_seed)),
+        ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(newer)),
     ]
     for args in cases:
         r = grade(*args)
@@ -231,7 +236,9 @@ def test_a_gradebook_row_it_cannot_read_is_one_line_everywhere(canvas, tmp_path:
     with sqlite3.connect(db) as c:
         c.execute("UPDATE runs SET report = '{not json' WHERE id = (SELECT min(id) FROM runs WHERE current = 1)")
     for args in (("export", "--db", str(db)), ("export", "--db", str(db), "--format", "jsonl"),
-                 ("report", "--db", str(db), "--out", str(tmp_path / "o"))):
+                 ("report", "--db", str(db), "--out", str(tmp_path / "o")),
+                 ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(db)),  # (its summary reads rows)
+                 ("batch", str(canvas["zip"]), "-a", ASSIGNMENT, "--db", str(db), "--out", str(tmp_path / "o2"))):
         r = grade(*args)
         assert r.returncode == 3, (args, r.stderr)
         assert r.stderr.startswith("grade: internal error: ") and r.stderr.count("\n") == 1, r.stderr
