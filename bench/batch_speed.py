@@ -120,7 +120,7 @@ class _CpuByRole:
             if pid != me or not chain or used <= 0:
                 continue
             cmd = command.get(chain[-1], "")  # the grader's direct child this process descends from
-            if "grader.pool_worker" in cmd:
+            if "grader.pool.child" in cmd:
                 out["reference values (child process)"] += used
             elif "-I" in cmd.split():
                 out["kernels (warm parent and its forks)"] += used

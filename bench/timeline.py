@@ -48,9 +48,9 @@ def main() -> None:
     import grader.cli as cli
 
     mark("imported the CLI")
-    import grader.grade as grade
-    import grader.kernel as kernel
-    import grader.rerun as rerun
+    import grader.grading.grade as grade
+    import grader.judging.rerun as rerun
+    import grader.kernels.launch as kernel
 
     mark("imported the grading machinery")
     wrap(kernel.LocalKernelLauncher, "_choose", "choosing the isolation level")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .errors import GraderError, SpecError, SubmissionError, UnknownAssignment
-from .selfcheck import check, use
+from grader.errors import GraderError, SpecError, SubmissionError, UnknownAssignment
+from grader.selfcheck.check import check, use
 
 if TYPE_CHECKING:
-    from .grade import grade_notebook, grade_notebook_async
-    from .report import Report
+    from grader.grading.grade import grade_notebook, grade_notebook_async
+    from grader.report import Report
 
 __all__ = [
     "GraderError",

@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+PACKAGE_DIR = Path(__file__).resolve().parent  # the installed `grader` package
+
 
 def write_atomic(path: Path, data: bytes, prefix: str, suffix: str = "", mode: int | None = None) -> None:
     """Write `data` to `path` through a fresh file of our own in the same folder, renamed over it:
@@ -31,3 +33,13 @@ def hash_python_files(h: hashlib._Hash, folder: Path) -> None:
     reference and what it imports beside it). Raises OSError."""
     for p in sorted(folder.glob("*.py")):
         h.update(p.name.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())
+
+
+def hash_package_files(h: hashlib._Hash, patterns: tuple[str, ...]) -> None:
+    """Feed `h` the path and content digest of the grader's own files matching `patterns` (globs
+    relative to the package), so a cache keyed by them ends with any change to that code.
+    Raises OSError."""
+    for pattern in patterns:
+        for p in sorted(PACKAGE_DIR.glob(pattern)):
+            rel = p.relative_to(PACKAGE_DIR).as_posix()
+            h.update(rel.encode() + b"\0" + hashlib.sha256(p.read_bytes()).digest())

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.answer import describe_elements, pick
-from grader.compare import compare
-from grader.diagnose import Failure, diagnose
+from grader.assignment.spec import find_assignment
+from grader.authoring.validate import validate
 from grader.errors import SpecError
-from grader.probe import Value
-from grader.runner import Misfit, fit
-from grader.spec import find_assignment
-from grader.validate import validate
+from grader.judging.answer import describe_elements, pick
+from grader.judging.compare import compare
+from grader.judging.diagnose import Failure, diagnose
+from grader.run.probe import Value
+from grader.run.runner import Misfit, fit
 from tests.course_notebooks import BIKES, LAB, PLANAR, TWO_LAYER
 
 RTOL, ATOL = 1e-5, 1e-8
@@ -192,8 +192,8 @@ def test_class_and_optional_argument_mistakes_are_one_line_errors(tmp_path, sour
 
 
 def _lab_plan(check_id: str):
-    from grader.expected import Reference
-    from grader.plan import plan_check
+    from grader.assignment.reference import Reference
+    from grader.plan.checks import plan_check
 
     asg = find_assignment(str(LAB))
     check = next(c for c in asg.spec.checks if c.id == check_id)
@@ -201,14 +201,14 @@ def _lab_plan(check_id: str):
 
 
 def _answers(plan, values: list[Value]):
-    from grader.probe import Answer
+    from grader.run.probe import Answer
 
     return {f"{plan.check.id}#{t.index}": Answer(f"{plan.check.id}#{t.index}", plan.check.target, v)
             for t, v in zip(plan.trials, values)}
 
 
 def test_a_shape_mismatch_reports_no_error_figures():
-    from grader.judge import judge
+    from grader.judging.judge import judge
 
     plan = _lab_plan("simple_feed_forward")
     result = judge(plan, _answers(plan, [arr(1, 2, 3)] * len(plan.trials)), "ok")[0]
@@ -220,7 +220,7 @@ def test_a_shape_mismatch_reports_no_error_figures():
 
 
 def test_the_same_element_is_taken_on_every_trial_and_a_wrong_one_never_passes():
-    from grader.judge import judge
+    from grader.judging.judge import judge
 
     plan = _lab_plan("simple_feed_forward")
     right = [t.expected["simple_feed_forward"] for t in plan.trials]

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from grader.expected import Reference, to_torch
-from grader.inputs import draw
+from grader.assignment.inputs import draw
+from grader.assignment.reference import Reference, to_torch
+from grader.assignment.spec import find_assignment
 from grader.report import CheckResult, Report
-from grader.spec import find_assignment
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS
 
 ID = "exp-output-2-2-1"

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-from grader.compare import within
-from grader.expected import Reference, to_torch
-from grader.inputs import draw
-from grader.plan import plan
+from grader.assignment.inputs import draw
+from grader.assignment.reference import Reference, to_torch
+from grader.assignment.spec import find_assignment
+from grader.judging.compare import within
+from grader.plan.checks import plan
 from grader.report import CheckResult, Report
-from grader.spec import find_assignment
 from reference import derivative, sigmoid
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS
 

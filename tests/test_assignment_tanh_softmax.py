@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from grader.expected import Reference, to_torch
+from grader.assignment.reference import Reference, to_torch
+from grader.assignment.spec import find_assignment
 from grader.report import Report
-from grader.spec import find_assignment
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS, graded
 
 ID = "tanh-softmax-gaussians"

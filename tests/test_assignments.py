@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from grader.assignment.reference import Reference
+from grader.assignment.spec import find_assignment, known_assignments
+from grader.authoring.validate import validate
 from grader.errors import SpecError, UnknownAssignment
-from grader.expected import Reference
-from grader.spec import find_assignment, known_assignments
-from grader.validate import validate
 from tests.conftest import ROOT, graded
 
 EXTERNAL = ROOT / "tests" / "fixtures" / "logistic-external"

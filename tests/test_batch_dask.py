@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from grader.batch.run import grade_batch
-from grader.warm import WarmKernelLauncher
+from grader.kernels.warm import WarmKernelLauncher
 from tests.batch_support import ASSIGNMENT, make_flat, notebook_bytes
 from tests.test_batch import batch_with_a_first_result, current, run_count
 from tests.torch_failure import torch_fails_once

@@ -8,7 +8,7 @@ from typing import Any
 
 import grader.batch.run as run
 from grader.batch.run import grade_batch, grade_files, grade_remote
-from grader.kernel import LocalKernelLauncher
+from grader.kernels.launch import LocalKernelLauncher
 from tests.batch_support import ASSIGNMENT, SOLUTION, make_flat, notebook_bytes
 from tests.conftest import process_alive
 
@@ -52,10 +52,10 @@ def test_a_changed_notebook_is_graded_again(tmp_path: Path) -> None:
 
 def test_a_batch_grades_the_same_with_its_reference_values_from_a_child_or_its_own(
         tmp_path: Path, monkeypatch) -> None:
-    import grader.grade as grade
-    from grader import pool_worker
+    import grader.grading.grade as grade
     from grader.batch.gradebook import Gradebook
-    from grader.pool import pool_key
+    from grader.pool import child as pool_worker
+    from grader.pool.store import pool_key
 
     src = make_flat(tmp_path / "src", [("alice", "correct"), ("bob", "sign"), ("carol", "scaled")])
     planned: list[bool] = []

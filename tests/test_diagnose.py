@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from grader.compare import compare
-from grader.diagnose import Failure, axis_phrase, diagnose, hardcoded_variable, unstable
-from grader.imports import flags_for, imported_modules, static_findings
-from grader.probe import Value
-from grader.rerun import assignment_source, with_fresh_sample
+from grader.judging.compare import compare
+from grader.judging.diagnose import Failure, axis_phrase, diagnose, hardcoded_variable, unstable
+from grader.judging.rerun import assignment_source, with_fresh_sample
+from grader.run.imports import flags_for, imported_modules, static_findings
+from grader.run.probe import Value
 
 RTOL, ATOL = 1e-5, 1e-8
 W1_AXES = ["the weights into hidden unit {}", "the weights from input {}"]
@@ -232,18 +232,18 @@ def _copy_assignment(tmp_path, edit):
     ],
 )
 def test_diagnosis_fields_naming_unknown_input_sets_are_spec_errors(tmp_path, edit, field):
+    from grader.assignment.spec import load_spec
     from grader.errors import SpecError
-    from grader.spec import load_spec
 
     with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
         load_spec(_copy_assignment(tmp_path, edit))
 
 
 def test_a_consistency_loss_missing_from_the_reference_is_a_spec_error(tmp_path):
+    from grader.assignment.reference import Reference
+    from grader.assignment.spec import load_spec
     from grader.errors import SpecError
-    from grader.expected import Reference
-    from grader.plan import plan
-    from grader.spec import load_spec
+    from grader.plan.checks import plan
 
     asg = load_spec(_copy_assignment(tmp_path, lambda s: s.replace('"loss_of_output"', '"no_such_loss"')))
     with pytest.raises(SpecError, match="consistency.reference_loss"):
@@ -251,9 +251,9 @@ def test_a_consistency_loss_missing_from_the_reference_is_a_spec_error(tmp_path)
 
 
 def test_variants_are_computed_per_trial_for_the_checks_whose_reference_they_replace():
-    from grader.expected import Reference
-    from grader.plan import plan
-    from grader.spec import find_assignment
+    from grader.assignment.reference import Reference
+    from grader.assignment.spec import find_assignment
+    from grader.plan.checks import plan
 
     asg = find_assignment("sigmoid-2-3-1")
     plans = {p.check.id: p for p in plan(asg, Reference(asg), 7)}
@@ -267,8 +267,8 @@ def test_variants_are_computed_per_trial_for_the_checks_whose_reference_they_rep
 
 
 def test_the_hardcoding_policy_decides_whether_a_flagged_variable_keeps_its_points():
+    from grader.judging.rerun import _flag
     from grader.report import CheckResult
-    from grader.rerun import _flag
 
     def passing() -> CheckResult:
         return CheckResult("y", "y", "variable", "public", "pass", 1.0, 1.0, "matches the expected value")
@@ -282,7 +282,7 @@ def test_the_hardcoding_policy_decides_whether_a_flagged_variable_keeps_its_poin
 
 
 def test_finite_differences_move_one_element_of_a_possibly_nested_input():
-    from grader.consistency import _with_element, get_path
+    from grader.judging.consistency import _with_element, get_path
 
     inputs = {"X": np.ones((2, 3)), "params": {"W1": np.zeros((2, 2)), "b1": np.zeros((2, 1))}}
     moved = _with_element(inputs, "params.W1", (1, 0), 1e-6)

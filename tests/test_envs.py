@@ -17,11 +17,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import envs
-from grader.envs import EnvBuildError, KernelEnv, ensure_env, resolve_requirements
+from grader.assignment.spec import load_spec
 from grader.errors import SpecError
-from grader.kernel import ISOLATION_LEVELS, LocalKernelLauncher
-from grader.spec import load_spec
+from grader.kernels import envs
+from grader.kernels.envs import EnvBuildError, KernelEnv, ensure_env, resolve_requirements
+from grader.kernels.launch import ISOLATION_LEVELS, LocalKernelLauncher
 from tests.conftest import ASSIGNMENTS, graded
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +217,7 @@ def test_probe_runner_works_on_the_oldest_supported_numpy(tmp_path: Path):
 
 _BUILD = """
 import json, sys
-from grader.envs import ensure_env
+from grader.kernels.envs import ensure_env
 env = ensure_env([], include_default=False)
 print(json.dumps({"path": str(env.path), "key": env.key}))
 """
@@ -298,7 +298,7 @@ def test_prune_keeps_environments_known_assignments_use(tmp_path: Path, monkeypa
 
 
 def test_validate_builds_the_env_and_fails_a_notebook_importing_what_it_lacks(tmp_path: Path):
-    from grader.validate import validate
+    from grader.authoring.validate import validate
 
     folder = _assignment(tmp_path, 'packages = ["numpy"]')
     nb = nbformat.read(folder / "solution.ipynb", as_version=4)

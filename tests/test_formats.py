@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from grader.assignment.spec import Policy
+from grader.judging.score import penalties
 from grader.render import RENDERERS, render
 from grader.render.github import annotations
 from grader.render.gradescope import render_gradescope
@@ -21,8 +23,6 @@ from grader.report import (
     Report,
     report_from_dict,
 )
-from grader.score import penalties
-from grader.spec import Policy
 from tests.ci_support import OWN_COMMAND, cli, gradescope_results, junit_checks, run_grade
 from tests.conftest import NOTEBOOKS, graded
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from grader.cli import main
 from grader.errors import SubmissionError
-from grader.notebook import KNOWN_CELL_TYPES, parse_notebook
+from grader.submission.notebook import KNOWN_CELL_TYPES, parse_notebook
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS
 
 SEEDS = sorted(ASSIGNMENTS.glob("*/*.ipynb")) + sorted((NOTEBOOKS / "adversarial").glob("*.ipynb"))[:4]

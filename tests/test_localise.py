@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from grader.localise import verdict
+from grader.judging.localise import verdict
 from tests.conftest import NOTEBOOKS
 
 TRUTHS = [np.array([[1.0], [2.0]]), np.array([[0.5], [0.25]]), np.array([[3.0]])]

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from grader.cli import main
 from grader.errors import SubmissionError
-from grader.notebook import MAX_NOTEBOOK_BYTES, read_submission
+from grader.submission.notebook import MAX_NOTEBOOK_BYTES, read_submission
 from tests.conftest import ASSIGNMENTS, graded
 
 SOLUTION = ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb"

@@ -6,7 +6,7 @@ import sys
 import types
 from importlib.metadata import EntryPoint
 
-import grader.spec as spec
+import grader.assignment.spec as spec
 from tests.conftest import ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"

@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from grader import pool
-from grader.expected import Reference
-from grader.plan import plan
-from grader.rerun import prepare_rerun, rerun_samples
-from grader.spec import find_assignment, load_spec
+from grader.assignment.reference import Reference
+from grader.assignment.spec import find_assignment, load_spec
+from grader.judging.rerun import prepare_rerun, rerun_samples
+from grader.plan.checks import plan
+from grader.pool import store as pool
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS, ROOT
 
 FIXTURES = ROOT / "tests" / "fixtures"
@@ -169,7 +169,7 @@ def test_a_damaged_entry_is_ignored_and_removed(cache, damage):
     assert pool.read_entry(asg, seed) is None
     assert not path.exists()  # so the pool fills that place again
 
-    from grader.grade import _plan
+    from grader.grading.grade import _plan
     reference, plans = _plan(asg, seed, asg.spec.checks)  # the run computes live
     assert isinstance(reference, Reference) and plans
 

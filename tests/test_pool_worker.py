@@ -15,10 +15,11 @@ import time
 
 import pytest
 
-from grader import pool, pool_worker
-from grader.expected import Reference
-from grader.pool_worker import Builder, Planner
-from grader.spec import find_assignment
+from grader.assignment.reference import Reference
+from grader.assignment.spec import find_assignment
+from grader.pool import child as pool_worker
+from grader.pool import store as pool
+from grader.pool.child import Builder, Planner
 from tests.conftest import ASSIGNMENTS, ROOT, proc_stat, process_alive
 
 
@@ -54,8 +55,8 @@ def test_a_builder_stops_when_its_run_ends_and_leaves_only_whole_entries(cache):
 
 _GRADER_WITH_BUILDER = """
 import sys, time
-from grader.pool_worker import Builder
-from grader.spec import find_assignment
+from grader.pool.child import Builder
+from grader.assignment.spec import find_assignment
 b = Builder(find_assignment("tanh-softmax-gaussians"))
 b.start()
 print(b.process.pid, flush=True)
@@ -87,7 +88,7 @@ def _ends_with_its_grader(grader_source: str, env: dict[str, str] | None = None)
 
 
 def test_a_live_run_starts_filling_the_pool_once_its_own_values_are_computed(cache, monkeypatch):
-    from grader.grade import _plan
+    from grader.grading.grade import _plan
 
     monkeypatch.setenv(pool.POOL_SIZE_VARIABLE, "2")
     asg = find_assignment("sigmoid-2-3-1")
@@ -258,8 +259,8 @@ def test_seeds_whose_runs_never_asked_for_them_free_their_place():
 
 _GRADER_WITH_PLANNER = """
 import asyncio
-from grader.pool_worker import Planner
-from grader.spec import find_assignment
+from grader.pool.child import Planner
+from grader.assignment.spec import find_assignment
 async def main():
     p = Planner(find_assignment("tanh-softmax-gaussians"), range(1000))
     await p.start()

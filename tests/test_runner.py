@@ -1,4 +1,4 @@
-"""The probe runner (grader/runner.py) in a plain interpreter: installed as the kernel installs it."""
+"""The probe runner (grader/run/runner.py) in a plain interpreter: installed as the kernel installs it."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from grader import runner
-from grader.probe import (
+from grader.run.probe import (
     MAX_DEPTH,
     MAX_ELEMENTS,
     MAX_ITEMS,

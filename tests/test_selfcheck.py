@@ -13,8 +13,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from grader.public import PUBLIC_FILE, public_drift, shipped_plans
-from grader.spec import find_assignment, known_assignments
+from grader.assignment.spec import find_assignment, known_assignments
+from grader.selfcheck.public import PUBLIC_FILE, public_drift, shipped_plans
 from tests.conftest import ASSIGNMENTS, ROOT, graded
 
 STARTER = ASSIGNMENTS / "sigmoid-2-3-1" / "starter.ipynb"

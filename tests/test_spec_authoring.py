@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from grader.draft import draft, stub_source
+from grader.assignment.spec import find_assignment, load_spec
+from grader.authoring.draft import draft, stub_source
+from grader.authoring.validate import validate
 from grader.errors import SpecError, UnknownAssignment
-from grader.spec import find_assignment, load_spec
-from grader.validate import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "assignments"

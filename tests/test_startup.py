@@ -57,7 +57,7 @@ def test_the_probe_sees_heavy_imports():
 
 
 def test_grading_imports_torch_only_when_it_computes():
-    code = ("import sys; import grader.grade, grader.plan, grader.expected; "
+    code = ("import sys; import grader.grading.grade, grader.plan.checks, grader.assignment.reference; "
             "print('torch' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert r.stdout.strip() == "False", r.stderr
@@ -66,8 +66,8 @@ def test_grading_imports_torch_only_when_it_computes():
 def test_a_remembered_spec_is_inferred_again_when_its_reference_changes(tmp_path, monkeypatch):
     import shutil
 
+    from grader.assignment.spec import load_spec
     from grader.errors import SpecError
-    from grader.spec import load_spec
     from tests.conftest import ASSIGNMENTS
 
     monkeypatch.setenv("NNGRADER_CACHE_DIR", str(tmp_path / "cache"))

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import grader.grade as grade_module
-import grader.plan as plan_module
-from grader.labels import check_labels
+import grader.grading.grade as grade_module
+import grader.plan.checks as plan_module
+from grader.assignment.spec import Check
+from grader.judging.labels import check_labels
 from grader.render import RENDERERS
-from grader.spec import Check
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS, ROOT, graded
 
 HALF_DONE = NOTEBOOKS / "student" / "half_done.ipynb"  # sigmoid-2-3-1, worked on up to the forward pass

@@ -82,9 +82,9 @@ _HELPERS = """
 import asyncio, os
 os.environ["NNGRADER_CACHE_DIR"] = {cache!r}
 os.environ["NNGRADER_POOL_SIZE"] = "1"
-from grader import pool
-from grader.pool_worker import Builder, Planner
-from grader.spec import find_assignment
+from grader.pool import store as pool
+from grader.pool.child import Builder, Planner
+from grader.assignment.spec import find_assignment
 asg = find_assignment("sigmoid-2-3-1")
 async def main():
     planner = Planner(asg, [3])

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from distributed import WorkerPlugin
 
 if TYPE_CHECKING:
-    from ..warm import WarmKernelLauncher
+    from grader.kernels.warm import WarmKernelLauncher
 
 PLUGIN_NAME = "nngrader-warm-kernels"
 # Worker states in which its plugins are torn down because it stops (not because a plugin of
@@ -33,7 +33,7 @@ def worker_launcher(isolation: str | None) -> WarmKernelLauncher:
     with _lock:
         launcher = _launchers.get(isolation)
         if launcher is None:
-            from ..warm import WarmKernelLauncher
+            from grader.kernels.warm import WarmKernelLauncher
 
             launcher = _launchers[isolation] = WarmKernelLauncher(isolation=isolation)
         return launcher
@@ -66,7 +66,7 @@ def ready_torch() -> None:
     the last worker raises instead (the task fails with the reason: the batch ends, not hangs)."""
     from distributed import Reschedule, get_client, get_worker
 
-    from ..expected import TorchUnavailable, import_torch
+    from grader.assignment.reference import TorchUnavailable, import_torch
 
     try:
         import_torch()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import GraderError
+from grader.errors import GraderError
 
 SCHEMA_VERSION = "1"
 

@@ -6,7 +6,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .gradebook import Result
+from grader.batch.gradebook import Result
 
 
 class Progress:

@@ -18,11 +18,11 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from ..render.common import deductions, feedback, headline, pts, verdict
-from ..render.markdown import render_markdown
-from ..render.safe import inert
-from ..report import report_from_dict
-from .gradebook import Row
+from grader.batch.gradebook import Row
+from grader.render.common import deductions, feedback, headline, pts, verdict
+from grader.render.markdown import render_markdown
+from grader.render.safe import inert
+from grader.report import report_from_dict
 
 # The first columns of grades.csv, in order; then one column per check (its points), then these.
 LEADING = ["student_id", "name", "total", "max_total", "penalties"]
@@ -207,7 +207,7 @@ def summary(rows: list[Row]) -> dict[str, Any]:
 
 def report_html(rows: list[Row]) -> str:
     """report.html: the class at a glance, in one page with its plots inside (works offline)."""
-    from . import plots
+    from grader.batch import plots
 
     s = summary(rows)
     a = s["assignment"]

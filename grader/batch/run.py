@@ -25,18 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import leftovers
-from ..errors import GraderError
-from ..grade import EntrySource, grade_notebook_async
-from ..kernel import KernelLauncher, interruptible
-from ..options import MAX_SEED
-from ..report import Report, error_report
-from ..spec import Assignment, find_assignment
-from .gradebook import Gradebook, Result, now
-from .sources import Entry
+from grader.assignment.spec import Assignment, find_assignment
+from grader.batch.gradebook import Gradebook, Result, now
+from grader.batch.sources import Entry
+from grader.errors import GraderError
+from grader.grading.grade import EntrySource, grade_notebook_async
+from grader.kernels import leftovers
+from grader.kernels.launch import KernelLauncher, interruptible
+from grader.options import MAX_SEED
+from grader.report import Report, error_report
 
 if TYPE_CHECKING:
-    from ..pool_worker import Planner
+    from grader.pool.child import Planner
 
 # Kernel starts (and restarts after a dead kernel) are outside a submission's own time limit;
 # past this much more, the grading of a submission is abandoned as hung.
@@ -197,7 +197,7 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
     if launcher is None:
         # every kernel forked from one warm parent per kernel environment (cold where a fork
         # cannot be fenced in as well): a submission still gets a fresh, isolated process
-        from ..warm import WarmKernelLauncher
+        from grader.kernels.warm import WarmKernelLauncher
 
         with WarmKernelLauncher(isolation=settings.isolation) as warm:
             warm.ahead = max(1, jobs_n)  # the next submissions' kernels start while these are graded
@@ -227,8 +227,8 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
             finish(_result(job, settings, status, reason, rep, started, now()))
 
     async def main() -> None:
-        from ..pool_worker import Planner
-        from ..teardown import in_background
+        from grader.kernels.teardown import in_background
+        from grader.pool.child import Planner
 
         nonlocal planner
         task = asyncio.current_task()
@@ -260,7 +260,7 @@ def _preload_reference(asg: Assignment) -> None:
     the source is read and the first kernels start, rather than when the first submission needs
     its expected values."""
     def load() -> None:
-        from ..expected import Reference
+        from grader.assignment.reference import Reference
 
         with contextlib.suppress(Exception):  # the first submission's grading reports it
             Reference(asg)
@@ -271,8 +271,8 @@ def _preload_reference(asg: Assignment) -> None:
 async def _start_ahead(launcher: KernelLauncher, asg: Assignment) -> None:
     """Start the kernels a launcher keeps ahead (and so its warm parent) at once, for the
     assignment's environment, rather than when the first submission asks for a kernel."""
-    from ..envs import ensure_assignment_env
-    from ..grade import bind_env
+    from grader.grading.grade import bind_env
+    from grader.kernels.envs import ensure_assignment_env
 
     try:
         env = await asyncio.to_thread(ensure_assignment_env, asg)
@@ -284,7 +284,7 @@ async def _start_ahead(launcher: KernelLauncher, asg: Assignment) -> None:
 
 
 def _run_coroutine(main: Callable[[], Any]) -> None:
-    from ..kernel import cleanup_all, interrupted
+    from grader.kernels.launch import cleanup_all, interrupted
 
     try:
         asyncio.run(main())
@@ -303,7 +303,7 @@ def _run_coroutine(main: Callable[[], Any]) -> None:
 
 def grade_remote(payload: dict[str, Any]) -> dict[str, Any]:
     """A Dask task: grade one submission on the worker that runs it (files come in the payload)."""
-    from .dask_worker import ready_torch, worker_launcher
+    from grader.batch.dask_worker import ready_torch, worker_launcher
 
     started = now()
     ready_torch()
@@ -348,7 +348,7 @@ def run_dask(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gra
     """
     from distributed import as_completed
 
-    from .dask_worker import WarmKernels
+    from grader.batch.dask_worker import WarmKernels
 
     # closes each worker's warm launcher when that worker stops (tasks start it on first use)
     client.register_plugin(WarmKernels())
@@ -440,7 +440,7 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
     `progress(total, skipped)` makes the object told of each result (`.add(result)`, `.close()`).
     Raises GraderError for an unusable source, assignment or gradebook.
     """
-    from .sources import collect
+    from grader.batch.sources import collect
 
     asg = assignment if isinstance(assignment, Assignment) else find_assignment(str(assignment))
     if not scheduler:

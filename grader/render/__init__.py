@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..report import Report
-from .github import render_github
-from .gradescope import render_gradescope
-from .json import render_json
-from .junit import render_junit
-from .markdown import render_markdown
-from .text import render_text
+from grader.render.github import render_github
+from grader.render.gradescope import render_gradescope
+from grader.render.json import render_json
+from grader.render.junit import render_junit
+from grader.render.markdown import render_markdown
+from grader.render.text import render_text
+from grader.report import Report
 
 RENDERERS: dict[str, Callable[[Report], str]] = {
     "text": render_text,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..report import CheckResult, Report
-from ..score import deductions
-from .safe import inert
+from grader.judging.score import deductions
+from grader.render.safe import inert
+from grader.report import CheckResult, Report
 
 VERDICT = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "missing": "MISSING"}
 

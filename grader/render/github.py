@@ -12,10 +12,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..report import Report
-from .common import check_name, deductions, exception_text, feedback, headline, pts, verdict
-from .safe import inert
-from .text import render_text
+from grader.render.common import (
+    check_name,
+    deductions,
+    exception_text,
+    feedback,
+    headline,
+    pts,
+    verdict,
+)
+from grader.render.safe import inert
+from grader.render.text import render_text
+from grader.report import Report
 
 
 def _data(text: object, limit: int = 2000) -> str:

@@ -12,9 +12,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..report import Report
-from .common import check_name, deductions, exception_text, feedback, headline, pts, verdict
-from .safe import inert
+from grader.render.common import (
+    check_name,
+    deductions,
+    exception_text,
+    feedback,
+    headline,
+    pts,
+    verdict,
+)
+from grader.render.safe import inert
+from grader.report import Report
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")
 

@@ -6,8 +6,8 @@ import json
 import math
 from typing import Any
 
-from ..report import Report
-from .safe import inert, inert_block
+from grader.render.safe import inert, inert_block
+from grader.report import Report
 
 
 def _clean(x: Any) -> Any:

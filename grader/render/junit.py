@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from ..report import Report
-from .common import check_name, deductions, feedback, headline, pts, verdict
-from .safe import inert
-from .text import render_text
+from grader.render.common import check_name, deductions, feedback, headline, pts, verdict
+from grader.render.safe import inert
+from grader.render.text import render_text
+from grader.report import Report
 
 
 def _suite_name(report: Report) -> str:

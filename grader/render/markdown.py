@@ -7,9 +7,17 @@ so nothing the notebook says can close the table, open HTML, link or format.
 
 from __future__ import annotations
 
-from ..report import Report
-from .common import check_name, deductions, exception_text, feedback, headline, pts, verdict
-from .safe import md
+from grader.render.common import (
+    check_name,
+    deductions,
+    exception_text,
+    feedback,
+    headline,
+    pts,
+    verdict,
+)
+from grader.render.safe import md
+from grader.report import Report
 
 _ICON = {"pass": "✅", "fail": "❌", "error": "⛔", "missing": "❔"}
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import textwrap
 
-from ..report import Report
-from ..score import deductions
-from .common import check_name, exception_text, reproduce
-from .safe import inert
+from grader.judging.score import deductions
+from grader.render.common import check_name, exception_text, reproduce
+from grader.render.safe import inert
+from grader.report import Report
 
 _MARK = {"pass": ("PASS", "green"), "fail": ("FAIL", "red"), "error": ("ERROR", "red"),
          "missing": ("MISSING", "yellow")}

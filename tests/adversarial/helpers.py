@@ -12,7 +12,7 @@ from typing import Any
 
 import psutil
 
-from grader.kernel import LocalKernelLauncher
+from grader.kernels.launch import LocalKernelLauncher
 from grader.report import Report
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.ahead import KernelsAhead, workspace_for
 from grader.batch.run import grade_batch
-from grader.kernel import Workspace
-from grader.warm import WarmKernelLauncher
+from grader.kernels.ahead import KernelsAhead, workspace_for
+from grader.kernels.launch import Workspace
+from grader.kernels.warm import WarmKernelLauncher
 from tests.batch_support import ASSIGNMENT, SOLUTION
 
 from .helpers import processes_mentioning

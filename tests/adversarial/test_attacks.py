@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.kernel import Limits, LocalKernelLauncher
+from grader.kernels.launch import Limits, LocalKernelLauncher
 from tests.conftest import graded
 
 from .helpers import (

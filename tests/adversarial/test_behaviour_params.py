@@ -11,8 +11,8 @@ import shutil
 
 import pytest
 
+from grader.assignment.spec import load_spec
 from grader.errors import SpecError
-from grader.spec import load_spec
 from tests.conftest import ASSIGNMENTS, graded
 
 from .helpers import ADVERSARIAL

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.budget import Budget
+from grader.run.budget import Budget
 from tests.conftest import graded
 
 from .helpers import ADVERSARIAL, ASSIGNMENT

@@ -66,7 +66,7 @@ def test_interrupted_grader_leaves_nothing_behind(sig: signal.Signals, tmp_path:
 
 
 def test_interrupted_fork_bomb_leaves_no_process_behind(tmp_path: Path):
-    from grader.kernel import LocalKernelLauncher
+    from grader.kernels.launch import LocalKernelLauncher
 
     if str(LocalKernelLauncher().describe()["process_limit"]).startswith("NOT"):
         pytest.skip("no process limit binds here; a fork bomb is not run")

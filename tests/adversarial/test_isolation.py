@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from grader import kernel as kernel_mod
 from grader.errors import GraderError
-from grader.grade import grade_notebook
-from grader.kernel import ISOLATION_LEVELS, LocalKernelLauncher, Workspace, make_workspace
+from grader.grading.grade import grade_notebook
+from grader.kernels import launch as kernel_mod
+from grader.kernels.launch import ISOLATION_LEVELS, LocalKernelLauncher, Workspace, make_workspace
 
 from .helpers import (
     ADVERSARIAL,
@@ -213,10 +213,10 @@ class _GraderInEnvironment(LocalKernelLauncher):
 
 
 def _leak(monkeypatch: pytest.MonkeyPatch, hide: bool) -> str:
-    import grader.kernel
+    import grader.kernels.launch
 
     if not hide:
-        monkeypatch.setattr(grader.kernel, "grader_dirs", lambda visible: [])
+        monkeypatch.setattr(grader.kernels.launch, "grader_dirs", lambda visible: [])
     r = grade_notebook(ADVERSARIAL / "read_installed_grader.ipynb", ASSIGNMENT, seed=1,
                        launcher=_GraderInEnvironment(isolation="sandbox"))
     return message(r, "sigmoid_derivative")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from grader import kernel as kernel_mod
-from grader.envs import ensure_assignment_env
+from grader.assignment.spec import find_assignment
 from grader.errors import GraderError
-from grader.grade import grade_notebook
-from grader.kernel import LocalKernelLauncher, level_cache_file
-from grader.spec import find_assignment
+from grader.grading.grade import grade_notebook
+from grader.kernels import launch as kernel_mod
+from grader.kernels.envs import ensure_assignment_env
+from grader.kernels.launch import LocalKernelLauncher, level_cache_file
 from tests.conftest import ASSIGNMENTS
 
 SOLUTION = ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb"

@@ -27,9 +27,14 @@ import nbformat
 import psutil
 import pytest
 
-from grader.budget import Budget
-from grader.execute import Session
-from grader.kernel import KERNEL_UID_BASE, KERNEL_UID_SPAN, LocalKernelLauncher, make_workspace
+from grader.kernels.launch import (
+    KERNEL_UID_BASE,
+    KERNEL_UID_SPAN,
+    LocalKernelLauncher,
+    make_workspace,
+)
+from grader.run.budget import Budget
+from grader.run.execute import Session
 
 from .helpers import ADVERSARIAL, ASSIGNMENT, ROOT, report_json, run_grade
 from .test_isolation import available_levels
@@ -333,7 +338,7 @@ def ordinary_user_grades(base: Path) -> None:
     os.chown(home, user, user)
     # the kernel environment, built ahead (as `grade env build` does for a machine) where that user reads it
     envs = base / "envs"
-    built = subprocess.run([python, "-c", "from grader.envs import ensure_env; ensure_env()"],
+    built = subprocess.run([python, "-c", "from grader.kernels.envs import ensure_env; ensure_env()"],
                            capture_output=True, text=True, env={**os.environ, "GRADER_ENV_DIR": str(envs)}, timeout=1200)
     assert built.returncode == 0, built.stderr[-2000:]
     for level in LEVELS:

@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from grader import leftovers
-from grader.kernel import KERNEL_UID_BASE, Cgroup, Limits, _is_root, fresh_kernel_uid
+from grader.kernels import leftovers
+from grader.kernels.launch import KERNEL_UID_BASE, Cgroup, Limits, _is_root, fresh_kernel_uid
 from tests.batch_support import ASSIGNMENT, make_flat
 
 from .helpers import ADVERSARIAL, GRADE, clean_env, processes_mentioning

@@ -11,9 +11,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.budget import Budget
-from grader.execute import Session
-from grader.kernel import SANDBOX_TMPFS_BYTES, LocalKernelLauncher, make_workspace
+from grader.kernels.launch import SANDBOX_TMPFS_BYTES, LocalKernelLauncher, make_workspace
+from grader.run.budget import Budget
+from grader.run.execute import Session
 
 from .helpers import ADVERSARIAL, ASSIGNMENT, ROOT, report_json, run_grade
 from .test_isolation import available_levels

@@ -10,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from grader.kernel import (
+from grader.kernels.launch import (
     KERNEL_UID_BASE,
     _is_root,
     _process_uids,

@@ -8,10 +8,10 @@ from typing import Any
 import nbformat
 import pytest
 
-import grader.rerun as rerun_mod
-from grader.execute import NOT_RUN, CellRun, ExecutionRecord, Session
-from grader.grade import grade_notebook
-from grader.rerun import not_again
+import grader.judging.rerun as rerun_mod
+from grader.grading.grade import grade_notebook
+from grader.judging.rerun import not_again
+from grader.run.execute import NOT_RUN, CellRun, ExecutionRecord, Session
 from tests.conftest import ASSIGNMENTS
 
 ASSIGNMENT = "sigmoid-2-3-1"

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from grader import grade_notebook
-from grader.kernel import LocalKernelLauncher, make_workspace
+from grader.kernels.launch import LocalKernelLauncher, make_workspace
 from tests.conftest import graded
 
 from .helpers import (

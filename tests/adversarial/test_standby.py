@@ -9,13 +9,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import grader.grade as grade_mod
-from grader.grade import grade_notebook
-from grader.kernel import LocalKernelLauncher, make_workspace, stop_kernel
-from grader.notebook import read_submission
-from grader.rerun import rerun_standby
-from grader.spec import find_assignment
-from grader.standby import StandbyKernel
+import grader.grading.grade as grade_mod
+from grader.assignment.spec import find_assignment
+from grader.grading.grade import grade_notebook
+from grader.judging.rerun import rerun_standby
+from grader.kernels.launch import LocalKernelLauncher, make_workspace, stop_kernel
+from grader.kernels.standby import StandbyKernel
+from grader.submission.notebook import read_submission
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS
 
 from .helpers import processes_mentioning

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import grader.kernel as kernel
-import grader.teardown as teardown_mod
+import grader.kernels.launch as kernel
+import grader.kernels.teardown as teardown_mod
 from grader.batch.run import grade_batch
-from grader.kernel import _process_uids, make_workspace
-from grader.teardown import Teardown, in_background, remove_workspace
+from grader.kernels.launch import _process_uids, make_workspace
+from grader.kernels.teardown import Teardown, in_background, remove_workspace
 from tests.batch_support import ASSIGNMENT, ROOT, make_flat
 
 from .helpers import processes_mentioning

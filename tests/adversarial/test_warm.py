@@ -18,9 +18,9 @@ from typing import Any
 import psutil
 import pytest
 
-from grader import warm as warm_mod
-from grader.grade import grade_notebook
-from grader.kernel import (
+from grader.grading.grade import grade_notebook
+from grader.kernels import warm as warm_mod
+from grader.kernels.launch import (
     KERNEL_UID_BASE,
     Limits,
     LocalKernelLauncher,
@@ -28,7 +28,7 @@ from grader.kernel import (
     make_workspace,
     stop_kernel,
 )
-from grader.warm import WarmKernelLauncher
+from grader.kernels.warm import WarmKernelLauncher
 
 from .helpers import ADVERSARIAL, ASSIGNMENT, ROOT
 
@@ -404,7 +404,7 @@ def test_the_warm_parent_ends_with_a_grader_that_is_killed():
     script = (
         "import sys\n"
         f"sys.path.insert(0, {str(ROOT)!r})\n"
-        "from grader.warm import WarmKernelLauncher\n"
+        "from grader.kernels.warm import WarmKernelLauncher\n"
         "launcher = WarmKernelLauncher()\n"
         "print(launcher.ensure_parent().process.pid, flush=True)\n"
         "import time; time.sleep(300)\n"

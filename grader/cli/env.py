@@ -1,0 +1,89 @@
+"""`grade env build|list|prune`: the kernel environments, built ahead of time, shown and cleared."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+
+def _summary(env: object) -> str:
+    e = env  # a KernelEnv
+    versions = ", ".join(f"{k} {v}" for k, v in e.packages.items())  # type: ignore[attr-defined]
+    return f"{e.key} (Python {e.python_version}; {versions}) at {e.path}"  # type: ignore[attr-defined]
+
+
+def _fail(message: str) -> None:
+    from grader.render.safe import inert
+
+    click.echo(f"grade: error: {inert(message, 1000)}", err=True)
+    sys.exit(2)
+
+
+def _used_by() -> dict[str, list[str]]:
+    """Environment hash -> the known assignments that use it (the default environment: "(default)")."""
+    from grader.assignment.spec import known_assignments, load_spec
+    from grader.errors import GraderError
+    from grader.kernels.envs import env_key, resolve_requirements
+
+    out: dict[str, list[str]] = {env_key(resolve_requirements()): ["(default)"]}
+    for name, folder in known_assignments().items():
+        try:
+            e = load_spec(folder).spec.environment
+            out.setdefault(env_key(resolve_requirements(e.packages, e.include_default)), []).append(name)
+        except GraderError:
+            continue
+    return out
+
+
+@click.group("env")
+def env_group() -> None:
+    """The Python environments kernels run in: one per distinct package list, built once."""
+
+
+@env_group.command("build")
+@click.argument("assignments", nargs=-1)
+@click.option("--default", "default", is_flag=True, help="Build the default environment.")
+def build_cmd(assignments: tuple[str, ...], default: bool) -> None:
+    """Build the environments of these assignments (ids or folders) now, for offline grading."""
+    from grader.assignment.spec import find_assignment
+    from grader.errors import GraderError
+    from grader.kernels.envs import ensure_assignment_env, ensure_env
+
+    if not assignments and not default:
+        _fail("name at least one assignment, or --default (see 'grade env build --help')")
+    try:
+        if default:
+            click.echo(f"default: {_summary(ensure_env(what='the default environment'))}")
+        for name in assignments:
+            asg = find_assignment(name)
+            click.echo(f"{asg.id}: {_summary(ensure_assignment_env(asg))}")
+    except GraderError as e:
+        _fail(str(e))
+
+
+@env_group.command("list")
+def list_cmd() -> None:
+    """The built environments: hash, Python, versions, which assignments use them."""
+    from grader.kernels.envs import env_root, list_envs
+
+    envs = list_envs()
+    if not envs:
+        click.echo(f"no kernel environments in {env_root()}")
+        return
+    used = _used_by()
+    for e in envs:
+        users = ", ".join(used.get(e.key, [])) or "no known assignment"
+        click.echo(f"{_summary(e)}\n    requirements: {', '.join(e.requirements)}\n    used by: {users}")
+
+
+@env_group.command("prune")
+@click.option("--all", "everything", is_flag=True, help="Remove every environment, in use or not.")
+def prune_cmd(everything: bool) -> None:
+    """Remove environments no known assignment uses (all of them with --all)."""
+    from grader.kernels.envs import prune_envs
+
+    removed = prune_envs(() if everything else _used_by())
+    for p in removed:
+        click.echo(f"removed {p}")
+    click.echo(f"{len(removed)} removed")
