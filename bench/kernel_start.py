@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grader import grade_notebook, grade_notebook_async  # noqa: E402
-from grader.kernels.launch import LocalKernelLauncher, make_workspace, stop_kernel  # noqa: E402
+from grader.kernels.launch import LocalKernelLauncher  # noqa: E402
+from grader.kernels.stop import stop_kernel  # noqa: E402
 from grader.kernels.warm import WarmKernelLauncher  # noqa: E402
+from grader.kernels.workspace import make_workspace  # noqa: E402
 
 NOTEBOOK = ROOT / "tests/notebooks/sigmoid-2-3-1/seed_style.ipynb"
 

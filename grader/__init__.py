@@ -6,9 +6,10 @@ neither torch nor the Jupyter client; the grading API loads on first use.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from grader.errors import GraderError, SpecError, SubmissionError, UnknownAssignment
+from grader.lazy import lazy_exports
 from grader.selfcheck.check import check, use
 
 if TYPE_CHECKING:
@@ -28,15 +29,8 @@ __all__ = [
 ]
 
 # Loaded on first use: `grade --help` and `grade list` need none of the kernel or torch machinery.
-_LAZY = {"grade_notebook": ".grade", "grade_notebook_async": ".grade", "Report": ".report"}
-
-
-def __getattr__(name: str) -> Any:
-    """The grading API, imported when first asked for."""
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, {
+    "grade_notebook": "grader.grading.grade",
+    "grade_notebook_async": "grader.grading.grade",
+    "Report": "grader.report",
+})

@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
 from grader.authoring.validate import validate
 from grader.errors import SpecError
 from grader.judging.answer import describe_elements, pick
 from grader.judging.compare import compare
 from grader.judging.diagnose import Failure, diagnose
 from grader.run.probe import Value
-from grader.run.runner import Misfit, fit
+from grader.run.runner import fit
+from grader.run.runner_values import Misfit
 from tests.course_notebooks import BIKES, LAB, PLANAR, TWO_LAYER
 
 RTOL, ATOL = 1e-5, 1e-8
@@ -32,33 +33,38 @@ def tup(*items: Value) -> Value:
 
 
 def choose(value: Value, expected: np.ndarray = Y_HAT, take=None, hidden: bool = False):
-    return pick([value], [expected], take, RTOL, ATOL, False, hidden)
+    return pick([value], [expected], take, False, hidden)
 
 
-def test_the_matching_element_of_the_expected_shape_is_taken_first_or_last():
+def test_the_only_element_of_the_expected_shape_is_taken_first_or_last():
     z1 = arr(1, 2, 3, 4, 5)
-    assert choose(tup(arr(0.25), arr(-1.1), z1)).position == 0
-    assert choose(tup(z1, z1, arr(-1.1), arr(0.25))).position == 3
-    assert "item 3 of the returned tuple" in choose(tup(z1, z1, arr(-1.1), arr(0.25))).note
+    assert choose(tup(arr(0.25), z1)).position == 0
+    assert choose(tup(z1, z1, arr(0.25))).position == 2
+    assert "item 2 of the returned tuple" in choose(tup(z1, z1, arr(0.25))).note
 
 
 def test_an_element_of_another_shape_is_never_taken_even_if_its_values_would_fit():
     # the right number inside a longer array is not the answer
     chosen = choose(tup(arr(0.25, 0.25), arr(0.9)))
-    assert chosen.position == 1 and "none is right" in chosen.note
+    assert chosen.position == 1 and "the only one of the expected shape" in chosen.note
     assert not compare(chosen.apply(tup(arr(0.25, 0.25), arr(0.9))), Y_HAT).ok
 
 
-def test_a_wrong_answer_is_judged_on_the_closest_element_of_the_expected_shape():
-    chosen = choose(tup(arr(0.3), arr(-4.0), arr(1, 2, 3, 4, 5)))
-    assert chosen.position == 0 and "closest" in chosen.note
+def test_of_several_elements_of_the_expected_shape_the_last_is_judged_whatever_their_values():
+    """A tuple of candidate answers does not pass by whichever matches: the choice never looks at
+    the expected value (docs/security.md)."""
+    for right_at in range(4):
+        candidates = [arr(float(i) + 0.5) for i in range(4)]
+        candidates[right_at] = arr(0.25)
+        chosen = choose(tup(*candidates))
+        assert chosen.position == 3 and "the last of the 4" in chosen.note
+        assert compare(chosen.apply(tup(*candidates)), Y_HAT).ok == (right_at == 3)
 
 
 def test_one_position_serves_every_trial():
-    # element 0 is right on the first trial only, element 1 on both
-    values = [tup(arr(0.25), arr(0.25)), tup(arr(0.7), arr(0.5))]
-    chosen = pick(values, [Y_HAT, np.array([0.5])], None, RTOL, ATOL, False, False)
-    assert chosen.position == 1
+    values = [tup(arr(0.25), arr(1, 2)), tup(arr(0.7), arr(3, 4))]
+    chosen = pick(values, [Y_HAT, np.array([0.5])], None, False, False)
+    assert chosen.position == 0
 
 
 def test_declared_candidates_limit_the_search_and_choose_the_judged_one():
@@ -92,7 +98,7 @@ def test_a_list_of_numbers_of_another_size_is_one_wrong_array_not_several_answer
     seven = Value("seq", items=[Value("array", array=np.array(0.0))] * 7, length=7, array=np.zeros(7))
     assert choose(seven).position is None
     numbers = tup(Value("array", array=np.array(0.25)), Value("array", array=np.array(3.0)))
-    assert choose(numbers).position == 0  # a tuple is several values, of numbers too
+    assert choose(numbers).position == 1  # a tuple is several values, of numbers too: the last is judged
 
 
 def test_hidden_checks_do_not_say_which_element_or_its_key():

@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from grader.assignment.inputs import draw
-from grader.assignment.reference import Reference, to_torch
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
+from grader.assignment.reference import Reference
+from grader.assignment.tensors import to_torch
 from grader.report import CheckResult, Report
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS
 

@@ -15,8 +15,9 @@ import pytest
 import torch
 
 from grader.assignment.inputs import draw
-from grader.assignment.reference import Reference, to_torch
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
+from grader.assignment.reference import Reference
+from grader.assignment.tensors import to_torch
 from grader.judging.compare import within
 from grader.plan.checks import plan
 from grader.report import CheckResult, Report

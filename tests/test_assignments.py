@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from grader.assignment.load import find_assignment, known_assignments
 from grader.assignment.reference import Reference
-from grader.assignment.spec import find_assignment, known_assignments
 from grader.authoring.validate import validate
 from grader.errors import SpecError, UnknownAssignment
 from tests.conftest import ROOT, graded

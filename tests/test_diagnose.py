@@ -8,7 +8,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader.judging.compare import compare
 from grader.judging.diagnose import Failure, axis_phrase, diagnose, hardcoded_variable, unstable
-from grader.judging.rerun import assignment_source, with_fresh_sample
+from grader.judging.rerun_sample import assignment_source, with_fresh_sample
 from grader.run.imports import flags_for, imported_modules, static_findings
 from grader.run.probe import Value
 
@@ -232,7 +232,7 @@ def _copy_assignment(tmp_path, edit):
     ],
 )
 def test_diagnosis_fields_naming_unknown_input_sets_are_spec_errors(tmp_path, edit, field):
-    from grader.assignment.spec import load_spec
+    from grader.assignment.load import load_spec
     from grader.errors import SpecError
 
     with pytest.raises(SpecError, match=field.replace("[", r"\[").replace("]", r"\]")):
@@ -240,8 +240,8 @@ def test_diagnosis_fields_naming_unknown_input_sets_are_spec_errors(tmp_path, ed
 
 
 def test_a_consistency_loss_missing_from_the_reference_is_a_spec_error(tmp_path):
+    from grader.assignment.load import load_spec
     from grader.assignment.reference import Reference
-    from grader.assignment.spec import load_spec
     from grader.errors import SpecError
     from grader.plan.checks import plan
 
@@ -251,8 +251,8 @@ def test_a_consistency_loss_missing_from_the_reference_is_a_spec_error(tmp_path)
 
 
 def test_variants_are_computed_per_trial_for_the_checks_whose_reference_they_replace():
+    from grader.assignment.load import find_assignment
     from grader.assignment.reference import Reference
-    from grader.assignment.spec import find_assignment
     from grader.plan.checks import plan
 
     asg = find_assignment("sigmoid-2-3-1")
@@ -267,7 +267,7 @@ def test_variants_are_computed_per_trial_for_the_checks_whose_reference_they_rep
 
 
 def test_the_hardcoding_policy_decides_whether_a_flagged_variable_keeps_its_points():
-    from grader.judging.rerun import _flag
+    from grader.judging.rerun_judge import _flag
     from grader.report import CheckResult
 
     def passing() -> CheckResult:

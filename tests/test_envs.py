@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.assignment.spec import load_spec
+from grader.assignment.load import load_spec
 from grader.errors import SpecError
 from grader.kernels import envs
 from grader.kernels.envs import EnvBuildError, KernelEnv, ensure_env, resolve_requirements

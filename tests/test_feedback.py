@@ -58,11 +58,13 @@ def test_a_transposed_gradient_is_transposed():
     assert rep.check("gradients.W2").status == "pass"
 
 
-def test_a_gradient_of_the_wrong_shape_says_both_shapes():
+def test_a_gradient_of_the_wrong_shape_says_both_shapes_where_the_inputs_are_public():
     rep = report("shape_mismatch")
     for t in ("gradients.W1", "dL_dW1"):
         assert codes(rep, t) == ["shape_mismatch"]
-        assert "3x1" in messages(rep, t) and "3x2" in messages(rep, t)
+    assert "3x1" in messages(rep, "dL_dW1") and "3x2" in messages(rep, "dL_dW1")
+    # a shape the notebook returned during a hidden call is the notebook's to choose: not shown
+    assert "wrong shape" in messages(rep, "gradients.W1") and "3x1" not in messages(rep, "gradients.W1")
 
 
 def test_nan_in_one_row_is_located_by_hidden_unit():
@@ -115,9 +117,10 @@ def test_a_function_wrong_only_where_the_sample_hides_it_is_not_called_hardcoded
     # the error is in hidden unit 2, whose gradient on the given sample is ~1e-23: right there,
     # wrong on fresh inputs, yet it computes from its arguments; a plain mistake
     rep = report("wrong_unit_2")
-    # its variable follows a fresh sample, wrongly: noted, not called hard-coded, points kept
+    # its variable follows a fresh sample, wrongly: explained, not called hard-coded, and no
+    # credit (a given-sample value earns credit only from a computation right on fresh inputs)
     sample = rep.check("dL_dW1")
-    assert sample.status == "pass" and sample.points == 1 and sample.codes == ["wrong"]
+    assert sample.status == "fail" and sample.points == 0 and sample.codes == ["wrong"]
     assert "a mistake that the given sample hides" in sample.diagnosis[0].message
     assert codes(rep, "gradients.W1") == ["wrong", "inconsistent"]
     assert "row 1 of the dL/dW1 returned by gradients, i.e. the weights into hidden unit 2" in messages(rep, "gradients.W1")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from grader.assignment.spec import Policy
+from grader.assignment.tables import Policy
 from grader.judging.score import penalties
 from grader.render import RENDERERS, render
 from grader.render.github import annotations

@@ -12,9 +12,9 @@ import time
 import numpy as np
 import pytest
 
+from grader.assignment.load import find_assignment, load_spec
 from grader.assignment.reference import Reference
-from grader.assignment.spec import find_assignment, load_spec
-from grader.judging.rerun import prepare_rerun, rerun_samples
+from grader.judging.rerun_judge import prepare_rerun, rerun_samples
 from grader.plan.checks import plan
 from grader.pool import store as pool
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS, ROOT

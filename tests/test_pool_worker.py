@@ -15,8 +15,8 @@ import time
 
 import pytest
 
+from grader.assignment.load import find_assignment
 from grader.assignment.reference import Reference
-from grader.assignment.spec import find_assignment
 from grader.pool import child as pool_worker
 from grader.pool import store as pool
 from grader.pool.child import Builder, Planner
@@ -56,7 +56,7 @@ def test_a_builder_stops_when_its_run_ends_and_leaves_only_whole_entries(cache):
 _GRADER_WITH_BUILDER = """
 import sys, time
 from grader.pool.child import Builder
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
 b = Builder(find_assignment("tanh-softmax-gaussians"))
 b.start()
 print(b.process.pid, flush=True)
@@ -260,7 +260,7 @@ def test_seeds_whose_runs_never_asked_for_them_free_their_place():
 _GRADER_WITH_PLANNER = """
 import asyncio
 from grader.pool.child import Planner
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
 async def main():
     p = Planner(find_assignment("tanh-softmax-gaussians"), range(1000))
     await p.start()

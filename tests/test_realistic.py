@@ -12,12 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
 from grader.judging.judge import normalise_key, select_part
-from grader.judging.rerun import assignment_source
+from grader.judging.rerun_sample import assignment_source
 from grader.plan.checks import targets_of
-from grader.run.execute import tolerant_imports
 from grader.run.probe import Value
+from grader.run.tolerant import tolerant_imports
 from tests.conftest import NOTEBOOKS, graded
 
 REALISTIC = NOTEBOOKS / "realistic"

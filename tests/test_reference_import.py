@@ -21,7 +21,7 @@ def _python(code: str, path: list[Path]) -> subprocess.CompletedProcess[str]:
 def test_a_failed_torch_import_is_reported_by_its_cause_every_time(tmp_path: Path) -> None:
     shim = torch_fails_once(tmp_path / "shim", "-c")
     r = _python(
-        "from grader.assignment.spec import find_assignment\n"
+        "from grader.assignment.load import find_assignment\n"
         "from grader.assignment.reference import Reference\n"
         "asg = find_assignment('sigmoid-2-3-1')\n"
         "for _ in range(3):\n"
@@ -41,11 +41,11 @@ def test_torch_is_imported_only_under_the_import_lock(tmp_path: Path) -> None:
     # import waiting: their imports of torch never cross
     r = _python(
         "import sys, threading, time\n"
-        "from grader.assignment import reference as expected\n"
-        "from grader.assignment.spec import find_assignment\n"
+        "from grader.assignment import reference as expected, tensors\n"
+        "from grader.assignment.load import find_assignment\n"
         "asg = find_assignment('sigmoid-2-3-1')\n"
         "done = []\n"
-        "with expected._IMPORT_LOCK:\n"
+        "with tensors.IMPORT_LOCK:\n"
         "    t = threading.Thread(target=lambda: done.append(expected.Reference(asg)))\n"
         "    t.start()\n"
         "    time.sleep(3)\n"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from grader import runner
+from grader.run import runner
 from grader.run.probe import (
     MAX_DEPTH,
     MAX_ELEMENTS,

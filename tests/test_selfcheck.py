@@ -13,7 +13,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from grader.assignment.spec import find_assignment, known_assignments
+from grader.assignment.load import find_assignment, known_assignments
 from grader.selfcheck.public import PUBLIC_FILE, public_drift, shipped_plans
 from tests.conftest import ASSIGNMENTS, ROOT, graded
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.assignment.spec import find_assignment, load_spec
+from grader.assignment.load import find_assignment, load_spec
 from grader.authoring.draft import draft, stub_source
 from grader.authoring.validate import validate
 from grader.errors import SpecError, UnknownAssignment

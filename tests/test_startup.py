@@ -66,7 +66,7 @@ def test_grading_imports_torch_only_when_it_computes():
 def test_a_remembered_spec_is_inferred_again_when_its_reference_changes(tmp_path, monkeypatch):
     import shutil
 
-    from grader.assignment.spec import load_spec
+    from grader.assignment.load import load_spec
     from grader.errors import SpecError
     from tests.conftest import ASSIGNMENTS
 

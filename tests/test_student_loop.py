@@ -14,7 +14,7 @@ import pytest
 
 import grader.grading.grade as grade_module
 import grader.plan.checks as plan_module
-from grader.assignment.spec import Check
+from grader.assignment.tables import Check
 from grader.judging.labels import check_labels
 from grader.render import RENDERERS
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS, ROOT, graded

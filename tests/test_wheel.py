@@ -84,7 +84,7 @@ os.environ["NNGRADER_CACHE_DIR"] = {cache!r}
 os.environ["NNGRADER_POOL_SIZE"] = "1"
 from grader.pool import store as pool
 from grader.pool.child import Builder, Planner
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
 asg = find_assignment("sigmoid-2-3-1")
 async def main():
     planner = Planner(asg, [3])

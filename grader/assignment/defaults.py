@@ -20,6 +20,9 @@ import numpy as np
 from pydantic import ValidationError
 
 from grader.assignment import aliases as builtin
+from grader.assignment.inputs import draw
+from grader.assignment.tables import InputSet
+from grader.assignment.tensors import to_numpy, to_torch
 from grader.errors import SpecError
 
 GRADIENT_LABEL = "the dL/d{key} returned by {target}"
@@ -228,8 +231,6 @@ class Sampler:
     def _call(self, key: Any, f: Callable[..., Any], values: dict[str, Any] | None, args: list[Any]) -> Any:
         if values is None or any(a not in values for a in args):
             return None
-        from grader.assignment.reference import to_numpy, to_torch
-
         try:
             return to_numpy(f(*[to_torch(values[a]) for a in args]))
         except Exception as e:  # noqa: BLE001 (an instructor's function: say what broke, in one line)
@@ -243,9 +244,6 @@ class Sampler:
         return self._inputs[name]
 
     def _draw(self, name: str) -> dict[str, Any] | None:
-        from grader.assignment.inputs import draw
-        from grader.assignment.spec import InputSet
-
         if not isinstance(self.sets.get(name), dict):
             return None
         try:

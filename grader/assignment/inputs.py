@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.assignment.spec import Distribution, InputSet
+from grader.assignment.tables import Distribution, InputSet
 
 Inputs = dict[str, Any]
 

@@ -15,7 +15,7 @@ import stat
 import zipfile
 from importlib.metadata import PackageNotFoundError, version
 
-from grader.assignment.spec import Assignment
+from grader.assignment.model import Assignment
 
 TORCH = "torch==2.13.0"  # the CPU build, from PyTorch's CPU index
 
@@ -102,9 +102,12 @@ def make_bundle(asg: Assignment, grader: str | None = None, hidden_visibility: s
         "run_autograder": (RUN_AUTOGRADER.format(assignment=shlex.quote(asg.id),
                                                  visibility=shlex.quote(hidden_visibility)).encode(), True),
     }
+    # Grading needs the spec, the reference and its data, never a notebook: the solution (and the
+    # starter) stay out of the image, so no submission can reach them, even by name.
     for path in sorted(asg.folder.rglob("*")):
         rel = path.relative_to(asg.folder)
-        if path.is_file() and "__pycache__" not in rel.parts and path.suffix != ".pyc":
+        if (path.is_file() and not path.is_symlink() and "__pycache__" not in rel.parts
+                and path.suffix not in (".pyc", ".ipynb")):
             files[f"assignments/{asg.id}/{rel.as_posix()}"] = (path.read_bytes(), False)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:

@@ -16,8 +16,11 @@ import numpy as np
 import torch
 
 from grader.assignment.inputs import draw, rng_for
-from grader.assignment.reference import Reference, to_numpy, to_torch
-from grader.assignment.spec import Assignment, Check, find_assignment
+from grader.assignment.load import find_assignment
+from grader.assignment.model import Assignment
+from grader.assignment.reference import Reference
+from grader.assignment.tables import Check
+from grader.assignment.tensors import to_numpy, to_torch
 from grader.errors import GraderError
 from grader.grading.grade import grade_notebook
 from grader.kernels.envs import ensure_assignment_env

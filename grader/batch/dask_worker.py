@@ -66,7 +66,7 @@ def ready_torch() -> None:
     the last worker raises instead (the task fails with the reason: the batch ends, not hangs)."""
     from distributed import Reschedule, get_client, get_worker
 
-    from grader.assignment.reference import TorchUnavailable, import_torch
+    from grader.assignment.tensors import TorchUnavailable, import_torch
 
     try:
         import_torch()

@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from grader.batch.gradebook import Row
+from grader.inert import inert
 from grader.render.common import deductions, feedback, headline, pts, verdict
 from grader.render.markdown import render_markdown
-from grader.render.safe import inert
 from grader.report import report_from_dict
 
 # The first columns of grades.csv, in order; then one column per check (its points), then these.

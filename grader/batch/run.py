@@ -25,15 +25,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from grader.assignment.spec import Assignment, find_assignment
+from grader.assignment.load import find_assignment
+from grader.assignment.model import Assignment
 from grader.batch.gradebook import Gradebook, Result, now
 from grader.batch.sources import Entry
-from grader.errors import GraderError
+from grader.errors import GraderError, SubmissionError
+from grader.files import read_regular
 from grader.grading.grade import EntrySource, grade_notebook_async
 from grader.kernels import leftovers
-from grader.kernels.launch import KernelLauncher, interruptible
+from grader.kernels.launch import KernelLauncher
+from grader.kernels.tracking import interruptible
 from grader.options import MAX_SEED
 from grader.report import Report, error_report
+from grader.submission.notebook import MAX_NOTEBOOK_BYTES, read_notebook_bytes
 
 if TYPE_CHECKING:
     from grader.pool.child import Planner
@@ -84,8 +88,8 @@ class Job:
     problem: str | None = None
 
     def payload(self) -> dict[str, bytes]:
-        """The files' contents, to ship to a worker that cannot see them."""
-        return {name: p.read_bytes() for name, p in self.files.items()}
+        """The files' contents, to ship to a worker that cannot see them (regular files only)."""
+        return {name: read_regular(p, MAX_NOTEBOOK_BYTES) for name, p in self.files.items()}
 
 
 def make_job(entry: Entry, batch_seed: int) -> Job:
@@ -93,11 +97,10 @@ def make_job(entry: Entry, batch_seed: int) -> Job:
     if entry.notebook is None:
         sha = hashlib.sha256((entry.problem or "").encode()).hexdigest()
         return Job(entry.student, entry.name, entry.relpath, "", sha, 0, problem=entry.problem)
-    try:
-        sha = hashlib.sha256(entry.notebook.read_bytes()).hexdigest()
-    except OSError as e:
-        problem = f"{entry.relpath}: cannot be read ({e.strerror or e})"
-        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=problem)
+    try:  # a link, device or pipe is refused unread: its row says so, and nothing it names is hashed
+        sha = hashlib.sha256(read_notebook_bytes(entry.notebook, entry.relpath)).hexdigest()
+    except SubmissionError as e:
+        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=str(e))
     files = {**entry.companions, entry.graded_as: entry.notebook}
     return Job(entry.student, entry.name, entry.relpath, entry.graded_as, sha,
                submission_seed(batch_seed, sha), files)
@@ -143,7 +146,7 @@ async def grade_files(files: dict[str, bytes | Path], graded_as: str, assignment
         asg_info = {"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256}
         max_score = asg.max_score
         for name, content in files.items():
-            data = content.read_bytes() if isinstance(content, Path) else content
+            data = read_regular(content, MAX_NOTEBOOK_BYTES) if isinstance(content, Path) else content
             (stage / name).write_bytes(data)
         report = await asyncio.wait_for(
             grade_notebook_async(stage / graded_as, asg, seed=seed, cell_timeout=cell_timeout,
@@ -284,7 +287,7 @@ async def _start_ahead(launcher: KernelLauncher, asg: Assignment) -> None:
 
 
 def _run_coroutine(main: Callable[[], Any]) -> None:
-    from grader.kernels.launch import cleanup_all, interrupted
+    from grader.kernels.tracking import cleanup_all, interrupted
 
     try:
         asyncio.run(main())

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.errors import GraderError
+from grader.files import refusal
 
 CANVAS = re.compile(r"^(?P<name>[^_/]+)_(?:LATE_)?(?P<student>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<student>\d+)_assign(?:submission|feedback)_\w*?_?$")
@@ -55,16 +56,27 @@ def _visible(p: Path, root: Path, skip: frozenset[Path] = frozenset()) -> bool:
 
 
 def _notebooks(folder: Path, root: Path, skip: frozenset[Path]) -> list[Path]:
+    # A notebook that is a link, a device or a pipe is still the student's submission: it gets
+    # its row, and reading it refuses it in one line (nothing it points to is ever read).
     return sorted(p for p in folder.rglob("*")
-                  if p.suffix.lower() == ".ipynb" and p.is_file() and _visible(p, root, skip))
+                  if p.suffix.lower() == ".ipynb" and _not_folder(p) and _visible(p, root, skip))
+
+
+def _not_folder(p: Path) -> bool:
+    return p.is_symlink() or not p.is_dir()
+
+
+def _regular(p: Path) -> bool:
+    """A regular file of its own (not a link to one, not a device or pipe)."""
+    return refusal(p) is None and p.is_file()
 
 
 def _siblings(notebook: Path, root: Path, skip: frozenset[Path]) -> dict[str, Path]:
     """The plain files beside a notebook (not other notebooks), to copy into its workspace."""
     out: dict[str, Path] = {}
     for p in sorted(notebook.parent.iterdir()):
-        if (p != notebook and p.suffix.lower() != ".ipynb" and _visible(p, root, skip) and p.is_file()
-                and not p.is_symlink() and p.stat().st_size <= MAX_COMPANION_BYTES):
+        if (p != notebook and p.suffix.lower() != ".ipynb" and _visible(p, root, skip) and _regular(p)
+                and p.stat().st_size <= MAX_COMPANION_BYTES):
             out[p.name] = p
     return out
 
@@ -144,11 +156,11 @@ def _readable(e: Entry) -> Entry:
 
 def _flat(root: Path, regex: re.Pattern[str] | None, skip: frozenset[Path]) -> list[Entry]:
     """Notebooks at the top of the source: one per student, named as the LMS names them."""
-    files = sorted(p for p in root.iterdir() if p.is_file() and _visible(p, root, skip))
+    files = sorted(p for p in root.iterdir() if _not_folder(p) and _visible(p, root, skip))
     canvas_extra: dict[str, dict[str, Path]] = {}  # Canvas files of a student other than notebooks
     shared: dict[str, Path] = {}
     for p in files:
-        if p.suffix.lower() == ".ipynb" or p.is_symlink() or p.stat().st_size > MAX_COMPANION_BYTES:
+        if p.suffix.lower() == ".ipynb" or not _regular(p) or p.stat().st_size > MAX_COMPANION_BYTES:
             continue
         m = CANVAS.match(p.name)
         if m:
@@ -181,8 +193,12 @@ def _flat(root: Path, regex: re.Pattern[str] | None, skip: frozenset[Path]) -> l
 def _per_student(root: Path, regex: re.Pattern[str] | None, skip: frozenset[Path]) -> list[Entry]:
     """Sub-folders of the source: one per student, holding the notebook and its files."""
     out = []
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and _visible(p, root, skip)):
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and _visible(p, root, skip)):
         m = MOODLE.match(d.name)
+        if d.is_symlink():  # another student's folder, or anywhere: one row, nothing read
+            out.append(Entry(m["student"] if m else d.name, m["name"] if m else "", relpath=d.name + "/",
+                             problem=f"{d.name}/ is a symbolic link, not a folder of files: not graded"))
+            continue
         student, name = (m["student"], m["name"]) if m else (d.name, "")
         notebooks = _notebooks(d, root, skip)
         if not notebooks:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -23,11 +24,11 @@ import click
 from grader.authoring import draft
 from grader.cli.env import env_group
 from grader.errors import GraderError
+from grader.inert import inert
 from grader.options import CELL_TIMEOUT, ISOLATION_LEVELS, SEED, TOTAL_TIMEOUT, Seconds
 from grader.render import RENDERERS
 from grader.render.gradescope import VISIBILITIES, render_gradescope
 from grader.render.markdown import render_markdown
-from grader.render.safe import inert
 from grader.render.text import render_text
 from grader.report import Report, error_report, report_from_dict
 
@@ -46,6 +47,7 @@ class _DefaultToNotebook(click.Group):
     def main(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         if args or "args" in kwargs:  # called with its arguments (a test runner, a script): a plain exit
             return self._main(*args, **kwargs)
+        _stop_on_terminate()
         try:  # the `grade` program itself, reading sys.argv
             return self._main(*args, **kwargs)
         except SystemExit as e:
@@ -71,13 +73,26 @@ class _DefaultToNotebook(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _stop_on_terminate() -> None:
+    """SIGTERM and SIGHUP stop the program as Ctrl-C does, in every state (reading, loading an
+    assignment, importing torch): one line and exit 130, nothing left running. While grading,
+    `interruptible` takes them over to stop the kernels first."""
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread: leave them be
+            signal.signal(sig, stop)
+
+
 def _exit_now(code: int) -> NoReturn:
     """Exit once the answer is out: nothing of the run is left (kernels, their users' processes,
     temporary folders are removed first), so skip tearing down the interpreter's modules (torch's
     alone take most of a second)."""
-    kernel = sys.modules.get("grader.kernels.launch")
-    if kernel is not None:
-        kernel.cleanup_all()
+    tracking = sys.modules.get("grader.kernels.tracking")
+    if tracking is not None:
+        tracking.cleanup_all()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more can be said
             stream.flush()
@@ -205,7 +220,7 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
 
 def _unusable(notebook: Path, assignment: str | None, reason: str) -> Report:
     """The report of a notebook that could not be graded: score 0 out of the assignment's points, the reason."""
-    from grader.assignment.spec import find_assignment
+    from grader.assignment.load import find_assignment
     from grader.grading.grade import assignment_info
 
     info, max_score = None, 0.0
@@ -278,7 +293,7 @@ def _umask() -> int:
 @click.option("--hidden-visibility", type=click.Choice(VISIBILITIES), default="after_published", show_default=True, help=_HIDDEN_HELP)
 def gradescope_bundle_cmd(assignment: str, output: Path, grader_req: str | None, hidden_visibility: str) -> None:
     """Make a Gradescope autograder zip (setup.sh, run_autograder, the assignment) for ASSIGNMENT."""
-    from grader.assignment.spec import find_assignment
+    from grader.assignment.load import find_assignment
     from grader.authoring.bundle import make_bundle
 
     try:
@@ -298,7 +313,7 @@ def gradescope_bundle_cmd(assignment: str, output: Path, grader_req: str | None,
 @main.command("list")
 def list_cmd() -> None:
     """The known assignments, with title and points."""
-    from grader.assignment.spec import known_assignments, load_spec
+    from grader.assignment.load import known_assignments, load_spec
 
     rows: list[tuple[str, str, Any]] = []
     for name, folder in known_assignments().items():
@@ -320,7 +335,7 @@ def list_cmd() -> None:
 @click.option("--check", "check_only", is_flag=True, help="Only say whether each public.json is up to date (exit 1 if not).")
 def build_public_cmd(assignments: tuple[str, ...], check_only: bool) -> None:
     """Write each assignment's public.json: the public checks' inputs and expected values, for check()."""
-    from grader.assignment.spec import find_assignment
+    from grader.assignment.load import find_assignment
     from grader.selfcheck.public import PUBLIC_FILE, public_drift, write_public
 
     stale = False
@@ -364,7 +379,7 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
 @click.option("--clear", is_flag=True, help="Remove the pools instead.")
 def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool) -> None:
     """Precompute the pools of hidden runs that let `grade` start without torch (default: every known assignment)."""
-    from grader.assignment.spec import find_assignment, known_assignments
+    from grader.assignment.load import find_assignment, known_assignments
     from grader.pool import store as pool
 
     names = list(assignments) or sorted(known_assignments())
@@ -395,5 +410,3 @@ from grader.cli.batch import register as _register_batch  # noqa: E402  (after `
 
 _register_batch(main)
 
-if __name__ == "__main__":
-    main()

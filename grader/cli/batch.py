@@ -14,7 +14,7 @@ DEFAULT_DB = Path("gradebook.sqlite")
 
 
 def _fail(message: str) -> None:
-    from grader.render.safe import inert
+    from grader.inert import inert
 
     click.echo(f"grade: error: {inert(message, 1000)}", err=True)
     sys.exit(2)
@@ -22,7 +22,7 @@ def _fail(message: str) -> None:
 
 def _internal(e: Exception) -> None:
     """Something this grader did not foresee (a gradebook row it cannot read, say): one line, exit 3."""
-    from grader.render.safe import inert
+    from grader.inert import inert
 
     click.echo(f"grade: internal error: {inert(f'{type(e).__name__}: {e}', 300)}", err=True)
     sys.exit(3)

@@ -14,7 +14,7 @@ def _summary(env: object) -> str:
 
 
 def _fail(message: str) -> None:
-    from grader.render.safe import inert
+    from grader.inert import inert
 
     click.echo(f"grade: error: {inert(message, 1000)}", err=True)
     sys.exit(2)
@@ -22,7 +22,7 @@ def _fail(message: str) -> None:
 
 def _used_by() -> dict[str, list[str]]:
     """Environment hash -> the known assignments that use it (the default environment: "(default)")."""
-    from grader.assignment.spec import known_assignments, load_spec
+    from grader.assignment.load import known_assignments, load_spec
     from grader.errors import GraderError
     from grader.kernels.envs import env_key, resolve_requirements
 
@@ -46,7 +46,7 @@ def env_group() -> None:
 @click.option("--default", "default", is_flag=True, help="Build the default environment.")
 def build_cmd(assignments: tuple[str, ...], default: bool) -> None:
     """Build the environments of these assignments (ids or folders) now, for offline grading."""
-    from grader.assignment.spec import find_assignment
+    from grader.assignment.load import find_assignment
     from grader.errors import GraderError
     from grader.kernels.envs import ensure_assignment_env, ensure_env
 

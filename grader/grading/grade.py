@@ -13,53 +13,41 @@ from typing import Any
 
 from nbformat import NotebookNode
 
+from grader.assignment.load import find_assignment, find_known_assignment, known_assignments
+from grader.assignment.model import Assignment
 from grader.assignment.reference import Reference, ReferenceLike
-from grader.assignment.spec import (
-    Assignment,
-    Check,
-    Policy,
-    find_assignment,
-    find_known_assignment,
-    known_assignments,
-)
+from grader.assignment.tables import Check, Policy
 from grader.errors import GraderError, UnknownAssignment
 from grader.grading.selection import check_points, select_checks, selection_info
+from grader.inert import inert, inert_block
 from grader.judging.consistency import check_consistency
+from grader.judging.hidden import hidden_view
 from grader.judging.judge import judge
 from grader.judging.labels import label_results
 from grader.judging.localise import localise
-from grader.judging.rerun import note_reassigned, rerun_given, rerun_standby
+from grader.judging.rerun import rerun_given, rerun_standby
+from grader.judging.rerun_sample import note_reassigned
 from grader.judging.score import total
 from grader.judging.snapshots import Snapshots
 from grader.kernels.ahead import workspace_for
 from grader.kernels.envs import KernelEnv, ensure_assignment_env
-from grader.kernels.launch import (
-    KernelLauncher,
-    LocalKernelLauncher,
-    cleanup_all,
-    interrupted,
-    interruptible,
-)
+from grader.kernels.launch import KernelLauncher, LocalKernelLauncher
 from grader.kernels.standby import StandbyKernel
 from grader.kernels.teardown import remove_workspace
+from grader.kernels.tracking import cleanup_all, interrupted, interruptible
 from grader.options import CELL_TIMEOUT, TOTAL_TIMEOUT
 from grader.plan.checks import CheckPlan, plan, probe_items
 from grader.pool.child import Builder
 from grader.pool.store import Entry, PooledReference, choose_seed, pool_key, read_entry
-from grader.render.safe import inert, inert_block
 from grader.report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from grader.run.budget import Budget
-from grader.run.execute import (
-    MAX_CELL_OUTPUT_BYTES,
-    CellRun,
-    ExecutionRecord,
-    Session,
-    execute,
-    tolerant_imports,
-    unrun_definitions,
-)
+from grader.run.client import MAX_CELL_OUTPUT_BYTES
+from grader.run.execute import execute
 from grader.run.imports import forbidden_imports
 from grader.run.probe import Answer, locate, new_module_name, prelude_source, probe_request, send
+from grader.run.record import CellRun, ExecutionRecord, unrun_definitions
+from grader.run.session import Session
+from grader.run.tolerant import tolerant_imports
 from grader.submission.notebook import Submission, read_submission
 
 # a run's pool entry computed elsewhere, by seed (None: compute it here)
@@ -166,6 +154,8 @@ async def grade_notebook_async(
     except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
         _failed(report, run, e, asg.spec.policy)
     label_results(report.checks, asg.spec.checks)
+    # the one place every output's hidden results pass through: only grader-side facts stay
+    report.checks = [hidden_view(c) for c in report.checks]
     report.duration_s = round(time.monotonic() - started, 3)
     return report
 

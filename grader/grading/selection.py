@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from grader.assignment.spec import Assignment, Check
+from grader.assignment.model import Assignment
+from grader.assignment.tables import Check
 from grader.errors import UnknownAssignment
 from grader.judging.labels import check_labels
 

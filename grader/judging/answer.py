@@ -3,8 +3,9 @@
 Students return a forward pass's output alone, first (`(y_hat, z2, x1, z1)`), last
 (`(z_1, x_1, z_2, y_hat)`) or in a dict. Only elements of the expected shape are candidates
 (a wrong answer never passes by matching some other element of another shape); among them,
-the one right on every trial is taken; when none is, the most plausible one is judged:
-the first candidate the spec declares, else the only one, else the closest to the answer.
+the element is chosen without looking at the expected values: the first candidate the spec
+declares, else the only one, else the last (where outputs usually go). A tuple of many
+candidate answers never passes by whichever of them happens to match.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grader.judging.compare import align, compare, numeric
+from grader.judging.compare import align, numeric
 from grader.run.probe import Value
-from grader.run.runner import norm_key
+from grader.run.runner_values import norm_key
 
 
 @dataclass
@@ -101,7 +102,7 @@ def _whole_fits(value: Value, expected: np.ndarray) -> bool:
 
 
 def pick(values: list[Value], expected: list[np.ndarray], take: int | str | list[int | str] | None,
-         rtol: float, atol: float, allow_transpose: bool, hidden: bool) -> Pick:
+         allow_transpose: bool, hidden: bool) -> Pick:
     """Where the answer is in the values one check's trials returned (one position for every trial)."""
     first = values[0] if values else Value("none")
     if first.kind not in ("seq", "dict") or not first.items:
@@ -122,32 +123,12 @@ def pick(values: list[Value], expected: list[np.ndarray], take: int | str | list
         exp = dims(expected[0].shape)
         scope = " of the elements the assignment names" if named else ""
         return Pick(failure=f"returned {what}; none{scope} has the expected shape {exp}")
-    right = [p for p in same
-             if all(compare(v.items[p], e, rtol, atol, allow_transpose).ok for v, e in zip(values, expected))]
-    if right:
-        p = right[0]
-        return Pick(p, f"the answer is {_element_name(first, p, hidden)}")
+    # Which element is the answer is decided without looking at the expected values: a tuple of
+    # many candidate answers must not pass by whichever happens to match (docs/security.md).
     if named:
         p, why = same[0], "the first the assignment names"
     elif len(same) == 1:
         p, why = same[0], "the only one of the expected shape"
     else:
-        p, why = _closest(values, expected, same), "of those of the expected shape, the closest to the answer"
-    return Pick(p, f"judged {_element_name(first, p, hidden)} ({why}); none is right")
-
-
-def _closest(values: list[Value], expected: list[np.ndarray], positions: list[int]) -> int:
-    """The position whose values are nearest the expected ones (ties: the later one, where outputs usually go)."""
-    def distance(p: int) -> float:
-        total = 0.0
-        for v, e in zip(values, expected):
-            got = numeric(v.items[p])
-            aligned = align(got, e)[0] if got is not None else None
-            aligned = aligned if aligned is not None else (got.T if got is not None and got.T.shape == e.shape else None)
-            if aligned is None:
-                return float("inf")
-            with np.errstate(invalid="ignore", over="ignore"):
-                d = float(np.mean(np.abs(aligned - e)))
-            total += d if np.isfinite(d) else float("inf")
-        return total
-    return min(reversed(positions), key=distance)
+        p, why = same[-1], f"the last of the {len(same)} of the expected shape, where an output usually goes"
+    return Pick(p, f"judged {_element_name(first, p, hidden)} ({why})")

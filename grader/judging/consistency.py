@@ -18,13 +18,14 @@ import numpy as np
 
 from grader.assignment.inputs import rng_for
 from grader.assignment.reference import ReferenceLike
-from grader.assignment.spec import Consistency
+from grader.assignment.tables import Consistency
 from grader.judging.compare import align, numeric
 from grader.judging.judge import select_part
 from grader.plan.checks import CheckPlan, Target, Trial
+from grader.plan.items import RESULT, ProbeItem
 from grader.report import CheckResult, Diagnosis
-from grader.run.execute import Session
-from grader.run.probe import RESULT, Answer, ProbeItem, Value, probe_request, send
+from grader.run.probe import Answer, Value, probe_request, send
+from grader.run.session import Session
 
 FD_RTOL = 1e-3  # finite differences of a smooth float64 function are good to ~1e-6 relative
 FD_ATOL_SCALE = 1e-4  # absolute slack, relative to the largest gradient element

@@ -46,6 +46,7 @@ def diagnose(
     variants: Sequence[tuple[str, str]] = (),
     axes: Sequence[str] = (),
     names: tuple[str, str] = ("y", "t"),
+    hidden: bool = False,
 ) -> list[Diagnosis]:
     """Explain why `label` failed, most specific explanation first.
 
@@ -79,7 +80,7 @@ def diagnose(
         and matches(first.got.T, first.expected, rtol, atol)
     ):
         return [_transposed(label, first, rtol, atol)]
-    return [_wrong(label, failures, axes)]
+    return [_wrong(label, failures, axes, hidden)]
 
 
 def match_variant(
@@ -236,7 +237,7 @@ def _element(i: tuple[int, ...], shape: tuple[int, ...], axes: Sequence[str]) ->
     return _fmt_index(i) + (f" ({', '.join(names)})" if names else "")
 
 
-def _wrong(label: str, failures: list[Failure], axes: Sequence[str]) -> Diagnosis:
+def _wrong(label: str, failures: list[Failure], axes: Sequence[str], hidden: bool = False) -> Diagnosis:
     c = failures[0].comparison
     total = c.expected.size
     where = ""
@@ -251,6 +252,8 @@ def _wrong(label: str, failures: list[Failure], axes: Sequence[str]) -> Diagnosi
             where = f" Every element is off; the worst is {_element(c.worst, c.expected.shape, axes)}."
         else:
             where = f" Wrong: {_where(label, mask, axes)} ({n_bad} of {total} elements); the rest is right."
+    if hidden:  # error figures measure the answer against a hidden expected value: where, not how much
+        return Diagnosis("wrong", _cap(f"{label}") + f" is not right.{where}")
     return Diagnosis(
         "wrong",
         _cap(f"{label}") + f" is not right: largest absolute error {c.max_abs:.3g}, largest relative error "

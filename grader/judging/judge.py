@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from grader.assignment.spec import RESULT_ARG, Check
+from grader.assignment.tables import RESULT_ARG, Check
 from grader.judging.answer import Pick, declared, pick
 from grader.judging.compare import Comparison, align, compare, matches, numeric
 from grader.judging.diagnose import (
@@ -18,9 +18,10 @@ from grader.judging.diagnose import (
 )
 from grader.judging.reproduce import call_snippet
 from grader.plan.checks import CheckPlan, Target
+from grader.plan.items import RESULT
 from grader.report import CheckResult, Diagnosis
-from grader.run.probe import RESULT, Answer, Value, shape_str
-from grader.run.runner import norm_key as normalise_key  # one spelling rule, in the kernel and here
+from grader.run.probe import Answer, Value, shape_str
+from grader.run.runner_values import norm_key as normalise_key  # one spelling rule (the kernel's)
 
 MAX_SHOWN_ELEMENTS = 12
 
@@ -56,8 +57,7 @@ def select_part(value: Value, target: Target, expected: np.ndarray,
     part = target.part
     if part is None:
         c = target.check
-        chosen = chosen or pick([value], [expected], c.take, target.rtol, target.atol,
-                                target.allow_transpose, _hidden(target))
+        chosen = chosen or pick([value], [expected], c.take, target.allow_transpose, _hidden(target))
         if chosen.failure:
             return None, f"{c.target} {chosen.failure}"
         return chosen.apply(value), ""
@@ -110,7 +110,7 @@ def check_pick(plan: CheckPlan, target: Target, answers: dict[str, Answer]) -> P
         expected.append(trial.expected[target.id])
     if not values:
         return None
-    return pick(values, expected, plan.check.take, target.rtol, target.atol, target.allow_transpose, _hidden(target))
+    return pick(values, expected, plan.check.take, target.allow_transpose, _hidden(target))
 
 
 def _show(a: np.ndarray) -> str:
@@ -186,10 +186,9 @@ CONVENTIONS = {
 }
 
 
-def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], probe_status: str) -> CheckResult:
-    check = plan.check
-    label = target.label
-    what = "function" if check.kind == "function" else "variable"
+def _unprobed(target: Target, probe_status: str) -> CheckResult | None:
+    """The result of a check whose probe did not answer (time out, budget spent, kernel gone)."""
+    check = target.check
     if probe_status == "timeout":
         return _result(target, "error", f"{check.target} did not return within {check.timeout:g} s",
                        [Diagnosis("timeout", f"{check.target} ran longer than {check.timeout:g} s and was interrupted.")])
@@ -201,6 +200,16 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
     if probe_status in ("died", "no_kernel"):
         return _result(target, "error", f"{check.target} could not be checked: the kernel died",
                        [Diagnosis("kernel_died", f"The kernel died while {check.target} was being checked.")])
+    return None
+
+
+def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], probe_status: str) -> CheckResult:
+    check = plan.check
+    label = target.label
+    what = "function" if check.kind == "function" else "variable"
+    unprobed = _unprobed(target, probe_status)
+    if unprobed is not None:
+        return unprobed
     if check.kind == "behaviour":
         return _judge_behaviour(plan, target, answers)
     if check.kind == "class":
@@ -235,7 +244,7 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
                 msg = f"{label} could not be read as numbers ({part.ename or 'unconvertible'})"
             if part.kind == "too_big":
                 msg = f"{label} is {part.describe(_hidden(target))}"
-            return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")])
+            return _result(target, "fail", msg, [Diagnosis("wrong", msg + ".")], answer_kind=part.kind)
         c = compare(part, expected, target.rtol, target.atol, target.allow_transpose)
         if c.ok:
             if c.transposed:
@@ -254,7 +263,7 @@ def _judge_once(plan: CheckPlan, target: Target, answers: dict[str, Answer], pro
         how += f" ({chosen.note})" if took else ""
         return _result(target, "pass", how, notes + shaky, trials=n, **took)
     diag = diagnose(label, failures, target.rtol, target.atol, variants=plan.variants, axes=axes,
-                    names=plan.names)
+                    names=plan.names, hidden=_hidden(target))
     ignored = _ignored_args(plan, target, failures) if _right_on_given(plan, target, answers) else None
     if ignored is not None:
         diag.insert(0, hardcoded_function(check.target, *ignored, n_args=len(check.args)))

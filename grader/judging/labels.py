@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from grader.assignment.spec import Check
+from grader.assignment.tables import Check
 from grader.report import CheckResult
 
 

@@ -14,9 +14,10 @@ import numpy as np
 from grader.judging.compare import matches, numeric
 from grader.judging.consistency import ask
 from grader.plan.checks import CheckPlan
+from grader.plan.items import ProbeItem
 from grader.report import CheckResult
-from grader.run.execute import Session
-from grader.run.probe import ProbeItem, Value
+from grader.run.probe import Value
+from grader.run.session import Session
 
 
 def _agrees(value: np.ndarray, expected: np.ndarray, rtol: float, atol: float) -> bool:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from grader.report import CheckResult, Flag, Report
 
 if TYPE_CHECKING:  # (only for hints: rendering a report needs no spec machinery)
-    from grader.assignment.spec import Policy
+    from grader.assignment.tables import Policy
 
 # Flag code -> (the penalty it is charged as, the fraction of the maximum score the policy
 # takes for it); each penalty is charged once. A new penalty is one entry here; every output

@@ -11,16 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from grader.assignment.spec import Check
+from grader.assignment.tables import Check
 from grader.judging.consistency import ask
 from grader.judging.judge import is_answer, judge
-from grader.judging.rerun import assigning_cells
+from grader.judging.rerun_sample import assigning_cells
 from grader.plan.checks import CheckPlan
+from grader.plan.items import ProbeItem
 from grader.report import CheckResult
-from grader.run.execute import Session
-from grader.run.probe import Answer, ProbeItem
+from grader.run.probe import Answer, Value
+from grader.run.session import Session
 
 SNAPSHOT_TIMEOUT = 5.0  # seconds to read a cell's variables
+# Bounds on what is kept: whether an earlier value is an answer depends on its structure (kind,
+# shapes, keys), so of values of one structure only the latest can ever be graded; a notebook
+# that reassigns a large variable in every cell keeps one copy of it, not one per cell.
+MAX_KEPT_PER_CHECK = 8  # distinct structures, most recent first
+MAX_KEPT_BYTES = 64 * 2**20  # of array data, all checks together; the oldest go first
 
 
 class Snapshots:
@@ -31,6 +37,7 @@ class Snapshots:
         self.watch: dict[int, list[tuple[str, list[str]]]] = {}
         self.last: dict[str, int] = {}  # check id -> 1-based cell of its final assignment
         self.values: dict[str, list[tuple[int, Answer]]] = {}  # check id -> [(1-based cell, answer)]
+        self._kept_at: dict[str, list[tuple[int, tuple[object, ...], int]]] = {}  # (cell, structure, bytes)
         for check in checks:
             if check.kind != "variable":
                 continue
@@ -56,10 +63,26 @@ class Snapshots:
             for cid, _ in wanted:
                 ans = answers.get(f"{cid}@{index}")
                 if ans is not None and ans.found is not None:
-                    kept = [v for v in self.values.get(cid, []) if v[0] != index + 1]  # a re-run replaces
-                    self.values[cid] = [*kept, (index + 1, ans)]
+                    self._keep(cid, index + 1, ans)
 
         return after_cell
+
+    def _keep(self, cid: str, cell: int, ans: Answer) -> None:
+        """Keep a cell's value, replacing any earlier one of the same structure (a re-run of the
+        cell replaces its own), within the bounds above."""
+        shape = structure(ans.value)
+        size = _array_bytes(ans.value)
+        kept = [(c, a) for c, a in self.values.get(cid, [])]
+        marks = [(c, s, b) for c, s, b in self._kept_at.get(cid, [])]
+        drop = {c for c, s, _ in marks if c == cell or s == shape}
+        kept = [v for v in kept if v[0] not in drop][-(MAX_KEPT_PER_CHECK - 1):] + [(cell, ans)]
+        marks = [m for m in marks if m[0] not in drop][-(MAX_KEPT_PER_CHECK - 1):] + [(cell, shape, size)]
+        self.values[cid], self._kept_at[cid] = kept, marks
+        while sum(b for ms in self._kept_at.values() for _, _, b in ms) > MAX_KEPT_BYTES:
+            oldest = min((m[0], c) for c, ms in self._kept_at.items() for m in ms)
+            cell_o, cid_o = oldest
+            self._kept_at[cid_o] = [m for m in self._kept_at[cid_o] if m[0] != cell_o]
+            self.values[cid_o] = [v for v in self.values[cid_o] if v[0] != cell_o]
 
     def rescue(self, plans: list[CheckPlan], results: list[CheckResult], finals: dict[str, Answer]) -> None:
         """Where a variable's final value (`finals`: check id -> answer) is no answer at all, judge
@@ -94,3 +117,19 @@ class Snapshots:
         """Whether a value is an answer to any of the check's targets."""
         trial = p.trials[0]
         return any(is_answer(ans.value, t, trial.expected[t.id]) for t in p.targets)
+
+
+def structure(value: Value, depth: int = 0) -> tuple[object, ...]:
+    """What decides whether a value can be an answer: its kind, shapes and keys (bounded)."""
+    if value.kind == "array" and value.array is not None:
+        return ("array", value.array.shape)
+    if value.kind in ("seq", "dict") and depth < 3:
+        items = tuple(structure(v, depth + 1) for v in value.items[:16])
+        return (value.kind, value.is_tuple, tuple(value.keys[:16]), len(value.items), items)
+    return (value.kind,)
+
+
+def _array_bytes(value: Value) -> int:
+    if value.array is not None:
+        return int(value.array.nbytes)
+    return sum(_array_bytes(v) for v in value.items)

@@ -17,8 +17,8 @@ from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
-from grader.kernels.launch import Workspace, make_workspace, new_workspace
 from grader.kernels.standby import stop_started
+from grader.kernels.workspace import Workspace, make_workspace, new_workspace
 
 
 class KernelsAhead:

@@ -30,22 +30,20 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.assignment.requirements import (
+    EnvBuildError,
+    requirement_names,
+    resolve_requirements,
+)
 from grader.errors import GraderError
 from grader.options import user_cache_dir
 
 # What course notebooks import, and the kernel itself; never torch, jax or tensorflow.
-DEFAULT_PACKAGES = ("numpy", "scipy", "matplotlib", "pandas", "scikit-learn", "ipykernel")
-# Always in an environment, whatever the assignment says: the kernel and the probe runner need them.
-REQUIRED_PACKAGES = ("numpy", "ipykernel")
 ENV_DIR_VARIABLE = "GRADER_ENV_DIR"
 MANIFEST = "grader-env.json"
 # Bumped when the layout of a built environment changes: old ones are then rebuilt.
 LAYOUT = 2
 BUILD_TIMEOUT_S = 1800
-
-
-class EnvBuildError(GraderError):
-    """A kernel environment could not be built (unknown package, no network, ...)."""
 
 
 @dataclass(frozen=True)
@@ -67,43 +65,6 @@ class KernelEnv:
         """For the report: enough to rebuild the same environment for a regrade."""
         return {"hash": self.key, "python": self.python_version, "requirements": list(self.requirements),
                 "packages": dict(self.packages)}
-
-
-# ---------------------------------------------------------------- requirements
-
-
-def _parse(req: str) -> tuple[str, str]:
-    """(canonical name, normalised requirement string) of a pip requirement; EnvBuildError if invalid."""
-    from packaging.requirements import InvalidRequirement, Requirement
-    from packaging.utils import canonicalize_name
-
-    try:
-        r = Requirement(req)
-    except InvalidRequirement as e:
-        raise EnvBuildError(f"invalid package requirement {req!r}: {str(e).splitlines()[0]}") from None
-    r.name = canonicalize_name(r.name)  # `NumPy` and `numpy` are one environment
-    return r.name, str(r)
-
-
-def requirement_names(packages: Iterable[str]) -> list[str]:
-    """The canonical distribution names of requirement strings, in order."""
-    return [_parse(p)[0] for p in packages]
-
-
-def resolve_requirements(packages: Iterable[str] = (), include_default: bool = True) -> tuple[str, ...]:
-    """The full, sorted requirement list: the default set (or only what the kernel needs) with
-    `packages` added; a declared package replaces the default entry of the same name."""
-    base = DEFAULT_PACKAGES if include_default else REQUIRED_PACKAGES
-    by_name: dict[str, list[str]] = {}
-    for req in base:
-        name, norm = _parse(req)
-        by_name[name] = [norm]
-    declared: dict[str, list[str]] = {}
-    for req in packages:
-        name, norm = _parse(req)
-        declared.setdefault(name, []).append(norm)
-    by_name.update(declared)
-    return tuple(sorted(r for reqs in by_name.values() for r in reqs))
 
 
 def base_python() -> str:
@@ -350,6 +311,6 @@ def _open_to_all(root: Path) -> None:
 
 
 def ensure_assignment_env(asg: object) -> KernelEnv:
-    """The kernel environment an assignment declares (see `Environment` in spec.py), built if needed."""
+    """The kernel environment an assignment declares (see `Environment` in grader/assignment/tables.py), built if needed."""
     spec_env = asg.spec.environment  # type: ignore[attr-defined]
     return ensure_env(spec_env.packages, spec_env.include_default, what=f"assignment {asg.id}")  # type: ignore[attr-defined]

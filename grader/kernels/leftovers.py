@@ -14,6 +14,9 @@ and removes the cgroup. A folder of a live grader (another `grade` running at th
 never touched; neither is one it cannot name the owner of (made by another program, by an older
 grader, or by a grader in another PID namespace, such as a container sharing /tmp, whose pids
 mean nothing here), one that is not a plain folder, or one that is not the grader's own user's.
+
+Here: the names (`prefix`, `owner`) and the sweep of folders; the cgroups are swept by
+`cgroups.sweep_cgroups`, each time a kernel's cgroup is made.
 """
 
 from __future__ import annotations
@@ -22,16 +25,14 @@ import contextlib
 import os
 import re
 import threading
-import time
 from pathlib import Path
+
+from grader.kernels.users import KERNEL_UID_BASE, kill_user, remove_tree, remove_user_files
 
 # The kinds of folders and cgroups a grader makes (the longer ones first: they share a start).
 KINDS = ("grader-batch-src-", "grader-batch-", "grader-", "gk-")
 _OWNED = re.compile(
     r"^(?P<kind>grader-batch-src-|grader-batch-|grader-|gk-)(?P<pid>\d+)-(?P<ticks>\d+)-(?P<ns>\d+)-")
-
-# An empty kernel cgroup this old, whose owner its name does not tell, is a killed grader's.
-STALE_CGROUP_S = 600
 
 _lock = threading.Lock()
 _tag: tuple[int, str] | None = None  # (pid, tag): a forked child gets its own
@@ -96,8 +97,6 @@ def dead_owners(name: str) -> bool:
 
 def sweep_folders(top: Path) -> list[Path]:
     """Remove the grader folders in `top` whose grader is dead; the folders removed."""
-    from grader.kernels.launch import KERNEL_UID_BASE, kill_user, remove_tree, remove_user_files
-
     removed = []
     try:
         entries = list(os.scandir(top))
@@ -119,33 +118,6 @@ def sweep_folders(top: Path) -> list[Path]:
             remove_user_files(uid)
         remove_tree(Path(e.path))
         removed.append(Path(e.path))
-    return removed
-
-
-def sweep_cgroups(base: Path) -> list[Path]:
-    """Kill what is in, and remove, the kernel cgroups under `base` whose grader is dead; and
-    remove empty ones older than STALE_CGROUP_S whose owner cannot be told (older graders' names;
-    a live run's cgroup holds its kernel, and a new one is joined within seconds of being made)."""
-    from grader.kernels.launch import Cgroup
-
-    removed = []
-    try:
-        entries = [d for d in base.glob("grader-*") if d.is_dir()]
-    except OSError:
-        return removed
-    now = time.time()
-    for d in entries:
-        if dead_owners(d.name):
-            version = 2 if (d / "cgroup.controllers").exists() else 1
-            Cgroup(version, {"pids": d, "memory": d}).destroy()  # (one folder: a v1 controller's or v2's)
-        else:
-            try:
-                if now - d.stat().st_mtime > STALE_CGROUP_S and not (d / "cgroup.procs").read_text().strip():
-                    d.rmdir()
-            except OSError:
-                continue
-        if not d.exists():
-            removed.append(d)
     return removed
 
 

@@ -15,8 +15,10 @@ from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
-from grader.kernels.launch import KernelLauncher, Workspace, stop_kernel
+from grader.kernels.launch import KernelLauncher
+from grader.kernels.stop import stop_kernel
 from grader.kernels.teardown import current
+from grader.kernels.workspace import Workspace
 
 
 class StandbyKernel:

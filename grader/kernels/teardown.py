@@ -18,7 +18,8 @@ from contextvars import ContextVar
 
 from jupyter_client.manager import AsyncKernelManager
 
-from grader.kernels.launch import Workspace, stop_kernel
+from grader.kernels.stop import stop_kernel
+from grader.kernels.workspace import Workspace
 
 # At most this many teardowns wait or run at once; one more waits for room (the grader's memory
 # and the machine's processes stay bounded however fast submissions come).

@@ -34,17 +34,12 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
 from grader.kernels.ahead import KernelsAhead
-from grader.kernels.launch import (
-    SANDBOX_ETC,
-    SANDBOX_TMPFS_BYTES,
-    Cgroup,
-    Limits,
-    LocalKernelLauncher,
-    Workspace,
-    _is_root,
-    grader_dirs,
-)
-from grader.kernels.warm_parent import PARENT_SOURCE
+from grader.kernels.cgroups import Cgroup
+from grader.kernels.isolation import SANDBOX_ETC, SANDBOX_TMPFS_BYTES, grader_dirs
+from grader.kernels.launch import LocalKernelLauncher
+from grader.kernels.limits import Limits
+from grader.kernels.users import is_root
+from grader.kernels.workspace import Workspace
 
 if TYPE_CHECKING:
     from grader.kernels.envs import KernelEnv
@@ -67,6 +62,8 @@ PARENT_ENV = {
     "HOME": "/nonexistent",
 }
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# The warm parent's program, run in the kernel's interpreter (see warm_parent.py).
+PARENT_SOURCE = (Path(__file__).parent / "warm_parent.py").read_text(encoding="utf-8")
 
 
 class WarmSetupError(RuntimeError):
@@ -323,7 +320,7 @@ class WarmKernelLauncher(LocalKernelLauncher):
         self._ahead: KernelsAhead | None = None
 
     def _why_cold(self) -> str:
-        if not _is_root():
+        if not is_root():
             return "the grader does not run as root (needed for the sandbox, cgroup and user of a fork)"
         if self.level != "sandbox":
             return f"the isolation level is {self.level}, not sandbox"

@@ -1,10 +1,11 @@
 """The warm parent: a kernel interpreter with ipykernel and numpy already imported, from which
 each kernel is forked into a sandbox of its own.
 
-Its source (`PARENT_SOURCE`) runs in the kernel's interpreter (`python -I -c`), never imports
-the grader, and uses only the standard library, ipykernel and numpy. It runs as root, holds
-nothing of any submission (not even the requests: each is read by the forked child), and
-ends when the grader's end of its control socket closes.
+This program runs in the kernel's interpreter (`python -I -c`, its text read from this file by
+warm.py; `sys.argv[1]` is the descriptor of its control socket), never imports the grader, and
+uses only the standard library, ipykernel and numpy; imported, it does nothing. It runs as
+root, holds nothing of any submission (not even the requests: each is read by the forked
+child), and ends when the grader's end of its control socket closes.
 
 For each kernel the grader sends it one end of a fresh socket pair; it forks a child (the
 keeper, root, outside every namespace of the kernel) that reads the request on it, joins the
@@ -18,10 +19,9 @@ random generators reseeded, then ipykernel. The keeper tells the grader the kern
 may still signal is never reused.
 """
 
-from __future__ import annotations
-
-PARENT_SOURCE = r'''
-import importlib, os, sys
+import importlib
+import os
+import sys
 
 # What every kernel has loaded by the time the probe runner is installed, loaded once here: the
 # kernel application and what its start-up imports, numpy and the runner's own imports. Nothing
@@ -34,19 +34,36 @@ PRELOAD = (
     "IPython.core.completerlib", "IPython.core.oinspect", "IPython.extensions.storemagic",
     "binascii", "hashlib", "inspect", "itertools", "json", "linecache", "pathlib", "random", "types",
 )
-_before = dict(os.environ)
-for _name in PRELOAD:
-    try:
-        importlib.import_module(_name)
-    except ImportError:
-        pass
-# what those imports set in the environment (as they would in each kernel's), kept for the kernels
-SET_BY_IMPORTS = {k: v for k, v in os.environ.items() if _before.get(k) != v}
-_preloaded = set(sys.modules)
 
-import ctypes, fcntl, json, platform, random, resource, select, signal, socket, stat, struct  # noqa: E401
-import threading  # noqa: E401
-import ipykernel.kernelapp  # noqa: E401
+
+def preload():
+    """Load PRELOAD: what those imports set in the environment (as they would in each kernel's,
+    kept for the kernels), and every module loaded by then."""
+    before = dict(os.environ)
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    return {k: v for k, v in os.environ.items() if before.get(k) != v}, set(sys.modules)
+
+
+# Only as the program: what is loaded here, before this program's own imports below, is all a
+# kernel keeps loaded (each unloads the rest, this parent's own work, before ipykernel starts).
+SET_BY_IMPORTS, PRELOADED = preload() if __name__ == "__main__" else ({}, set())
+
+import ctypes  # noqa: E402
+import fcntl  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import random  # noqa: E402
+import resource  # noqa: E402
+import select  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import stat  # noqa: E402
+import struct  # noqa: E402
+import threading  # noqa: E402
 
 libc = ctypes.CDLL(None, use_errno=True)
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
@@ -184,6 +201,8 @@ def become(cfg):
 
 def kernel(cfg, log_fd, ready_fd):
     """Pid 2 of the sandbox: a fresh process for the kernel, sharing nothing it did not inherit."""
+    import ipykernel.kernelapp  # (loaded already: by PRELOAD, checked by main)
+
     os.setsid()
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 0)
@@ -207,7 +226,7 @@ def kernel(cfg, log_fd, ready_fd):
     if "numpy.random" in sys.modules:
         sys.modules["numpy.random"].seed()
     sys.argv = ["ipykernel_launcher", *cfg["argv"]]
-    for name in set(sys.modules) - _preloaded:  # only this parent's own work needed them
+    for name in set(sys.modules) - PRELOADED:  # only this parent's own work needed them
         sys.modules.pop(name, None)
     os.write(ready_fd, b"")
     os.close(ready_fd)
@@ -329,6 +348,8 @@ def keeper(chan):
 
 
 def main():
+    import ipykernel.kernelapp  # noqa: F401 (where it cannot be loaded the parent fails at start)
+
     ctl = socket.socket(fileno=int(sys.argv[1]))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # keepers are reaped by the system
     if threading.active_count() != 1:
@@ -360,5 +381,5 @@ def main():
         os.close(fds[0])
 
 
-main()
-'''
+if __name__ == "__main__":
+    main()

@@ -11,9 +11,10 @@ import numpy as np
 
 from grader.assignment.defaults import reference_args_of
 from grader.assignment.inputs import Inputs, draw, rng_for
+from grader.assignment.model import Assignment
 from grader.assignment.reference import ReferenceLike, select
-from grader.assignment.spec import RESULT_ARG, Assignment, Check, Intermediate, Part
-from grader.run.probe import RESULT, ProbeItem
+from grader.assignment.tables import RESULT_ARG, Check, Intermediate, Part
+from grader.plan.items import RESULT, ProbeItem
 
 
 @dataclass

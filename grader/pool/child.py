@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO
 
-from grader.assignment.spec import Assignment
+from grader.assignment.model import Assignment
 from grader.cachefiles import PACKAGE_DIR
 from grader.pool.store import Entry, fill, pool_folder, pool_key, record, remove_temporary
 
@@ -281,8 +281,8 @@ def main(argv: list[str]) -> int:
         _die_with_parent()
         out = _private_stdout()
     try:
+        from grader.assignment.load import load_spec
         from grader.assignment.reference import Reference
-        from grader.assignment.spec import load_spec
 
         asg = load_spec(Path(folder))
         found.append(pool_folder(asg))

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from grader.assignment.spec import Assignment
+from grader.assignment.model import Assignment
 from grader.cachefiles import hash_package_files, hash_python_files, write_atomic
 from grader.options import cache_dir
 
@@ -390,7 +390,7 @@ def _state_tree(rng: np.random.Generator) -> Any:
 
 def record(asg: Assignment, live: Any, seed: int) -> Entry:
     """Compute the entry for `seed`: every reference answer a run with this seed may need."""
-    from grader.judging.rerun import prepare_rerun
+    from grader.judging.rerun_judge import prepare_rerun
     from grader.plan.checks import plan
 
     rec = RecordingReference(live)

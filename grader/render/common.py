@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from grader.inert import inert
 from grader.judging.score import deductions
-from grader.render.safe import inert
 from grader.report import CheckResult, Report
 
 VERDICT = {"pass": "PASS", "fail": "FAIL", "error": "ERROR", "missing": "MISSING"}

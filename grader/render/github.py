@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from grader.inert import inert
 from grader.render.common import (
     check_name,
     deductions,
@@ -21,7 +22,6 @@ from grader.render.common import (
     pts,
     verdict,
 )
-from grader.render.safe import inert
 from grader.render.text import render_text
 from grader.report import Report
 

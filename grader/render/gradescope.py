@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from grader.inert import inert
 from grader.render.common import (
     check_name,
     deductions,
@@ -21,7 +22,6 @@ from grader.render.common import (
     pts,
     verdict,
 )
-from grader.render.safe import inert
 from grader.report import Report
 
 VISIBILITIES = ("hidden", "after_due_date", "after_published", "visible")

@@ -6,7 +6,7 @@ import json
 import math
 from typing import Any
 
-from grader.render.safe import inert, inert_block
+from grader.inert import inert, inert_block
 from grader.report import Report
 
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from grader.inert import inert
 from grader.render.common import check_name, deductions, feedback, headline, pts, verdict
-from grader.render.safe import inert
 from grader.render.text import render_text
 from grader.report import Report
 

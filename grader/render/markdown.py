@@ -7,6 +7,7 @@ so nothing the notebook says can close the table, open HTML, link or format.
 
 from __future__ import annotations
 
+from grader.inert import md
 from grader.render.common import (
     check_name,
     deductions,
@@ -16,7 +17,6 @@ from grader.render.common import (
     pts,
     verdict,
 )
-from grader.render.safe import md
 from grader.report import Report
 
 _ICON = {"pass": "✅", "fail": "❌", "error": "⛔", "missing": "❔"}

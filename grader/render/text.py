@@ -11,9 +11,9 @@ from __future__ import annotations
 import io
 import textwrap
 
+from grader.inert import inert
 from grader.judging.score import deductions
 from grader.render.common import check_name, exception_text, reproduce
-from grader.render.safe import inert
 from grader.report import Report
 
 _MARK = {"pass": ("PASS", "green"), "fail": ("FAIL", "red"), "error": ("ERROR", "red"),

@@ -1,10 +1,20 @@
 """The probe runner: kernel-side code that calls the notebook's functions for the grader.
 
-The prelude runs this module's source in the kernel before any student cell, in a module
-dict of its own whose builtins are a copy taken then (see `boot_source`), and calls
-`install`. Everything it later uses is bound at that moment: a notebook that shadows `len`,
-patches `builtins.any` or `numpy.asarray` changes nothing the runner runs. The module also
-imports normally, so it is tested in a plain interpreter.
+It is three modules, its parts: runner_values.py (inputs decoded, answers encoded),
+runner_numerical.py (the numerical-gradient detector) and this one (finding and calling the
+notebook's functions, requests, install). The prelude runs each part's source in the kernel
+before any student cell, in that order (a part imports only parts before it), each in a
+module dict of its own whose builtins are a copy taken then (see `boot_source`), and calls
+`install`. Everything the runner later uses is bound at that moment: a notebook that shadows
+`len`, patches `builtins.any` or `numpy.asarray` changes nothing the runner runs.
+
+A part's `from grader.run.runner_values import ...` binds, at install, what the part run
+before it defined, never a file or a module a notebook could reach: while a part's source
+runs, the `__import__` in its builtins copy resolves the names of the parts already run to
+them (any other name to the import taken at boot), and is then put back. The names a part
+imports are then in its own dict, as its own definitions are, and no student code runs
+between the parts: the split keeps the guarantee one module dict gave. Each part also
+imports normally, so the runner is tested in a plain interpreter.
 
 Each request is a JSON text naming inputs (never expected values) and a nonce; the answer is
 one display message whose MIME type carries the nonce and whose body carries the sha256 of
@@ -14,12 +24,9 @@ rewritten on its way (input transformers, pre_run_cell hooks) from one that ran 
 
 from __future__ import annotations
 
-import binascii
 import hashlib
 import inspect
-import itertools
 import json
-import linecache
 import sys
 import types
 from collections.abc import Callable
@@ -28,30 +35,24 @@ from typing import Any
 
 import numpy
 
+from grader.run.runner_numerical import PerturbationWatch
+from grader.run.runner_values import Encoder, Misfit, decode_arg, norm_key, tname
+
 # What an object really is, never what its class (or metaclass) claims.
-_type_name_of = type.__dict__["__name__"].__get__
 _type_module_of = type.__dict__["__module__"].__get__
 _array_size_of = numpy.ndarray.__dict__["size"].__get__
 _array_shape_of = numpy.ndarray.__dict__["shape"].__get__
-_asarray, _ndarray, _float64, _frombuffer = numpy.asarray, numpy.ndarray, numpy.float64, numpy.frombuffer
-_int64 = numpy.int64
-_errstate, _tobytes = numpy.errstate, numpy.ndarray.tobytes
-_count_nonzero, _not_equal, _flatnonzero = numpy.count_nonzero, numpy.not_equal, numpy.flatnonzero
-_b2a, _a2b = binascii.b2a_base64, binascii.a2b_base64
+_ndarray, _errstate = numpy.ndarray, numpy.errstate
 _sha256 = hashlib.sha256
 # The C scanner, bound now: patching json (module or class) later does not reach it.
 _scan_once = json.JSONDecoder().scan_once
 _signature = inspect.signature
-_getline = linecache.getline
-_linecache = linecache.cache
-_islice = itertools.islice
 _setprofile, _getprofile = sys.setprofile, sys.getprofile
-_ModuleType, _FunctionType, _MethodType = types.ModuleType, types.FunctionType, types.MethodType
+_ModuleType = types.ModuleType
 # Anything a notebook's code raises is an answer, except the grader's own interrupt.
 _EXC = (Exception, SystemExit, GeneratorExit)
-# A gradient call that evaluates notebook code on one input moved in one element, at this many
-# distinct elements (3 where the input has them), computes its gradient by finite differences.
-PERTURBED_CALLS_MIN = 2
+# The runner's parts (modules of grader/run/), in the order they are installed: this one last.
+PARTS = ("runner_values", "runner_numerical", "runner")
 
 
 def digest(request: str) -> str:
@@ -62,67 +63,6 @@ def digest(request: str) -> str:
 def decode_json(text: str) -> Any:
     """A JSON text parsed by the scanner bound at install."""
     return _scan_once(text, 0)[0]
-
-
-def is_plain(x: Any) -> bool:
-    """A str, int, float or bool, by identity (a metaclass's __eq__ never runs)."""
-    tp = type(x)
-    return tp is str or tp is int or tp is float or tp is bool
-
-
-def safe_text(fn: Callable[[], Any], limit: int = 300) -> str:
-    """fn() if it gives a str, else "?"; the notebook's code may raise anything but an interrupt."""
-    try:
-        s = fn()
-    except BaseException as e:
-        if isinstance(e, KeyboardInterrupt):
-            raise
-        return "?"
-    return s[:limit] if type(s) is str else "?"
-
-
-def tname(obj: Any) -> str:
-    """The real type name of an object."""
-    return safe_text(lambda: _type_name_of(type(obj)), 80)
-
-
-def norm_key(k: str) -> str:
-    """As the grader's normalise_key: dW1, grad_W1, W1_grad, dJ_dW1 -> w1."""
-    k = "".join(c for c in k.lower() if c.isascii() and c.isalnum())
-    for suffix in ("gradient", "grad"):
-        if k.endswith(suffix) and len(k) > len(suffix):
-            k = k[: -len(suffix)]
-            break
-    for prefix in ("dldj", "gradient", "grads", "grad", "delta", "dld", "djd", "dl", "dj", "d"):
-        if k.startswith(prefix) and len(k) > len(prefix):
-            return k[len(prefix):]
-    return k
-
-
-class Keys(dict):
-    """A dict input that also answers to the notebook's own spelling of its keys ("dW1" for "W1")."""
-
-    __slots__ = ()
-
-    def __missing__(self, key: Any) -> Any:
-        if type(key) is str:
-            hits = [k for k in dict.keys(self) if type(k) is str and norm_key(k) == norm_key(key)]
-            if len(hits) == 1:
-                return dict.__getitem__(self, hits[0])
-        raise KeyError(key)
-
-
-Keys.__name__ = Keys.__qualname__ = "dict"
-
-
-def decode_arg(a: dict[str, Any]) -> Any:
-    """A grader input: float64 (or int64: labels) bytes with a shape, a dict of inputs, or a plain number."""
-    if "d" in a:
-        return Keys((k, decode_arg(v)) for k, v in a["d"])
-    if "a" in a:
-        arr = _frombuffer(_a2b(a["a"].encode("ascii")), dtype=_int64 if a.get("int") else _float64)
-        return arr.reshape(tuple(a["shape"])).copy()
-    return a["n"]
 
 
 def convention(conv: str, args: list[Any]) -> tuple[list[Any], bool]:
@@ -136,14 +76,6 @@ def convention(conv: str, args: list[Any]) -> tuple[list[Any], bool]:
                 a, changed = a.reshape(1, -1), True
         out.append(a)
     return out, changed
-
-
-class Misfit(Exception):
-    """A function whose signature cannot take the arguments the assignment passes."""
-
-    def __init__(self, takes: int):
-        super().__init__(takes)
-        self.takes = takes
 
 
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -205,75 +137,6 @@ def fitted(value: Any, old: Any) -> Any:
     return value
 
 
-def arrays_in(value: Any, depth: int = 0) -> list[Any]:
-    """The float arrays in a value, in dicts, lists and tuples too (by their real types)."""
-    tp = type(value)
-    if tp is _ndarray:
-        return [value]
-    if depth >= 2:
-        return []
-    if issubclass(tp, dict):
-        return [a for v in _islice(dict.values(value), 64) for a in arrays_in(v, depth + 1)]
-    if tp is list or tp is tuple:
-        return [a for v in _islice(value, 64) for a in arrays_in(v, depth + 1)]
-    return []
-
-
-def one_moved(arr: Any, originals: list[Any]) -> int:
-    """The index of the original this array equals but for exactly one element, else -1."""
-    shape = _array_shape_of(arr)
-    for i, orig in enumerate(originals):
-        if _array_shape_of(orig) == shape and _array_size_of(orig) > 1:
-            try:
-                if _count_nonzero(_not_equal(arr, orig)) == 1:
-                    return i
-            except _EXC:
-                continue
-    return -1
-
-
-class PerturbationWatch:
-    """Counts calls of the notebook's own functions on inputs moved in exactly one element.
-
-    A gradient computed by finite differences evaluates the forward pass (or the loss) with
-    one parameter element moved, for every element; backpropagation by hand never does, however
-    often it calls sigmoid or loops over the samples. Set as the profile hook around one call.
-    """
-
-    def __init__(self, ns: dict[str, Any], inputs: list[Any]):
-        self.ns = ns
-        self.originals = [a.copy() for a in arrays_in(inputs)]
-        self.moved: set[tuple[int, int]] = set()  # (input, flat index) of each one-element move seen
-
-    def __call__(self, frame: Any, event: str, arg: Any) -> None:
-        if event != "call" or frame.f_globals is not self.ns or not self.originals:
-            return
-        try:  # an exception here would end the profiling and reach the notebook's code
-            self.note(frame)
-        except _EXC:
-            pass
-
-    def note(self, frame: Any) -> None:
-        """Record the first argument of a notebook function's call that is an input moved in one element."""
-        code = frame.f_code
-        local = frame.f_locals
-        for name in _islice(code.co_varnames, code.co_argcount + code.co_kwonlyargcount):
-            for a in arrays_in(local.get(name)):
-                which = one_moved(a, self.originals)
-                if which >= 0:
-                    where = int(_flatnonzero(_not_equal(a, self.originals[which]))[0])
-                    self.moved.add((which, where))  # distinct perturbations count once
-                    return
-
-    def numerical(self) -> bool:
-        """Whether the call moved some input element by element: at least 2 (or 3, if it has as many)."""
-        for i, orig in enumerate(self.originals):
-            need = max(PERTURBED_CALLS_MIN, min(3, _array_size_of(orig)))
-            if sum(1 for which, _ in self.moved if which == i) >= need:
-                return True
-        return False
-
-
 def watched_call(ns: dict[str, Any], fn: Callable[..., Any], args: list[Any], argnames: list[str],
                  optional: list[Any] | None = None, optnames: list[str] | None = None) -> tuple[Any, bool]:
     """fn's result, and whether it evaluated the notebook's code on one-element perturbations."""
@@ -287,34 +150,12 @@ def watched_call(ns: dict[str, Any], fn: Callable[..., Any], args: list[Any], ar
     return result, watch.numerical()
 
 
-def cell_of(tb: Any, ns: dict[str, Any]) -> dict[str, Any] | None:
-    """Where in the notebook's own code (innermost frame) an exception was raised."""
-    where = None
-    while tb is not None:
-        frame = tb.tb_frame
-        if frame.f_globals is ns:
-            filename = frame.f_code.co_filename
-            entry = _linecache.get(filename)
-            lines = entry[2] if type(entry) is tuple and len(entry) >= 3 else None
-            text = "".join(lines) if type(lines) is list else ""
-            where = {"file_sha": _sha256(text.encode("utf-8", "replace")).hexdigest() if text else "",
-                     "line": tb.tb_lineno,
-                     "text": safe_text(lambda f=filename, n=tb.tb_lineno: _getline(f, n).strip(), 200)}
-        tb = tb.tb_next
-    return where
-
-
-class Runner:
+class Runner(Encoder):
     """The installed runner: the notebook's namespace, the publisher, and the answer limits."""
 
     def __init__(self, ns: dict[str, Any], publish: Callable[..., Any], limits: dict[str, int]):
-        self.ns = ns
+        super().__init__(ns, limits)
         self.publish = publish
-        self.max_elements = limits["max_elements"]
-        self.max_payload = limits["max_payload"]
-        self.max_items = limits["max_items"]
-        self.max_depth = limits["max_depth"]
-        self.budget = 0
         self.modules = sys.modules
         self.baseline = frozenset(sys.modules)  # before any student cell runs
         # Every import from now on, by top-level name: deleting a module from sys.modules
@@ -326,102 +167,6 @@ class Runner:
         """Note the top-level name of every module imported."""
         if event == "import" and args and type(args[0]) is str:
             self.imported.add(args[0].partition(".")[0])
-
-    # -- values
-
-    def error_of(self, e: BaseException) -> dict[str, Any]:
-        """An exception as an answer: its real type name, its text if plainly made, where it was raised."""
-        if isinstance(e, KeyboardInterrupt):  # the grader's time limit: let it through
-            raise e
-        if type(e) is Misfit:  # the runner's own: the signature does not take the arguments
-            return {"t": "signature", "takes": e.takes}
-
-        def text() -> str:
-            # str() of a notebook's own exception class could run its code (and never return)
-            plain = type(e.args) is tuple and all(is_plain(a) for a in e.args)
-            return str(e) if plain and not isinstance(type(e).__str__, _FunctionType) else "?"
-
-        out = {"t": "error", "ename": safe_text(lambda: _type_name_of(type(e)), 80), "evalue": safe_text(text),
-               "own": safe_text(lambda: _type_module_of(type(e)), 80) in ("__main__", "?")}
-        try:
-            where = cell_of(e.__traceback__, self.ns)
-        except _EXC:
-            where = None
-        if where is not None:
-            out["where"] = where
-        return out
-
-    def key_text(self, k: Any) -> str:
-        """A dict key as text; a key's own __str__ could run the notebook's code: plain keys only."""
-        return safe_text(lambda: str(k), 80) if is_plain(k) else "<" + tname(k) + ">"
-
-    def too_big(self, size: int) -> bool:
-        return size > self.max_elements or self.budget + size * 8 > self.max_payload
-
-    def array_value(self, obj: Any) -> dict[str, Any]:
-        """An array-like as float64 bytes, or too_big; size first (a view may stand for a billion values)."""
-        tp = type(obj)
-        if issubclass(tp, _ndarray):
-            if self.too_big(_array_size_of(obj)):
-                return {"t": "too_big", "shape": [int(d) for d in _array_shape_of(obj)]}
-        elif issubclass(tp, list) and list.__len__(obj) > self.max_elements:
-            return {"t": "too_big", "shape": [list.__len__(obj)]}
-        elif issubclass(tp, tuple) and tuple.__len__(obj) > self.max_elements:
-            return {"t": "too_big", "shape": [tuple.__len__(obj)]}
-        arr = _asarray(obj)
-        if _array_size_of(arr) > self.max_elements:
-            return {"t": "too_big", "shape": [int(d) for d in _array_shape_of(arr)]}
-        arr = _asarray(arr, dtype=_float64)
-        size = _array_size_of(arr)
-        shape = [int(d) for d in _array_shape_of(arr)]
-        if self.too_big(size):
-            return {"t": "too_big", "shape": shape}
-        self.budget += size * 8
-        data = _tobytes(arr, order="C")
-        return {"t": "array", "shape": shape, "b64": _b2a(data, newline=False).decode("ascii")}
-
-    def encode(self, obj: Any, depth: int = 0) -> dict[str, Any]:
-        """Any value as plain JSON the grader decodes; never trusts what the object says of itself."""
-        try:
-            if obj is None:
-                return {"t": "none"}
-            tp = type(obj)
-            if tp is str or tp is bytes:
-                return {"t": "str", "v": safe_text(lambda: str(obj))}
-            if issubclass(tp, (tuple, list, dict)):
-                return self.encode_container(obj, tp, depth)
-            if issubclass(tp, (_ModuleType, _FunctionType, type)) or tp is complex:
-                return {"t": "object", "type": tname(obj)}
-            mod = safe_text(lambda: _type_module_of(tp), 80)
-            if mod.startswith("torch") and hasattr(obj, "detach"):
-                obj = obj.detach().cpu().numpy()
-            if callable(obj) and not hasattr(obj, "__array__"):
-                return {"t": "object", "type": tname(obj), "callable": True}
-            return self.array_value(obj)
-        except _EXC as e:
-            out = self.error_of(e)
-            out["t"] = "unconvertible"
-            return out
-
-    def encode_container(self, obj: Any, tp: type, depth: int) -> dict[str, Any]:
-        """Containers by their real type, read with the base class's own methods."""
-        if depth >= self.max_depth:
-            return {"t": "object", "type": tname(obj)}
-        if issubclass(tp, dict):
-            items = list(_islice(dict.items(obj), self.max_items))
-            return {"t": "dict", "n": dict.__len__(obj),
-                    "items": [[self.key_text(k), self.encode(v, depth + 1)] for k, v in items]}
-        base = tuple if issubclass(tp, tuple) else list
-        seq: dict[str, Any] = {"t": "seq", "tuple": base is tuple, "n": base.__len__(obj),
-                               "items": [self.encode(v, depth + 1) for v in _islice(base.__iter__(obj), self.max_items)]}
-        # a list or tuple of numbers is also an array (forward returning (o1, o2)): keep both readings
-        if base is list or all(is_plain(v) or issubclass(type(v), _ndarray)
-                               for v in _islice(tuple.__iter__(obj), self.max_items)):
-            try:
-                seq["array"] = self.array_value(obj)
-            except _EXC:
-                pass
-        return seq
 
     # -- finding and calling
 
@@ -621,25 +366,34 @@ def install(ip: Any, modname: str, limits: dict[str, int]) -> _ModuleType:
 
 
 def boot_source(modname: str, limits: dict[str, int]) -> str:
-    """Kernel code that runs this module's source in a fresh module dict and installs it.
+    """Kernel code that runs the runner's parts' sources, each in a fresh module dict, and installs it.
 
-    The dict's builtins are a copy of `builtins` taken now, before any student cell: neither
-    the notebook's globals nor a later patch of `builtins` reaches a name the runner uses.
+    Each dict's builtins are a copy of `builtins` taken now, before any student cell: neither
+    the notebook's globals nor a later patch of `builtins` reaches a name the runner uses. While
+    a part's source runs, its `__import__` gives it the parts already run (see the docstring).
     """
-    source = Path(__file__).read_text(encoding="utf-8")
+    here = Path(__file__).parent
+    parts = [(f"grader.run.{part}", (here / f"{part}.py").read_text(encoding="utf-8")) for part in PARTS]
     return (
-        "def _grader_boot(source, modname, limits):\n"
+        "def _grader_boot(parts, modname, limits):\n"
         "    import builtins, sys\n"
-        "    g = {'__name__': modname, '__builtins__': dict(builtins.__dict__)}\n"
-        "    mod = type(sys)(modname)\n"
-        "    mod.__dict__.update(g)\n"
-        "    sys.modules[modname] = mod  # while its source runs (dataclass-style lookups)\n"
-        "    exec(compile(source, '<grader-runner>', 'exec'), mod.__dict__)\n"
+        "    boot_import, done = builtins.__import__, {}\n"
+        "    def part_import(name, *args, **kwargs):\n"
+        "        return done[name] if name in done else boot_import(name, *args, **kwargs)\n"
+        "    for name, source in parts:\n"
+        "        g = {'__name__': modname, '__builtins__': dict(builtins.__dict__)}\n"
+        "        g['__builtins__']['__import__'] = part_import  # while its source runs\n"
+        "        mod = type(sys)(modname)\n"
+        "        mod.__dict__.update(g)\n"
+        "        sys.modules[modname] = mod  # while its source runs (dataclass-style lookups)\n"
+        "        filename = '<grader-' + name.rpartition('.')[2] + '>'\n"
+        "        exec(compile(source, filename, 'exec'), mod.__dict__)\n"
+        "        g['__builtins__']['__import__'] = boot_import\n"
+        "        done[name] = mod\n"
         "    mod.__dict__['install'](get_ipython(), modname, limits)\n"
-        f"_grader_boot({source!r}, {modname!r}, {limits!r})\n"
+        f"_grader_boot({parts!r}, {modname!r}, {limits!r})\n"
         "del _grader_boot\n"
     )
-
 
 
 def enter_workdir_source(work: str) -> str:

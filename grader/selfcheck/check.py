@@ -58,8 +58,8 @@ class SelfCheck:
 
     def lines(self) -> list[tuple[str, str]]:
         """(verdict or indent, inert text) per line."""
+        from grader.inert import inert
         from grader.render.common import check_name, pts, reproduce, verdict
-        from grader.render.safe import inert
 
         if self.error:
             return [("ERROR", inert(self.error, 500))]
@@ -158,7 +158,7 @@ def _assignment_id(ns: dict[str, Any], explicit: str | None) -> tuple[str, bool]
 
 
 def _check(ns: dict[str, Any], name: str | None, explicit: str | None) -> SelfCheck:
-    from grader.assignment.spec import find_assignment, find_known_assignment
+    from grader.assignment.load import find_assignment, find_known_assignment
     from grader.grading.selection import check_points, select_checks
     from grader.judging.judge import judge
     from grader.judging.labels import label_results

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from grader.assignment.spec import Assignment, Check
+from grader.assignment.model import Assignment
+from grader.assignment.tables import Check
 from grader.errors import SpecError
 from grader.plan.checks import CheckPlan, Trial, targets_of
 
@@ -168,7 +169,7 @@ def _same(a: Any, b: Any) -> bool:
 
 def public_plans(asg: Assignment) -> list[CheckPlan]:
     """The public checks' plans: computed with torch when it is installed, else from `public.json`."""
-    from grader.assignment.reference import import_torch
+    from grader.assignment.tensors import import_torch
 
     try:
         import_torch()

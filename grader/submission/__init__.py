@@ -1,1 +1,14 @@
-"""TODO"""
+"""Reading a submission: the notebook file's bytes to a validated nbformat-4 notebook, or one
+clear sentence why not.
+
+- `notebook`: `read_submission` (the file, its digest and the assignment its metadata names),
+  `parse_cell` (a cell's code as Python, IPython magics tolerated).
+"""
+
+from grader.lazy import lazy_exports
+
+__getattr__ = lazy_exports(__name__, {
+    "Submission": "grader.submission.notebook",
+    "read_submission": "grader.submission.notebook",
+    "parse_cell": "grader.submission.notebook",
+})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,13 @@ from nbformat import NotebookNode
 from nbformat.validator import ValidationError as NbValidationError
 
 from grader.errors import SubmissionError
+from grader.files import NotRegularFile, read_regular
 
 MAX_NOTEBOOK_BYTES = 200 * 1024 * 1024
+# The longest cell the grader's own analyses read (its syntax tree costs ~100x its text in
+# memory). Longer cells still run in the kernel, within its limits; the grader just does not
+# look inside them (no hand-written cell comes near: this is 4,000 lines of 50 characters).
+MAX_ANALYSED_CELL_CHARS = 200_000
 KNOWN_CELL_TYPES = {"code", "markdown", "raw"}
 
 
@@ -24,13 +30,21 @@ def parse_cell(source: str) -> ast.Module | None:
     """A code cell's syntax tree (IPython magics and shell lines blanked), or None if it does not parse.
 
     Also None for code nested too deeply for the parser (`1+1+...` over thousands of terms):
-    the kernel rejects such a cell too, and no scan of the grader may crash on it.
+    the kernel rejects such a cell too, and no scan of the grader may crash on it; and None for a
+    cell too long to analyse (the grader's own time and memory stay bounded whatever a cell holds).
     """
+    if not analysable(source):
+        return None
     code = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in source.splitlines())
     try:
         return ast.parse(code)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return None
+
+
+def analysable(source: str) -> bool:
+    """Whether a cell is short enough for the grader to analyse its code."""
+    return len(source) <= MAX_ANALYSED_CELL_CHARS
 
 
 @dataclass
@@ -52,21 +66,32 @@ class Submission:
 def read_submission(path: str | Path) -> Submission:
     """Read and validate a notebook file; nbformat 3 is upgraded, kernelspecs are ignored."""
     p = Path(path)
-    if not p.exists():
-        raise SubmissionError(f"{p}: no such file")
-    if p.is_dir():
-        raise SubmissionError(f"{p}: is a directory, not a notebook file")
-    try:
-        size = p.stat().st_size
-        if size > MAX_NOTEBOOK_BYTES:
-            raise SubmissionError(
-                f"{p}: the notebook is {size // 2**20} MB, over the {MAX_NOTEBOOK_BYTES // 2**20} MB limit"
-            )
-        data = p.read_bytes()
-    except OSError as e:
-        raise SubmissionError(f"{p}: cannot be read ({e.strerror or e})") from None
+    data = read_notebook_bytes(p)
     nb = parse_notebook(data, str(p))
     return Submission(p, nb, hashlib.sha256(data).hexdigest())
+
+
+def read_notebook_bytes(path: Path, name: str | None = None) -> bytes:
+    """A notebook file's bytes, opened as a regular file only (never through a symbolic link,
+    never a device, pipe or socket) and read up to the size limit, so nothing a submission names
+    is read; SubmissionError in one sentence (about `name`, else the path) otherwise."""
+    name = name or str(path)
+    if not os.path.lexists(path):
+        raise SubmissionError(f"{name}: no such file")
+    if path.is_dir() and not path.is_symlink():
+        raise SubmissionError(f"{name}: is a directory, not a notebook file")
+    try:
+        return read_regular(path, MAX_NOTEBOOK_BYTES)
+    except NotRegularFile as e:
+        raise SubmissionError(f"{name}: {_notebook_words(e.strerror)}") from None
+    except OSError as e:
+        raise SubmissionError(f"{name}: cannot be read ({e.strerror or e})") from None
+
+
+def _notebook_words(why: str) -> str:
+    if why.startswith("is ") and "over the" in why:
+        return "the notebook " + why
+    return why + " (submissions are read only as regular files)"
 
 
 def parse_notebook(data: bytes, name: str = "notebook") -> NotebookNode:

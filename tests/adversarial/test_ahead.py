@@ -12,8 +12,8 @@ import pytest
 
 from grader.batch.run import grade_batch
 from grader.kernels.ahead import KernelsAhead, workspace_for
-from grader.kernels.launch import Workspace
 from grader.kernels.warm import WarmKernelLauncher
+from grader.kernels.workspace import Workspace
 from tests.batch_support import ASSIGNMENT, SOLUTION
 
 from .helpers import processes_mentioning

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from grader.kernels.launch import Limits, LocalKernelLauncher
+from grader.kernels.launch import LocalKernelLauncher
+from grader.kernels.limits import Limits
 from tests.conftest import graded
 
 from .helpers import (

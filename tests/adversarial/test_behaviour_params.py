@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from grader.assignment.spec import load_spec
+from grader.assignment.load import load_spec
 from grader.errors import SpecError
 from tests.conftest import ASSIGNMENTS, graded
 

@@ -14,7 +14,7 @@ import ast
 import nbformat
 import pytest
 
-from grader.judging.rerun import instrument
+from grader.judging.rerun_sample import instrument
 from tests.conftest import graded
 
 from .helpers import ADVERSARIAL, ASSIGNMENT, assert_no_unearned_credit, passed

@@ -12,7 +12,9 @@ import pytest
 from grader.errors import GraderError
 from grader.grading.grade import grade_notebook
 from grader.kernels import launch as kernel_mod
-from grader.kernels.launch import ISOLATION_LEVELS, LocalKernelLauncher, Workspace, make_workspace
+from grader.kernels.launch import LocalKernelLauncher
+from grader.kernels.workspace import Workspace, make_workspace
+from grader.options import ISOLATION_LEVELS
 
 from .helpers import (
     ADVERSARIAL,
@@ -213,10 +215,10 @@ class _GraderInEnvironment(LocalKernelLauncher):
 
 
 def _leak(monkeypatch: pytest.MonkeyPatch, hide: bool) -> str:
-    import grader.kernels.launch
+    import grader.kernels.isolation
 
     if not hide:
-        monkeypatch.setattr(grader.kernels.launch, "grader_dirs", lambda visible: [])
+        monkeypatch.setattr(grader.kernels.isolation, "grader_dirs", lambda visible: [])
     r = grade_notebook(ADVERSARIAL / "read_installed_grader.ipynb", ASSIGNMENT, seed=1,
                        launcher=_GraderInEnvironment(isolation="sandbox"))
     return message(r, "sigmoid_derivative")

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
 from grader.errors import GraderError
 from grader.grading.grade import grade_notebook
 from grader.kernels import launch as kernel_mod
 from grader.kernels.envs import ensure_assignment_env
-from grader.kernels.launch import LocalKernelLauncher, level_cache_file
+from grader.kernels.isolation import LEVEL_CACHE_ENV, level_cache_file
+from grader.kernels.launch import LocalKernelLauncher
 from tests.conftest import ASSIGNMENTS
 
 SOLUTION = ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb"
@@ -23,7 +24,7 @@ SOLUTION = ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb"
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A cache folder of the test's own, and no probe results kept from earlier in this process."""
-    monkeypatch.setenv(kernel_mod.LEVEL_CACHE_ENV, str(tmp_path / "cache"))
+    monkeypatch.setenv(LEVEL_CACHE_ENV, str(tmp_path / "cache"))
     real = kernel_mod._works  # (a test may replace it; this teardown runs before that is undone)
     real.cache_clear()
     yield tmp_path / "cache" / "isolation.json"
@@ -151,7 +152,7 @@ def test_a_failing_start_with_a_probed_level_is_not_retried(cache: Path, monkeyp
 def test_an_unwritable_cache_folder_only_means_probing_each_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    monkeypatch.setenv(kernel_mod.LEVEL_CACHE_ENV, str(blocker / "cache"))
+    monkeypatch.setenv(LEVEL_CACHE_ENV, str(blocker / "cache"))
     real = kernel_mod._works
     real.cache_clear()
     try:

@@ -27,14 +27,11 @@ import nbformat
 import psutil
 import pytest
 
-from grader.kernels.launch import (
-    KERNEL_UID_BASE,
-    KERNEL_UID_SPAN,
-    LocalKernelLauncher,
-    make_workspace,
-)
+from grader.kernels.launch import LocalKernelLauncher
+from grader.kernels.users import KERNEL_UID_BASE, KERNEL_UID_SPAN
+from grader.kernels.workspace import make_workspace
 from grader.run.budget import Budget
-from grader.run.execute import Session
+from grader.run.session import Session
 
 from .helpers import ADVERSARIAL, ASSIGNMENT, ROOT, report_json, run_grade
 from .test_isolation import available_levels

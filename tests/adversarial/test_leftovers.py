@@ -18,7 +18,9 @@ import psutil
 import pytest
 
 from grader.kernels import leftovers
-from grader.kernels.launch import KERNEL_UID_BASE, Cgroup, Limits, _is_root, fresh_kernel_uid
+from grader.kernels.cgroups import Cgroup
+from grader.kernels.limits import Limits
+from grader.kernels.users import KERNEL_UID_BASE, fresh_kernel_uid, is_root
 from tests.batch_support import ASSIGNMENT, make_flat
 
 from .helpers import ADVERSARIAL, GRADE, clean_env, processes_mentioning
@@ -74,7 +76,7 @@ def test_only_folders_of_dead_graders_are_swept(tmp_path: Path) -> None:
         alive.wait()
 
 
-@pytest.mark.skipif(not _is_root(), reason="folders of another user: needs root to make one")
+@pytest.mark.skipif(not is_root(), reason="folders of another user: needs root to make one")
 def test_a_folder_of_another_user_is_not_swept(tmp_path: Path) -> None:
     d = tmp_path / f"grader-{_dead_process_tag()}-zzzz"
     d.mkdir()
@@ -83,7 +85,7 @@ def test_a_folder_of_another_user_is_not_swept(tmp_path: Path) -> None:
     assert d.is_dir()
 
 
-@pytest.mark.skipif(not _is_root(), reason="kernel users exist only when the grader runs as root")
+@pytest.mark.skipif(not is_root(), reason="kernel users exist only when the grader runs as root")
 def test_a_dead_workspace_takes_its_kernel_user_with_it(tmp_path: Path) -> None:
     uid = fresh_kernel_uid()
     ws = tmp_path / f"grader-{_dead_process_tag()}-wwww"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from grader.run.execute import MAX_CELL_OUTPUT_BYTES
+from grader.run.client import MAX_CELL_OUTPUT_BYTES
 from tests.conftest import graded
 
 from .helpers import ADVERSARIAL, ASSIGNMENT, ROOT, cell_error, passed, report_json, run_grade

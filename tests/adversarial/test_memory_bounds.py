@@ -11,9 +11,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.kernels.launch import SANDBOX_TMPFS_BYTES, LocalKernelLauncher, make_workspace
+from grader.kernels.isolation import SANDBOX_TMPFS_BYTES
+from grader.kernels.launch import LocalKernelLauncher
+from grader.kernels.workspace import make_workspace
 from grader.run.budget import Budget
-from grader.run.execute import Session
+from grader.run.session import Session
 
 from .helpers import ADVERSARIAL, ASSIGNMENT, ROOT, report_json, run_grade
 from .test_isolation import available_levels

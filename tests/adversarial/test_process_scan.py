@@ -10,12 +10,12 @@ import time
 import psutil
 import pytest
 
-from grader.kernels.launch import (
+from grader.kernels.users import (
     KERNEL_UID_BASE,
-    _is_root,
     _process_uids,
     _uids_in_use,
     _user_procs,
+    is_root,
     kill_user,
 )
 
@@ -42,7 +42,7 @@ def test_a_zombie_is_not_a_live_process():
         child.wait()
 
 
-@pytest.mark.skipif(not _is_root(), reason="needs root to run a process as another user")
+@pytest.mark.skipif(not is_root(), reason="needs root to run a process as another user")
 def test_a_user_with_a_different_effective_uid_is_found_and_killed():
     uid = KERNEL_UID_BASE + 4242
     # real uid root, effective and saved uid the kernel user's: found by either

@@ -22,10 +22,10 @@ import grader.grading.grade
 from grader import grade_notebook
 from grader.cli import main
 from grader.errors import UnknownAssignment
+from grader.inert import inert
+from grader.plan.items import ProbeItem
 from grader.render import render
-from grader.render.safe import inert
 from grader.run.probe import (
-    ProbeItem,
     _answers,
     decode_value,
     genuine_body,

@@ -11,7 +11,8 @@ import pytest
 import grader.judging.rerun as rerun_mod
 from grader.grading.grade import grade_notebook
 from grader.judging.rerun import not_again
-from grader.run.execute import NOT_RUN, CellRun, ExecutionRecord, Session
+from grader.run.record import NOT_RUN, CellRun, ExecutionRecord
+from grader.run.session import Session
 from tests.conftest import ASSIGNMENTS
 
 ASSIGNMENT = "sigmoid-2-3-1"

@@ -10,11 +10,13 @@ import nbformat
 import pytest
 
 import grader.grading.grade as grade_mod
-from grader.assignment.spec import find_assignment
+from grader.assignment.load import find_assignment
 from grader.grading.grade import grade_notebook
 from grader.judging.rerun import rerun_standby
-from grader.kernels.launch import LocalKernelLauncher, make_workspace, stop_kernel
+from grader.kernels.launch import LocalKernelLauncher
 from grader.kernels.standby import StandbyKernel
+from grader.kernels.stop import stop_kernel
+from grader.kernels.workspace import make_workspace
 from grader.submission.notebook import read_submission
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS
 

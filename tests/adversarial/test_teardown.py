@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-import grader.kernels.launch as kernel
 import grader.kernels.teardown as teardown_mod
+import grader.kernels.tracking as tracking
 from grader.batch.run import grade_batch
-from grader.kernels.launch import _process_uids, make_workspace
 from grader.kernels.teardown import Teardown, in_background, remove_workspace
+from grader.kernels.users import _process_uids
+from grader.kernels.workspace import Workspace, make_workspace
 from tests.batch_support import ASSIGNMENT, ROOT, make_flat
 
 from .helpers import processes_mentioning
@@ -116,13 +117,13 @@ def test_the_number_of_teardowns_in_hand_is_bounded():
 def test_a_batch_leaves_no_process_user_cgroup_or_folder(tmp_path: Path, private_tmp: Path,
                                                          monkeypatch: pytest.MonkeyPatch):
     uids: list[int] = []
-    real_hand_to = kernel.Workspace.hand_to
+    real_hand_to = Workspace.hand_to
 
-    def hand_to(self: kernel.Workspace, uid: int) -> None:
+    def hand_to(self: Workspace, uid: int) -> None:
         uids.append(uid)
         real_hand_to(self, uid)
 
-    monkeypatch.setattr(kernel.Workspace, "hand_to", hand_to)
+    monkeypatch.setattr(Workspace, "hand_to", hand_to)
     deferred: list[str] = []
     real_later = Teardown.later
 
@@ -135,9 +136,9 @@ def test_a_batch_leaves_no_process_user_cgroup_or_folder(tmp_path: Path, private
     s = grade_batch(src, ASSIGNMENT, tmp_path / "gb.sqlite", jobs=2, seed=3, cell_timeout=10)
     assert sum(s.counts.values()) == 3
     assert deferred  # the kernels were stopped in the background
-    with kernel._live_lock:
-        assert not kernel._live_kernels and not kernel._live_cgroups
-        assert not kernel._live_roots and not kernel._live_uids
+    with tracking.live_lock:
+        assert not tracking.live_kernels and not tracking.live_cgroups
+        assert not tracking.live_roots and not tracking.live_uids
     assert processes_mentioning(str(private_tmp)) == []
     left = {u for _, ids, zombie in _process_uids() if not zombie for u in ids}
     assert uids and not left & set(uids)

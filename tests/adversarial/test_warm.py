@@ -20,15 +20,13 @@ import pytest
 
 from grader.grading.grade import grade_notebook
 from grader.kernels import warm as warm_mod
-from grader.kernels.launch import (
-    KERNEL_UID_BASE,
-    Limits,
-    LocalKernelLauncher,
-    interpreter_dirs,
-    make_workspace,
-    stop_kernel,
-)
+from grader.kernels.isolation import interpreter_dirs
+from grader.kernels.launch import LocalKernelLauncher
+from grader.kernels.limits import Limits
+from grader.kernels.stop import stop_kernel
+from grader.kernels.users import KERNEL_UID_BASE
 from grader.kernels.warm import WarmKernelLauncher
+from grader.kernels.workspace import make_workspace
 
 from .helpers import ADVERSARIAL, ASSIGNMENT, ROOT
 

@@ -1,55 +1,27 @@
-"""Assignment specs: `assignment.toml` read, validated and located.
-
-An assignment is a folder: `assignment.toml` (this model), `reference.py` (the torch
-reference), `starter.ipynb` and `solution.ipynb`. Nothing about a particular assignment
-lives in the grader.
+"""The tables of `assignment.toml`: input sets and their distributions, checks and their
+parts, intermediates, the consistency and re-run settings, variants, names, policy and the
+kernel's environment. Each table is validated and frozen; `model.Spec` puts them together.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import json
-import os
-from importlib.metadata import entry_points
-from pathlib import Path
-from types import ModuleType
 from typing import Any, Literal
 
-import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from grader.assignment import defaults as spec_defaults
-from grader.cachefiles import PACKAGE_DIR, hash_package_files, hash_python_files, write_atomic
-from grader.errors import GraderError, SpecError, UnknownAssignment
+from grader.errors import GraderError
 
-SPEC_FILE = "assignment.toml"
-ENTRY_POINT_GROUP = "nngrader.assignments"  # courses' packages of assignments register here
-SHIPPED_PACKAGE = "nngrader_assignments"  # the top-level `assignments/` folder, once installed
-
-
-def _shipped_assignments() -> Path:
-    """The assignments shipped with the grader: the checkout's `assignments/`, else the installed package."""
-    root = PACKAGE_DIR.parent
-    checkout = root / "assignments"
-    if checkout.is_dir() and (root / "pyproject.toml").is_file():  # (not some site-packages/assignments)
-        return checkout
-    spec = importlib.util.find_spec(SHIPPED_PACKAGE)
-    if spec is not None and spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    return checkout
-
-
-PACKAGE_ASSIGNMENTS = _shipped_assignments()
 RESULT_ARG = "@result"  # in a behaviour check's then_args: the first function's result
 DISTRIBUTIONS = ("uniform", "normal", "integers", "onehot", "choice")
 
 
-class _Strict(BaseModel):
+class Table(BaseModel):
+    """One table of the spec: an unknown field is an error, and values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Distribution(_Strict):
+class Distribution(Table):
     """How one random input is drawn. `shape` may list several shapes: trial i uses shape i mod n."""
 
     dist: Literal["uniform", "normal", "integers", "onehot", "choice"] = "normal"
@@ -87,7 +59,7 @@ class Distribution(_Strict):
         return tuple(self.shape)  # type: ignore[arg-type]
 
 
-class InputSet(_Strict):
+class InputSet(Table):
     """Named inputs: literal values, random distributions, or a reference generator function."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
@@ -149,7 +121,7 @@ class InputSet(_Strict):
         )
 
 
-class Part(_Strict):
+class Part(Table):
     """One named part of a structured result (a gradient dict, a tuple)."""
 
     key: str
@@ -163,7 +135,7 @@ class Part(_Strict):
     axes: list[str] = Field(default_factory=list)  # names of rows/columns for feedback (see Check.axes)
 
 
-class Consistency(_Strict):
+class Consistency(Table):
     """How to rebuild the student's loss from its own functions, for a finite-difference check.
 
     The student's `forward` is called with `forward_args` (names of the check's inputs; a
@@ -187,7 +159,7 @@ class Consistency(_Strict):
     max_elements: int = Field(default=32, ge=1, le=256)  # per parameter; larger ones are sampled
 
 
-class Intermediate(_Strict):
+class Intermediate(Table):
     """A value computed on the way (h, z2, delta2, ...), to say where a wrong answer first goes wrong.
 
     `names` are what students call it: notebook variables (variable checks) or keys of the
@@ -200,14 +172,14 @@ class Intermediate(_Strict):
     checks: list[str] = Field(default_factory=list)  # at the top level: the checks it serves
 
 
-class Rerun(_Strict):
+class Rerun(Table):
     """Re-run the notebook with its given sample replaced by fresh values (hard-coding check)."""
 
     inputs: str  # the input set holding the notebook's given sample (names as the notebook has them)
     fresh: str  # an input set drawing fresh values for the same names
 
 
-class Check(_Strict):
+class Check(Table):
     """One thing the grader verifies: a student function or a notebook variable."""
 
     id: str = ""
@@ -322,14 +294,14 @@ def _check_class_fields(c: Check) -> None:
         raise ValueError('read = "state" needs `state_attribute` or `state_attributes`')
 
 
-class Names(_Strict):
+class Names(Table):
     """The assignment's own names for what built-in explanations talk about."""
 
     target: str = "t"
     prediction: str = "y"
 
 
-class Variant(_Strict):
+class Variant(Table):
     """A known wrong answer, computed by a reference function, with its own explanation."""
 
     name: str
@@ -338,7 +310,7 @@ class Variant(_Strict):
     checks: list[str] = Field(default_factory=list)  # limit to these check ids (empty: all)
 
 
-class Policy(_Strict):
+class Policy(Table):
     """Assignment-wide rules."""
 
     forbidden_imports: list[str] = Field(default_factory=list)
@@ -356,7 +328,7 @@ class Policy(_Strict):
         return self.forbidden_import_penalty if self.forbidden_imports else 0.0
 
 
-class Environment(_Strict):
+class Environment(Table):
     """The kernel's Python packages: pip requirement strings, on top of the default set unless
     `include_default` is false (numpy and ipykernel are always there)."""
 
@@ -367,326 +339,10 @@ class Environment(_Strict):
     @classmethod
     def _requirements(cls, v: list[str]) -> list[str]:
         # only that each is a valid requirement string: building is for when it is used
-        from grader.kernels.envs import requirement_names
+        from grader.assignment.requirements import requirement_names
 
         try:
             requirement_names(v)
         except GraderError as e:
             raise ValueError(str(e)) from None
         return v
-
-
-class Spec(_Strict):
-    """The whole `assignment.toml`."""
-
-    id: str
-    title: str
-    version: str = "1"
-    description: str = ""
-    reference: str = "reference.py"
-    files: list[str] = Field(default_factory=list)
-    # Aliases: the built-in ones (grader/assignment/aliases.py) unless switched off, plus these, by name.
-    builtin_aliases: bool = True
-    aliases: dict[str, list[str]] = Field(default_factory=dict)
-    policy: Policy = Field(default_factory=Policy)
-    environment: Environment = Field(default_factory=Environment)
-    inputs: dict[str, InputSet]
-    checks: list[Check]
-    variants: list[Variant] = Field(default_factory=list)
-    intermediates: list[Intermediate] = Field(default_factory=list)  # shared by the checks they name
-    rerun: Rerun | None = None
-    names: Names = Field(default_factory=Names)
-
-    @model_validator(mode="after")
-    def _cross(self) -> Spec:
-        self._cross_extra()
-        ids = {c.id for c in self.checks}
-        for k, im in enumerate(self.intermediates):
-            unknown = [c for c in im.checks if c not in ids] or ([] if im.checks else ["(none named)"])
-            if unknown:
-                raise _FieldError(f"intermediates[{k}].checks", f"names no check of this spec: {unknown}")
-        ids = [c.id for c in self.checks]
-        dup = {i for i in ids if ids.count(i) > 1}
-        if dup:
-            raise ValueError(f"duplicate check ids: {sorted(dup)}")
-        for i, c in enumerate(self.checks):
-            if c.inputs not in self.inputs:
-                raise _FieldError(
-                    f"checks[{i}].inputs",
-                    f"check {c.id!r} uses input set {c.inputs!r}, which is not defined "
-                    f"(defined: {sorted(self.inputs)})",
-                )
-            declared = self.inputs[c.inputs].variables
-            if self.inputs[c.inputs].generator is None:
-                named = [*c.args, *[a for a in c.then_args if a != RESULT_ARG], *c.optional_args]
-                named += [*c.init_args, *([c.state] if c.state else []), *(c.reference_args or [])]
-                named += [c.labels] if c.labels else []
-                for a in named:
-                    if a not in declared:
-                        raise _FieldError(
-                            f"checks[{i}].args",
-                            f"check {c.id!r} passes {a!r}, which input set {c.inputs!r} does not define",
-                        )
-        return self
-
-
-    def _cross_extra(self) -> None:
-        """Input sets named by the diagnosis fields (given, extreme, rerun) exist and fit."""
-        for i, c in enumerate(self.checks):
-            for field in ("given", "extreme"):
-                name = getattr(c, field)
-                if name is not None and name not in self.inputs:
-                    raise _FieldError(f"checks[{i}].{field}", f"check {c.id!r} names input set {name!r}, which is not defined")
-            if c.given_args and len(c.given_args) != len(c.args):
-                raise _FieldError(f"checks[{i}].given_args", "given_args must list one name per entry of args")
-            if c.given and self.inputs[c.given].generator is None:
-                declared = self.inputs[c.given].variables
-                for a in c.given_args or c.args:
-                    if a not in declared:
-                        raise _FieldError(f"checks[{i}].given_args", f"input set {c.given!r} does not define {a!r}")
-        if self.rerun is not None:
-            for field in ("inputs", "fresh"):
-                if getattr(self.rerun, field) not in self.inputs:
-                    raise _FieldError(f"rerun.{field}", f"input set {getattr(self.rerun, field)!r} is not defined")
-            given = set(self.inputs[self.rerun.inputs].variables)
-            fresh = set(self.inputs[self.rerun.fresh].variables)
-            if self.inputs[self.rerun.fresh].generator is None and not given <= fresh:
-                raise _FieldError("rerun.fresh", f"input set {self.rerun.fresh!r} must define {sorted(given - fresh)}")
-
-
-class _FieldError(ValueError):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
-class Assignment:
-    """A loaded assignment folder: its spec, where it lives, and its fingerprint."""
-
-    def __init__(self, folder: Path, spec: Spec, spec_sha256: str):
-        self.folder = folder
-        self.spec = spec
-        self.spec_sha256 = spec_sha256
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    @property
-    def max_score(self) -> float:
-        return sum(
-            sum(p.points for p in c.parts) if c.parts else c.points for c in self.spec.checks
-        )
-
-    def path(self, name: str) -> Path:
-        """A file of the assignment folder."""
-        return self.folder / name
-
-    def __repr__(self) -> str:
-        return f"Assignment({self.id!r}, {str(self.folder)!r})"
-
-
-def field_path(loc: tuple[Any, ...] | list[Any]) -> str:
-    """A field's path as the docs write it: checks[2].take, inputs.given.x."""
-    out = ""
-    for p in loc:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif not str(p).startswith("function-"):
-            out += f".{p}" if out else str(p)
-    return out
-
-
-def _format_validation_error(file: Path, err: ValidationError) -> str:
-    lines = []
-    for e in err.errors():  # all of them: fixing one at a time costs a round each
-        loc = field_path(e["loc"])
-        msg = e["msg"].removeprefix("Value error, ")
-        if e["type"] == "extra_forbidden":
-            msg = "unknown field"
-        lines.append(f"{file}: {loc or '(top level)'}: {msg}")
-    return "; ".join(lines)
-
-
-def load_spec(folder: Path) -> Assignment:
-    """Read and validate `folder/assignment.toml` and check its reference file exists."""
-    file = folder / SPEC_FILE
-    try:
-        raw_bytes = file.read_bytes()
-    except OSError as e:
-        raise SpecError(f"{file}: cannot read the spec ({e.strerror or e})") from None
-    try:
-        raw = tomllib.loads(raw_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise SpecError(f"{file}: not valid TOML ({e})") from None
-    sha = hashlib.sha256(raw_bytes).hexdigest()
-    cache = _completed_cache(folder, sha)
-    spec = _from_cache(cache)
-    if spec is None:
-        spec, raw = _complete_and_check(folder, file, raw, sha)
-        _store(cache, raw)
-    if not (folder / spec.reference).is_file():
-        raise SpecError(f"{file}: reference: file {spec.reference!r} does not exist in {folder}")
-    for name in spec.files:
-        if not (folder / name).exists():
-            raise SpecError(f"{file}: files: {name!r} does not exist in {folder}")
-    return Assignment(folder.resolve(), spec, sha)
-
-
-def _complete_and_check(folder: Path, file: Path, raw: dict[str, Any], sha: str) -> tuple[Spec, dict[str, Any]]:
-    """The spec with its defaults inferred from the reference, which is run once on each check."""
-    module = _reference_module(folder, raw, sha)
-    try:
-        sampler = spec_defaults.Sampler(raw, module)
-        raw = spec_defaults.complete(raw, module, sampler)
-        spec = Spec.model_validate(raw)
-        spec_defaults.check_results(spec, sampler)
-    except SpecError as e:
-        raise SpecError(f"{file}: {e}") from None
-    except ValidationError as e:
-        cause = e.errors()[0].get("ctx", {}).get("error")
-        if isinstance(cause, _FieldError):
-            raise SpecError(f"{file}: {cause.field}: {cause}") from None
-        raise SpecError(_format_validation_error(file, e)) from None
-    return spec, raw
-
-
-# Inferring a spec's defaults runs its reference (torch): the completed table of a spec that
-# loaded is remembered, keyed by the spec, every Python file beside it and the grader code that
-# infers, so listing or grading an assignment again starts without torch.
-_SPEC_CACHE_VERSION = 1
-_INFERRING_CODE = ("assignment/*.py",)  # the spec model, its defaults, aliases and inputs
-
-
-def _completed_cache(folder: Path, sha: str) -> Path | None:
-    from grader.options import cache_dir
-
-    base = cache_dir()
-    if base is None:
-        return None
-    h = hashlib.sha256(f"{_SPEC_CACHE_VERSION}:{sha}".encode())
-    try:
-        hash_python_files(h, folder)
-        hash_package_files(h, _INFERRING_CODE)
-    except OSError:
-        return None
-    return base / "specs" / f"{h.hexdigest()}.json"
-
-
-def _from_cache(cache: Path | None) -> Spec | None:
-    if cache is None:
-        return None
-    try:
-        return Spec.model_validate(json.loads(cache.read_text()))
-    except (OSError, ValueError, ValidationError):  # absent, partial or stale: infer again
-        return None
-
-
-def _store(cache: Path | None, raw: dict[str, Any]) -> None:
-    if cache is None:
-        return
-    try:
-        data = json.dumps(raw).encode()
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(cache, data, ".spec-")
-    except (OSError, TypeError, ValueError):  # not remembered: inferred again next time
-        pass
-
-
-def _reference_module(folder: Path, raw: dict[str, Any], sha: str) -> ModuleType | None:
-    """The reference module the defaults are inferred from (None if there is no such file yet)."""
-    name = raw.get("reference", "reference.py")
-    path = folder / name if isinstance(name, str) else None
-    if path is None or not path.is_file():
-        return None
-    from grader.assignment.reference import import_reference  # (expected imports this module)
-
-    return import_reference(path, sha)
-
-
-def search_path() -> list[Path]:
-    """Folders holding assignment folders, first match winning.
-
-    $GRADER_ASSIGNMENTS (os.pathsep-separated), then the folders of installed packages
-    registered in the `nngrader.assignments` entry-point group (by entry-point name), then
-    the assignments shipped with the grader.
-    """
-    extra = [Path(p) for p in os.environ.get("GRADER_ASSIGNMENTS", "").split(os.pathsep) if p]
-    return [*extra, *registered_folders(), PACKAGE_ASSIGNMENTS]
-
-
-def registered_folders() -> list[Path]:
-    """Folders named by the `nngrader.assignments` entry points of installed packages.
-
-    An entry point names a package (its folder holds assignment folders) or a callable
-    returning such a folder. One that fails to load is left out: a broken course package
-    must not stop the grader from grading the others.
-    """
-    folders: list[Path] = []
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
-        try:
-            obj = ep.load()
-            if hasattr(obj, "__path__"):
-                folders.extend(Path(p) for p in obj.__path__)
-            elif hasattr(obj, "__file__"):
-                folders.append(Path(obj.__file__).parent)
-            elif callable(obj):
-                folders.append(Path(obj()))
-        except Exception:  # noqa: BLE001 (see above)
-            continue
-    return folders
-
-
-def known_assignments() -> dict[str, Path]:
-    """Assignment id (folder name) -> folder, first match on the search path winning."""
-    found: dict[str, Path] = {}
-    for root in search_path():
-        if not root.is_dir():
-            continue
-        for child in sorted(root.iterdir()):
-            if (child / SPEC_FILE).is_file() and child.name not in found:
-                found[child.name] = child
-    return found
-
-
-def find_assignment(name: str) -> Assignment:
-    """Load an assignment named by id or by a folder path (for the command line and the API only)."""
-    known = known_assignments()
-    if name in known:
-        return load_spec(known[name])
-    if not _looks_like_path(name):  # a bare name is an id: never a folder that happens to be here
-        hint = (f" (for the folder {name!r} here, write ./{name})" if Path(name).is_dir() else
-                "; for an assignment folder elsewhere, pass its path (--assignment ./FOLDER) or add "
-                "the folder holding it to GRADER_ASSIGNMENTS")
-        raise UnknownAssignment(f"unknown assignment {name!r}; known assignments: {_known_ids(known)}{hint}")
-    p = Path(name).expanduser()
-    if p.is_file() and p.name == SPEC_FILE:
-        p = p.parent
-    if p.is_dir():
-        if not (p / SPEC_FILE).is_file():
-            raise UnknownAssignment(f"{p} is not an assignment folder: it has no {SPEC_FILE}")
-        return load_spec(p)
-    raise UnknownAssignment(f"unknown assignment {name!r}; known assignments: {_known_ids(known)}")
-
-
-def find_known_assignment(name: str) -> Assignment:
-    """Load an assignment the grader already knows, by id only.
-
-    What a submission names (its metadata) goes through here: a folder path in a notebook
-    would let the submission choose the reference code the grader imports.
-    """
-    known = known_assignments()
-    if name in known:
-        return load_spec(known[name])
-    raise UnknownAssignment(
-        f"the notebook names assignment {name[:80]!r}, which is not one the grader knows "
-        f"(known assignments: {_known_ids(known)}); pass --assignment to choose one"
-    )
-
-
-def _looks_like_path(name: str) -> bool:
-    return "/" in name or os.sep in name or name.startswith((".", "~")) or name.endswith(SPEC_FILE)
-
-
-def _known_ids(known: dict[str, Path]) -> str:
-    return ", ".join(sorted(known)) or "(none)"
