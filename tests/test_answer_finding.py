@@ -36,11 +36,14 @@ def choose(value: Value, expected: np.ndarray = Y_HAT, take=None, hidden: bool =
     return pick([value], [expected], take, False, hidden)
 
 
-def test_the_only_element_of_the_expected_shape_is_taken_first_or_last():
+def test_the_answer_is_taken_first_or_last_whatever_its_values():
     z1 = arr(1, 2, 3, 4, 5)
-    assert choose(tup(arr(0.25), z1)).position == 0
-    assert choose(tup(z1, z1, arr(0.25))).position == 2
-    assert "item 2 of the returned tuple" in choose(tup(z1, z1, arr(0.25))).note
+    assert choose(tup(arr(0.25), arr(-1.1), z1)).position == 0  # output first: the only end of its shape
+    assert choose(tup(z1, z1, arr(-1.1), arr(0.25))).position == 3  # output last
+    assert "item 3 of the returned tuple" in choose(tup(z1, z1, arr(-1.1), arr(0.25))).note
+    # the same positions when the output is the wrong one: the choice never looks at the values
+    assert choose(tup(arr(-1.1), arr(0.25), z1)).position == 0
+    assert choose(tup(z1, z1, arr(0.25), arr(-1.1))).position == 3
 
 
 def test_an_element_of_another_shape_is_never_taken_even_if_its_values_would_fit():
@@ -50,15 +53,14 @@ def test_an_element_of_another_shape_is_never_taken_even_if_its_values_would_fit
     assert not compare(chosen.apply(tup(arr(0.25, 0.25), arr(0.9))), Y_HAT).ok
 
 
-def test_of_several_elements_of_the_expected_shape_the_last_is_judged_whatever_their_values():
-    """A tuple of candidate answers does not pass by whichever matches: the choice never looks at
-    the expected value (docs/security.md)."""
-    for right_at in range(4):
-        candidates = [arr(float(i) + 0.5) for i in range(4)]
+def test_of_several_elements_of_the_expected_shape_the_choice_never_looks_at_their_values():
+    """A tuple of candidate answers does not pass by whichever matches (docs/security.md)."""
+    for right_at in range(5):
+        candidates = [arr(float(i) + 0.5) for i in range(5)]
         candidates[right_at] = arr(0.25)
         chosen = choose(tup(*candidates))
-        assert chosen.position == 3 and "the last of the 4" in chosen.note
-        assert compare(chosen.apply(tup(*candidates)), Y_HAT).ok == (right_at == 3)
+        assert chosen.position == 4 and "the last of those" in chosen.note
+        assert compare(chosen.apply(tup(*candidates)), Y_HAT).ok == (right_at == 4)
 
 
 def test_one_position_serves_every_trial():

@@ -265,7 +265,31 @@ def test_perturbation_watch_in_plain_python():
         ns["f"](W)
     finally:
         sys.setprofile(None)
-    assert watch.numerical() and len(watch.moved) == 4
+    assert watch.numerical() and len(watch.nudges) >= 4
+
+
+def test_perturbation_watch_sees_any_direction_and_not_a_loop_over_samples():
+    ns: dict[str, Any] = {}
+    exec("def f(W):\n    return W.sum()\n", ns)
+    W = np.ones((3, 2))
+    rng = np.random.default_rng(0)
+    watch = runner.PerturbationWatch(ns, [W])
+    sys.setprofile(watch)
+    try:  # a random basis, on copies: still nudges of one point
+        for _ in range(4):
+            ns["f"](W + 1e-6 * rng.standard_normal(W.shape))
+    finally:
+        sys.setprofile(None)
+    assert watch.numerical()
+    X = rng.standard_normal((50, 3, 2))
+    watch = runner.PerturbationWatch(ns, [X])
+    sys.setprofile(watch)
+    try:  # one sample at a time: arrays that differ by the data, not nudges
+        for i in range(50):
+            ns["f"](X[i])
+    finally:
+        sys.setprofile(None)
+    assert not watch.numerical()
 
 
 def test_enter_workdir_puts_the_work_folder_last(tmp_path, monkeypatch: pytest.MonkeyPatch):

@@ -49,7 +49,7 @@ def test_a_wheel_in_a_fresh_venv_grades_a_shipped_assignment_by_id(tmp_path):
     for asg in SHIPPED:
         assert {f"nngrader_assignments/{asg}/{f}" for f in ("assignment.toml", "reference.py", "solution.ipynb",
                                                             "starter.ipynb")} <= names, asg
-    assert {"grader/cli.py", "grader/render/junit.py", "reference/__init__.py"} <= names
+    assert {"grader/cli/__init__.py", "grader/run/runner.py", "grader/render/junit.py", "reference/__init__.py"} <= names
 
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)

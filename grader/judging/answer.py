@@ -4,8 +4,9 @@ Students return a forward pass's output alone, first (`(y_hat, z2, x1, z1)`), la
 (`(z_1, x_1, z_2, y_hat)`) or in a dict. Only elements of the expected shape are candidates
 (a wrong answer never passes by matching some other element of another shape); among them,
 the element is chosen without looking at the expected values: the first candidate the spec
-declares, else the only one, else the last (where outputs usually go). A tuple of many
-candidate answers never passes by whichever of them happens to match.
+declares, else the only one, else the one at the start or the end of a tuple (where outputs
+go), else the last. A tuple of many candidate answers never passes by whichever of them
+happens to match.
 """
 
 from __future__ import annotations
@@ -125,10 +126,13 @@ def pick(values: list[Value], expected: list[np.ndarray], take: int | str | list
         return Pick(failure=f"returned {what}; none{scope} has the expected shape {exp}")
     # Which element is the answer is decided without looking at the expected values: a tuple of
     # many candidate answers must not pass by whichever happens to match (docs/security.md).
+    ends = [q for q in same if q in (0, len(first.items) - 1)]  # where students put an output
     if named:
         p, why = same[0], "the first the assignment names"
     elif len(same) == 1:
         p, why = same[0], "the only one of the expected shape"
+    elif len(ends) == 1:
+        p, why = ends[0], f"the {'first' if ends[0] == 0 else 'last'} item, where an output goes"
     else:
-        p, why = same[-1], f"the last of the {len(same)} of the expected shape, where an output usually goes"
+        p, why = same[-1], "the last of those of the expected shape, where an output usually goes"
     return Pick(p, f"judged {_element_name(first, p, hidden)} ({why})")

@@ -433,14 +433,10 @@ def _missing(target: Target, what: str, names: list[str]) -> CheckResult:
 
 
 def _raised(target: Target, name: str, v: Value) -> CheckResult:
-    if target.check.visibility == "hidden":
-        # the message may hold the hidden inputs: say where the notebook's code raised instead
-        where = f" {v.where.describe()}" if v.where is not None else ""
-        # a class the notebook made could carry the inputs in its name
-        ename = "an exception of its own class" if v.own_class or not v.ename.isidentifier() else v.ename
-        return _result(target, "error", f"{name} raised {ename}{where}",
-                       [Diagnosis("exception", f"{name}(...) raised {ename}{where} (on a hidden input; "
-                                  "the exception's message is not shown)")])
+    if target.check.visibility == "hidden":  # what it says is judging/hidden.py's (nothing of the call's)
+        return _result(target, "error", f"{name} raised an exception on a hidden input",
+                       [Diagnosis("exception", f"{name} raised an exception on a hidden input.")],
+                       exception=v.ename)
     where = f" ({v.where.describe()})" if v.where is not None and v.where.cell else ""
     said = f"{v.ename}: {v.text}" if v.text else v.ename  # no dangling colon for an empty message
     return _result(target, "error", f"{name} raised {said}{where}",

@@ -189,7 +189,7 @@ class Value:
             assert self.array is not None
             if self.array.ndim == 0:
                 return "a number"
-            return f"an array of shape {shape_str(self.array.shape)}"
+            return "an array" if hidden else f"an array of shape {shape_str(self.array.shape)}"
         if self.kind == "seq":
             kind = "tuple" if self.is_tuple else "list"
             return f"a {kind}" if hidden else f"a {kind} of {self.length} items"

@@ -191,16 +191,17 @@ def test_a_launcher_beside_the_notebook_gives_a_report_on_the_command_line(tmp_p
 # ---------------------------------------------------------------- what a hidden check's error shows
 
 
-def test_hidden_check_errors_show_neither_the_exception_nor_where_it_was_raised():
-    """The exception's class, message and line are chosen by the notebook's code while it holds the
-    hidden inputs: a hidden check says only that it raised (docs/security.md, hidden checks)."""
+def test_hidden_check_errors_show_neither_the_message_nor_where_it_was_raised():
+    """The exception's message and line are chosen by the notebook's code while it holds the hidden
+    inputs: a hidden check names only Python's own exception class (docs/security.md)."""
     r = grade_attack("raise_with_inputs")
     hidden = [c for c in r.checks if c.visibility == "hidden" and c.target.split(".")[0] in ("forward", "gradients")]
     assert hidden and all(c.status == "error" and c.codes == ["exception"] for c in hidden)
+    fwd = next(c for c in hidden if c.target == "forward")
+    assert fwd.message.startswith("forward raised ValueError on a hidden input")
     for c in hidden:
         text = c.message + " ".join(d.message for d in c.diagnosis) + repr(c.detail)
-        assert "raised an exception on a hidden input" in text
-        for leak in ("ValueError", "AssertionError", "cell 3", "cell 4", "line", "raise ", "x=[", "[[", "array("):
+        for leak in ("cell 3", "cell 4", "line", "raise ", "x=[", "[[", "array("):
             assert leak not in text, (c.id, leak, text)
     assert_no_unearned_credit(r, RIGHT)
 
