@@ -21,9 +21,14 @@ STARTER = ASSIGNMENTS / "sigmoid-2-3-1" / "starter.ipynb"
 SIGMOID = "def sigmoid(a):\n    return 1 / (1 + np.exp(-a))\n"
 
 
-def _student_notebook(tmp_path):
-    """The sigmoid-2-3-1 starter with sigmoid filled in, then the student's check() cells."""
+def _student_notebook(tmp_path, first_cell: str | None = None):
+    """The sigmoid-2-3-1 starter with sigmoid filled in, then the student's check() cells.
+
+    `first_cell`: the text of its first code cell instead of the starter's.
+    """
     nb = nbformat.read(STARTER, as_version=4)
+    if first_cell is not None:
+        next(c for c in nb.cells if c.cell_type == "code").source = first_cell
     todo = next(c for c in nb.cells if c.cell_type == "code" and "def sigmoid(" in c.source)
     todo.source = todo.source.replace(todo.source[todo.source.index("def sigmoid("):
                                                   todo.source.index("def sigmoid_derivative(")], SIGMOID + "\n\n")
@@ -78,6 +83,30 @@ def test_check_in_a_real_kernel_gives_the_grader_verdicts_for_public_checks_only
     verdicts = json.loads(text.split("VERDICTS ", 1)[1])
     graded_public = graded(path, public_only=True, seed=3)  # the grader, on the same notebook
     assert verdicts == [[c.id, c.status, c.codes] for c in graded_public.checks]
+
+
+def _no_session_env() -> dict[str, str]:
+    """A kernel's environment from a front end that names no notebook (nbclient, nbconvert, Colab)."""
+    env = {k: v for k, v in os.environ.items() if k != "JPY_SESSION_NAME"}
+    return {**env, "PYTHONPATH": str(ROOT)}
+
+
+def _run(nb, cwd) -> None:
+    NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(cwd)}}).execute(env=_no_session_env())
+
+
+def test_the_shipped_starter_cell_names_the_assignment_where_the_front_end_names_no_notebook(tmp_path):
+    """As under Colab: no session variables and the notebook not in the kernel's folder."""
+    (tmp_path / "notebooks").mkdir()
+    path = _student_notebook(tmp_path / "notebooks")
+    elsewhere = tmp_path / "kernel-folder"
+    elsewhere.mkdir()
+    nb = nbformat.read(path, as_version=4)
+    _run(nb, elsewhere)
+    text = _outputs(nb.cells[-4])
+    assert "which assignment" not in text and "Traceback" not in text, text
+    assert "PASS sigmoid  1/1" in text and "Public: 1 passed, 4 failed" in text
 
 
 def test_check_of_one_function_renders_html_in_jupyter(ran):
