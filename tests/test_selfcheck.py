@@ -109,6 +109,54 @@ def test_the_shipped_starter_cell_names_the_assignment_where_the_front_end_names
     assert "PASS sigmoid  1/1" in text and "Public: 1 passed, 4 failed" in text
 
 
+def test_a_notebook_that_only_imports_check_finds_its_assignment_among_the_folder_notebooks(tmp_path):
+    """nbclient, no session variables, a first cell without use(); another assignment's notebook beside it."""
+    path = _student_notebook(tmp_path, first_cell="from grader import check")
+    shutil.copy(ASSIGNMENTS / "tanh-softmax-gaussians" / "starter.ipynb", tmp_path / "another lab.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    _run(nb, tmp_path)
+    text = _outputs(nb.cells[-4])
+    assert "which assignment" not in text and "Traceback" not in text, text
+    assert "PASS sigmoid  1/1" in text and "Public: 1 passed, 4 failed" in text
+    verdicts = json.loads(text.split("VERDICTS ", 1)[1])
+    assert verdicts == [[c.id, c.status, c.codes] for c in graded(path, public_only=True, seed=3).checks]
+
+
+def _write(folder, name: str, assignment: str | None, code: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in code]
+    if assignment is not None:
+        nb.metadata["grader"] = {"assignment": assignment}
+    nbformat.write(nb, folder / name)
+
+
+def test_the_assignment_is_found_in_a_robust_order(tmp_path, monkeypatch):
+    from grader.errors import UnknownAssignment
+    from grader.selfcheck import check as selfcheck
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(selfcheck, "_CHOSEN", {})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownAssignment, match=r'call use\("ID"\)') as e:  # nothing names one
+        selfcheck._assignment_id({}, None)
+    assert "sigmoid-2-3-1" in str(e.value)  # the known ids, to choose from
+    _write(tmp_path, "scratch.ipynb", None, ["x = 1"])
+    _write(tmp_path, "lab.ipynb", "sigmoid-2-3-1", ["import numpy as np", "def sigmoid(a): ..."])
+    _write(tmp_path, "lab copy.ipynb", "sigmoid-2-3-1", ["import numpy as np"])
+    assert selfcheck._assignment_id({}, None) == ("sigmoid-2-3-1", False)  # the folder names one
+    _write(tmp_path, "other.ipynb", "sigmoid-2-2-2", ["w = 1", "def forward(w): ..."])
+    with pytest.raises(UnknownAssignment, match="name several"):  # two, and no history to tell them apart
+        selfcheck._assignment_id({}, None)
+    ran = {"_ih": ["", "w = 1\n", "def forward(w): ...", "check()"]}
+    assert selfcheck._assignment_id(ran, None) == ("sigmoid-2-2-2", False)  # the cells this kernel ran
+    session = {"__session__": str(tmp_path / "lab.ipynb")}
+    assert selfcheck._assignment_id({**ran, **session}, None) == ("sigmoid-2-3-1", False)  # the front end's
+    assert selfcheck._assignment_id({"__vsc_ipynb_file__": str(tmp_path / "other.ipynb")}, None)[0] == "sigmoid-2-2-2"
+    selfcheck.use("exp-output-2-2-1")
+    assert selfcheck._assignment_id(session, None) == ("exp-output-2-2-1", True)  # use() before the metadata
+    assert selfcheck._assignment_id(session, "relu-sigmoid-3-3-1") == ("relu-sigmoid-3-3-1", True)
+
+
 def test_check_of_one_function_renders_html_in_jupyter(ran):
     _, nb = ran
     cell = nb.cells[-3]

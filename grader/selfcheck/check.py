@@ -103,7 +103,12 @@ class SelfCheck:
 
 
 def check(name: str | None = None, *, assignment: str | None = None) -> SelfCheck:
-    """Run the public checks (all, or those of one function or variable) on this notebook's live values."""
+    """Run the public checks (all, or those of one function or variable) on this notebook's live values.
+
+    The assignment: `assignment=`, else the one `use("ID")` chose (the starters' first cell
+    calls it), else the one the notebook's metadata names, its file found from what the front
+    end tells the kernel or among the current folder's notebooks (see `_assignment_id`).
+    """
     ns = _namespace()
     try:
         return _check(ns, name, assignment)
@@ -125,36 +130,127 @@ def _ipython() -> Any:
     return get() if get is not None else None
 
 
+_MAX_NOTEBOOK_BYTES = 50 << 20  # a notebook read for its metadata: larger ones are skipped
+_MAX_NOTEBOOKS = 200  # the current folder's notebooks read, at most
+
+
 def notebook_path(ns: dict[str, Any]) -> Path | None:
-    """The file of the notebook this kernel runs, where the front end says (Jupyter, VS Code)."""
+    """The file of the notebook this kernel runs, where the front end says (Jupyter, VS Code).
+
+    Jupyter's `__session__` (and `JPY_SESSION_NAME`) may be relative to the server's root
+    rather than to the kernel's folder: the notebook of that name in the current folder then.
+    """
     for candidate in (ns.get("__session__"), ns.get("__vsc_ipynb_file__"), os.environ.get("JPY_SESSION_NAME")):
         if isinstance(candidate, str) and candidate.endswith(".ipynb"):
-            p = Path(candidate)
-            if p.is_file():
-                return p
+            for p in (Path(candidate), Path(Path(candidate).name)):
+                if p.is_file():
+                    return p
     return None
 
 
+def _read_notebook(path: Path) -> dict[str, Any] | None:
+    """The notebook's JSON, or None (unreadable, not a regular file, too large, not JSON)."""
+    try:
+        if not path.is_file() or path.stat().st_size > _MAX_NOTEBOOK_BYTES:
+            return None
+        nb = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return nb if isinstance(nb, dict) else None
+
+
+def _named(nb: dict[str, Any] | None) -> str:
+    """The assignment id a notebook's metadata names (`metadata.grader.assignment`), or ""."""
+    meta = nb.get("metadata") if nb else None
+    meta = meta.get("grader") if isinstance(meta, dict) else None
+    value = meta.get("assignment") if isinstance(meta, dict) else None
+    return value if isinstance(value, str) else ""
+
+
+def _code(nb: dict[str, Any]) -> set[str]:
+    """A notebook's code cells, each as stripped text."""
+    out = set()
+    for cell in nb.get("cells") or []:
+        if isinstance(cell, dict) and cell.get("cell_type") == "code":
+            src = cell.get("source")
+            text = "".join(src) if isinstance(src, list) else src
+            if isinstance(text, str) and text.strip():
+                out.add(text.strip())
+    return out
+
+
+def _ran(ns: dict[str, Any]) -> set[str]:
+    """The cells this kernel ran, each as stripped text (IPython's input history; none elsewhere)."""
+    history = ns.get("_ih") or ns.get("In")
+    if not isinstance(history, list):
+        return set()
+    return {x.strip() for x in history if isinstance(x, str) and x.strip()}
+
+
+def _folder_assignment(ns: dict[str, Any]) -> tuple[str, list[str]]:
+    """The assignment the current folder's notebooks name: (the id or "", the ids they name).
+
+    One id among them all is the answer. Several (a folder of assignments): the id of the
+    notebooks that share the most code cells with the cells this kernel ran, if that is one.
+    """
+    try:
+        paths = sorted(Path.cwd().glob("*.ipynb"))[:_MAX_NOTEBOOKS]
+    except OSError:
+        return "", []
+    named: list[tuple[str, dict[str, Any]]] = []
+    for path in paths:
+        nb = _read_notebook(path)
+        if nb is not None and _named(nb):
+            named.append((_named(nb), nb))
+    ids = sorted({a for a, _ in named})
+    if len(ids) == 1:
+        return ids[0], ids
+    ran = _ran(ns)
+    if len(ids) > 1 and ran:
+        shared = [(len(ran & _code(nb)), a) for a, nb in named]
+        best = max(n for n, _ in shared)
+        top = {a for n, a in shared if n == best}
+        if best and len(top) == 1:
+            return top.pop(), ids
+    return "", ids
+
+
 def _assignment_id(ns: dict[str, Any], explicit: str | None) -> tuple[str, bool]:
-    """The assignment to check against, and whether the student named it (else the notebook did)."""
+    """The assignment to check against, and whether the student named it (else a notebook did).
+
+    The first of these that names one, in this order (what the student wrote first, then
+    what the front end says, then what the folder says):
+    1. `check(..., assignment="ID")`;
+    2. `use("ID")`, which every starter notebook's first code cell calls;
+    3. the metadata of the notebook the front end names to the kernel: `__session__`
+       (Jupyter), `__vsc_ipynb_file__` (VS Code) or `JPY_SESSION_NAME`;
+    4. the metadata of the notebooks in the current folder (where the kernel starts under
+       Jupyter, nbclient, `jupyter nbconvert --execute` and VS Code): the one assignment
+       they name, or, where they name several, the one of the notebooks sharing the most code
+       cells with the cells this kernel ran.
+    Else UnknownAssignment, saying to call `use("ID")` (Colab, for one, tells the kernel no path).
+    """
     if explicit:
         return explicit, True
     if _CHOSEN.get("assignment"):
         return _CHOSEN["assignment"], True
     path = notebook_path(ns)
-    if path is not None:
-        try:
-            meta = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("grader", {})
-        except (OSError, ValueError, AttributeError):
-            meta = {}
-        value = meta.get("assignment") if isinstance(meta, dict) else None
-        if isinstance(value, str) and value:
-            return value, False
+    value = _named(_read_notebook(path)) if path is not None else ""
+    if value:
+        return value, False
+    value, ids = _folder_assignment(ns)
+    if value:
+        return value, False
+    from grader.assignment.load import known_assignments
     from grader.errors import UnknownAssignment
 
-    raise UnknownAssignment("which assignment is this notebook? Its metadata does not say (or the notebook "
-                            "file cannot be found): write check(\"sigmoid\", assignment=\"ID\") or "
-                            "grader.use(\"ID\") once")
+    here = (f"the notebooks in this folder name several ({', '.join(repr(i[:80]) for i in ids[:10])})" if ids
+            else "neither this notebook's file (this front end does not give it to the kernel) nor the "
+                 "notebooks in this folder name one")
+    known = ", ".join(sorted(known_assignments())[:20]) or "none installed"
+    raise UnknownAssignment(f"which assignment is this notebook? {here}: call use(\"ID\") once with the "
+                            f"assignment's id, after `from grader import use` (known: {known}), or write "
+                            f"check(assignment=\"ID\")")
 
 
 def _check(ns: dict[str, Any], name: str | None, explicit: str | None) -> SelfCheck:
