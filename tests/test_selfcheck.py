@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,7 +78,7 @@ def test_check_in_a_real_kernel_gives_the_grader_verdicts_for_public_checks_only
     assert "NotImplementedError:" not in text
     assert "try: sigmoid_derivative(np.array([" in text
     assert "Public: 1 passed, 4 failed · 1/5" in text
-    assert "Hidden: the final grading adds 2 hidden checks (6 points)" in text
+    assert "Hidden: the final grading adds 3 hidden checks (6 points)" in text  # forward, gradients W1 and W2
     for secret in ("forward", "gradients", "(hidden)", "hidden input"):  # nothing about hidden checks
         assert secret not in text.split("Hidden:")[0], secret
     verdicts = json.loads(text.split("VERDICTS ", 1)[1])
@@ -96,6 +97,20 @@ def _run(nb, cwd) -> None:
                    resources={"metadata": {"path": str(cwd)}}).execute(env=_no_session_env())
 
 
+def _announced_hidden(text: str) -> int:
+    m = re.search(r"Hidden: the final grading adds (\d+) hidden check", " ".join(text.split()))
+    assert m, text
+    return int(m.group(1))
+
+
+def test_the_announced_hidden_checks_are_the_hidden_rows_of_the_report(ran):
+    path, nb = ran
+    text = _outputs(nb.cells[-4])
+    report = graded(path, seed=3)
+    hidden_rows = [c for c in report.checks if c.visibility == "hidden"]
+    assert _announced_hidden(text) == len(hidden_rows) == 3
+
+
 def test_the_shipped_starter_cell_names_the_assignment_where_the_front_end_names_no_notebook(tmp_path):
     """As under Colab: no session variables and the notebook not in the kernel's folder."""
     (tmp_path / "notebooks").mkdir()
@@ -107,6 +122,7 @@ def test_the_shipped_starter_cell_names_the_assignment_where_the_front_end_names
     text = _outputs(nb.cells[-4])
     assert "which assignment" not in text and "Traceback" not in text, text
     assert "PASS sigmoid  1/1" in text and "Public: 1 passed, 4 failed" in text
+    assert _announced_hidden(text) == 3
 
 
 def test_a_notebook_that_only_imports_check_finds_its_assignment_among_the_folder_notebooks(tmp_path):
@@ -120,6 +136,7 @@ def test_a_notebook_that_only_imports_check_finds_its_assignment_among_the_folde
     assert "PASS sigmoid  1/1" in text and "Public: 1 passed, 4 failed" in text
     verdicts = json.loads(text.split("VERDICTS ", 1)[1])
     assert verdicts == [[c.id, c.status, c.codes] for c in graded(path, public_only=True, seed=3).checks]
+    assert _announced_hidden(text) == len([c for c in graded(path, seed=3).checks if c.visibility == "hidden"])
 
 
 def _write(folder, name: str, assignment: str | None, code: list[str]) -> None:

@@ -3,8 +3,8 @@
 It gives the grader's verdicts, diagnoses and explanations for the public checks, on the
 spot, from the functions and variables in the student's live namespace: the same probe
 runner, the same judging. Hidden checks are never run or named; the result says how many
-the final grading adds. Importing this module is light (no torch, no Jupyter client): the
-grading machinery loads on the first call.
+the final grading adds, counted as its report lists them (one per part). Importing this
+module is light (no torch, no Jupyter client): the grading machinery loads on the first call.
 """
 
 from __future__ import annotations
@@ -16,9 +16,12 @@ import sys
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from grader.errors import GraderError
+
+if TYPE_CHECKING:
+    from grader.assignment.model import Assignment
 
 _CHOSEN: dict[str, str] = {}  # the assignment `use` chose for this kernel
 _RUNNERS: dict[int, Any] = {}  # one probe runner per namespace (each adds an audit hook)
@@ -37,7 +40,7 @@ class SelfCheck:
 
     assignment: str = ""
     checks: list[Any] = field(default_factory=list)  # CheckResults of public checks
-    hidden_checks: int = 0
+    hidden_checks: int = 0  # the rows a report lists for the hidden checks: one per part
     hidden_points: float = 0.0
     error: str = ""  # why nothing could be checked (one line)
 
@@ -253,9 +256,19 @@ def _assignment_id(ns: dict[str, Any], explicit: str | None) -> tuple[str, bool]
                             f"check(assignment=\"ID\")")
 
 
+def hidden_summary(asg: Assignment) -> tuple[int, float]:
+    """What the final grading adds: the rows a report lists for the hidden checks (one per
+    target: a check with parts W1 and W2 is two), and the points they are worth."""
+    from grader.grading.selection import check_points
+    from grader.plan.checks import targets_of
+
+    hidden = [c for c in asg.spec.checks if c.visibility == "hidden"]
+    return sum(len(targets_of(c)) for c in hidden), sum(check_points(c) for c in hidden)
+
+
 def _check(ns: dict[str, Any], name: str | None, explicit: str | None) -> SelfCheck:
     from grader.assignment.load import find_assignment, find_known_assignment
-    from grader.grading.selection import check_points, select_checks
+    from grader.grading.selection import select_checks
     from grader.judging.judge import judge
     from grader.judging.labels import label_results
     from grader.selfcheck.public import public_checks, public_plans
@@ -263,8 +276,8 @@ def _check(ns: dict[str, Any], name: str | None, explicit: str | None) -> SelfCh
     which, named = _assignment_id(ns, explicit)
     asg = find_assignment(which) if named else find_known_assignment(which)
     chosen = {c.id for c in select_checks(asg, [name] if name else None, public_only=True)}
-    hidden = [c for c in asg.spec.checks if c.visibility == "hidden"]
-    result = SelfCheck(asg.id, hidden_checks=len(hidden), hidden_points=sum(check_points(c) for c in hidden))
+    rows, points = hidden_summary(asg)
+    result = SelfCheck(asg.id, hidden_checks=rows, hidden_points=points)
     if not chosen & {c.id for c in public_checks(asg)}:
         result.error = f"{name}: a public check that check() cannot run here; `grade --public` runs it"
         return result
