@@ -19,7 +19,8 @@ JUNIT_XSD = SCHEMAS / "junit.xsd"
 GRADESCOPE_SCHEMA = SCHEMAS / "gradescope-results.schema.json"
 # what the grader's own workflow commands look like: nothing else may reach a runner
 OWN_COMMAND = re.compile(r"^::(error|warning|notice) (file=[^:,]*,)?title=[^:,]*::[^\r\n]*$")
-POINTS = re.compile(r"\[(-?[0-9.]+)(?:/([0-9.]+))?\]$")
+# a JUnit testcase's points: the first line of its system-out, `points: 0/1` (a penalty's `points: -5.5`)
+POINTS = re.compile(r"\Apoints: (-?[0-9.]+)(?:/([0-9.]+))?$", re.M)
 
 
 def grade_bin(tmp: Path) -> Path:
@@ -48,7 +49,10 @@ def run_grade(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None,
 
 
 def junit_checks(xml_text: str) -> tuple[dict[str, str], list[tuple[str, float, bool]]]:
-    """Validate JUnit XML against the schema; (suite properties, [(testcase name, points, failed)])."""
+    """Validate JUnit XML against the schema; (suite properties, [(testcase name, points, failed)]).
+
+    A testcase's points are read from its system-out (`points: 0/1`), never from its name.
+    """
     schema = xmlschema.XMLSchema(str(JUNIT_XSD))
     schema.validate(xml_text)
     import xml.etree.ElementTree as ET
@@ -59,7 +63,7 @@ def junit_checks(xml_text: str) -> tuple[dict[str, str], list[tuple[str, float, 
     props = {p.get("name"): p.get("value") for p in suite.iter("property")}
     cases = []
     for case in suite.findall("testcase"):
-        m = POINTS.search(case.get("name", ""))
+        m = POINTS.search(case.findtext("system-out") or "")
         points = float(m.group(1)) if m else 0.0
         failed = case.find("failure") is not None or case.find("error") is not None
         cases.append((case.get("name"), points, failed))

@@ -11,6 +11,7 @@ from grader.assignment.load import find_assignment, known_assignments
 from grader.assignment.reference import Reference
 from grader.authoring.validate import validate
 from grader.errors import SpecError, UnknownAssignment
+from grader.selfcheck.check import hidden_summary
 from tests.conftest import ROOT, graded
 
 EXTERNAL = ROOT / "tests" / "fixtures" / "logistic-external"
@@ -44,6 +45,8 @@ def test_starters_score_zero_and_list_every_check(assignment):
     spec = find_assignment(assignment).spec
     expected_ids = {f"{c.id}.{p.key}" if c.parts else c.id for c in spec.checks for p in (c.parts or [None])}
     assert {c.id for c in report.checks} == expected_ids
+    hidden = [c for c in report.checks if c.visibility == "hidden"]  # what check() says grading adds
+    assert hidden_summary(find_assignment(assignment)) == (len(hidden), pytest.approx(sum(c.max_points for c in hidden)))
 
 
 def test_an_assignment_outside_the_package_grades_end_to_end_by_path():

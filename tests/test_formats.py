@@ -10,6 +10,7 @@ import pytest
 from grader.assignment.tables import Policy
 from grader.judging.score import penalties
 from grader.render import RENDERERS, render
+from grader.render.common import pts
 from grader.render.github import annotations
 from grader.render.gradescope import render_gradescope
 from grader.render.junit import render_junit
@@ -71,7 +72,7 @@ def test_junit_and_gradescope_tests_add_up_to_the_score_with_penalties():
     assert float(props["score"]) == 5.5 and float(props["max_score"]) == 11
     assert len(cases) == len(r.checks) + 1
     assert sum(p for _, p, _ in cases) == pytest.approx(r.score)
-    assert [n for n, _, failed in cases if failed] == ["penalty forbidden_import: torch [-5.5]"]
+    assert [(n, p) for n, p, failed in cases if failed] == [("penalty forbidden_import: torch", -5.5)]
     results = gradescope_results(render_gradescope(r))
     assert results["score"] == 5.5
     assert sum(t["score"] for t in results["tests"]) == pytest.approx(r.score)
@@ -80,6 +81,35 @@ def test_junit_and_gradescope_tests_add_up_to_the_score_with_penalties():
     assert hidden and all(t["visibility"] == "after_published" for t in hidden)
     assert {t["visibility"] for t in gradescope_results(render_gradescope(r, "hidden"))["tests"]
             if "(hidden)" in t["name"]} == {"hidden"}
+
+
+def _one_check(status: str, visibility: str = "public") -> Report:
+    points = 1.0 if status == "pass" else 0.0
+    c = CheckResult("dL_dW1", "dL_dW1", "variable", visibility, status, points, 1.0,
+                    "correct" if status == "pass" else "dL_dW1 is wrong",
+                    [] if status == "pass" else [Diagnosis("wrong", "dL_dW1 is wrong.")], label="dL_dW1")
+    return Report(assignment={"id": "sigmoid-2-3-1", "version": "1"}, submission={"path": "sub.ipynb"}, seed=1,
+                  score=points, max_score=1.0, checks=[c])
+
+
+@pytest.mark.parametrize("visibility", ["public", "hidden"])
+def test_a_junit_testcase_keeps_its_name_whether_the_check_passes_or_fails(visibility):
+    import xml.etree.ElementTree as ET
+
+    names = {}
+    for status in ("pass", "fail", "error", "missing"):
+        xml = render_junit(_one_check(status, visibility))
+        props, cases = junit_checks(xml)
+        (name, points, failed), = cases
+        names[status] = name
+        assert (points, failed) == ((1.0, False) if status == "pass" else (0.0, True))
+        case = ET.fromstring(xml).find("testsuite/testcase")
+        assert case.findtext("system-out").splitlines()[0] == ("points: 1/1" if status == "pass" else "points: 0/1")
+        if status != "pass":
+            assert case[0].get("message").endswith("(0/1 points)")
+        assert props["score"] == pts(points)
+    want = "dL_dW1 (hidden)" if visibility == "hidden" else "dL_dW1"
+    assert set(names.values()) == {want}, names  # no points in the name: one identity for CI hosts
 
 
 def test_a_penalty_takes_no_more_than_was_earned():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -21,9 +22,14 @@ STARTER = ASSIGNMENTS / "sigmoid-2-3-1" / "starter.ipynb"
 SIGMOID = "def sigmoid(a):\n    return 1 / (1 + np.exp(-a))\n"
 
 
-def _student_notebook(tmp_path):
-    """The sigmoid-2-3-1 starter with sigmoid filled in, then the student's check() cells."""
+def _student_notebook(tmp_path, first_cell: str | None = None):
+    """The sigmoid-2-3-1 starter with sigmoid filled in, then the student's check() cells.
+
+    `first_cell`: the text of its first code cell instead of the starter's.
+    """
     nb = nbformat.read(STARTER, as_version=4)
+    if first_cell is not None:
+        next(c for c in nb.cells if c.cell_type == "code").source = first_cell
     todo = next(c for c in nb.cells if c.cell_type == "code" and "def sigmoid(" in c.source)
     todo.source = todo.source.replace(todo.source[todo.source.index("def sigmoid("):
                                                   todo.source.index("def sigmoid_derivative(")], SIGMOID + "\n\n")
@@ -72,12 +78,100 @@ def test_check_in_a_real_kernel_gives_the_grader_verdicts_for_public_checks_only
     assert "NotImplementedError:" not in text
     assert "try: sigmoid_derivative(np.array([" in text
     assert "Public: 1 passed, 4 failed · 1/5" in text
-    assert "Hidden: the final grading adds 2 hidden checks (6 points)" in text
+    assert "Hidden: the final grading adds 3 hidden checks (6 points)" in text  # forward, gradients W1 and W2
     for secret in ("forward", "gradients", "(hidden)", "hidden input"):  # nothing about hidden checks
         assert secret not in text.split("Hidden:")[0], secret
     verdicts = json.loads(text.split("VERDICTS ", 1)[1])
     graded_public = graded(path, public_only=True, seed=3)  # the grader, on the same notebook
     assert verdicts == [[c.id, c.status, c.codes] for c in graded_public.checks]
+
+
+def _no_session_env() -> dict[str, str]:
+    """A kernel's environment from a front end that names no notebook (nbclient, nbconvert, Colab)."""
+    env = {k: v for k, v in os.environ.items() if k != "JPY_SESSION_NAME"}
+    return {**env, "PYTHONPATH": str(ROOT)}
+
+
+def _run(nb, cwd) -> None:
+    NotebookClient(nb, timeout=240, kernel_name="python3", allow_errors=True,
+                   resources={"metadata": {"path": str(cwd)}}).execute(env=_no_session_env())
+
+
+def _announced_hidden(text: str) -> int:
+    m = re.search(r"Hidden: the final grading adds (\d+) hidden check", " ".join(text.split()))
+    assert m, text
+    return int(m.group(1))
+
+
+def test_the_announced_hidden_checks_are_the_hidden_rows_of_the_report(ran):
+    path, nb = ran
+    text = _outputs(nb.cells[-4])
+    report = graded(path, seed=3)
+    hidden_rows = [c for c in report.checks if c.visibility == "hidden"]
+    assert _announced_hidden(text) == len(hidden_rows) == 3
+
+
+def test_the_shipped_starter_cell_names_the_assignment_where_the_front_end_names_no_notebook(tmp_path):
+    """As under Colab: no session variables and the notebook not in the kernel's folder."""
+    (tmp_path / "notebooks").mkdir()
+    path = _student_notebook(tmp_path / "notebooks")
+    elsewhere = tmp_path / "kernel-folder"
+    elsewhere.mkdir()
+    nb = nbformat.read(path, as_version=4)
+    _run(nb, elsewhere)
+    text = _outputs(nb.cells[-4])
+    assert "which assignment" not in text and "Traceback" not in text, text
+    assert "PASS sigmoid  1/1" in text and "Public: 1 passed, 4 failed" in text
+    assert _announced_hidden(text) == 3
+
+
+def test_a_notebook_that_only_imports_check_finds_its_assignment_among_the_folder_notebooks(tmp_path):
+    """nbclient, no session variables, a first cell without use(); another assignment's notebook beside it."""
+    path = _student_notebook(tmp_path, first_cell="from grader import check")
+    shutil.copy(ASSIGNMENTS / "tanh-softmax-gaussians" / "starter.ipynb", tmp_path / "another lab.ipynb")
+    nb = nbformat.read(path, as_version=4)
+    _run(nb, tmp_path)
+    text = _outputs(nb.cells[-4])
+    assert "which assignment" not in text and "Traceback" not in text, text
+    assert "PASS sigmoid  1/1" in text and "Public: 1 passed, 4 failed" in text
+    verdicts = json.loads(text.split("VERDICTS ", 1)[1])
+    assert verdicts == [[c.id, c.status, c.codes] for c in graded(path, public_only=True, seed=3).checks]
+    assert _announced_hidden(text) == len([c for c in graded(path, seed=3).checks if c.visibility == "hidden"])
+
+
+def _write(folder, name: str, assignment: str | None, code: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in code]
+    if assignment is not None:
+        nb.metadata["grader"] = {"assignment": assignment}
+    nbformat.write(nb, folder / name)
+
+
+def test_the_assignment_is_found_in_a_robust_order(tmp_path, monkeypatch):
+    from grader.errors import UnknownAssignment
+    from grader.selfcheck import check as selfcheck
+
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(selfcheck, "_CHOSEN", {})
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UnknownAssignment, match=r'call use\("ID"\)') as e:  # nothing names one
+        selfcheck._assignment_id({}, None)
+    assert "sigmoid-2-3-1" in str(e.value)  # the known ids, to choose from
+    _write(tmp_path, "scratch.ipynb", None, ["x = 1"])
+    _write(tmp_path, "lab.ipynb", "sigmoid-2-3-1", ["import numpy as np", "def sigmoid(a): ..."])
+    _write(tmp_path, "lab copy.ipynb", "sigmoid-2-3-1", ["import numpy as np"])
+    assert selfcheck._assignment_id({}, None) == ("sigmoid-2-3-1", False)  # the folder names one
+    _write(tmp_path, "other.ipynb", "sigmoid-2-2-2", ["w = 1", "def forward(w): ..."])
+    with pytest.raises(UnknownAssignment, match="name several"):  # two, and no history to tell them apart
+        selfcheck._assignment_id({}, None)
+    ran = {"_ih": ["", "w = 1\n", "def forward(w): ...", "check()"]}
+    assert selfcheck._assignment_id(ran, None) == ("sigmoid-2-2-2", False)  # the cells this kernel ran
+    session = {"__session__": str(tmp_path / "lab.ipynb")}
+    assert selfcheck._assignment_id({**ran, **session}, None) == ("sigmoid-2-3-1", False)  # the front end's
+    assert selfcheck._assignment_id({"__vsc_ipynb_file__": str(tmp_path / "other.ipynb")}, None)[0] == "sigmoid-2-2-2"
+    selfcheck.use("exp-output-2-2-1")
+    assert selfcheck._assignment_id(session, None) == ("exp-output-2-2-1", True)  # use() before the metadata
+    assert selfcheck._assignment_id(session, "relu-sigmoid-3-3-1") == ("relu-sigmoid-3-3-1", True)
 
 
 def test_check_of_one_function_renders_html_in_jupyter(ran):
