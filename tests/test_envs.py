@@ -257,15 +257,23 @@ def test_bad_requirement_is_one_clear_line(tmp_path: Path):
     folder = _assignment(tmp_path, f'packages = ["{BAD}"]')
     r = _run_grade("env", "build", str(folder), env_dir=tmp_path / "envs")
     assert r.returncode == 2 and r.stdout == ""
-    lines = r.stderr.strip().splitlines()
+    lines = _error_lines(r.stderr)
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert lines[0].startswith("grade: error: cannot build the kernel environment for assignment env-test")
     assert f"requirement '{BAD}'" in lines[0]
     assert not [p for p in (tmp_path / "envs").iterdir() if not p.name.endswith(".lock")]  # nothing half-built
     # grading a notebook against it says the same, in one line, with a report
     g = _run_grade(str(SOLUTION), "--assignment", str(folder), "--format", "json", env_dir=tmp_path / "envs")
-    assert g.returncode == 2 and len(g.stderr.strip().splitlines()) == 1 and BAD in g.stderr
+    assert g.returncode == 2 and len(_error_lines(g.stderr)) == 1 and BAD in g.stderr
     assert json.loads(g.stdout)["status"] == "error"
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """stderr without the build's progress lines (its start and its end, the error last)."""
+    lines = stderr.strip().splitlines()
+    progress = [ln for ln in lines if ln.startswith(("building the kernel environment", "built the kernel"))]
+    assert lines[: len(progress)] == progress, stderr
+    return lines[len(progress):]
 
 
 def test_api_build_error_names_the_requirement(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

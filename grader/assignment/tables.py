@@ -330,10 +330,12 @@ class Policy(Table):
 
 class Environment(Table):
     """The kernel's Python packages: pip requirement strings, on top of the default set unless
-    `include_default` is false (numpy and ipykernel are always there)."""
+    `include_default` is false (numpy and ipykernel are always there). Binary wheels only,
+    unless `allow_source_builds` lets the installer compile what has none (slow)."""
 
     packages: list[str] = Field(default_factory=list)
     include_default: bool = True
+    allow_source_builds: bool = False
 
     @field_validator("packages")
     @classmethod

@@ -473,6 +473,13 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             todo = [j for j in all_jobs if regrade or not book.is_current(
                 j.student, j.sha256, asg.spec_sha256, batch_seed)]
             client = connect(scheduler) if scheduler and todo else None
+            if client is None and any(j.problem is None for j in todo):
+                # built here, once, before the progress bar (its own progress shows): an
+                # environment that cannot be built stops the batch in one line, rather than
+                # failing (or building again for) every submission
+                from grader.kernels.envs import ensure_assignment_env
+
+                ensure_assignment_env(asg)
             bar = progress(len(todo), len(all_jobs) - len(todo)) if progress else None
             on_result = bar.add if bar is not None else (lambda r: None)
             try:

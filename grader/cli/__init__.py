@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import click
 
 from grader.authoring import draft
-from grader.cli.env import env_group
+from grader.cli.env import env_group, showing_builds
 from grader.errors import GraderError
 from grader.inert import inert
 from grader.options import CELL_TIMEOUT, ISOLATION_LEVELS, SEED, TOTAL_TIMEOUT, Seconds
@@ -197,9 +197,10 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
 
     try:
         launcher = LocalKernelLauncher(isolation=isolation)
-        report = grade_notebook(notebook, assignment, seed=seed, cell_timeout=cell_timeout,
-                                total_timeout=total_timeout, launcher=launcher, checks=list(only) or None,
-                                public_only=public_only)
+        with showing_builds():  # the first grade of an assignment builds its kernel environment
+            report = grade_notebook(notebook, assignment, seed=seed, cell_timeout=cell_timeout,
+                                    total_timeout=total_timeout, launcher=launcher,
+                                    checks=list(only) or None, public_only=public_only)
     except GraderError as e:  # unusable notebook or assignment: still a report, so CI shows why
         _write_report(_unusable(notebook, assignment, str(e)), fmt, output, hidden_visibility)
         _fail(str(e))
@@ -364,7 +365,8 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
 
     failed = False
     for name in assignments:
-        result = validate(name, notebooks=not no_notebooks)
+        with showing_builds():
+            result = validate(name, notebooks=not no_notebooks)
         click.echo(f"{result.assignment}:")
         for f in result.findings:
             click.echo(f"  {'ok  ' if f.ok else 'FAIL'} {f.step}: {f.message}")

@@ -53,13 +53,15 @@ def batch_cmd(source: Path, assignment: str, db: Path, out: Path | None, jobs: i
     """Grade every submission in SOURCE (a folder, per-student folders or an LMS zip)."""
     from grader.batch.progress import Progress
     from grader.batch.run import grade_batch
+    from grader.cli.env import showing_builds
 
     try:
-        summary = grade_batch(
-            source, assignment, db, jobs=jobs, seed=seed, cell_timeout=cell_timeout,
-            total_timeout=total_timeout, isolation=isolation, regrade=regrade,
-            student_regex=student_regex, scheduler=scheduler, exclude=[out] if out is not None else [],
-            progress=None if quiet else (lambda total, skipped: Progress(total, skipped)))
+        with showing_builds(quiet):
+            summary = grade_batch(
+                source, assignment, db, jobs=jobs, seed=seed, cell_timeout=cell_timeout,
+                total_timeout=total_timeout, isolation=isolation, regrade=regrade,
+                student_regex=student_regex, scheduler=scheduler, exclude=[out] if out is not None else [],
+                progress=None if quiet else (lambda total, skipped: Progress(total, skipped)))
     except GraderError as e:
         _fail(str(e))
         return

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import click
+
+from grader.options import Seconds
 
 
 def _summary(env: object) -> str:
@@ -36,6 +39,15 @@ def _used_by() -> dict[str, list[str]]:
     return out
 
 
+def showing_builds(quiet: bool = False) -> contextlib.AbstractContextManager[None]:
+    """While the block runs, a kernel environment being built shows on stderr what it does and
+    for how long (a line updated in place on a terminal, plain lines elsewhere); `quiet`: silent."""
+    from grader.kernels.env_progress import EnvProgress
+    from grader.kernels.envs import report_builds
+
+    return report_builds(None if quiet else EnvProgress())
+
+
 @click.group("env")
 def env_group() -> None:
     """The Python environments kernels run in: one per distinct package list, built once."""
@@ -44,7 +56,14 @@ def env_group() -> None:
 @env_group.command("build")
 @click.argument("assignments", nargs=-1)
 @click.option("--default", "default", is_flag=True, help="Build the default environment.")
-def build_cmd(assignments: tuple[str, ...], default: bool) -> None:
+@click.option("--allow-source-builds", is_flag=True,
+              help="Build requirements that have no binary wheel from source (slow: a compiler, "
+                   "often minutes). Default: binary wheels only ($NNGRADER_ALLOW_SOURCE_BUILDS=1 "
+                   "allows them too).")
+@click.option("--time-limit", type=Seconds(1), default=None,
+              help="Seconds a build may take (default: $NNGRADER_ENV_BUILD_TIMEOUT, else 900).")
+def build_cmd(assignments: tuple[str, ...], default: bool, allow_source_builds: bool,
+              time_limit: float | None) -> None:
     """Build the environments of these assignments (ids or folders) now, for offline grading."""
     from grader.assignment.load import find_assignment
     from grader.errors import GraderError
@@ -52,12 +71,16 @@ def build_cmd(assignments: tuple[str, ...], default: bool) -> None:
 
     if not assignments and not default:
         _fail("name at least one assignment, or --default (see 'grade env build --help')")
+    allow = True if allow_source_builds else None  # (else the variable, or the spec, decides)
     try:
-        if default:
-            click.echo(f"default: {_summary(ensure_env(what='the default environment'))}")
-        for name in assignments:
-            asg = find_assignment(name)
-            click.echo(f"{asg.id}: {_summary(ensure_assignment_env(asg))}")
+        with showing_builds():
+            if default:
+                env = ensure_env(what="the default environment", allow_source_builds=allow, time_limit=time_limit)
+                click.echo(f"default: {_summary(env)}")
+            for name in assignments:
+                asg = find_assignment(name)
+                env = ensure_assignment_env(asg, allow_source_builds=allow, time_limit=time_limit)
+                click.echo(f"{asg.id}: {_summary(env)}")
     except GraderError as e:
         _fail(str(e))
 

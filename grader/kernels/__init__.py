@@ -24,7 +24,10 @@ Modules, from the bottom up:
 - ahead.py: kernels started ahead of the submission they will run.
 - standby.py: `StandbyKernel`, a kernel started early for a re-run.
 - teardown.py: stopping kernels and removing workspaces in the background.
-- envs.py: kernel environments (one virtual environment per set of packages), built on demand.
+- envs.py: kernel environments (one virtual environment per set of packages), built on demand,
+  from binary wheels unless source builds are allowed, within a time limit, told to a reporter.
+- env_errors.py: what a failed build says, in one whole line.
+- env_progress.py: `EnvProgress`, a build shown on stderr (in place on a terminal, plain lines in CI).
 - python_dirs.py: the program that asks a kernel's interpreter for its folders.
 
 limited_exec.py, warm_parent.py and python_dirs.py run in the kernel's interpreter (their text is

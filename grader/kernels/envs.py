@@ -8,6 +8,11 @@ Python, and reused from then on without the network. Builds are locked, and made
 temporary folder renamed into place when complete, so two graders building the same
 environment at once end with one good environment.
 
+A build installs binary wheels only unless source builds are allowed (a requirement that
+would compile is one line at once, not minutes of compiling), is stopped at its time limit
+with nothing kept, and tells a reporter what it does as it goes (`report_builds`; the
+commands show it on stderr, see env_progress.py).
+
 The grader's own environment (torch, the grader package, its assignments) is never one of
 these: nothing of the grader is importable in a kernel.
 """
@@ -20,13 +25,12 @@ import hashlib
 import json
 import os
 import platform
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +40,7 @@ from grader.assignment.requirements import (
     resolve_requirements,
 )
 from grader.errors import GraderError
+from grader.kernels import env_errors
 from grader.options import user_cache_dir
 
 # What course notebooks import, and the kernel itself; never torch, jax or tensorflow.
@@ -43,7 +48,12 @@ ENV_DIR_VARIABLE = "GRADER_ENV_DIR"
 MANIFEST = "grader-env.json"
 # Bumped when the layout of a built environment changes: old ones are then rebuilt.
 LAYOUT = 2
-BUILD_TIMEOUT_S = 1800
+# A build's time limit (seconds), whole: creating, installing, checking.
+BUILD_TIME_LIMIT_S = 900.0
+TIME_LIMIT_VARIABLE = "NNGRADER_ENV_BUILD_TIMEOUT"
+# Set to 1: requirements without a binary wheel are built from source (slow: a compiler, minutes).
+SOURCE_BUILDS_VARIABLE = "NNGRADER_ALLOW_SOURCE_BUILDS"
+TICK_S = 0.5  # how often a running build tells its reporter how long it has taken
 
 
 @dataclass(frozen=True)
@@ -114,10 +124,20 @@ def _make_root(root: Path) -> None:
 
 
 @contextlib.contextmanager
-def _locked(root: Path, key: str) -> Iterator[None]:
-    """Hold the build lock of one environment (released if the process dies)."""
+def _locked(root: Path, key: str, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the build lock of one environment (released if the process dies); `waiting()` is
+    called every TICK_S while another process holds it."""
     with open(root / f".{key}.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        if waiting is None:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        else:
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waiting()
+                    time.sleep(TICK_S)
         try:
             yield
         finally:
@@ -172,12 +192,108 @@ def prune_envs(keep: Iterable[str] = ()) -> list[Path]:
 # ---------------------------------------------------------------- building
 
 
+@dataclass(frozen=True)
+class BuildEvent:
+    """What a build is doing, for whoever shows it (kernels/env_progress.py on the command line).
+
+    `state`: "wait" (another grader is building it), "start", "step" (a new `step`), "tick"
+    (every TICK_S while a step runs), "done" or "failed". `title` names the environment
+    ("the kernel environment for assignment X (numpy, scipy, ... 6 packages)"), `step` says
+    what it does now, `elapsed` the seconds since this process began waiting for or building it.
+    """
+
+    state: str
+    title: str
+    step: str
+    elapsed: float
+
+
+BuildReporter = Callable[[BuildEvent], None]
+_reporter: BuildReporter | None = None  # the process's reporter (`report_builds`)
+
+
+@contextlib.contextmanager
+def report_builds(reporter: BuildReporter | None) -> Iterator[None]:
+    """Tell `reporter` about every build in this process while the block runs (the commands
+    install one that shows them on stderr; without one, builds are silent)."""
+    global _reporter
+    previous, _reporter = _reporter, reporter
+    try:
+        yield
+    finally:
+        _reporter = previous
+
+
+def _flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise GraderError(f"${name} is {value!r}: set it to 1 or 0")
+
+
+def source_builds_allowed() -> bool:
+    """Whether $NNGRADER_ALLOW_SOURCE_BUILDS allows building requirements from source."""
+    return _flag(SOURCE_BUILDS_VARIABLE)
+
+
+def build_time_limit() -> float:
+    """A build's time limit in seconds: $NNGRADER_ENV_BUILD_TIMEOUT, else BUILD_TIME_LIMIT_S."""
+    text = os.environ.get(TIME_LIMIT_VARIABLE, "").strip()
+    if not text:
+        return BUILD_TIME_LIMIT_S
+    try:
+        limit = float(text)
+    except ValueError:
+        limit = float("nan")
+    if not 0 < limit < float("inf"):
+        raise GraderError(f"${TIME_LIMIT_VARIABLE} is {text!r}: set it to a number of seconds above 0")
+    return limit
+
+
+class _Progress:
+    """One build's reports to the reporter (none: silent); a reporter's failure never fails the build."""
+
+    def __init__(self, reporter: BuildReporter | None, title: str):
+        self.reporter, self.title = reporter, title
+        self.started = time.monotonic()
+        self.step = ""
+        self.waited = False
+
+    def __call__(self, state: str, step: str | None = None) -> None:
+        if step is not None:
+            self.step = step
+        self.waited |= state == "wait"
+        if self.reporter is not None:
+            with contextlib.suppress(Exception):  # (a closed stderr: the build goes on)
+                self.reporter(BuildEvent(state, self.title, self.step, time.monotonic() - self.started))
+
+
+def _title(what: str, requirements: tuple[str, ...], declared: Iterable[str]) -> str:
+    """ "the kernel environment for assignment X (numpy<2, ipykernel, matplotlib, ... 6 packages)":
+    the declared requirements first."""
+    declared = set(requirement_names(declared))
+    names = requirement_names(requirements)
+    order = sorted(range(len(requirements)), key=lambda i: names[i] not in declared)
+    shown = [requirements[i] for i in order[:3]]
+    more = f", ... {len(requirements)} packages" if len(requirements) > 3 else ""
+    return f"the kernel environment{f' for {what}' if what else ''} ({', '.join(shown)}{more})"
+
+
 def ensure_env(packages: Iterable[str] = (), include_default: bool = True, python: str | None = None,
-               what: str = "") -> KernelEnv:
+               what: str = "", *, allow_source_builds: bool | None = None, time_limit: float | None = None,
+               reporter: BuildReporter | None = None) -> KernelEnv:
     """The environment for an assignment's packages, built now if it is not built yet.
 
     `what` names whose environment it is in errors ("assignment sigmoid-2-3-1").
+    `allow_source_builds` (default: $NNGRADER_ALLOW_SOURCE_BUILDS) lets the installer compile
+    requirements that have no binary wheel; `time_limit` (default: $NNGRADER_ENV_BUILD_TIMEOUT,
+    else 15 minutes) bounds the build; `reporter` (default: the one `report_builds` installed)
+    is told what the build does as it goes.
     """
+    from grader.kernels.tracking import interrupted, live_roots, track
+
     packages = list(packages)
     requirements = resolve_requirements(packages, include_default)
     python = os.path.realpath(python or base_python())
@@ -187,29 +303,69 @@ def ensure_env(packages: Iterable[str] = (), include_default: bool = True, pytho
     env = _load(final)
     if env is not None:  # built: no lock, no network
         return env
+    allow = source_builds_allowed() if allow_source_builds is None else allow_source_builds
+    limit = build_time_limit() if time_limit is None else time_limit
     _make_root(root)
-    with _locked(root, key):
+    progress = _Progress(reporter or _reporter, _title(what, requirements, packages))
+    with _locked(root, key, waiting=lambda: progress("wait", "waiting for another grader building it")):
         env = _load(final)  # another grader may have built it while this one waited
         if env is not None:
+            if progress.waited:
+                progress("done", "built by another grader")
             return env
-        if final.exists():  # an incomplete environment left by a build that was killed mid-rename
-            shutil.rmtree(final, ignore_errors=True)
+        _remove_partial(root, key)
+        progress("start", "starting")
+        bound = _Limit(what, limit, time.monotonic() + limit, progress, interrupted())
         tmp = Path(tempfile.mkdtemp(prefix=f".build-{key}-", dir=root))
+        track(live_roots, tmp)  # an interrupted grader removes it on its way out
         try:
-            _build(tmp, requirements, python, what)
+            _build(tmp, requirements, python, bound, allow)
             names = ["numpy", *(n for n in requirement_names(packages) if n != "numpy")]
+            progress("step", "checking the installed versions")
             manifest = {"key": key, "requirements": list(requirements), "python": _python_version(python),
-                        "base_python": python, "packages": _versions(tmp, names), "created": time.time()}
+                        "base_python": python, "packages": _versions(tmp, names, bound), "created": time.time()}
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1))
             _open_to_all(tmp)
             os.rename(tmp, final)  # atomic: another grader sees no environment or a complete one
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+        except BaseException as e:
+            from grader.kernels.users import remove_tree
+
+            remove_tree(tmp)
+            progress("failed", None if isinstance(e, Exception) and not isinstance(e, _Interrupted) else "interrupted")
             raise
+        finally:
+            track(live_roots, tmp, remove=True)
     env = _load(final)
     if env is None:
+        progress("failed")
         raise EnvBuildError(f"the kernel environment {key} was built but cannot be used")
+    progress("done", "built")
     return env
+
+
+def _remove_partial(root: Path, key: str) -> None:
+    """What killed builds of this environment left (under its lock, so none is running):
+    an incomplete environment (killed mid-rename) and temporary build folders."""
+    from grader.kernels.users import remove_tree
+
+    for p in [root / key, *root.glob(f".build-{key}-*")]:
+        if os.path.lexists(p):
+            remove_tree(p)
+
+
+class _Interrupted(EnvBuildError):
+    """The grader was told to stop (Ctrl-C, SIGTERM) while a worker thread built an environment."""
+
+
+@dataclass
+class _Limit:
+    """A build's time limit: its deadline, and whose build it is for the message."""
+
+    what: str
+    seconds: float
+    deadline: float
+    progress: _Progress
+    interrupted_before: bool = False
 
 
 def _uv() -> str | None:
@@ -221,58 +377,73 @@ def _uv() -> str | None:
     return shutil.which("uv")
 
 
-def _build(target: Path, requirements: tuple[str, ...], python: str, what: str) -> None:
+def _build(target: Path, requirements: tuple[str, ...], python: str, limit: _Limit, allow_source: bool) -> None:
     """Make a virtual environment at `target` holding `requirements` (EnvBuildError if it fails)."""
     uv = _uv()
+    # binary wheels only, unless allowed: a requirement that would compile fails at once
+    binary = [] if allow_source else ["--only-binary", ":all:"]
+    installing = f"installing {len(requirements)} packages" + (" (source builds allowed)" if allow_source else "")
     if uv is not None:
-        steps = [[uv, "venv", "--quiet", "--relocatable", "--allow-existing", "--python", python, str(target)],
+        steps = [("creating the virtual environment",
+                  [uv, "venv", "--quiet", "--relocatable", "--allow-existing", "--python", python, str(target)]),
                  # compiled now: a kernel cannot write bytecode, and would compile numpy at every start
-                 [uv, "pip", "install", "--quiet", "--compile-bytecode", "--python", str(target / "bin" / "python"),
-                  *requirements]]
+                 (installing, [uv, "pip", "install", "--quiet", "--compile-bytecode", *binary,
+                               "--python", str(target / "bin" / "python"), *requirements])]
     else:
-        steps = [[python, "-m", "venv", "--clear", str(target)],
-                 [str(target / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                  "--disable-pip-version-check", "--no-input", *requirements]]
+        steps = [("creating the virtual environment", [python, "-m", "venv", "--clear", str(target)]),
+                 (installing, [str(target / "bin" / "python"), "-m", "pip", "install", "--quiet",
+                               "--disable-pip-version-check", "--no-input", *binary, *requirements])]
     env = dict(os.environ)
     env.pop("VIRTUAL_ENV", None)  # uv would install into the grader's own environment
     env.pop("PYTHONPATH", None)
     env.setdefault("UV_NATIVE_TLS", "1")  # the system's certificates, as pip uses (a proxy's CA too)
-    for argv in steps:
+    for step, argv in steps:
+        limit.progress("step", step)
+        code, out, err = _run(argv, env, limit, requirements)
+        if code != 0:
+            raise EnvBuildError(env_errors.failure(limit.what, requirements, err or out, _python_version(python),
+                                                   binary_only=not allow_source))
+
+
+def _run(argv: list[str], env: dict[str, str] | None, limit: _Limit,
+         requirements: tuple[str, ...] = ()) -> tuple[int, str, str]:
+    """Run one step of a build: (exit code, stdout, stderr). It runs in a session of its own, so
+    everything it starts (a compiler) is killed with it, at the time limit, on an exception
+    (Ctrl-C) or by the grader's cleanup at exit; EnvBuildError at the time limit."""
+    from grader.kernels.tracking import interrupted, live_kernels, track
+    from grader.kernels.users import kill_tree
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            r = subprocess.run(argv, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                               timeout=BUILD_TIMEOUT_S, env=env)
-        except subprocess.TimeoutExpired:
-            raise EnvBuildError(_failure(what, requirements, f"timed out after {BUILD_TIMEOUT_S} s")) from None
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+                                    start_new_session=True)
         except OSError as e:
-            raise EnvBuildError(_failure(what, requirements, f"cannot run {argv[0]} ({e.strerror or e})")) from None
-        if r.returncode != 0:
-            raise EnvBuildError(_failure(what, requirements, r.stderr or r.stdout))
-
-
-_BOX = re.compile(r"[\u2500-\u257f\u00d7]+")  # uv's box drawing and its "x" bullet
-
-
-def _failure(what: str, requirements: tuple[str, ...], output: str) -> str:
-    """One line: whose environment, which requirement(s) the installer's message names, and why."""
-    lines = [_BOX.sub(" ", ln).strip() for ln in output.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.lower().startswith(("hint:", "help:"))]
-    text = " ".join(lines)
-    named = [r for r in requirements if _mentions(text, requirement_names([r])[0])]
-    # The requirement a resolver blames is the one it says was "not found" or has "no version".
-    blamed = [r for r in named if re.search(rf"\b{re.escape(requirement_names([r])[0])}\b[^.;]*"
-                                           r"(not found|no (matching )?version|no solution|does not exist)",
-                                           text, re.IGNORECASE)]
-    culprits = blamed or named
-    which = (f"requirement {', '.join(repr(r) for r in culprits)}" if culprits
-             else f"requirements {', '.join(requirements)}")
-    why = re.sub(r"\s+", " ", text)[:300] or "the installer failed without a message"
-    owner = f" for {what}" if what else ""
-    return f"cannot build the kernel environment{owner}: {which} could not be installed: {why}"
-
-
-def _mentions(text: str, name: str) -> bool:
-    pattern = re.escape(name).replace(r"\-", "[-_.]")
-    return re.search(rf"(?<![\w.-]){pattern}(?![\w-])", text, re.IGNORECASE) is not None
+            raise EnvBuildError(env_errors.failure(limit.what, requirements, f"cannot run {argv[0]} ({e.strerror or e})")) from None
+        track(live_kernels, proc.pid, proc.pid)
+        try:
+            while True:
+                left = limit.deadline - time.monotonic()
+                if left <= 0:
+                    raise EnvBuildError(env_errors.timed_out(limit.what, limit.seconds, limit.progress.step))
+                # Ctrl-C or SIGTERM while `grade` builds in a worker thread (in the main thread,
+                # it is a KeyboardInterrupt): a flag left set before the build began is not one
+                if interrupted() and not limit.interrupted_before:
+                    raise _Interrupted(f"the build of the kernel environment{f' for {limit.what}' if limit.what else ''} "
+                                       "was interrupted")
+                try:
+                    proc.wait(timeout=min(TICK_S, left))
+                    break
+                except subprocess.TimeoutExpired:
+                    limit.progress("tick")
+        finally:
+            if proc.returncode is None:
+                kill_tree(proc.pid, proc.pid)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=10)
+            track(live_kernels, proc.pid, remove=True)
+        out.seek(0)
+        err.seek(0)
+        return proc.returncode, out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace")
 
 
 _VERSIONS = """
@@ -288,13 +459,13 @@ print(json.dumps(out))
 """
 
 
-def _versions(env: Path, names: list[str]) -> dict[str, str]:
+def _versions(env: Path, names: list[str], limit: _Limit) -> dict[str, str]:
     """The installed versions of `names` in the environment at `env`."""
-    r = subprocess.run([str(env / "bin" / "python"), "-I", "-c", _VERSIONS, *names],
-                       capture_output=True, text=True, timeout=120)
-    if r.returncode != 0:
-        raise EnvBuildError(f"the new kernel environment's Python does not run: {r.stderr.strip()[-200:]}")
-    return {k: v for k, v in json.loads(r.stdout).items() if v is not None}
+    code, out, err = _run([str(env / "bin" / "python"), "-I", "-c", _VERSIONS, *names], None, limit)
+    if code != 0:
+        last = (err.strip().splitlines() or ["no message"])[-1]
+        raise EnvBuildError(f"the new kernel environment's Python does not run: {env_errors.clip(last, 200)}")
+    return {k: v for k, v in json.loads(out).items() if v is not None}
 
 
 def _open_to_all(root: Path) -> None:
@@ -310,7 +481,12 @@ def _open_to_all(root: Path) -> None:
                     os.chmod(name, (st.st_mode | extra) & 0o7777)
 
 
-def ensure_assignment_env(asg: object) -> KernelEnv:
-    """The kernel environment an assignment declares (see `Environment` in grader/assignment/tables.py), built if needed."""
+def ensure_assignment_env(asg: object, *, allow_source_builds: bool | None = None,
+                          time_limit: float | None = None) -> KernelEnv:
+    """The kernel environment an assignment declares (see `Environment` in grader/assignment/tables.py),
+    built if needed; its spec's `allow_source_builds = true` allows source builds too."""
     spec_env = asg.spec.environment  # type: ignore[attr-defined]
-    return ensure_env(spec_env.packages, spec_env.include_default, what=f"assignment {asg.id}")  # type: ignore[attr-defined]
+    if allow_source_builds is None and spec_env.allow_source_builds:
+        allow_source_builds = True
+    return ensure_env(spec_env.packages, spec_env.include_default, what=f"assignment {asg.id}",  # type: ignore[attr-defined]
+                      allow_source_builds=allow_source_builds, time_limit=time_limit)
