@@ -26,6 +26,7 @@ from ruamel.yaml import YAML
 from tests.ci_support import (
     OWN_COMMAND,
     ci_env,
+    cli,
     copy_notebook,
     gradescope_results,
     junit_checks,
@@ -108,6 +109,83 @@ def test_the_action_installs_the_grader_and_grades_once():
     workflow = _yaml(WORKFLOW)
     steps = workflow["jobs"]["grade"]["steps"]
     assert any(s.get("uses", "").split("@")[0].endswith("/ci/github") for s in steps)
+
+
+# ---- which notebook a CI job grades ----
+
+def _repo(tmp_path: Path, files: dict[str, str | None]) -> Path:
+    """A repository of notebooks: path -> the assignment its metadata names (None: none)."""
+    root = tmp_path / "repo"
+    for rel, assignment in files.items():
+        meta = {"grader": {"assignment": assignment}} if assignment else {}
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": meta, "cells": []}))
+    return root
+
+
+@pytest.mark.parametrize("files, pattern, assignment, chosen", [
+    # the one naming the assignment, wherever it sorts
+    ({"0-scratch.ipynb": None, "hw.ipynb": "sigmoid-2-3-1", "other.ipynb": "tanh-softmax-gaussians"},
+     "*.ipynb", "sigmoid-2-3-1", "hw.ipynb"),
+    # the assignment as a folder means its id, the folder's name
+    ({"a.ipynb": None, "hw.ipynb": "sigmoid-2-3-1"}, "*.ipynb", "./course/sigmoid-2-3-1/", "hw.ipynb"),
+    ({"a.ipynb": None, "hw.ipynb": "sigmoid-2-3-1"}, "*.ipynb", "course/sigmoid-2-3-1/assignment.toml", "hw.ipynb"),
+    # the only notebook, whatever its metadata says
+    ({"Untitled.ipynb": None}, "*.ipynb", "sigmoid-2-3-1", "Untitled.ipynb"),
+    # no assignment named: the one notebook naming one
+    ({"a.ipynb": None, "hw.ipynb": "sigmoid-2-3-1"}, "*.ipynb", None, "hw.ipynb"),
+    # a name is taken as it is, existing or not, whatever the others say
+    ({"a.ipynb": "sigmoid-2-3-1"}, "hw/b.ipynb", "sigmoid-2-3-1", "hw/b.ipynb"),
+    # ** reaches into folders, never hidden ones or checkpoints; * stays at the top
+    ({"hw/1/sub.ipynb": "sigmoid-2-3-1", ".ipynb_checkpoints/sub.ipynb": "sigmoid-2-3-1",
+      ".git/x.ipynb": "sigmoid-2-3-1", "hw/.hidden.ipynb": "sigmoid-2-3-1", "top.ipynb": None},
+     "**/*.ipynb", "sigmoid-2-3-1", "hw/1/sub.ipynb"),
+    ({"hw/1/sub.ipynb": "sigmoid-2-3-1", "top.ipynb": None}, "*.ipynb", "sigmoid-2-3-1", "top.ipynb"),
+    ({"hw/sub.ipynb": "sigmoid-2-3-1", "hw2/sub.ipynb": "sigmoid-2-3-1"}, "hw/*.ipynb", "sigmoid-2-3-1", "hw/sub.ipynb"),
+])
+def test_the_notebook_chosen(tmp_path, files, pattern, assignment, chosen):
+    from grader.submission.choose import choose_notebook
+
+    assert choose_notebook(_repo(tmp_path, files), pattern, assignment) == chosen
+
+
+@pytest.mark.parametrize("files, pattern, assignment, message", [
+    ({"b.ipynb": "sigmoid-2-3-1", "a.ipynb": "sigmoid-2-3-1", "c.ipynb": None}, "*.ipynb", "sigmoid-2-3-1",
+     "2 notebooks name assignment 'sigmoid-2-3-1' in their metadata: a.ipynb, b.ipynb; name the one to grade"),
+    ({"a.ipynb": None, "b.ipynb": "tanh-softmax-gaussians"}, "*.ipynb", "sigmoid-2-3-1",
+     "2 notebooks match '*.ipynb' and none names assignment 'sigmoid-2-3-1' in its metadata: a.ipynb, b.ipynb; "
+     "name the one to grade"),
+    ({"a.ipynb": "sigmoid-2-3-1", "b.ipynb": "tanh-softmax-gaussians"}, "*.ipynb", None,
+     "2 notebooks name an assignment in their metadata: a.ipynb, b.ipynb; name the one to grade"),
+    ({f"n{i:02}.ipynb": None for i in range(12)}, "*.ipynb", None,
+     "12 notebooks match '*.ipynb' and none names an assignment in its metadata: n00.ipynb, n01.ipynb, n02.ipynb, "
+     "n03.ipynb, n04.ipynb, n05.ipynb, n06.ipynb, n07.ipynb and 4 more; name the one to grade"),
+    ({"notes.txt": None}, "*.ipynb", "sigmoid-2-3-1", "no notebook matches '*.ipynb'; commit the notebook, or name the one to grade"),
+])
+def test_no_guess_when_several_notebooks_could_be_meant(tmp_path, files, pattern, assignment, message):
+    from grader.submission.choose import AmbiguousNotebook, choose_notebook
+
+    with pytest.raises(AmbiguousNotebook) as e:
+        choose_notebook(_repo(tmp_path, files), pattern, assignment)
+    assert str(e.value) == message
+
+
+def test_a_broken_or_linked_notebook_names_no_assignment(tmp_path):
+    from grader.submission.choose import choose_notebook
+
+    root = _repo(tmp_path, {"hw.ipynb": "sigmoid-2-3-1"})
+    (root / "broken.ipynb").write_text("{not json")
+    (root / "list.ipynb").write_text("[1, 2]")
+    (root / "link.ipynb").symlink_to(root / "hw.ipynb")  # never read through, never a candidate
+    assert choose_notebook(root, "*.ipynb", "sigmoid-2-3-1") == "hw.ipynb"
+
+
+def test_grade_find_notebook_prints_the_path_or_one_line_why_not(tmp_path):
+    root = _repo(tmp_path, {"0.ipynb": None, "hw.ipynb": "sigmoid-2-3-1", "x/hw.ipynb": "sigmoid-2-3-1"})
+    assert cli("find-notebook", str(root), "--assignment", "sigmoid-2-3-1") == (0, f"{root}/hw.ipynb\n", "")
+    code, out, err = cli("find-notebook", str(root), "--notebook", "**/*.ipynb", "-a", "sigmoid-2-3-1")
+    assert (code, out) == (2, "") and err == ("grade: error: 2 notebooks name assignment 'sigmoid-2-3-1' in their "
+                                              "metadata: hw.ipynb, x/hw.ipynb; name the one to grade\n")
 
 
 # ---- the action's grading step, as the runner runs it ----
