@@ -188,6 +188,17 @@ def test_grade_find_notebook_prints_the_path_or_one_line_why_not(tmp_path):
                                               "metadata: hw.ipynb, x/hw.ipynb; name the one to grade\n")
 
 
+def test_grade_env_key_names_the_environment_of_the_assignment_or_the_notebooks_own():
+    from grader.assignment.load import find_assignment
+    from grader.kernels.envs import assignment_env_key
+
+    key = assignment_env_key(find_assignment("sigmoid-2-3-1"))
+    assert cli("env", "key", "--assignment", "sigmoid-2-3-1") == (0, f"{key}\n", "")
+    assert cli("env", "key", str(PENALISED)) == (0, f"{key}\n", "")  # its metadata names sigmoid-2-3-1
+    code, _, err = cli("env", "key", str(NOTEBOOKS / "sigmoid-2-3-1" / "seed_style.ipynb"))
+    assert code == 2 and err.endswith("names no assignment in its metadata; pass --assignment\n")
+
+
 # ---- the action's grading step, as the runner runs it ----
 
 def _run_action(tmp_path: Path, source: Path | None, **inputs: str) -> tuple[subprocess.CompletedProcess, Path]:
