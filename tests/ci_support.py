@@ -89,3 +89,11 @@ def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
 
     result = CliRunner().invoke(main, list(args), env=env, catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr
+
+
+_EXPRESSION = re.compile(r"\$\{\{\s*([^}]*?)\s*\}\}")
+
+
+def github_expand(value: str, context: dict[str, str]) -> str:
+    """A step's value with its `${{ name }}` expressions (plain context names only) replaced."""
+    return _EXPRESSION.sub(lambda m: context[m.group(1)], value)

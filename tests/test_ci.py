@@ -1,11 +1,16 @@
 """The CI templates and the Gradescope bundle, run the way their hosts run them.
 
+- which notebook: `choose_notebook` and `grade find-notebook` take the notebook named, else
+  the one whose metadata names the assignment, else the only one, and list the candidates in
+  one line rather than guess; `grade env key` names the environment a CI cache is keyed by.
 - ci/github: actionlint and the GitHub schemas accept the workflow and the action; the
-  action's grading step, run as a script with a step summary file, writes a summary and
-  annotations, and a notebook printing workflow commands or raising with markdown changes
-  neither.
-- ci/gitlab: the GitLab schema accepts the job; its script writes a JUnit report valid
-  against a JUnit schema, and the JSON report it keeps as an artifact.
+  action's choose and grading steps, run as scripts with a step summary file, grade the
+  notebook naming the assignment beside a scratch one, fail in one line when two name it,
+  write a summary and annotations, and a notebook printing workflow commands or raising with
+  markdown changes neither.
+- ci/gitlab: the GitLab schema accepts the job; its script chooses the notebook as the
+  action does, writes a JUnit report valid against a JUnit schema, and the JSON report it
+  keeps as an artifact.
 - gradescope-bundle: run_autograder, with its root moved to a temp folder, always writes a
   results.json valid against Gradescope's specification.
 """
@@ -18,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,6 +34,7 @@ from tests.ci_support import (
     ci_env,
     cli,
     copy_notebook,
+    github_expand,
     gradescope_results,
     junit_checks,
     run_grade,
@@ -199,27 +206,55 @@ def test_grade_env_key_names_the_environment_of_the_assignment_or_the_notebooks_
     assert code == 2 and err.endswith("names no assignment in its metadata; pass --assignment\n")
 
 
-# ---- the action's grading step, as the runner runs it ----
+# ---- the action's steps, as the runner runs them ----
 
-def _run_action(tmp_path: Path, source: Path | None, **inputs: str) -> tuple[subprocess.CompletedProcess, Path]:
-    """The action's Grade step: its env from the inputs (defaults otherwise), grade.sh in a workspace."""
+@dataclass
+class ActionRun:
+    """The action's Choose and Grade steps, run as the runner runs them."""
+
+    ran: dict[str, subprocess.CompletedProcess]  # step id -> its process, for the steps that ran
+    outputs: dict[str, str]  # the Choose step's outputs
+    ws: Path
+
+    @property
+    def last(self) -> subprocess.CompletedProcess:
+        """The last step that ran (the runner skips the rest after a failure)."""
+        return list(self.ran.values())[-1]
+
+
+def _run_action(tmp_path: Path, notebooks: dict[str, Path] | Path | None, **inputs: str) -> ActionRun:
+    """The action's steps that run the grader (choose.sh, then grade.sh) in a fresh workspace
+    holding `notebooks` (name -> source; a single source is submission.ipynb): each step's env
+    from its expressions (the inputs, defaults otherwise, the Choose step's outputs), the Grade
+    step only if Choose succeeded."""
     action = _yaml(ACTION)
-    values = {name: spec.get("default", "") for name, spec in action["inputs"].items()} | inputs
-    step = next(s for s in action["runs"]["steps"] if s.get("id") == "grade")
-    env = {}
-    for key, expr in step["env"].items():
-        name = expr.removeprefix("${{ inputs.").removesuffix(" }}")
-        env[key] = values[name]
+    context = {f"inputs.{name}": spec.get("default", "") for name, spec in action["inputs"].items()}
+    context |= {f"inputs.{name}": value for name, value in inputs.items()}
     ws = tmp_path / "workspace"
     ws.mkdir(parents=True)
-    if source is not None:
-        copy_notebook(source, ws)
+    if isinstance(notebooks, Path):
+        notebooks = {"submission.ipynb": notebooks}
+    for name, source in (notebooks or {}).items():
+        copy_notebook(source, ws, name)
     summary = tmp_path / "summary.md"
-    outputs = tmp_path / "outputs"
-    env = ci_env(tmp_path, **env, GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(outputs),
-                 GITHUB_WORKSPACE=str(ws), GITHUB_RUN_ID="4242", GITHUB_ACTION_PATH=str(CI / "github"))
-    p = subprocess.run(["bash", "-c", step["run"]], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
-    return p, ws
+    ran: dict[str, subprocess.CompletedProcess] = {}
+    outputs: dict[str, str] = {}
+    for step_id in ("choose", "grade"):
+        step = next(s for s in action["runs"]["steps"] if s.get("id") == step_id)
+        env = {key: github_expand(str(value), context) for key, value in step["env"].items()}
+        out = tmp_path / f"outputs-{step_id}"
+        out.touch()
+        env = ci_env(tmp_path, **env, GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(out),
+                     GITHUB_WORKSPACE=str(ws), GITHUB_RUN_ID="4242", GITHUB_ACTION_PATH=str(CI / "github"))
+        ran[step_id] = p = subprocess.run(["bash", "-c", step["run"]], cwd=ws, env=env, capture_output=True,
+                                          text=True, timeout=900)
+        if step_id == "choose":
+            outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
+            context |= {f"steps.choose.outputs.{k}": v for k, v in outputs.items()}
+        if p.returncode != 0:
+            break
+    (tmp_path / "outputs").write_text((tmp_path / "outputs-grade").read_text() if "grade" in ran else "")
+    return ActionRun(ran, outputs, ws)
 
 
 def _commands(text: str) -> list[str]:
@@ -228,7 +263,9 @@ def _commands(text: str) -> list[str]:
 
 
 def test_the_action_writes_summary_and_annotations_and_fails_below_full_marks(tmp_path):
-    p, ws = _run_action(tmp_path, PENALISED, assignment="sigmoid-2-3-1")
+    run = _run_action(tmp_path, PENALISED, assignment="sigmoid-2-3-1")
+    p, ws = run.last, run.ws
+    assert list(run.ran) == ["choose", "grade"] and run.ran["choose"].stdout == "notebook: submission.ipynb\n"
     assert p.returncode == 1, p.stdout + p.stderr  # 5.5/11 is under the default 100%
     summary = (tmp_path / "summary.md").read_text()
     assert summary.startswith("### Grade: 5.5/11 for sigmoid\\-2\\-3\\-1")
@@ -242,12 +279,12 @@ def test_the_action_writes_summary_and_annotations_and_fails_below_full_marks(tm
     assert (tmp_path / "outputs").read_text() == "score=5.5\nmax-score=11\n"
     report = json.loads((ws / "grade-report.json").read_text())
     assert report["score"] == 5.5 and report["seed"] == 4242
-    p, _ = _run_action(tmp_path / "again", PENALISED, assignment="sigmoid-2-3-1", **{"fail-under": "50%"})
+    p = _run_action(tmp_path / "again", PENALISED, assignment="sigmoid-2-3-1", **{"fail-under": "50%"}).last
     assert p.returncode == 0, p.stdout + p.stderr
 
 
 def test_workflow_commands_and_markdown_from_the_notebook_change_neither_summary_nor_annotations(tmp_path):
-    p, _ = _run_action(tmp_path, HOSTILE, assignment="sigmoid-2-3-1")
+    p = _run_action(tmp_path, HOSTILE, assignment="sigmoid-2-3-1").last
     out = p.stdout + p.stderr
     assert p.returncode == 1, out
     commands = _commands(out)
@@ -267,11 +304,55 @@ def test_workflow_commands_and_markdown_from_the_notebook_change_neither_summary
 
 
 def test_a_missing_notebook_still_gives_a_summary_and_an_annotation(tmp_path):
-    p, _ = _run_action(tmp_path, None, notebook="submission.ipynb", assignment="sigmoid-2-3-1")
+    p = _run_action(tmp_path, None, notebook="submission.ipynb", assignment="sigmoid-2-3-1").last
     assert p.returncode == 2
     summary = (tmp_path / "summary.md").read_text()
     assert summary.startswith("### Grade: 0/11") and "no such file" in summary
     assert any(c.startswith("::error file=submission.ipynb,title=Grading failed::") for c in _commands(p.stdout))
+
+
+def _scratch(tmp_path: Path, metadata: dict | None = None) -> Path:
+    """A notebook that is not the submission: a cell of scratch work, no grader metadata."""
+    path = tmp_path / "scratch-source.ipynb"
+    cell = {"cell_type": "code", "metadata": {}, "source": "x = 1", "outputs": [], "execution_count": None}
+    path.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": metadata or {}, "cells": [cell]}))
+    return path
+
+
+def test_the_default_notebook_is_the_one_naming_the_assignment_not_the_first_in_order(tmp_path):
+    scratch = _scratch(tmp_path)
+    run = _run_action(tmp_path, {"0-scratch.ipynb": scratch, "Untitled.ipynb": scratch, "submission.ipynb": PENALISED},
+                      assignment="sigmoid-2-3-1")
+    assert run.ran["choose"].stdout == "notebook: submission.ipynb\n", run.ran["choose"].stderr
+    assert run.outputs["notebook"] == "submission.ipynb"
+    p = run.ran["grade"]
+    assert p.returncode == 1, p.stdout + p.stderr  # the submission's 5.5/11, not the scratch's 0
+    assert not any(c.startswith("::warning") for c in _commands(p.stdout + p.stderr))
+    report = json.loads((run.ws / "grade-report.json").read_text())
+    assert report["score"] == 5.5 and report["submission"]["path"].endswith("submission.ipynb")
+
+
+def test_several_notebooks_naming_the_assignment_fail_in_one_line_listing_them(tmp_path):
+    scratch = _scratch(tmp_path)
+    run = _run_action(tmp_path, {"0-scratch.ipynb": scratch, "submission.ipynb": PENALISED,
+                                 "submission (copy).ipynb": PENALISED}, assignment="sigmoid-2-3-1")
+    p = run.last
+    assert list(run.ran) == ["choose"] and p.returncode == 2, p.stdout + p.stderr  # nothing is graded
+    commands = _commands(p.stdout + p.stderr)
+    assert commands == ["::error title=Which notebook?::2 notebooks name assignment 'sigmoid-2-3-1' in their "
+                        "metadata: submission (copy).ipynb, submission.ipynb; name the one to grade "
+                        "(the action's notebook input)"]
+    assert OWN_COMMAND.match(commands[0])
+    summary = (tmp_path / "summary.md").read_text()
+    assert summary.startswith("### Not graded\n\n2 notebooks name assignment") and "submission\\.ipynb" in summary
+    assert not (run.ws / "grade-report.json").exists()
+    # with no assignment named, and no notebook naming one, several notebooks are as ambiguous
+    p = _run_action(tmp_path / "none", {"a.ipynb": scratch, "b.ipynb": scratch}).last
+    assert p.returncode == 2 and _commands(p.stdout) == [
+        "::error title=Which notebook?::2 notebooks match '*.ipynb' and none names an assignment in its "
+        "metadata: a.ipynb, b.ipynb; name the one to grade (the action's notebook input)"]
+    p = _run_action(tmp_path / "empty", {}).last
+    assert p.returncode == 2 and "no notebook matches '*.ipynb'" in p.stdout
 
 
 # ---- GitLab ----
@@ -284,16 +365,36 @@ def test_the_gitlab_job_writes_a_junit_report_and_keeps_the_json(tmp_path):
     assert job["artifacts"]["when"] == "always"
     ws = tmp_path / "project"
     copy_notebook(PENALISED, ws)
-    variables = {k: str(v) for k, v in config["variables"].items() if k not in ("GRADER", "PIP_CACHE_DIR")}
-    script = "set -eo pipefail\n" + "\n".join(job["script"])  # as the runner's bash runs it
-    env = ci_env(tmp_path, **variables, CI_JOB_ID="77", CI_PROJECT_DIR=str(ws))
-    p = subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=600)
+    copy_notebook(_scratch(tmp_path), ws, "Untitled.ipynb")  # not the submission: its metadata names nothing
+    p = _run_gitlab(tmp_path, ws)
     assert p.returncode == 1, p.stdout + p.stderr  # below the default 100%
     assert "Score: 5.5/11" in p.stdout and "PENALTY forbidden_import: torch  -5.5" in p.stdout
     props, cases = junit_checks((ws / "grade-report.xml").read_text())
     assert float(props["score"]) == 5.5
     assert sum(points for _, points, _ in cases) == pytest.approx(5.5)
-    assert json.loads((ws / "grade-report.json").read_text())["seed"] == 77
+    report = json.loads((ws / "grade-report.json").read_text())
+    assert report["seed"] == 77 and report["submission"]["path"].endswith("submission.ipynb")
+
+
+def _run_gitlab(tmp_path: Path, ws: Path) -> subprocess.CompletedProcess:
+    """The GitLab job's script in project folder `ws`."""
+    config = _yaml(GITLAB)
+    variables = {k: str(v) for k, v in config["variables"].items() if k not in ("GRADER", "PIP_CACHE_DIR")}
+    script = "set -eo pipefail\n" + "\n".join(config["grade"]["script"])  # as the runner's bash runs it
+    env = ci_env(tmp_path, **variables, CI_JOB_ID="77", CI_PROJECT_DIR=str(ws))
+    return subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_the_gitlab_job_fails_in_one_line_when_several_notebooks_name_the_assignment(tmp_path):
+    ws = tmp_path / "project"
+    copy_notebook(PENALISED, ws)
+    copy_notebook(PENALISED, ws, "submission-old.ipynb")
+    p = _run_gitlab(tmp_path, ws)
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr == ("grade: error: 2 notebooks name assignment 'sigmoid-2-3-1' in their metadata: "
+                        "submission-old.ipynb, submission.ipynb; name the one to grade\n")
+    assert p.stdout == "not graded: set NOTEBOOK to the notebook to grade\n"
+    assert not (ws / "grade-report.json").exists()
 
 
 # ---- Gradescope ----
