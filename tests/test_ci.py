@@ -7,10 +7,12 @@
   action's choose and grading steps, run as scripts with a step summary file, grade the
   notebook naming the assignment beside a scratch one, fail in one line when two name it,
   write a summary and annotations, and a notebook printing workflow commands or raising with
-  markdown changes neither.
+  markdown changes neither; the cached folders are those the steps point the grader at,
+  keyed by requirements, Python and grader, and a second run over the first's cache folder
+  builds no kernel environment.
 - ci/gitlab: the GitLab schema accepts the job; its script chooses the notebook as the
   action does, writes a JUnit report valid against a JUnit schema, and the JSON report it
-  keeps as an artifact.
+  keeps as an artifact; its caches hold the folders the grader reads.
 - gradescope-bundle: run_autograder, with its root moved to a temp folder, always writes a
   results.json valid against Gradescope's specification.
 """
@@ -35,9 +37,11 @@ from tests.ci_support import (
     cli,
     copy_notebook,
     github_expand,
+    gitlab_variables,
     gradescope_results,
     junit_checks,
     run_grade,
+    seed_envs,
 )
 from tests.conftest import NOTEBOOKS, ROOT
 
@@ -108,7 +112,7 @@ def test_the_action_installs_the_grader_and_grades_once():
     assert set(action["inputs"]) >= {"notebook", "assignment", "fail-under", "grader-version"}
     steps = action["runs"]["steps"]
     uses = [s.get("uses", "").split("@")[0] for s in steps]
-    assert "actions/setup-python" in uses and "actions/cache" in uses and "actions/upload-artifact" in uses
+    assert {"actions/setup-python", "actions/cache/restore", "actions/cache/save", "actions/upload-artifact"} <= set(uses)
     install = next(s for s in steps if "pip install" in s.get("run", ""))
     assert "torch==2.13.0" in install["run"] and "download.pytorch.org/whl/cpu" in install["run"]
     grading = [s for s in steps if "grade" in s.get("run", "") and "grade list" not in s.get("run", "")]
@@ -215,6 +219,7 @@ class ActionRun:
     ran: dict[str, subprocess.CompletedProcess]  # step id -> its process, for the steps that ran
     outputs: dict[str, str]  # the Choose step's outputs
     ws: Path
+    runner_temp: Path
 
     @property
     def last(self) -> subprocess.CompletedProcess:
@@ -222,14 +227,22 @@ class ActionRun:
         return list(self.ran.values())[-1]
 
 
-def _run_action(tmp_path: Path, notebooks: dict[str, Path] | Path | None, **inputs: str) -> ActionRun:
+def _run_action(tmp_path: Path, notebooks: dict[str, Path] | Path | None, *, runner_temp: Path | None = None,
+                seed: bool = True, **inputs: str) -> ActionRun:
     """The action's steps that run the grader (choose.sh, then grade.sh) in a fresh workspace
     holding `notebooks` (name -> source; a single source is submission.ipynb): each step's env
-    from its expressions (the inputs, defaults otherwise, the Choose step's outputs), the Grade
-    step only if Choose succeeded."""
+    from its expressions (the inputs, defaults otherwise, the Choose step's outputs,
+    runner.temp), the Grade step only if Choose succeeded. `runner_temp` (the cache folders'
+    parent) is kept by the caller to share it between runs; `seed` puts the default kernel
+    environment built here into it, as a restored cache would."""
     action = _yaml(ACTION)
     context = {f"inputs.{name}": spec.get("default", "") for name, spec in action["inputs"].items()}
     context |= {f"inputs.{name}": value for name, value in inputs.items()}
+    runner_temp = runner_temp or tmp_path / "runner-temp"
+    runner_temp.mkdir(parents=True, exist_ok=True)
+    context |= {"runner.temp": str(runner_temp), "runner.os": "Linux"}
+    if seed:
+        seed_envs(runner_temp / "nngrader" / "envs")
     ws = tmp_path / "workspace"
     ws.mkdir(parents=True)
     if isinstance(notebooks, Path):
@@ -245,7 +258,8 @@ def _run_action(tmp_path: Path, notebooks: dict[str, Path] | Path | None, **inpu
         out = tmp_path / f"outputs-{step_id}"
         out.touch()
         env = ci_env(tmp_path, **env, GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(out),
-                     GITHUB_WORKSPACE=str(ws), GITHUB_RUN_ID="4242", GITHUB_ACTION_PATH=str(CI / "github"))
+                     GITHUB_WORKSPACE=str(ws), GITHUB_RUN_ID="4242", GITHUB_ACTION_PATH=str(CI / "github"),
+                     RUNNER_TEMP=str(runner_temp))
         ran[step_id] = p = subprocess.run(["bash", "-c", step["run"]], cwd=ws, env=env, capture_output=True,
                                           text=True, timeout=900)
         if step_id == "choose":
@@ -254,7 +268,7 @@ def _run_action(tmp_path: Path, notebooks: dict[str, Path] | Path | None, **inpu
         if p.returncode != 0:
             break
     (tmp_path / "outputs").write_text((tmp_path / "outputs-grade").read_text() if "grade" in ran else "")
-    return ActionRun(ran, outputs, ws)
+    return ActionRun(ran, outputs, ws, runner_temp)
 
 
 def _commands(text: str) -> list[str]:
@@ -335,7 +349,7 @@ def test_the_default_notebook_is_the_one_naming_the_assignment_not_the_first_in_
 def test_several_notebooks_naming_the_assignment_fail_in_one_line_listing_them(tmp_path):
     scratch = _scratch(tmp_path)
     run = _run_action(tmp_path, {"0-scratch.ipynb": scratch, "submission.ipynb": PENALISED,
-                                 "submission (copy).ipynb": PENALISED}, assignment="sigmoid-2-3-1")
+                                 "submission (copy).ipynb": PENALISED}, assignment="sigmoid-2-3-1", seed=False)
     p = run.last
     assert list(run.ran) == ["choose"] and p.returncode == 2, p.stdout + p.stderr  # nothing is graded
     commands = _commands(p.stdout + p.stderr)
@@ -347,12 +361,100 @@ def test_several_notebooks_naming_the_assignment_fail_in_one_line_listing_them(t
     assert summary.startswith("### Not graded\n\n2 notebooks name assignment") and "submission\\.ipynb" in summary
     assert not (run.ws / "grade-report.json").exists()
     # with no assignment named, and no notebook naming one, several notebooks are as ambiguous
-    p = _run_action(tmp_path / "none", {"a.ipynb": scratch, "b.ipynb": scratch}).last
+    p = _run_action(tmp_path / "none", {"a.ipynb": scratch, "b.ipynb": scratch}, seed=False).last
     assert p.returncode == 2 and _commands(p.stdout) == [
         "::error title=Which notebook?::2 notebooks match '*.ipynb' and none names an assignment in its "
         "metadata: a.ipynb, b.ipynb; name the one to grade (the action's notebook input)"]
-    p = _run_action(tmp_path / "empty", {}).last
+    p = _run_action(tmp_path / "empty", {}, seed=False).last
     assert p.returncode == 2 and "no notebook matches '*.ipynb'" in p.stdout
+
+
+# ---- the kernel environments and the grader's cache, kept between runs ----
+
+def _cache_steps(action: dict) -> tuple[dict, dict]:
+    steps = action["runs"]["steps"]
+    restore = next(s for s in steps if s.get("id") == "env-cache")
+    save = next(s for s in steps if s.get("uses", "").startswith("actions/cache/save@")
+                and s["with"]["key"] == "${{ steps.env-cache.outputs.cache-primary-key }}")
+    return restore, save
+
+
+def test_the_action_caches_the_folders_the_grader_reads_keyed_by_requirements_python_and_grader():
+    action = _yaml(ACTION)
+    steps = action["runs"]["steps"]
+    ids = [s.get("id") for s in steps]
+    restore, save = _cache_steps(action)
+    assert restore["uses"] == "actions/cache/restore@v4" and save["uses"] == "actions/cache/save@v4"
+    assert ids.index("python") < ids.index("choose") < ids.index("env-cache") < ids.index("grade") < steps.index(save)
+    key = restore["with"]["key"]
+    for part in ("${{ steps.python.outputs.python-version }}",  # the Python, to the patch version
+                 "${{ steps.choose.outputs.grader-version }}",  # the grader
+                 "${{ steps.choose.outputs.env-key }}",  # the assignment's requirements (with Python, platform)
+                 "${{ runner.os }}"):
+        assert part in key, key
+    assert "restore-keys" not in restore["with"]  # another key's environments would be saved again under this one
+    paths = restore["with"]["path"].splitlines()
+    assert save["with"]["path"].splitlines() == paths
+    # the cached folders are the ones the Choose and Grade steps point the grader at
+    for step in (s for s in steps if s.get("id") in ("choose", "grade")):
+        assert [step["env"]["GRADER_ENV_DIR"], step["env"]["NNGRADER_CACHE_DIR"]] == paths, step["id"]
+    # saved when grading fails too (below fail-under is a failure), not when cancelled or already cached
+    assert "!cancelled()" in save["if"] and "steps.env-cache.outputs.cache-hit != 'true'" in save["if"]
+    assert "steps.choose.outcome == 'success'" in save["if"]
+    # and the environment variables are the grader's own names for these folders
+    from grader.kernels.envs import ENV_DIR_VARIABLE
+    from grader.options import CACHE_DIR_VARIABLE
+
+    assert (ENV_DIR_VARIABLE, CACHE_DIR_VARIABLE) == ("GRADER_ENV_DIR", "NNGRADER_CACHE_DIR")
+    # the pip cache stays, saved after the install whatever grading gives
+    pip_restore = next(s for s in steps if s.get("id") == "pip-cache")
+    pip_save = next(s for s in steps if s.get("uses", "").startswith("actions/cache/save@") and s is not save)
+    assert pip_restore["with"]["path"] == pip_save["with"]["path"] == "~/.cache/pip"
+    assert "hashFiles" not in json.dumps(steps)  # it hashes nothing outside the workspace (the action's files)
+
+
+def test_the_gitlab_job_caches_the_folders_the_grader_reads_keyed_by_python_and_grader():
+    config = _yaml(GITLAB)
+    job = config["grade"]
+    variables = gitlab_variables(config["variables"], CI_PROJECT_DIR="/builds/p")
+    caches = {tuple(c["paths"]): c for c in job["cache"]}
+    assert set(caches) == {(".cache/pip",), (".cache/nngrader/envs",), (".cache/nngrader/cache",)}
+    assert variables["GRADER_ENV_DIR"] == "/builds/p/.cache/nngrader/envs"
+    assert variables["NNGRADER_CACHE_DIR"] == "/builds/p/.cache/nngrader/cache"
+    assert variables["PIP_CACHE_DIR"] == "/builds/p/.cache/pip"
+    for paths in ((".cache/nngrader/envs",), (".cache/nngrader/cache",)):
+        assert "$PYTHON_VERSION" in caches[paths]["key"] and "$GRADER_VERSION" in caches[paths]["key"]
+        assert "/" not in caches[paths]["key"]  # GitLab ignores a cache whose key has one
+    assert all(c["when"] == "always" for c in job["cache"])  # a job below FAIL_UNDER fails
+    assert job["image"] == "python:${PYTHON_VERSION}-slim"
+    assert variables["GRADER"].endswith("@v0.1.0") and "$GRADER_VERSION" in config["variables"]["GRADER"]
+    # a changed requirement builds a new environment beside the cached ones: pruned after the job
+    assert "grade env prune" in "\n".join(job["script"])
+
+
+def test_a_second_run_with_the_cache_builds_no_kernel_environment(tmp_path):
+    """Two runs of the action sharing one cache folder (as a restored cache gives it): the first
+    builds the kernel environment there, under the key the Choose step gives; the second uses it."""
+    runner_temp = tmp_path / "runner-temp"
+    envs = runner_temp / "nngrader" / "envs"
+
+    def snapshot() -> dict[str, tuple[int, float]]:
+        return {p.name: (p.stat().st_mtime_ns, json.loads((p / "grader-env.json").read_text())["created"])
+                for p in envs.iterdir() if not p.name.startswith(".")}
+
+    first = _run_action(tmp_path / "first", PENALISED, runner_temp=runner_temp, seed=False, assignment="sigmoid-2-3-1")
+    assert first.last.returncode == 1, first.last.stdout + first.last.stderr
+    built = snapshot()
+    assert list(built) == [first.outputs["env-key"]]  # the key names what was built
+    assert first.outputs["grader-version"] and first.outputs["grader-version"] != "unknown"
+    assert (runner_temp / "nngrader" / "cache" / "specs").is_dir()  # the grader's cache is in the cached folder too
+    second = _run_action(tmp_path / "second", PENALISED, runner_temp=runner_temp, seed=False, assignment="sigmoid-2-3-1")
+    assert second.last.returncode == 1, second.last.stdout + second.last.stderr
+    assert second.outputs == first.outputs
+    assert snapshot() == built
+    assert not [p.name for p in envs.iterdir() if p.name.startswith(".build-")]
+    report = json.loads((second.ws / "grade-report.json").read_text())
+    assert report["score"] == 5.5 and report["environment"]["hash"] == first.outputs["env-key"]
 
 
 # ---- GitLab ----
@@ -376,10 +478,14 @@ def test_the_gitlab_job_writes_a_junit_report_and_keeps_the_json(tmp_path):
     assert report["seed"] == 77 and report["submission"]["path"].endswith("submission.ipynb")
 
 
-def _run_gitlab(tmp_path: Path, ws: Path) -> subprocess.CompletedProcess:
-    """The GitLab job's script in project folder `ws`."""
+def _run_gitlab(tmp_path: Path, ws: Path, seed: bool = True) -> subprocess.CompletedProcess:
+    """The GitLab job's script in project folder `ws`, its variables expanded as the runner does
+    (the cache folders inside the project; `seed`: the default kernel environment restored there)."""
     config = _yaml(GITLAB)
-    variables = {k: str(v) for k, v in config["variables"].items() if k not in ("GRADER", "PIP_CACHE_DIR")}
+    variables = gitlab_variables(config["variables"], CI_PROJECT_DIR=str(ws))
+    variables.pop("GRADER")
+    if seed:
+        seed_envs(Path(variables["GRADER_ENV_DIR"]))
     script = "set -eo pipefail\n" + "\n".join(config["grade"]["script"])  # as the runner's bash runs it
     env = ci_env(tmp_path, **variables, CI_JOB_ID="77", CI_PROJECT_DIR=str(ws))
     return subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=900)
@@ -389,7 +495,7 @@ def test_the_gitlab_job_fails_in_one_line_when_several_notebooks_name_the_assign
     ws = tmp_path / "project"
     copy_notebook(PENALISED, ws)
     copy_notebook(PENALISED, ws, "submission-old.ipynb")
-    p = _run_gitlab(tmp_path, ws)
+    p = _run_gitlab(tmp_path, ws, seed=False)
     assert p.returncode == 2, p.stdout + p.stderr
     assert p.stderr == ("grade: error: 2 notebooks name assignment 'sigmoid-2-3-1' in their metadata: "
                         "submission-old.ipynb, submission.ipynb; name the one to grade\n")

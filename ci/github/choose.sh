@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The action's step before grading: which notebook to grade.
+# The action's step before grading: which notebook to grade, and what the cache of kernel
+# environments and of the grader's own files is keyed by.
 # In: NOTEBOOK (a path, or a glob such as *.ipynb), ASSIGNMENT (may be empty), GRADER_ASSIGNMENTS
-#     (may be empty). Out (step outputs): notebook.
+#     (may be empty). Out (step outputs): notebook; env-key, the hash of the assignment's
+#     requirements, Python and platform (`grade env key`); grader-version.
 # Exit 2 when no single notebook is meant (none, or several): an ::error annotation and a line
 # in the job summary list them.
 set -uo pipefail
@@ -22,4 +24,12 @@ if ! notebook=$(grade find-notebook --notebook "${NOTEBOOK:-*.ipynb}" --assignme
   exit 2
 fi
 echo "notebook: $notebook"
-echo "notebook=$notebook" >>"$out"
+# The environment's hash names what the kernels run (requirements, Python, platform); when the
+# assignment cannot be loaded, grading reports why, and nothing is worth caching.
+key=$(grade env key --assignment "${ASSIGNMENT:-}" "$notebook" 2>/dev/null) || key=none
+version=$(grade --version 2>/dev/null | awk '{print $NF}')
+{
+  echo "notebook=$notebook"
+  echo "env-key=$key"
+  echo "grader-version=${version:-unknown}"
+} >>"$out"
