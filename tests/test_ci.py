@@ -3,13 +3,13 @@
 - which notebook: `choose_notebook` and `grade find-notebook` take the notebook named, else
   the one whose metadata names the assignment, else the only one, and list the candidates in
   one line rather than guess; `grade env key` names the environment a CI cache is keyed by.
-- ci/github: actionlint and the GitHub schemas accept the workflow and the action; the
-  action's choose and grading steps, run as scripts with a step summary file, grade the
-  notebook naming the assignment beside a scratch one, fail in one line when two name it,
-  write a summary and annotations, and a notebook printing workflow commands or raising with
-  markdown changes neither; the cached folders are those the steps point the grader at,
-  keyed by requirements, Python and grader, and a second run over the first's cache folder
-  builds no kernel environment.
+- ci/github: actionlint and the GitHub schemas accept the workflow and the action (shellcheck
+  its scripts, when installed); the action's choose and grading steps, run as scripts with a
+  step summary file, grade the notebook naming the assignment beside a scratch one, fail in
+  one line when two name it, write a summary and annotations, and a notebook printing
+  workflow commands or raising with markdown changes neither; the cached folders are those
+  the steps point the grader at, keyed by requirements, Python and grader, and a second run
+  over the first's cache folder builds no kernel environment.
 - ci/gitlab: the GitLab schema accepts the job; its script chooses the notebook as the
   action does, writes a JUnit report valid against a JUnit schema, and the JSON report it
   keeps as an artifact; its caches hold the folders the grader reads.
@@ -455,6 +455,31 @@ def test_a_second_run_with_the_cache_builds_no_kernel_environment(tmp_path):
     assert not [p.name for p in envs.iterdir() if p.name.startswith(".build-")]
     report = json.loads((second.ws / "grade-report.json").read_text())
     assert report["score"] == 5.5 and report["environment"]["hash"] == first.outputs["env-key"]
+
+
+def _shell_scripts(tmp_path: Path) -> list[Path]:
+    """The templates' shell: the action's scripts, its inline steps, the GitLab job's script lines."""
+    scripts = sorted((CI / "github").glob("*.sh"))
+    for i, step in enumerate(s for s in _yaml(ACTION)["runs"]["steps"] if "run" in s):
+        path = tmp_path / f"action-step-{i}.sh"
+        path.write_text("#!/usr/bin/env bash\n" + step["run"])
+        scripts.append(path)
+    job = _yaml(GITLAB)["grade"]
+    for part in ("before_script", "script"):
+        path = tmp_path / f"gitlab-{part}.sh"
+        path.write_text("#!/usr/bin/env bash\n" + "\n".join(job[part]) + "\n")
+        scripts.append(path)
+    return scripts
+
+
+def test_shellcheck_accepts_the_scripts(tmp_path):
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (bash .ci/setup installs it)")
+    scripts = _shell_scripts(tmp_path)
+    p = subprocess.run([shellcheck, "--shell=bash", "--severity=style", *map(str, scripts)],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stdout + p.stderr
 
 
 # ---- GitLab ----
