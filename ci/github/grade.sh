@@ -1,25 +1,12 @@
 #!/usr/bin/env bash
 # The action's grading step: grade once (the JSON report), then render the job summary
 # ($GITHUB_STEP_SUMMARY) and the annotations from that one report.
-# In: NOTEBOOK (path or glob), ASSIGNMENT (may be empty), FAIL_UNDER (may be empty),
+# In: NOTEBOOK (the path choose.sh chose), ASSIGNMENT (may be empty), FAIL_UNDER (may be empty),
 #     REPORT (default grade-report.json). Exit: 0 graded at or above FAIL_UNDER; 1 below it;
 #     2 the notebook or assignment is unusable; 3 the grader failed (a report says why).
 set -uo pipefail
 REPORT="${REPORT:-grade-report.json}"
-shopt -s globstar nullglob
-# shellcheck disable=SC2206  # the glob is meant to expand
-matches=($NOTEBOOK)
-shopt -u nullglob
-if [ "${#matches[@]}" -eq 0 ]; then
-  notebook="$NOTEBOOK"  # no match: grade still writes a report saying the notebook is missing
-else
-  notebook="${matches[0]}"
-  if [ "${#matches[@]}" -gt 1 ]; then
-    # (a file name is the student's choice: no control characters, % escaped as the runner expects)
-    shown=$(printf '%s' "$notebook" | tr -d '\000-\037\177' | sed 's/%/%25/g')
-    echo "::warning title=Several notebooks::grading ${shown}; set the action's notebook input to choose another"
-  fi
-fi
+notebook="${NOTEBOOK:?the notebook to grade}"  # chosen by choose.sh; if it is missing, grade writes a report saying so
 args=(--format json --output "$REPORT")
 if [ -n "${ASSIGNMENT:-}" ]; then args+=(--assignment "$ASSIGNMENT"); fi
 if [ -n "${GITHUB_RUN_ID:-}" ]; then args+=(--seed "$GITHUB_RUN_ID"); fi  # fresh hidden inputs each run

@@ -3,7 +3,7 @@
 `grade NOTEBOOK` grades one notebook (the default command); `grade list` shows the known
 assignments; `grade render` renders a saved JSON report in another format; `grade
 gradescope-bundle` makes a Gradescope autograder; `grade env` builds, lists and prunes the
-kernels' environments. Defaults come from the API's own
+kernels' environments; `grade find-notebook` says which notebook of a repository CI grades. Defaults come from the API's own
 signature, so the two cannot drift.
 """
 
@@ -329,6 +329,27 @@ def list_cmd() -> None:
     width = max(len(r[0]) for r in rows)
     for name, title, pts in rows:
         click.echo(f"{name:<{width}}  {pts:>4} pts  {title}")
+
+
+@main.command("find-notebook")
+@click.argument("folder", type=click.Path(path_type=Path), default=Path("."))
+@click.option("--notebook", "pattern", default="*.ipynb", show_default=True,
+              help="The notebook's path, or a glob (** for any folder) relative to FOLDER.")
+@click.option("--assignment", "-a", default="", help="The assignment graded (id or folder): its notebook is chosen.")
+def find_notebook_cmd(folder: Path, pattern: str, assignment: str) -> None:
+    """Print the notebook to grade in FOLDER (a repository): the one named, else the one whose
+    metadata names the assignment, else the only one; exit 2 with the candidates if that is not one."""
+    from grader.submission.choose import choose_notebook
+
+    try:
+        chosen = choose_notebook(folder, pattern, assignment or None)
+    except GraderError as e:
+        _fail(str(e))
+        return
+    path = chosen if folder == Path(".") else os.path.join(folder, chosen)
+    if any(ch in path for ch in "\r\n"):
+        _fail(f"the notebook's name {path!r} holds a line break; rename it")
+    click.echo(path)
 
 
 @main.command("build-public")

@@ -1,9 +1,10 @@
-"""`grade env build|list|prune`: the kernel environments, built ahead of time, shown and cleared."""
+"""`grade env build|key|list|prune`: the kernel environments, built ahead of time, shown and cleared."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 
 import click
 
@@ -81,6 +82,34 @@ def build_cmd(assignments: tuple[str, ...], default: bool, allow_source_builds: 
                 asg = find_assignment(name)
                 env = ensure_assignment_env(asg, allow_source_builds=allow, time_limit=time_limit)
                 click.echo(f"{asg.id}: {_summary(env)}")
+    except GraderError as e:
+        _fail(str(e))
+
+
+@env_group.command("key")
+@click.argument("notebook", required=False, type=click.Path(path_type=Path))
+@click.option("--assignment", "-a", default="", help="Assignment id or folder (default: the notebook's metadata).")
+def key_cmd(notebook: Path | None, assignment: str) -> None:
+    """Print the hash of the environment an assignment's kernels run in (its requirements, this
+    Python, this platform), built or not: a key for caching the environments in CI."""
+    from grader.assignment.load import find_assignment, find_known_assignment
+    from grader.errors import GraderError
+    from grader.kernels.envs import assignment_env_key
+    from grader.submission.notebook import read_submission
+
+    try:
+        if assignment:
+            asg = find_assignment(assignment)
+        elif notebook is not None:
+            declared = read_submission(notebook).declared_assignment
+            if declared is None:
+                _fail(f"{notebook} names no assignment in its metadata; pass --assignment")
+                return
+            asg = find_known_assignment(declared)
+        else:
+            _fail("name a notebook or --assignment (see 'grade env key --help')")
+            return
+        click.echo(assignment_env_key(asg))
     except GraderError as e:
         _fail(str(e))
 

@@ -490,3 +490,10 @@ def ensure_assignment_env(asg: object, *, allow_source_builds: bool | None = Non
         allow_source_builds = True
     return ensure_env(spec_env.packages, spec_env.include_default, what=f"assignment {asg.id}",  # type: ignore[attr-defined]
                       allow_source_builds=allow_source_builds, time_limit=time_limit)
+
+
+def assignment_env_key(asg: object) -> str:
+    """The hash naming the kernel environment an assignment declares (built or not): what a CI
+    cache of the environments is keyed by."""
+    spec_env = asg.spec.environment  # type: ignore[attr-defined]
+    return env_key(resolve_requirements(spec_env.packages, spec_env.include_default))

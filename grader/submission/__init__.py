@@ -3,6 +3,8 @@ clear sentence why not.
 
 - `notebook`: `read_submission` (the file, its digest and the assignment its metadata names),
   `parse_cell` (a cell's code as Python, IPython magics tolerated).
+- `choose`: `choose_notebook` (which notebook of a repository a CI job grades: the one named,
+  else the one whose metadata names the assignment; never a guess among several).
 """
 
 from grader.lazy import lazy_exports
@@ -11,4 +13,5 @@ __getattr__ = lazy_exports(__name__, {
     "Submission": "grader.submission.notebook",
     "read_submission": "grader.submission.notebook",
     "parse_cell": "grader.submission.notebook",
+    "choose_notebook": "grader.submission.choose",
 })
