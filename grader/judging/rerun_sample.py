@@ -23,7 +23,7 @@ from nbformat import NotebookNode
 from grader.judging import rerun_kernel
 from grader.plan.checks import CheckPlan
 from grader.report import CheckResult
-from grader.submission.notebook import parse_cell
+from grader.submission.notebook import analysable, parse_cell
 
 _PYTHON_CELL_MAGICS = ("time", "capture")  # cell magics whose body is run as Python in the namespace
 
@@ -120,7 +120,10 @@ def _headers(st: ast.stmt) -> list[ast.AST]:
 
 def instrument(source: str, names: Sequence[str], call: str) -> str:
     """A cell's code with `call` run after every statement (outside def and class bodies, at any
-    depth) that may bind one of `names`; the cell's own code if it cannot be read."""
+    depth) that may bind one of `names`; the cell's own code if it cannot be read (or is too long
+    to analyse: the sweep after the cell still refreshes the sample)."""
+    if not analysable(source):
+        return source
     try:
         code = _transformer().transform_cell(source)  # magics become Python and survive
         tree = ast.parse(code)
