@@ -565,6 +565,7 @@ def test_the_bundle_holds_setup_run_autograder_and_the_assignment(bundle):
             "assignments/sigmoid-2-3-1/reference.py"} <= names
     assert modes["run_autograder"] == 0o755 and modes["setup.sh"] == 0o755
     assert "torch==2.13.0" in setup and "'nngrader @ git+https://example.edu/nngrader'" in setup
+    assert not any(n.startswith("wheels/") for n in names)  # a requirement given: no wheel travels
     # the kernel environment is built with the image, so grading needs no network
     assert "/autograder/venv/bin/grade env build sigmoid-2-3-1" in setup
     p = subprocess.run(["bash", "-n", "-c", setup], capture_output=True, text=True)
@@ -587,3 +588,86 @@ def test_run_autograder_grades_the_submission(tmp_path, bundle):
 def test_run_autograder_always_writes_results(tmp_path, bundle, files, says):
     results = _run_autograder(tmp_path, bundle, files)
     assert results["score"] == 0 and says in results["output"], results
+
+
+# ---- Gradescope: the grader's own wheel travels in the bundle ----
+
+@pytest.fixture(scope="module")
+def own_bundle(tmp_path_factory) -> Path:
+    """The bundle as made by default: this checkout's wheel inside."""
+    out = tmp_path_factory.mktemp("own-bundle") / "autograder.zip"
+    p = run_grade("gradescope-bundle", "sigmoid-2-3-1", "-o", str(out))
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+def _wheel_line(setup: str) -> str:
+    (line,) = [ln for ln in setup.splitlines() if "pip install" in ln and "nngrader" in ln]
+    return line
+
+
+def test_the_bundle_carries_one_wheel_of_this_grader_and_setup_installs_that_file(own_bundle):
+    with zipfile.ZipFile(own_bundle) as z:
+        names = z.namelist()
+        setup = z.read("setup.sh").decode()
+        (wheel,) = [n for n in names if n.endswith(".whl")]
+        with zipfile.ZipFile(z.open(wheel)) as w:
+            inside = w.namelist()
+    assert wheel.startswith("wheels/nngrader-") and wheel.endswith("-py3-none-any.whl")
+    assert _wheel_line(setup).split()[-1] == f"/autograder/source/{wheel}"
+    # CPU torch first, from PyTorch's index, so the wheel's torch requirement is already met
+    lines = setup.splitlines()
+    assert lines.index(_wheel_line(setup)) > next(i for i, ln in enumerate(lines) if "torch==2.13.0 --index-url" in ln)
+    assert {"grader/cli/__init__.py", "grader/authoring/bundle.py",
+            "nngrader_assignments/sigmoid-2-3-1/assignment.toml"} <= set(inside)
+    # neither the bundle nor the wheel in it holds a notebook (no solution in the image)
+    assert not [n for n in names + inside if n.endswith(".ipynb")]
+
+
+def test_a_wheel_named_with_grader_is_the_one_carried(tmp_path, own_bundle):
+    with zipfile.ZipFile(own_bundle) as z:
+        (wheel,) = [n for n in z.namelist() if n.endswith(".whl")]
+        given = tmp_path / Path(wheel).name
+        given.write_bytes(z.read(wheel))
+    out = tmp_path / "autograder.zip"
+    p = run_grade("gradescope-bundle", "sigmoid-2-3-1", "-o", str(out), "--grader", str(given))
+    assert p.returncode == 0, p.stderr
+    with zipfile.ZipFile(out) as z:
+        assert [n for n in z.namelist() if n.endswith(".whl")] == [f"wheels/{given.name}"]
+        assert z.read(f"wheels/{given.name}") == given.read_bytes()
+        assert _wheel_line(z.read("setup.sh").decode()).split()[-1] == f"/autograder/source/wheels/{given.name}"
+
+
+def test_without_a_source_tree_the_bundle_asks_for_grader_in_one_line(tmp_path):
+    site = tmp_path / "site"  # the grader as a wheel installs it: the package, no pyproject.toml beside it
+    shutil.copytree(ROOT / "grader", site / "grader", ignore=shutil.ignore_patterns("__pycache__"))
+    env = ci_env(tmp_path, PYTHONPATH=str(site), GRADER_ASSIGNMENTS=str(ROOT / "assignments"))
+    out = tmp_path / "autograder.zip"
+    p = run_grade("gradescope-bundle", "sigmoid-2-3-1", "-o", str(out), cwd=tmp_path, env=env)
+    assert p.returncode == 2 and not out.exists(), p.stdout + p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "--grader" in p.stderr and "wheel" in p.stderr, p.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_in_the_bundle_installs_in_a_fresh_venv_and_grades(tmp_path, own_bundle):
+    """Slow: pip installs the bundle's wheel and its dependencies from PyPI into a new venv (pip's cache
+    makes reruns quick). setup.sh itself needs root and apt-get: its steps are taken here by hand."""
+    from tests import test_wheel
+
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(own_bundle) as z:
+        (wheel,) = [n for n in z.namelist() if n.endswith(".whl")]
+        setup = z.read("setup.sh").decode()
+        z.extract(wheel, tmp_path / "unzipped")
+    assert _wheel_line(setup).split()[-1] == f"/autograder/source/{wheel}"
+    env_dir = root / "venv"  # where setup.sh puts it, under the moved root
+    test_wheel._run([sys.executable, "-m", "venv", str(env_dir)], cwd=tmp_path)
+    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    test_wheel._run([*pip, "torch==2.13.0"], cwd=tmp_path)  # the local CPU build, as setup.sh pins it
+    test_wheel._run([*pip, str(tmp_path / "unzipped" / wheel)], cwd=tmp_path)
+    where = test_wheel._run([str(env_dir / "bin" / "python"), "-c", "import grader; print(grader.__file__)"],
+                            cwd=tmp_path).stdout.strip()
+    assert Path(where).is_relative_to(env_dir), where
+
+    results = _run_autograder(tmp_path, own_bundle, {"submission.ipynb": (ROOT / "assignments" / "sigmoid-2-3-1" / "solution.ipynb").read_bytes()})
+    assert results["score"] == 11 and sum(t["score"] for t in results["tests"]) == pytest.approx(11), results

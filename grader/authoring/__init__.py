@@ -7,6 +7,7 @@
   starter earns 0.
 - `bundle`: a Gradescope autograder (`setup.sh`, `run_autograder`, the assignment) built from
   the same assignment.
+- `wheel`: this grader as a wheel, built from its source tree, for the bundle to carry.
 """
 
 from grader.lazy import lazy_exports

@@ -4,7 +4,10 @@ Gradescope unzips the bundle into /autograder/source, runs `setup.sh` once when 
 the image, then `run_autograder` for each submission (the files in /autograder/submission);
 whatever happens, `run_autograder` leaves /autograder/results/results.json behind. The
 assignment folder (spec, reference, hidden generators) travels inside the bundle, so it
-never has to be published where students can read it.
+never has to be published where students can read it. So does the grader itself, as a wheel
+(`wheels/nngrader-*.whl`, built from this grader's source tree, or the wheel named with
+`--grader`): nngrader is not on the package index. A requirement given with `--grader`
+(e.g. a git URL) is installed instead, and then no wheel travels.
 """
 
 from __future__ import annotations
@@ -13,11 +16,13 @@ import io
 import shlex
 import stat
 import zipfile
-from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from grader.assignment.model import Assignment
+from grader.authoring.wheel import build_wheel, read_wheel
 
 TORCH = "torch==2.13.0"  # the CPU build, from PyTorch's CPU index
+WHEELS = "wheels"  # the bundle's folder for the grader's wheel (/autograder/source/wheels)
 
 SETUP_SH = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
@@ -85,23 +90,31 @@ exit 0
 """
 
 
-def grader_requirement() -> str:
-    """What setup.sh installs by default: this very version of the grader."""
-    try:
-        return f"nngrader=={version('nngrader')}"
-    except PackageNotFoundError:
-        return "nngrader"
+def grader_files(grader: str | None) -> tuple[str, dict[str, bytes]]:
+    """What setup.sh pip-installs, and the wheel the bundle carries for it (none for a requirement).
+
+    None: this grader's wheel, built from its source tree. A path to an existing `.whl`: that
+    wheel. Anything else: a pip requirement, installed as given.
+    """
+    if grader is not None and not (grader.endswith(".whl") and Path(grader).is_file()):
+        return grader, {}
+    name, data = build_wheel() if grader is None else read_wheel(Path(grader))
+    return f"/autograder/source/{WHEELS}/{name}", {f"{WHEELS}/{name}": data}
 
 
 def make_bundle(asg: Assignment, grader: str | None = None, hidden_visibility: str = "after_published") -> bytes:
-    """The autograder zip for an assignment (setup.sh, run_autograder, assignments/<id>/...)."""
-    req = grader or grader_requirement()
+    """The autograder zip for an assignment (setup.sh, run_autograder, wheels/, assignments/<id>/...).
+
+    `grader`: None for this grader's own wheel, a wheel path, or a pip requirement (see grader_files).
+    """
+    req, wheels = grader_files(grader)
     files: dict[str, tuple[bytes, bool]] = {
         "setup.sh": (SETUP_SH.format(torch=shlex.quote(TORCH), grader=shlex.quote(req),
                                      assignment=shlex.quote(asg.id)).encode(), True),
         "run_autograder": (RUN_AUTOGRADER.format(assignment=shlex.quote(asg.id),
                                                  visibility=shlex.quote(hidden_visibility)).encode(), True),
     }
+    files.update({name: (data, False) for name, data in wheels.items()})
     # Grading needs the spec, the reference and its data, never a notebook: the solution (and the
     # starter) stay out of the image, so no submission can reach them, even by name.
     for path in sorted(asg.folder.rglob("*")):

@@ -289,8 +289,9 @@ def _umask() -> int:
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=Path("autograder.zip"), show_default=True,
               help="Where to write the autograder zip.")
 @click.option("--grader", "grader_req", metavar="REQUIREMENT",
-              help="What setup.sh pip-installs (default: this version of nngrader), e.g. "
-                   "'nngrader @ git+https://github.com/course/nngrader@v0.1.0'.")
+              help="What setup.sh pip-installs: a pip requirement, e.g. "
+                   "'nngrader @ git+https://github.com/course/nngrader@v0.1.0', or a wheel file, carried in "
+                   "the zip (default: this grader's own wheel, built from its source tree and carried in the zip).")
 @click.option("--hidden-visibility", type=click.Choice(VISIBILITIES), default="after_published", show_default=True, help=_HIDDEN_HELP)
 def gradescope_bundle_cmd(assignment: str, output: Path, grader_req: str | None, hidden_visibility: str) -> None:
     """Make a Gradescope autograder zip (setup.sh, run_autograder, the assignment) for ASSIGNMENT."""
@@ -302,7 +303,11 @@ def gradescope_bundle_cmd(assignment: str, output: Path, grader_req: str | None,
     except GraderError as e:
         _fail(str(e))
         return
-    data = make_bundle(asg, grader_req, hidden_visibility)
+    try:
+        data = make_bundle(asg, grader_req, hidden_visibility)
+    except GraderError as e:
+        _fail(str(e))
+        return
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(data)
