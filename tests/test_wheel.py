@@ -16,6 +16,8 @@ import venv
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import ASSIGNMENTS, ROOT
 
 SHIPPED = sorted(p.name for p in ASSIGNMENTS.iterdir() if (p / "assignment.toml").is_file())
@@ -39,6 +41,7 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_a_wheel_in_a_fresh_venv_grades_a_shipped_assignment_by_id(tmp_path):
     source = _source_copy(tmp_path / "source")
     dist = tmp_path / "dist"
