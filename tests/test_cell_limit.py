@@ -13,7 +13,13 @@ import pytest
 
 from grader import grade_notebook
 from grader.assignment.load import find_assignment
-from grader.grading.limits import cell_limit, limit_from, measure_solution, measured_limit, measurement_path
+from grader.grading.limits import (
+    cell_limit,
+    limit_from,
+    measure_solution,
+    measured_limit,
+    measurement_path,
+)
 from grader.options import CELL_TIMEOUT
 from grader.render.text import render_text
 
