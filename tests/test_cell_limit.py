@@ -116,3 +116,25 @@ def test_the_text_report_names_the_limit_a_cell_met(source, words):
                             timed_out=True, timed_out_cells=[2],
                             limits={"cell_timeout_s": 30.0, "cell_timeout_source": source})
     assert f"[cell limit 30 s, {words}]" in render_text(r, color=False, width=400)
+
+
+def test_a_batch_without_timeout_stops_the_loop_at_the_measured_limit(tmp_path: Path):
+    from grader.batch.gradebook import Gradebook
+    from grader.batch.run import grade_batch
+    from tests.batch_support import make_flat
+
+    _pretend_measured(find_assignment(ASSIGNMENT), 0.1)  # 5 s
+    src = make_flat(tmp_path / "src", [("alice", "correct"), ("lou", "loop")])
+    db = tmp_path / "gb.sqlite"
+    started = time.monotonic()
+    s = grade_batch(src, ASSIGNMENT, db, jobs=2, seed=1, total_timeout=120)
+    assert time.monotonic() - started < 25
+    assert s.counts == {"graded": 1, "timeout": 1}
+    book = Gradebook(db, create=False)
+    try:
+        rows = {r.student: r for r in book.current()}
+    finally:
+        book.close()
+    assert "longer than 5 s" in rows["lou"].reason
+    limits = rows["lou"].report["execution"]["limits"]
+    assert limits["cell_timeout_s"] == 5.0 and limits["cell_timeout_source"] == "measured"
