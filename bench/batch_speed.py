@@ -11,6 +11,10 @@ With --plain N, N right and wrong notebooks (no hostile, broken or hanging ones:
 met), with notebooks per second and where the machine's CPU went: the grader process, the
 child computing the reference values, and the warm parent with every kernel forked from it
 (read from /proc every 50 ms; the machine's total from /proc/stat).
+The runs pass a fixed cell limit (the measured default of grader/grading/limits.py does not
+apply): a class's time then leans on the one loop's limit, which a measured limit (about 5 s
+for sigmoid-2-3-1's solution, after `grade validate` or `grade prepare`) keeps short without
+--timeout.
 Run by hand:  .venv/bin/python bench/batch_speed.py [-n 100] [--class20] [--plain 64] [--jobs 1 2]
 """
 

@@ -11,6 +11,13 @@ import click
 
 CELL_TIMEOUT = 30.0  # seconds per cell
 TOTAL_TIMEOUT = 300.0  # seconds for a whole submission: cells, probes and the re-run
+# the default per-cell limit measured from an assignment's solution: FACTOR x its slowest cell,
+# at least FLOOR, at most CELL_TIMEOUT (see grader/grading/limits.py)
+MEASURED_FACTOR = 10.0
+MEASURED_FLOOR = 5.0  # seconds
+CELL_TIMEOUT_HELP = ("Seconds per cell (default: the assignment's policy.cell_timeout, else "
+                     f"{MEASURED_FACTOR:g}x its solution's slowest cell as measured by 'grade validate' or "
+                     f"'grade prepare' ({MEASURED_FLOOR:g} s to {CELL_TIMEOUT:g} s), else {CELL_TIMEOUT:g}).")
 ISOLATION_LEVELS = ("sandbox", "namespace", "process")  # strongest first
 
 

@@ -65,6 +65,7 @@ class Execution:
     total_timed_out: bool = False  # the submission's own time limit was reached
     limits: dict[str, Any] = field(default_factory=dict)  # the limits in force
     limit_events: list[str] = field(default_factory=list)  # limits that were hit, in words
+    slowest_cell_s: float = 0.0  # the longest a cell ran
 
 
 @dataclass

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,18 @@ NOTEBOOKS = ROOT / "tests" / "notebooks"
 ASSIGNMENTS = ROOT / "assignments"
 
 _cache: dict[tuple[Any, ...], Report] = {}
+
+# Cell limits measured from solutions (`grade validate`, `grade prepare`) change the limit every
+# later grade of that assignment gets: the suite keeps them away from the user's cache, and each
+# test has its own (so one test's measurement never shortens another's limit). Every `grade`
+# started in a subprocess inherits the setting.
+_LIMITS = tempfile.TemporaryDirectory(prefix="nngrader-test-limits-")
+os.environ["NNGRADER_LIMITS_DIR"] = _LIMITS.name
+
+
+@pytest.fixture(autouse=True)
+def _own_cell_limits(monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("NNGRADER_LIMITS_DIR", str(tmp_path_factory.mktemp("limits")))
 
 
 def proc_stat(pid: int) -> list[str] | None:

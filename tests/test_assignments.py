@@ -23,7 +23,7 @@ def test_every_shipped_assignment_validates(assignment):
     result = validate(assignment, grade=graded)
     assert result.ok, "\n".join(f"{f.step}: {f.message}" for f in result.findings if not f.ok)
     steps = {f.step for f in result.findings}
-    assert {"spec", "reference", "environment", "solution.ipynb", "starter.ipynb"} <= steps
+    assert {"spec", "reference", "environment", "solution.ipynb", "starter.ipynb", "cell limit"} <= steps
     # the notebooks ran in the assignment's kernel environment, which has all they import
     assert not any(s.endswith(" imports") for s in steps)
 

@@ -214,6 +214,8 @@ def test_prepare_and_clear_from_the_command_line(cache):
     r = _cli("prepare", "sigmoid-2-3-1", "--size", "2", cache=cache)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("sigmoid-2-3-1: 2 entries in ")
+    # it measures the solution too: the default cell limit (in the suite's own limits folder)
+    assert "sigmoid-2-3-1: the solution's slowest cell took " in r.stdout and "by default" in r.stdout
     asg = find_assignment("sigmoid-2-3-1")
     assert len(pool.entry_seeds(pool.pool_folder(asg))) == 2
     r = _cli("prepare", "no-such-assignment", cache=cache)
@@ -254,7 +256,7 @@ def _differences(a: dict, b: dict) -> list[str]:
 def pools(tmp_path_factory):
     """One cache with a two-entry pool for every assignment (its specs remembered there too)."""
     cache = tmp_path_factory.mktemp("pools") / "cache"
-    r = _cli("prepare", *ALL, "--size", "2", cache=cache)
+    r = _cli("prepare", *ALL, "--size", "2", "--no-measure", cache=cache)
     assert r.returncode == 0, r.stderr
     return cache
 

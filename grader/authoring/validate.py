@@ -23,6 +23,7 @@ from grader.assignment.tables import Check
 from grader.assignment.tensors import to_numpy, to_torch
 from grader.errors import GraderError
 from grader.grading.grade import grade_notebook
+from grader.grading.limits import measuring_limit, store_measurement
 from grader.kernels.envs import ensure_assignment_env
 from grader.plan.checks import reference_args
 from grader.report import Report
@@ -236,8 +237,9 @@ def _validate_notebooks(v: Validation, asg: Assignment, grade: Callable[..., Rep
         if not path.is_file():
             v.add(name, False, f"{path} does not exist")
             continue
-        try:
-            report = grade(path, str(asg.folder), seed=4321)
+        try:  # the solution under the spec's limit or the default (what it is measured by)
+            report = grade(path, str(asg.folder), seed=4321,
+                           **({"cell_timeout": measuring_limit(asg)} if want_full else {}))
         except GraderError as e:
             v.add(name, False, f"cannot be graded: {e}")
             continue
@@ -249,6 +251,16 @@ def _validate_notebooks(v: Validation, asg: Assignment, grade: Callable[..., Rep
             bad = [f"{c.target}: {c.message}" for c in report.checks if c.status != "pass"]
             ok = report.score == report.max_score and not bad
             v.add(name, ok, f"earns {report.score:g}/{report.max_score:g}" + ("" if ok else "; " + "; ".join(bad[:5])))
+            limit = store_measurement(asg, report) if ok else None
+            if limit is not None:
+                v.add("cell limit", True, f"the solution's slowest cell took {report.execution.slowest_cell_s:.2f} s: "
+                                          f"cells get {limit:g} s by default" + _overridden(asg))
         else:
             ok = report.status == "graded" and report.score == 0
             v.add(name, ok, f"earns {report.score:g}/{report.max_score:g} and grades without error" if ok else f"earns {report.score:g} (should be 0)")
+
+
+def _overridden(asg: Assignment) -> str:
+    """A note that the spec's own cell limit wins over the measured one."""
+    own = asg.spec.policy.cell_timeout
+    return f" (policy.cell_timeout sets {own:g} s instead)" if own else ""

@@ -32,6 +32,7 @@ from grader.batch.sources import Entry
 from grader.errors import GraderError, SubmissionError
 from grader.files import read_regular
 from grader.grading.grade import EntrySource, grade_notebook_async
+from grader.grading.limits import cell_limit
 from grader.kernels import leftovers
 from grader.kernels.launch import KernelLauncher
 from grader.kernels.tracking import interruptible
@@ -72,6 +73,7 @@ class Settings:
     cell_timeout: float = 30.0
     total_timeout: float = 300.0
     isolation: str | None = None
+    cell_timeout_source: str = "option"  # where cell_timeout came from (see grading.limits)
 
 
 @dataclass
@@ -135,7 +137,8 @@ def outcome(report: Report) -> tuple[str, str]:
 async def grade_files(files: dict[str, bytes | Path], graded_as: str, assignment: str | Assignment,
                       seed: int, cell_timeout: float, total_timeout: float,
                       launcher: KernelLauncher, relpath: str,
-                      entries: EntrySource | None = None) -> tuple[str, str, dict[str, Any]]:
+                      entries: EntrySource | None = None,
+                      cell_timeout_source: str = "option") -> tuple[str, str, dict[str, Any]]:
     """Grade one submission from its files: (status, reason, grader.report/1 dict). Never raises
     for a submission's fault: a crash or hang of its grading is an error or timeout result."""
     stage = Path(tempfile.mkdtemp(prefix=leftovers.prefix("grader-batch-")))
@@ -150,7 +153,8 @@ async def grade_files(files: dict[str, bytes | Path], graded_as: str, assignment
             (stage / name).write_bytes(data)
         report = await asyncio.wait_for(
             grade_notebook_async(stage / graded_as, asg, seed=seed, cell_timeout=cell_timeout,
-                                 total_timeout=total_timeout, launcher=launcher, entries=entries),
+                                 total_timeout=total_timeout, launcher=launcher, entries=entries,
+                                 cell_timeout_source=cell_timeout_source),
             timeout=total_timeout + HANG_GRACE_S)
         status, reason = outcome(report)
     except asyncio.TimeoutError:
@@ -223,7 +227,8 @@ def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gr
             try:
                 status, reason, rep = await grade_files(
                     dict(job.files), job.graded_as, asg, job.seed, settings.cell_timeout,
-                    settings.total_timeout, launcher, job.relpath, planner.entry if planner else None)
+                    settings.total_timeout, launcher, job.relpath, planner.entry if planner else None,
+                    settings.cell_timeout_source)
             finally:
                 if planner is not None:  # (its grading may have ended before it asked for its entry)
                     planner.discard(job.seed)
@@ -314,7 +319,8 @@ def grade_remote(payload: dict[str, Any]) -> dict[str, Any]:
     launcher = worker_launcher(payload.get("isolation"))
     status, reason, rep = asyncio.run(grade_files(
         payload["files"], payload["graded_as"], payload["assignment"], payload["seed"],
-        payload["cell_timeout"], payload["total_timeout"], launcher, payload["relpath"]))
+        payload["cell_timeout"], payload["total_timeout"], launcher, payload["relpath"],
+        cell_timeout_source=payload.get("cell_timeout_source", "option")))
     if status != "error" and (rep.get("assignment") or {}).get("spec_sha256") != payload["spec_sha256"]:
         status, reason = "error", "the worker's copy of the assignment differs from the instructor's"
     start = str(((rep.get("execution") or {}).get("isolation") or {}).get("start") or "")
@@ -373,6 +379,7 @@ def run_dask(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gra
             payload = {"files": job.payload(), "graded_as": job.graded_as,
                        "assignment": settings.assignment, "spec_sha256": settings.spec_sha256,
                        "seed": job.seed, "cell_timeout": settings.cell_timeout,
+                       "cell_timeout_source": settings.cell_timeout_source,
                        "total_timeout": settings.total_timeout, "isolation": settings.isolation,
                        "relpath": job.relpath}
             fut = client.submit(grade_remote, payload, key=key, pure=False, retries=2)
@@ -426,7 +433,7 @@ class BatchSummary:
 
 
 def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path, *,
-                jobs: int | None = None, seed: int | None = None, cell_timeout: float = 30.0,
+                jobs: int | None = None, seed: int | None = None, cell_timeout: float | None = None,
                 total_timeout: float = 300.0, isolation: str | None = None, regrade: bool = False,
                 student_regex: str | None = None, scheduler: str | None = None,
                 progress: Callable[[int, int], Any] | None = None,
@@ -439,6 +446,9 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
 
     `plan_ahead`: compute the reference values in a child process, a few submissions ahead
     (torch's work out of the process that drives every kernel); the results are the same either way.
+
+    `cell_timeout` (seconds per cell) overrides the assignment's limit (its spec's, else the one
+    measured from its solution, else 30 s; see grading.limits).
 
     `progress(total, skipped)` makes the object told of each result (`.add(result)`, `.close()`).
     Raises GraderError for an unusable source, assignment or gradebook.
@@ -462,9 +472,11 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             raise GraderError(f"batch seed {batch_seed} is out of range (0 to {MAX_SEED})")
         book.set_meta("assignment", asg.id)
         book.set_meta("batch_seed", str(batch_seed))
+        cell_seconds, cell_source = cell_limit(asg, cell_timeout)  # once, for every worker alike
         settings = Settings(assignment=str(assignment if isinstance(assignment, str) else asg.id),
                             spec_sha256=asg.spec_sha256, batch_seed=batch_seed,
-                            cell_timeout=cell_timeout, total_timeout=total_timeout, isolation=isolation)
+                            cell_timeout=cell_seconds, total_timeout=total_timeout, isolation=isolation,
+                            cell_timeout_source=cell_source)
         leftovers.sweep()  # what killed graders left (their workspaces, staging folders, cgroups)
         with tempfile.TemporaryDirectory(prefix=leftovers.prefix("grader-batch-src-")) as unpack:
             own = [Path(f"{db}{end}") for end in ("", "-wal", "-shm", "-journal")]

@@ -25,7 +25,7 @@ from grader.authoring import draft
 from grader.cli.env import env_group, showing_builds
 from grader.errors import GraderError
 from grader.inert import inert
-from grader.options import CELL_TIMEOUT, ISOLATION_LEVELS, SEED, TOTAL_TIMEOUT, Seconds
+from grader.options import CELL_TIMEOUT_HELP, ISOLATION_LEVELS, SEED, TOTAL_TIMEOUT, Seconds
 from grader.render import RENDERERS
 from grader.render.gradescope import VISIBILITIES, render_gradescope
 from grader.render.markdown import render_markdown
@@ -179,7 +179,7 @@ def main() -> None:
 @click.option("--format", "fmt", type=click.Choice(list(RENDERERS)), default="text", show_default=True)
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--seed", type=SEED, default=None, help="Replay a run: the seed of its hidden inputs.")
-@click.option("--timeout", "cell_timeout", type=Seconds(0.1), default=CELL_TIMEOUT, show_default=True, help="Seconds per cell.")
+@click.option("--timeout", "cell_timeout", type=Seconds(0.1), default=None, help=CELL_TIMEOUT_HELP)
 @click.option("--total-timeout", type=Seconds(1), default=TOTAL_TIMEOUT, show_default=True, help="Seconds for the whole submission: cells, probes and re-run together.")
 @click.option("--fail-under", type=Threshold(), help=_FAIL_UNDER_HELP)
 @click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
@@ -189,7 +189,7 @@ def main() -> None:
               help="Grade only this check (a function, a variable or a check's label); repeatable.")
 @click.option("--public", "public_only", is_flag=True, help="Grade only the public checks (fast; the score is partial).")
 def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path | None, seed: int | None,
-                 cell_timeout: float, total_timeout: float, fail_under: tuple[float, bool] | None,
+                 cell_timeout: float | None, total_timeout: float, fail_under: tuple[float, bool] | None,
                  isolation: str | None, hidden_visibility: str, only: tuple[str, ...], public_only: bool) -> None:
     """Grade one notebook."""
     from grader.grading.grade import grade_notebook
@@ -405,7 +405,9 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
 @click.option("--size", type=click.IntRange(min=1), default=None,
               help="Entries per pool (default: $NNGRADER_POOL_SIZE, else 256).")
 @click.option("--clear", is_flag=True, help="Remove the pools instead.")
-def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool) -> None:
+@click.option("--measure/--no-measure", default=True, show_default=True,
+              help="Also grade the solution and keep its slowest cell: the default cell limit.")
+def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool, measure: bool) -> None:
     """Precompute the pools of hidden runs that let `grade` start without torch (default: every known assignment)."""
     from grader.assignment.load import find_assignment, known_assignments
     from grader.pool import store as pool
@@ -422,6 +424,8 @@ def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool) -> 
             else:
                 n = pool.prepare(asg, size)
                 click.echo(f"{asg.id}: {n} entries in {pool.pool_folder(asg)}")
+                if measure:
+                    _measure(asg)
         except GraderError as e:
             _fail(str(e))
         except OSError as e:
@@ -430,6 +434,22 @@ def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool) -> 
             _fail(f"{name}: its reference gives values a pool cannot hold ({e}); grades compute them live")
         except Exception as e:  # the reference failed on a hidden input: the instructor's to fix
             _fail(f"{name}: cannot build its pool: the reference failed: {type(e).__name__}: {e}")
+
+
+def _measure(asg: Any) -> None:
+    """Grade the assignment's solution and keep the cell limit it gives; say what it is."""
+    from grader.grading.grade import grade_notebook
+    from grader.grading.limits import measure_solution
+
+    with showing_builds():
+        measured = measure_solution(asg, grade_notebook)
+    if measured is None:
+        click.echo(f"{asg.id}: no cell limit measured (no solution.ipynb, or it did not run cleanly)")
+        return
+    slowest, limit = measured
+    own = asg.spec.policy.cell_timeout
+    click.echo(f"{asg.id}: the solution's slowest cell took {slowest:.2f} s: cells get {limit:g} s by default"
+               + (f" (policy.cell_timeout sets {own:g} s instead)" if own else ""))
 
 
 main.add_command(env_group)

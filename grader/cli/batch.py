@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from grader.errors import GraderError
-from grader.options import ISOLATION_LEVELS, SEED, Seconds
+from grader.options import CELL_TIMEOUT_HELP, ISOLATION_LEVELS, SEED, Seconds
 
 DEFAULT_DB = Path("gradebook.sqlite")
 
@@ -36,8 +36,8 @@ def _internal(e: Exception) -> None:
 @click.option("--out", type=click.Path(path_type=Path), help="Write the reports into this folder.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), help="Submissions graded at once (default: CPU count).")
 @click.option("--seed", type=SEED, help="Batch seed (default: the gradebook's, else a new one).")
-@click.option("--timeout", "cell_timeout", type=Seconds(0.1), default=30.0, show_default=True,
-              help="Seconds per cell.")
+@click.option("--timeout", "cell_timeout", type=Seconds(0.1), default=None,
+              help=CELL_TIMEOUT_HELP)
 @click.option("--total-timeout", type=Seconds(1), default=300.0, show_default=True,
               help="Seconds per submission: cells, probes and re-run together.")
 @click.option("--isolation", type=click.Choice(["auto", *ISOLATION_LEVELS]), default=None,
@@ -48,7 +48,7 @@ def _internal(e: Exception) -> None:
 @click.option("--scheduler", metavar="ADDRESS", help="Grade on this Dask cluster (tcp://host:8786).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def batch_cmd(source: Path, assignment: str, db: Path, out: Path | None, jobs: int | None,
-              seed: int | None, cell_timeout: float, total_timeout: float, isolation: str | None,
+              seed: int | None, cell_timeout: float | None, total_timeout: float, isolation: str | None,
               regrade: bool, student_regex: str | None, scheduler: str | None, quiet: bool) -> None:
     """Grade every submission in SOURCE (a folder, per-student folders or an LMS zip)."""
     from grader.batch.progress import Progress

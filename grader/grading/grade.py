@@ -18,6 +18,7 @@ from grader.assignment.model import Assignment
 from grader.assignment.reference import Reference, ReferenceLike
 from grader.assignment.tables import Check, Policy
 from grader.errors import GraderError, UnknownAssignment
+from grader.grading.limits import cell_limit
 from grader.grading.selection import check_points, select_checks, selection_info
 from grader.inert import inert, inert_block
 from grader.judging.consistency import check_consistency
@@ -35,7 +36,7 @@ from grader.kernels.launch import KernelLauncher, LocalKernelLauncher
 from grader.kernels.standby import StandbyKernel
 from grader.kernels.teardown import remove_workspace
 from grader.kernels.tracking import cleanup_all, interrupted, interruptible
-from grader.options import CELL_TIMEOUT, TOTAL_TIMEOUT
+from grader.options import TOTAL_TIMEOUT
 from grader.plan.checks import CheckPlan, plan, probe_items
 from grader.pool.child import Builder
 from grader.pool.store import Entry, PooledReference, choose_seed, pool_key, read_entry
@@ -74,7 +75,7 @@ def grade_notebook(
     assignment: str | Assignment | None = None,
     *,
     seed: int | None = None,
-    cell_timeout: float = CELL_TIMEOUT,
+    cell_timeout: float | None = None,
     total_timeout: float = TOTAL_TIMEOUT,
     launcher: KernelLauncher | None = None,
     checks: Sequence[str] | None = None,
@@ -83,6 +84,8 @@ def grade_notebook(
     """Grade one notebook; raises GraderError if the notebook or the assignment is unusable.
 
     `checks` (ids, targets or labels) and `public_only` grade some checks only, faster.
+    `cell_timeout` (seconds per cell) overrides the assignment's; without it a cell gets the
+    spec's `[policy] cell_timeout`, else the limit measured from the solution, else CELL_TIMEOUT.
     """
     async def run() -> Report:
         task = asyncio.current_task()
@@ -115,16 +118,18 @@ async def grade_notebook_async(
     assignment: str | Assignment | None = None,
     *,
     seed: int | None = None,
-    cell_timeout: float = CELL_TIMEOUT,
+    cell_timeout: float | None = None,
     total_timeout: float = TOTAL_TIMEOUT,
     launcher: KernelLauncher | None = None,
     checks: Sequence[str] | None = None,
     public_only: bool = False,
     entries: EntrySource | None = None,
+    cell_timeout_source: str = "option",
 ) -> Report:
     """The async form of grade_notebook (for callers that already run an event loop).
 
     `entries(seed)` may give the run's pool entry computed elsewhere (a batch's planner).
+    `cell_timeout_source` says where a given `cell_timeout` came from (a batch resolves it once).
 
     Raises GraderError only when the notebook or the assignment is unusable. Any failure
     after that (of the grader, on this submission) is a report with status "error", the
@@ -147,7 +152,9 @@ async def grade_notebook_async(
     env = await asyncio.to_thread(ensure_assignment_env, asg)
     report.environment = env.describe()
     launcher = bind_env(launcher or LocalKernelLauncher(), env)
-    run = _Run(launcher, asg.spec.policy.cell_timeout or cell_timeout, total_timeout, checks=chosen,
+    if cell_timeout is None:
+        cell_timeout, cell_timeout_source = cell_limit(asg)
+    run = _Run(launcher, cell_timeout, total_timeout, checks=chosen, cell_timeout_source=cell_timeout_source,
                pool=Builder(asg) if fill_pool else None, entries=entries)
     try:
         await _grade(report, run, submission, asg)
@@ -178,6 +185,7 @@ class _Run:
     launcher: KernelLauncher
     cell_timeout: float
     total_timeout: float
+    cell_timeout_source: str = "option"  # option | spec | measured | default
     stage: str = "planning the checks"
     session: Session | None = None
     checks: list[Check] | None = None  # the checks to grade (None: all)
@@ -271,7 +279,7 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
     if any("probe_tampered" in r.codes for r in results) and not any(f.code == "probe_tampered" for f in flags):
         flags.append(Flag("probe_tampered", "rerun", "The notebook interfered with the grader's re-run."))
     note_reassigned(submission.nb, plans, results)
-    report.execution = _execution(session.record, launcher, cell_timeout, total_timeout)
+    report.execution = _execution(session.record, launcher, cell_timeout, total_timeout, run.cell_timeout_source)
     report.score = total(results, flags, asg.spec.policy, report.max_score)
 
 
@@ -311,7 +319,8 @@ def _failed(report: Report, run: _Run, error: Exception, policy: Policy) -> None
     report.error = inert(f"the grader failed while {run.stage}: {what}", 500)
     report.error_traceback = inert_block("".join(traceback.format_exception(error)))
     if run.session is not None:
-        report.execution = _execution(run.session.record, run.launcher, run.cell_timeout, run.total_timeout)
+        report.execution = _execution(run.session.record, run.launcher, run.cell_timeout, run.total_timeout,
+                                      run.cell_timeout_source)
     with contextlib.suppress(Exception):  # what was graded before the failure still counts
         report.score = total(report.checks, report.flags, policy, report.max_score)
 
@@ -383,9 +392,10 @@ def _not_run(result: CheckResult, names: list[str], unrun: dict[str, CellRun]) -
 
 
 def _execution(record: ExecutionRecord, launcher: KernelLauncher, cell_timeout: float = 0.0,
-               total_timeout: float = 0.0) -> Execution:
+               total_timeout: float = 0.0, cell_timeout_source: str = "option") -> Execution:
     isolation = launcher.describe()
-    limits = {"cell_timeout_s": cell_timeout, "total_timeout_s": total_timeout,
+    limits = {"cell_timeout_s": cell_timeout, "cell_timeout_source": cell_timeout_source,
+              "total_timeout_s": total_timeout,
               "output_per_cell_kb": MAX_CELL_OUTPUT_BYTES // 1024}
     for key in ("memory_mb", "processes", "file_size_mb", "open_files"):
         if key in isolation:
@@ -403,6 +413,7 @@ def _execution(record: ExecutionRecord, launcher: KernelLauncher, cell_timeout: 
             {c.index + 1 for c in record.cells if c.status == "skipped"} | {i + 1 for i in record.fatal_cells}
         ),
         output_truncated=record.output_truncated,
+        slowest_cell_s=round(max((c.duration_s for c in record.cells if c.status in ("ok", "error")), default=0.0), 3),
         restarts=record.restarts,
         duration_s=round(record.duration_s, 3),
         isolation=isolation,

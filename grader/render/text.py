@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import textwrap
+from typing import Any
 
 from grader.inert import inert
 from grader.judging.score import deductions
@@ -64,7 +65,9 @@ def render_text(report: Report, color: bool | None = None, width: int = 100) -> 
         line(f"ERROR could not finish grading{stage}:", "red", inert(report.error or "unknown error"))
     ex = report.execution
     for e in ex.cell_errors:
-        line(f"cell {e.cell}:", "dim", exception_text(e.ename, e.evalue, limit=160))
+        by_cell_limit = e.ename == "Timeout" and "submission's time limit" not in e.evalue
+        limit = cell_limit_text(ex.limits) if by_cell_limit else ""
+        line(f"cell {e.cell}:", "dim", exception_text(e.ename, e.evalue, limit=160) + (f" [{limit}]" if limit else ""))
     if ex.kernel_died:
         line("Note:", "yellow", f"the kernel died; skipped cell(s) {', '.join(map(str, ex.skipped_cells))} "
                                 "and graded the rest")
@@ -117,3 +120,16 @@ def partial_note(report: Report) -> str:
         (" (public checks)" if sel.get("public_only") else "")
     full = sel.get("full_max_score")
     return f" (partial: {what}; the full grading is out of {_pts(full)})" if full is not None else f" (partial: {what})"
+
+
+_SOURCES = {"option": "set by --timeout", "spec": "the assignment's policy.cell_timeout",
+            "measured": "measured from the assignment's solution", "default": "the default"}
+
+
+def cell_limit_text(limits: Any) -> str:
+    """The cell limit of a report's `execution.limits` and where it came from, in words."""
+    seconds = limits.get("cell_timeout_s") if isinstance(limits, dict) else None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return ""
+    source = _SOURCES.get(str(limits.get("cell_timeout_source")))
+    return f"cell limit {seconds:g} s" + (f", {source}" if source else "")

@@ -25,6 +25,7 @@ class CellRun:
     ename: str = ""
     evalue: str = ""
     output_truncated: bool = False
+    duration_s: float = 0.0  # how long the cell ran
 
 
 @dataclass

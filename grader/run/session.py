@@ -348,9 +348,11 @@ class Session:
         source = tolerant_imports(cell.source)
         if source != cell.source:
             cell = NotebookNode({**cell, "source": source, "outputs": []})
+        began = time.monotonic()
         with self.budget.running():
             status, _ = await self._run(cell, i, limit, MAX_CELL_OUTPUT_BYTES)
-        run = CellRun(i, status, output_truncated=self.client.truncated if self.client else False)
+        run = CellRun(i, status, output_truncated=self.client.truncated if self.client else False,
+                      duration_s=time.monotonic() - began)
         self.record.output_truncated |= run.output_truncated
         if status == "error":
             reply = (self.client.last_reply or {}).get("content", {}) if self.client else {}
