@@ -23,7 +23,8 @@ from grader.errors import GraderError
 from grader.kernels import env_errors, envs
 from grader.kernels.env_progress import EnvProgress, duration
 from grader.kernels.envs import BuildEvent, EnvBuildError, ensure_env
-from tests.conftest import ASSIGNMENTS, ROOT
+from tests.conftest import ROOT
+from tests.test_envs import _assignment
 
 GRADE = [sys.executable, "-c", "from grader.cli import main; main()"]
 PY = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -40,18 +41,6 @@ def _caches(tmp: Path) -> dict[str, str]:
 def _grade(tmp: Path, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*GRADE, *args], capture_output=True, text=True, cwd=ROOT, timeout=600,
                           env={**_caches(tmp), **extra})
-
-
-def _assignment(tmp: Path, environment: str, name: str = "env-test") -> Path:
-    """A copy of sigmoid-2-3-1 with an `[environment]` table of its own."""
-    folder = tmp / name
-    shutil.copytree(ASSIGNMENTS / "sigmoid-2-3-1", folder)
-    spec = folder / "assignment.toml"
-    text = spec.read_text().replace('id = "sigmoid-2-3-1"', f'id = "{name}"', 1)
-    shipped = 'environment = { packages = ["numpy"] }'
-    lines = [line for line in text.splitlines() if not line.startswith(shipped)]
-    spec.write_text("\n".join(lines) + "\n\n[environment]\n" + environment + "\n")
-    return folder
 
 
 def _left_in(root: Path) -> list[str]:
