@@ -103,27 +103,6 @@ def copy_regular(src: Path, dest: Path, limit: int) -> None:
             raise
 
 
-def copy_tree_regular(src: Path, dest: Path, limit: int) -> None:
-    """Copy a folder's regular files and subfolders (links, devices and pipes left out, as is
-    what cannot be copied), each file at most `limit` bytes; iterative, whatever the depth."""
-    todo = [(src, dest)]
-    while todo:
-        folder, target = todo.pop()
-        target.mkdir(parents=True, exist_ok=True)
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                if e.is_dir(follow_symlinks=False):
-                    todo.append((Path(e.path), target / e.name))
-                elif e.is_file(follow_symlinks=False):
-                    copy_regular(Path(e.path), target / e.name, limit)
-            except OSError:  # not a regular file, over the limit, or gone
-                continue
-
-
 def _over(size: int, limit: int) -> str:
     return f"is {_mb(size)}, over the {_mb(limit)} limit"
 

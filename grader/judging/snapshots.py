@@ -37,7 +37,6 @@ class Snapshots:
         self.watch: dict[int, list[tuple[str, list[str]]]] = {}
         self.last: dict[str, int] = {}  # check id -> 1-based cell of its final assignment
         self.values: dict[str, list[tuple[int, Answer]]] = {}  # check id -> [(1-based cell, answer)]
-        self._kept_at: dict[str, list[tuple[int, tuple[object, ...], int]]] = {}  # (cell, structure, bytes)
         for check in checks:
             if check.kind != "variable":
                 continue
@@ -71,17 +70,10 @@ class Snapshots:
         """Keep a cell's value, replacing any earlier one of the same structure (a re-run of the
         cell replaces its own), within the bounds above."""
         shape = structure(ans.value)
-        size = _array_bytes(ans.value)
-        kept = [(c, a) for c, a in self.values.get(cid, [])]
-        marks = [(c, s, b) for c, s, b in self._kept_at.get(cid, [])]
-        drop = {c for c, s, _ in marks if c == cell or s == shape}
-        kept = [v for v in kept if v[0] not in drop][-(MAX_KEPT_PER_CHECK - 1):] + [(cell, ans)]
-        marks = [m for m in marks if m[0] not in drop][-(MAX_KEPT_PER_CHECK - 1):] + [(cell, shape, size)]
-        self.values[cid], self._kept_at[cid] = kept, marks
-        while sum(b for ms in self._kept_at.values() for _, _, b in ms) > MAX_KEPT_BYTES:
-            oldest = min((m[0], c) for c, ms in self._kept_at.items() for m in ms)
-            cell_o, cid_o = oldest
-            self._kept_at[cid_o] = [m for m in self._kept_at[cid_o] if m[0] != cell_o]
+        kept = [(c, a) for c, a in self.values.get(cid, []) if c != cell and structure(a.value) != shape]
+        self.values[cid] = kept[-(MAX_KEPT_PER_CHECK - 1):] + [(cell, ans)]
+        while sum(_array_bytes(a.value) for vs in self.values.values() for _, a in vs) > MAX_KEPT_BYTES:
+            cell_o, cid_o = min((c, k) for k, vs in self.values.items() for c, _ in vs)  # the oldest
             self.values[cid_o] = [v for v in self.values[cid_o] if v[0] != cell_o]
 
     def rescue(self, plans: list[CheckPlan], results: list[CheckResult], finals: dict[str, Answer]) -> None:
