@@ -29,8 +29,8 @@ _array_dtype_of = numpy.ndarray.__dict__["dtype"].__get__
 _ndarray = numpy.ndarray
 _copy = numpy.ndarray.copy
 _tobytes = numpy.ndarray.tobytes
-_abs, _max, _subtract, _rint, _isfinite_all = numpy.abs, numpy.max, numpy.subtract, numpy.rint, numpy.isfinite
-_all, _sign, _errstate = numpy.all, numpy.sign, numpy.errstate
+_abs, _max, _subtract, _rint, _isfinite = numpy.abs, numpy.max, numpy.subtract, numpy.rint, numpy.isfinite
+_all, _errstate = numpy.all, numpy.errstate
 _islice = itertools.islice
 _getattribute = object.__getattribute__
 _dict_values = dict.values
@@ -72,7 +72,7 @@ def nudge_of(a: Any, base: Any) -> bytes | None:
         return None
     with _errstate(all="ignore"):
         diff = _subtract(a, base)
-        if not _isfinite_all(diff).all():
+        if not _all(_isfinite(diff)):
             return None
         size = float(_max(_abs(diff)))
         scale = max(1.0, float(_max(_abs(base))))
