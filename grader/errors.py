@@ -17,3 +17,14 @@ class SpecError(GraderError):
 
 class UnknownAssignment(GraderError):
     """No assignment matches what was asked for."""
+
+
+class TorchMissing(GraderError):
+    """A reference is needed (values no complete pool holds) and PyTorch is not installed."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this needs PyTorch, which is not installed here: the assignment's reference computes the "
+            "expected values with it; install the grader with it (pip install 'nngrader[torch]', or "
+            "torch==2.13.0 from https://download.pytorch.org/whl/cpu for the CPU build); check() and "
+            "grades drawn from a complete pool (grade prepare) need no torch")

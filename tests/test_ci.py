@@ -228,13 +228,14 @@ class ActionRun:
 
 
 def _run_action(tmp_path: Path, notebooks: dict[str, Path] | Path | None, *, runner_temp: Path | None = None,
-                seed: bool = True, **inputs: str) -> ActionRun:
+                seed: bool = True, steps: tuple[str, ...] = ("choose", "grade"), **inputs: str) -> ActionRun:
     """The action's steps that run the grader (choose.sh, then grade.sh) in a fresh workspace
     holding `notebooks` (name -> source; a single source is submission.ipynb): each step's env
     from its expressions (the inputs, defaults otherwise, the Choose step's outputs,
     runner.temp), the Grade step only if Choose succeeded. `runner_temp` (the cache folders'
     parent) is kept by the caller to share it between runs; `seed` puts the default kernel
-    environment built here into it, as a restored cache would."""
+    environment built here into it, as a restored cache would; `steps` adds "prepare" (run
+    whatever the grade gave, as its `if:` says). Pools are of 4 entries, to be quick."""
     action = _yaml(ACTION)
     context = {f"inputs.{name}": spec.get("default", "") for name, spec in action["inputs"].items()}
     context |= {f"inputs.{name}": value for name, value in inputs.items()}
@@ -252,20 +253,20 @@ def _run_action(tmp_path: Path, notebooks: dict[str, Path] | Path | None, *, run
     summary = tmp_path / "summary.md"
     ran: dict[str, subprocess.CompletedProcess] = {}
     outputs: dict[str, str] = {}
-    for step_id in ("choose", "grade"):
+    for step_id in steps:
         step = next(s for s in action["runs"]["steps"] if s.get("id") == step_id)
         env = {key: github_expand(str(value), context) for key, value in step["env"].items()}
         out = tmp_path / f"outputs-{step_id}"
         out.touch()
         env = ci_env(tmp_path, **env, GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(out),
                      GITHUB_WORKSPACE=str(ws), GITHUB_RUN_ID="4242", GITHUB_ACTION_PATH=str(CI / "github"),
-                     RUNNER_TEMP=str(runner_temp))
+                     RUNNER_TEMP=str(runner_temp), NNGRADER_POOL_SIZE="4")
         ran[step_id] = p = subprocess.run(["bash", "-c", step["run"]], cwd=ws, env=env, capture_output=True,
                                           text=True, timeout=900)
         if step_id == "choose":
             outputs = dict(line.split("=", 1) for line in out.read_text().splitlines())
             context |= {f"steps.choose.outputs.{k}": v for k, v in outputs.items()}
-        if p.returncode != 0:
+        if p.returncode != 0 and step_id == "choose":
             break
     (tmp_path / "outputs").write_text((tmp_path / "outputs-grade").read_text() if "grade" in ran else "")
     return ActionRun(ran, outputs, ws, runner_temp)
@@ -292,7 +293,7 @@ def test_the_action_writes_summary_and_annotations_and_fails_below_full_marks(tm
     assert "::notice file=submission.ipynb,title=Grade::Score 5.5/11" in commands
     assert (tmp_path / "outputs").read_text() == "score=5.5\nmax-score=11\n"
     report = json.loads((ws / "grade-report.json").read_text())
-    assert report["score"] == 5.5 and report["seed"] == 4242
+    assert report["score"] == 5.5 and report["seed"] != 4242  # drawn, not the run's number
     p = _run_action(tmp_path / "again", PENALISED, assignment="sigmoid-2-3-1", **{"fail-under": "50%"}).last
     assert p.returncode == 0, p.stdout + p.stderr
 
@@ -395,8 +396,11 @@ def test_the_action_caches_the_folders_the_grader_reads_keyed_by_requirements_py
     assert "restore-keys" not in restore["with"]  # another key's environments would be saved again under this one
     paths = restore["with"]["path"].splitlines()
     assert save["with"]["path"].splitlines() == paths
-    # the cached folders are the ones the Choose and Grade steps point the grader at
-    for step in (s for s in steps if s.get("id") in ("choose", "grade")):
+    # a cache that was not restored is saved with the pool of the assignment just graded
+    prepare = steps[ids.index("prepare")]
+    assert ids.index("grade") < ids.index("prepare") < steps.index(save) and prepare["if"] == save["if"]
+    # the cached folders are the ones the Choose, Grade and Prepare steps point the grader at
+    for step in (s for s in steps if s.get("id") in ("choose", "grade", "prepare")):
         assert [step["env"]["GRADER_ENV_DIR"], step["env"]["NNGRADER_CACHE_DIR"]] == paths, step["id"]
     # saved when grading fails too (below fail-under is a failure), not when cancelled or already cached
     assert "!cancelled()" in save["if"] and "steps.env-cache.outputs.cache-hit != 'true'" in save["if"]
@@ -442,8 +446,14 @@ def test_a_second_run_with_the_cache_builds_no_kernel_environment(tmp_path):
         return {p.name: (p.stat().st_mtime_ns, json.loads((p / "grader-env.json").read_text())["created"])
                 for p in envs.iterdir() if not p.name.startswith(".")}
 
-    first = _run_action(tmp_path / "first", PENALISED, runner_temp=runner_temp, seed=False, assignment="sigmoid-2-3-1")
-    assert first.last.returncode == 1, first.last.stdout + first.last.stderr
+    first = _run_action(tmp_path / "first", PENALISED, runner_temp=runner_temp, seed=False, assignment="sigmoid-2-3-1",
+                        steps=("choose", "grade", "prepare"))
+    assert first.ran["grade"].returncode == 1, first.ran["grade"].stdout + first.ran["grade"].stderr
+    prepared = first.ran["prepare"]
+    assert prepared.returncode == 0 and "sigmoid-2-3-1: 4 entries" in prepared.stdout, prepared.stdout + prepared.stderr
+    assert "the pool of hidden runs for sigmoid-2-3-1" in prepared.stderr  # never silent
+    pool = {p.name for p in (runner_temp / "nngrader" / "cache" / "pools").glob("sigmoid-2-3-1-*/*.entry")}
+    assert len(pool) == 4
     built = snapshot()
     assert list(built) == [first.outputs["env-key"]]  # the key names what was built
     assert first.outputs["grader-version"] and first.outputs["grader-version"] != "unknown"
@@ -455,6 +465,7 @@ def test_a_second_run_with_the_cache_builds_no_kernel_environment(tmp_path):
     assert not [p.name for p in envs.iterdir() if p.name.startswith(".build-")]
     report = json.loads((second.ws / "grade-report.json").read_text())
     assert report["score"] == 5.5 and report["environment"]["hash"] == first.outputs["env-key"]
+    assert f"{report['seed']}.entry" in pool  # the second run's hidden run came from the cached pool
 
 
 def _shell_scripts(tmp_path: Path) -> list[Path]:
@@ -500,7 +511,14 @@ def test_the_gitlab_job_writes_a_junit_report_and_keeps_the_json(tmp_path):
     assert float(props["score"]) == 5.5
     assert sum(points for _, points, _ in cases) == pytest.approx(5.5)
     report = json.loads((ws / "grade-report.json").read_text())
-    assert report["seed"] == 77 and report["submission"]["path"].endswith("submission.ipynb")
+    assert report["submission"]["path"].endswith("submission.ipynb")
+    # the job leaves the pool of hidden runs in the cached folder, and the next run draws from it
+    pools = list((ws / ".cache" / "nngrader" / "cache" / "pools").glob("sigmoid-2-3-1-*/*.entry"))
+    assert len(pools) == 4, pools
+    p = _run_gitlab(tmp_path, ws, seed=False)
+    assert p.returncode == 1 and "(complete already)" in p.stdout, p.stdout + p.stderr
+    seed = json.loads((ws / "grade-report.json").read_text())["seed"]
+    assert f"{seed}.entry" in {e.name for e in pools}
 
 
 def _run_gitlab(tmp_path: Path, ws: Path, seed: bool = True) -> subprocess.CompletedProcess:
@@ -512,7 +530,7 @@ def _run_gitlab(tmp_path: Path, ws: Path, seed: bool = True) -> subprocess.Compl
     if seed:
         seed_envs(Path(variables["GRADER_ENV_DIR"]))
     script = "set -eo pipefail\n" + "\n".join(config["grade"]["script"])  # as the runner's bash runs it
-    env = ci_env(tmp_path, **variables, CI_JOB_ID="77", CI_PROJECT_DIR=str(ws))
+    env = ci_env(tmp_path, **variables, CI_JOB_ID="77", CI_PROJECT_DIR=str(ws), NNGRADER_POOL_SIZE="4")
     return subprocess.run(["bash", "-c", script], cwd=ws, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The action's grading step: grade once (the JSON report), then render the job summary
-# ($GITHUB_STEP_SUMMARY) and the annotations from that one report.
+# ($GITHUB_STEP_SUMMARY) and the annotations from that one report. No --seed: each run draws
+# its hidden inputs at random, from the cached pool when there is one (then without torch).
 # In: NOTEBOOK (the path choose.sh chose), ASSIGNMENT (may be empty), FAIL_UNDER (may be empty),
 #     REPORT (default grade-report.json). Exit: 0 graded at or above FAIL_UNDER; 1 below it;
 #     2 the notebook or assignment is unusable; 3 the grader failed (a report says why).
@@ -9,7 +10,6 @@ REPORT="${REPORT:-grade-report.json}"
 notebook="${NOTEBOOK:?the notebook to grade}"  # chosen by choose.sh; if it is missing, grade writes a report saying so
 args=(--format json --output "$REPORT")
 if [ -n "${ASSIGNMENT:-}" ]; then args+=(--assignment "$ASSIGNMENT"); fi
-if [ -n "${GITHUB_RUN_ID:-}" ]; then args+=(--seed "$GITHUB_RUN_ID"); fi  # fresh hidden inputs each run
 if [ -z "${GRADER_ASSIGNMENTS:-}" ]; then unset GRADER_ASSIGNMENTS; fi
 
 rm -f "$REPORT"

@@ -18,7 +18,7 @@ import numpy as np
 
 from grader.assignment.model import SPEC_FILE, Assignment
 from grader.assignment.tensors import IMPORT_LOCK, import_torch, to_numpy, to_torch
-from grader.errors import SpecError
+from grader.errors import SpecError, TorchMissing
 
 
 class ReferenceLike(Protocol):
@@ -99,6 +99,10 @@ def import_reference(path: Path, spec_sha256: str) -> ModuleType:
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] == "torch":
+                raise TorchMissing() from None
+            raise SpecError(f"{path}: fails to import: {type(e).__name__}: {e}") from None
         except Exception as e:  # an instructor's file: say what broke, in one line
             raise SpecError(f"{path}: fails to import: {type(e).__name__}: {e}") from None
         sys.modules[modname] = module

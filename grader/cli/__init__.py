@@ -422,10 +422,13 @@ def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool, mea
             if clear:
                 click.echo(f"{asg.id}: removed {pool.clear(asg)} pool folder(s)")
             else:
-                n = pool.prepare(asg, size)
-                click.echo(f"{asg.id}: {n} entries in {pool.pool_folder(asg)}")
+                before = len(pool.entry_seeds(pool.pool_folder(asg)))
+                with showing_builds():
+                    n = pool.prepare(asg, size)
+                click.echo(f"{asg.id}: {n} entries in {pool.pool_folder(asg)}"
+                           + (" (complete already)" if before >= n else ""))
                 if measure:
-                    _measure(asg)
+                    _measure(asg, again=before < n)
         except GraderError as e:
             _fail(str(e))
         except OSError as e:
@@ -436,10 +439,16 @@ def prepare_cmd(assignments: tuple[str, ...], size: int | None, clear: bool, mea
             _fail(f"{name}: cannot build its pool: the reference failed: {type(e).__name__}: {e}")
 
 
-def _measure(asg: Any) -> None:
-    """Grade the assignment's solution and keep the cell limit it gives; say what it is."""
+def _measure(asg: Any, again: bool = True) -> None:
+    """Grade the assignment's solution and keep the cell limit it gives; say what it is. Without
+    `again`, a limit measured for this spec and solution already is kept as it is."""
     from grader.grading.grade import grade_notebook
-    from grader.grading.limits import measure_solution
+    from grader.grading.limits import measure_solution, measured_limit
+
+    kept = None if again else measured_limit(asg)
+    if kept is not None:
+        click.echo(f"{asg.id}: cells get {kept:g} s by default (measured before)")
+        return
 
     with showing_builds():
         measured = measure_solution(asg, grade_notebook)

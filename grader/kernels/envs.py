@@ -224,6 +224,11 @@ def report_builds(reporter: BuildReporter | None) -> Iterator[None]:
         _reporter = previous
 
 
+def build_reporter() -> BuildReporter | None:
+    """The reporter report_builds installed (None: silent); other long preparations tell it too."""
+    return _reporter
+
+
 def _flag(name: str) -> bool:
     value = os.environ.get(name, "").strip().lower()
     if value in ("", "0", "false", "no", "off"):

@@ -37,6 +37,7 @@ import numpy as np
 
 from grader.assignment.model import Assignment
 from grader.cachefiles import hash_package_files, hash_python_files, write_atomic
+from grader.kernels.envs import BuildEvent, BuildReporter, build_reporter
 from grader.options import cache_dir
 
 POOL_SIZE = 256  # entries a pool needs before grades draw from it
@@ -476,13 +477,39 @@ def fill(asg: Assignment, live: Any, size: int | None = None, wait: bool = True,
         return len(have)
 
 
-def prepare(asg: Assignment, size: int | None = None) -> int:
-    """Fill the assignment's pool now (waiting for a grader that is filling it); the entries it holds."""
+def prepare(asg: Assignment, size: int | None = None, report: BuildReporter | None = None) -> int:
+    """Fill the assignment's pool now (waiting for a grader that is filling it); the entries it holds.
+
+    `report` (default: the one kernels.envs.report_builds installed) is told what happens, as
+    environment builds are (an entry takes 0.1 s to 1 s: a whole pool, from seconds to
+    minutes); nothing when the pool is complete already."""
+    import time
+
     from grader.assignment.reference import Reference
 
-    if pool_folder(asg) is None:
+    folder = pool_folder(asg)
+    if folder is None:
         raise OSError("there is no cache folder (set $NNGRADER_CACHE_DIR)")
-    return fill(asg, Reference(asg), size, wait=True)
+    size = pool_size() if size is None else size
+    report = report or build_reporter()
+    have = len(entry_seeds(folder))
+    if have >= size:
+        return have  # (torch and the reference not even imported: a warm CI run's prepare is free)
+    if report is None:
+        return fill(asg, Reference(asg), size, wait=True)
+    start, title = time.monotonic(), f"the pool of hidden runs for {asg.id} ({size} entries)"
+
+    def say(state: str, step: str) -> None:
+        report(BuildEvent(state, title, step, time.monotonic() - start))
+
+    say("start", "importing torch and the reference")
+    try:
+        n = fill(asg, Reference(asg), size, wait=True, progress=lambda have, of: say("step", f"{have}/{of} entries"))
+    except BaseException:
+        say("failed", "interrupted")
+        raise
+    say("done", f"{n} entries")
+    return n
 
 
 def _remove_leftovers(folder: Path, age: float = 3600.0) -> None:
