@@ -24,7 +24,6 @@ class TorchMissing(GraderError):
 
     def __init__(self) -> None:
         super().__init__(
-            "this needs PyTorch, which is not installed here: the assignment's reference computes the "
-            "expected values with it; install the grader with it (pip install 'nngrader[torch]', or "
-            "torch==2.13.0 from https://download.pytorch.org/whl/cpu for the CPU build); check() and "
-            "grades drawn from a complete pool (grade prepare) need no torch")
+            "this needs PyTorch, which is not installed here (the assignment's reference runs on it): "
+            "pip install 'nngrader[torch]' (the CPU build: torch==2.13.0 from "
+            "https://download.pytorch.org/whl/cpu); check() in a notebook needs no torch")

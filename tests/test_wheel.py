@@ -41,12 +41,20 @@ def _source_copy(dest: Path) -> Path:
     return dest
 
 
-@pytest.mark.slow
-def test_a_wheel_in_a_fresh_venv_grades_a_shipped_assignment_by_id(tmp_path):
-    source = _source_copy(tmp_path / "source")
-    dist = tmp_path / "dist"
-    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], cwd=tmp_path)  # sdist, then wheel from it
+@pytest.fixture(scope="module")
+def built_wheel(tmp_path_factory) -> Path:
+    """The grader's wheel, built (sdist, then wheel from it) from a copy of the checkout."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source = _source_copy(tmp / "source")
+    dist = tmp / "dist"
+    _run([sys.executable, "-m", "build", "--outdir", str(dist), str(source)], cwd=tmp)
     (wheel,) = dist.glob("nngrader-*.whl")
+    return wheel
+
+
+@pytest.mark.slow
+def test_a_wheel_in_a_fresh_venv_grades_a_shipped_assignment_by_id(tmp_path, built_wheel):
+    wheel = built_wheel
     with zipfile.ZipFile(wheel) as z:
         names = set(z.namelist())
     for asg in SHIPPED:
@@ -102,3 +110,47 @@ b = Builder(asg)
 b.start()
 print("builder", b.process.wait(timeout=600), len(pool.entry_seeds(pool.pool_folder(asg))))
 """
+
+
+_CHECK = """
+import numpy as np
+from grader import check, use
+use("sigmoid-2-3-1")
+def sigmoid(a):
+    return 1 / (1 + np.exp(-a))
+def sigmoid_derivative(a):
+    return sigmoid(a) * (1 + sigmoid(a))  # wrong: 1 + for 1 -
+print(check("sigmoid"))
+print(check("sigmoid_derivative"))
+"""
+
+
+@pytest.mark.slow
+def test_a_student_install_has_no_torch_yet_check_runs_and_grade_says_what_to_install(tmp_path, built_wheel):
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    py = env_dir / "bin" / "python"
+    _run([str(py), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(built_wheel)], cwd=tmp_path)
+    installed = _run([str(py), "-m", "pip", "list", "--format", "json"], cwd=tmp_path).stdout
+    names = {p["name"].lower() for p in json.loads(installed)}
+    assert "torch" not in names and not {n for n in names if n.startswith("nvidia")}, sorted(names)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    (work / "student.py").write_text(_CHECK)
+    out = _run([str(py), "student.py"], cwd=work).stdout
+    assert "PASS sigmoid" in out and "FAIL sigmoid_derivative" in out, out
+    assert "Hidden: the final grading adds" in out
+
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GRADER_ASSIGNMENTS", "VIRTUAL_ENV")}
+    env["NNGRADER_CACHE_DIR"] = str(tmp_path / "cache")
+    listed = subprocess.run([str(env_dir / "bin" / "grade"), "list"], cwd=work, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert listed.returncode == 0 and "needs PyTorch to load: pip install 'nngrader[torch]'" in listed.stdout
+    shutil.copy(ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb", work / "submission.ipynb")
+    graded = subprocess.run([str(env_dir / "bin" / "grade"), "submission.ipynb", "--assignment", "sigmoid-2-3-1",
+                             "--format", "json", "--output", "report.json"], cwd=work, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert graded.returncode == 2, graded.stdout + graded.stderr
+    (line,) = graded.stderr.splitlines()  # one line, no traceback
+    assert "needs PyTorch" in line and "pip install 'nngrader[torch]'" in line, line
+    assert json.loads((work / "report.json").read_text())["status"] == "error"

@@ -23,7 +23,7 @@ import click
 
 from grader.authoring import draft
 from grader.cli.env import env_group, showing_builds
-from grader.errors import GraderError
+from grader.errors import GraderError, TorchMissing
 from grader.inert import inert
 from grader.options import CELL_TIMEOUT_HELP, ISOLATION_LEVELS, SEED, TOTAL_TIMEOUT, Seconds
 from grader.render import RENDERERS
@@ -326,6 +326,8 @@ def list_cmd() -> None:
         try:
             a = load_spec(folder)
             rows.append((name, a.spec.title, f"{a.max_score:g}"))
+        except TorchMissing:  # (its spec's defaults are read from its reference, once)
+            rows.append((name, "(needs PyTorch to load: pip install 'nngrader[torch]')", "-"))
         except GraderError as e:
             rows.append((name, f"(invalid: {e})", "-"))
     if not rows:
