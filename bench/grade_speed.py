@@ -4,7 +4,9 @@ Generates the 20 submissions of `bench/submissions.py` (sigmoid-2-3-1: 10 right,
 hostile, one an endless loop) and measures, interleaved round by round in the same run:
 
 - the floor: a process that has nbclient execute the solution notebook (no grading);
-- `grade` on one notebook (the solution), the whole process;
+- `grade` on one notebook (the solution), the whole process: with a complete pool; in a fresh
+  cache after what the setup command does to it; in the GitHub Action's second run (the cache
+  its first run saved); and in a fresh cache with no pool (a first grade, computed live);
 - `grade` on all 20, one after another, and two at a time;
 - `grade batch --jobs 2` on all 20, when this grader has that command;
 - nbgrader `autograde` on one and on all 20, when it is installed in the cache folder;
@@ -242,11 +244,53 @@ def table(measures: list[Measure], floor: Measure, nbgrader_all: Measure | None,
     return "\n".join(rows)
 
 
+NBGRADER_DEFAULT_TIMEOUT = 30  # nbgrader's ExecutePreprocessor.timeout when a course sets none
+EXAMPLE = ROOT / "tests" / "notebooks" / ASSIGNMENT / "seed_style.ipynb"  # the README's example grade
+
+
+def first_runs(work: Path, env: dict[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """The cache folders of the two first-run rows, each prepared as it is in the flow it stands
+    for (untimed); the environments the timed grades then run with.
+
+    - after the setup command: a fresh cache, then what `.ci/setup` and the README's first
+      command do to it (`grade prepare` of the example's assignment, the example grade);
+    - the GitHub Action's second run: a fresh cache through the first run's Grade and Prepare
+      steps (`ci/github/grade.sh`, `ci/github/prepare.sh`), then copied elsewhere, as
+      actions/cache restores it. The kernel environment is the one already built (its
+      caching is the action's own, tested in tests/test_ci.py)."""
+    setup = dict(env, NNGRADER_CACHE_DIR=str(work / "setup-cache"))
+    for cmd in (grade_cmd("prepare", ASSIGNMENT), grade_cmd(str(EXAMPLE), "--assignment", ASSIGNMENT)):
+        subprocess.run(cmd, cwd=ROOT, env=setup, capture_output=True, timeout=1800)
+    first = work / "action-first"
+    first.mkdir()
+    shutil.copy(SOLUTION, first / "submission.ipynb")
+    scripts = ROOT / "ci" / "github"
+    action = dict(env, NNGRADER_CACHE_DIR=str(work / "runner-temp-1"), NOTEBOOK="submission.ipynb",
+                  ASSIGNMENT=ASSIGNMENT, PATH=f"{grade_bin(work)}{os.pathsep}{env.get('PATH', '')}")
+    for script in ("grade.sh", "prepare.sh"):
+        subprocess.run(["bash", str(scripts / script)], cwd=first, env=action, capture_output=True, timeout=1800)
+    shutil.copytree(work / "runner-temp-1", work / "runner-temp-2")
+    return setup, dict(env, NNGRADER_CACHE_DIR=str(work / "runner-temp-2"))
+
+
+def grade_bin(work: Path) -> Path:
+    """A folder with a `grade` command running this checkout's grader (the CI scripts call `grade`)."""
+    folder = work / "bin"
+    folder.mkdir(exist_ok=True)
+    exe = folder / "grade"
+    exe.write_text(f"#!/bin/sh\nexec {sys.executable} -m grader.cli \"$@\"\n")
+    exe.chmod(0o755)
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of the one-notebook measurements")
     parser.add_argument("--class-rounds", type=int, default=1, help="rounds of the 20-notebook measurements")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per cell, for every tool that has such a limit (Otter has none: see --run-limit)")
+    parser.add_argument("--own-limits", action="store_true",
+                        help="every tool with its own default cell limit instead of --timeout: the grader's "
+                             "measured from the solution (`grade prepare` measures it), nbgrader's 30 s")
     parser.add_argument("--run-limit", type=float, default=60.0, metavar="S",
                         help="wall-clock seconds for one `otter run`, which has no per-cell limit (60)")
     parser.add_argument("--install-others", action="store_true",
@@ -262,9 +306,14 @@ def main() -> None:
     try:
         notebooks = write_submissions(work / "submissions")
         t = str(args.timeout)
+        limit = [] if args.own_limits else ["--timeout", t]  # the grader's cell limit option
+        nbgrader_limit = NBGRADER_DEFAULT_TIMEOUT if args.own_limits else args.timeout
         graded = (0, 1)  # scored (1: below --fail-under); 2 or 3 would be the grader's failure
         floor = Measure("floor: nbclient runs the solution, no grading", 1)
         one = Measure("`grade` one notebook (whole process)", 1)
+        cold = Measure("`grade` one notebook, a fresh cache with no pool (a first grade: computed live)", 1)
+        after_setup = Measure("`grade` one notebook, a fresh cache after the setup command", 1)
+        action_second = Measure("`grade` one notebook, the GitHub Action's second run (cache restored)", 1)
         serial = Measure("`grade` all 20, one after another", len(notebooks))
         pairs = Measure("`grade` all 20, two at a time", len(notebooks))
         batch = Measure("`grade batch --jobs 2` all 20", len(notebooks))
@@ -274,6 +323,7 @@ def main() -> None:
         otter_all = Measure("Otter `otter run` all 20, two at a time", len(notebooks))
         if args.rounds < 1:
             floor.skipped = one.skipped = nbg_one.skipped = otter_one.skipped = "not run (--rounds 0)"
+            cold.skipped = after_setup.skipped = action_second.skipped = "not run (--rounds 0)"
         if args.class_rounds < 1:
             serial.skipped = pairs.skipped = batch.skipped = nbg_all.skipped = "not run (--class-rounds 0)"
             otter_all.skipped = "not run (--class-rounds 0)"
@@ -285,7 +335,7 @@ def main() -> None:
             nbg_one.skipped = nbg_all.skipped = f"not installed ({NBGRADER_VENV}; use --install-others)"
         else:
             try:
-                students = nbgrader_course.make_course(work / "course", nbg_venv, SOLUTION, notebooks, args.timeout)
+                students = nbgrader_course.make_course(work / "course", nbg_venv, SOLUTION, notebooks, nbgrader_limit)
             except (RuntimeError, OSError, subprocess.SubprocessError) as e:
                 why = " ".join(str(e).split())
                 nbg_one.skipped = nbg_all.skipped = f"could not set up a course: {why[-160:]}"
@@ -305,7 +355,7 @@ def main() -> None:
                 why = " ".join(str(e).split())
                 otter_one.skipped = otter_all.skipped = f"could not build the autograder: {why[-160:]}"
                 otter_venv = None
-        each = [grade_cmd(str(p), "--assignment", ASSIGNMENT, "--timeout", t, "--fail-under", "100%")
+        each = [grade_cmd(str(p), "--assignment", ASSIGNMENT, *limit, "--fail-under", "100%")
                 for p in notebooks]
         print(f"machine: {machine()}", flush=True)
         # what a course machine does once (`grade prepare`): the one-notebook rows measure a
@@ -315,12 +365,19 @@ def main() -> None:
                                       text=True, timeout=1800)
             print(f"grade prepare {ASSIGNMENT}: " + ("done" if prepared.returncode == 0
                                                      else f"failed ({prepared.stderr.strip()[-160:]})"), flush=True)
+            print("the first-run flows (setup command; the action's first run)", flush=True)
+            setup_env, action_env = first_runs(work, env)
         for rnd in range(max(args.rounds, args.class_rounds)):
             print(f"round {rnd + 1}", flush=True)
             if rnd < args.rounds:
                 floor.runs.append(run_once([sys.executable, "-c", FLOOR, str(SOLUTION), t], env=env, ok_codes=(0,)))
-                one.runs.append(run_once(grade_cmd(str(SOLUTION), "--assignment", ASSIGNMENT, "--timeout", t),
-                                         env=env, ok_codes=(0,)))
+                solo = grade_cmd(str(SOLUTION), "--assignment", ASSIGNMENT, *limit)
+                one.runs.append(run_once(solo, env=env, ok_codes=(0,)))
+                after_setup.runs.append(run_once(solo, env=setup_env, ok_codes=(0,)))
+                action_second.runs.append(run_once(solo + ["--format", "json", "--output", str(work / "r.json")],
+                                                   env=action_env, ok_codes=(0,)))
+                fresh = work / f"fresh-cache-{rnd}"  # (the isolation level is probed again too, as it is there)
+                cold.runs.append(run_once(solo, env=dict(env, NNGRADER_CACHE_DIR=str(fresh)), ok_codes=(0,)))
                 if nbg_venv is not None:
                     nbg_one.runs.append(run_once(nbgrader_course.autograde_command(nbg_venv, students[0]),
                                                  cwd=work / "course", env=nbgrader_course.environment(nbg_venv),
@@ -337,7 +394,7 @@ def main() -> None:
                     # says some submissions ended as error or timeout rows, as the hostile ones do
                     book = work / f"gradebook-{rnd}.sqlite"
                     r = run_once(grade_cmd("batch", str(notebooks[0].parent), "--assignment", ASSIGNMENT,
-                                           "--jobs", "2", "--timeout", t, "--db", str(book), "--quiet"),
+                                           "--jobs", "2", *limit, "--db", str(book), "--quiet"),
                                  env=env, ok_codes=(0, 3))
                     r.ok *= len(notebooks)
                     batch.runs.append(r)
@@ -359,7 +416,7 @@ def main() -> None:
                     otter_all.runs.append(r)
         print()
         print(f"machine: {machine()}")
-        print(table([floor, one, nbg_one, otter_one, serial, pairs, batch, nbg_all, otter_all],
+        print(table([floor, one, after_setup, action_second, cold, nbg_one, otter_one, serial, pairs, batch, nbg_all, otter_all],
                     floor, nbg_all, otter_all))
         if otter_one.runs or otter_all.runs:
             print(f"\nOtter has no per-cell time limit (`otter run` executes the notebook with none): each "

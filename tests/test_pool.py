@@ -287,7 +287,7 @@ def test_a_typical_wrong_notebook_is_graded_without_torch(pools):
     assert any(c["status"] == "fail" for c in report["checks"])
 
 
-def test_a_run_without_a_seed_draws_from_a_complete_pool_and_without_one_computes_live(pools, tmp_path):
+def test_a_run_without_a_seed_draws_from_a_complete_pool_and_without_one_computes_in_a_child(pools, tmp_path):
     nb = ASSIGNMENTS / "sigmoid-2-3-1" / "solution.ipynb"
     out = tmp_path / "r.json"
     r = _cli(str(nb), "--format", "json", "--output", str(out), cache=pools,
@@ -295,12 +295,21 @@ def test_a_run_without_a_seed_draws_from_a_complete_pool_and_without_one_compute
     assert r.returncode == 0, r.stderr
     assert not _torch(r)
     assert json.loads(out.read_text())["seed"] in _seeds(pools)
-    # a pool of 2 is not a complete one of 3: a fresh seed, torch, and the run fills the pool meanwhile
+    # a pool of 2 is not a complete one of 3: a fresh seed, whose values a child process computes
+    # while the kernel runs: torch never enters the grading process
     r = _cli(str(nb), "--format", "json", "--output", str(out), cache=pools,
              extra_env={pool.POOL_SIZE_VARIABLE: "3"})
     assert r.returncode == 0, r.stderr
-    assert _torch(r)
-    assert json.loads(out.read_text())["score"] == 11
+    assert not _torch(r)
+    report = json.loads(out.read_text())
+    assert report["score"] == 11 and report["seed"] not in _seeds(pools)
+    # the same run replayed with its seed, computed live in the grader: the same verdicts
+    r = _cli(str(nb), "--format", "json", "--output", str(tmp_path / "again.json"), "--seed", str(report["seed"]),
+             cache=pools, extra_env={pool.POOL_SIZE_VARIABLE: "3"})
+    assert r.returncode == 0 and _torch(r), r.stderr
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert [(c["id"], c["status"], c["points"]) for c in again["checks"]] == \
+        [(c["id"], c["status"], c["points"]) for c in report["checks"]]
 
 
 def _seeds(cache) -> list[int]:

@@ -38,7 +38,7 @@ from grader.kernels.teardown import remove_workspace
 from grader.kernels.tracking import cleanup_all, interrupted, interruptible
 from grader.options import TOTAL_TIMEOUT
 from grader.plan.checks import CheckPlan, plan, probe_items
-from grader.pool.child import Builder
+from grader.pool.child import Builder, Planner
 from grader.pool.store import Entry, PooledReference, choose_seed, pool_key, read_entry
 from grader.report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from grader.run.budget import Budget
@@ -148,18 +148,30 @@ async def grade_notebook_async(
         max_score=sum(check_points(c) for c in chosen),
         selection=selection_info(asg, checks, public_only),
     )
-    # The kernel runs from the assignment's own environment (built the first time it is needed).
-    env = await asyncio.to_thread(ensure_assignment_env, asg)
-    report.environment = env.describe()
-    launcher = bind_env(launcher or LocalKernelLauncher(), env)
-    if cell_timeout is None:
-        cell_timeout, cell_timeout_source = cell_limit(asg)
-    run = _Run(launcher, cell_timeout, total_timeout, checks=chosen, cell_timeout_source=cell_timeout_source,
-               pool=Builder(asg) if fill_pool else None, entries=entries)
+    # Without a complete pool, this run's entry is computed in a child process from the start:
+    # torch loads there, on another core, while this process starts the kernel and runs the
+    # notebook (in a thread of this process it held the interpreter lock the kernel's driving
+    # needs, and a first grade cost about 2.8x the floor). A child that cannot help: live here.
+    planner = Planner(asg, [seed], window=1) if fill_pool and entries is None else None
+    if planner is not None:
+        await planner.start()
+        entries = planner.entry
     try:
-        await _grade(report, run, submission, asg)
-    except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
-        _failed(report, run, e, asg.spec.policy)
+        # The kernel runs from the assignment's own environment (built the first time it is needed).
+        env = await asyncio.to_thread(ensure_assignment_env, asg)
+        report.environment = env.describe()
+        launcher = bind_env(launcher or LocalKernelLauncher(), env)
+        if cell_timeout is None:
+            cell_timeout, cell_timeout_source = cell_limit(asg)
+        run = _Run(launcher, cell_timeout, total_timeout, checks=chosen, cell_timeout_source=cell_timeout_source,
+                   pool=Builder(asg) if fill_pool else None, entries=entries)
+        try:
+            await _grade(report, run, submission, asg)
+        except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
+            _failed(report, run, e, asg.spec.policy)
+    finally:
+        if planner is not None:
+            await planner.close()
     label_results(report.checks, asg.spec.checks)
     # the one place every output's hidden results pass through: only grader-side facts stay
     report.checks = [hidden_view(c) for c in report.checks]
