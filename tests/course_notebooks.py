@@ -165,3 +165,150 @@ def write_notebook(folder: Path, name: str, cells: list[str]) -> Path:
     path = folder / f"{name}.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+XOR = FIXTURES / "xor-backprop"
+
+XOR_NETWORK = """
+from math import exp
+from random import seed, random
+
+def initialize_network(n_inputs, n_hidden, n_outputs):
+    network = list()
+    hidden_layer = [{'weights': [random() for i in range(n_inputs + 1)]} for i in range(n_hidden)]
+    network.append(hidden_layer)
+    output_layer = [{'weights': [random() for i in range(n_hidden + 1)]} for i in range(n_outputs)]
+    network.append(output_layer)
+    return network
+
+def activate(weights, inputs):
+    activation = weights[-1]
+    for i in range(len(weights) - 1):
+        activation += weights[i] * inputs[i]
+    return activation
+
+def transfer(activation):
+    return 1.0 / (1.0 + exp(-activation))
+
+def forward_propagate(network, row):
+    inputs = row
+    for layer in network:
+        new_inputs = []
+        for neuron in layer:
+            activation = activate(neuron['weights'], inputs)
+            neuron['output'] = transfer(activation)
+            new_inputs.append(neuron['output'])
+        inputs = new_inputs
+    return inputs
+
+def transfer_derivative(output):
+    return output * (1.0 - output)
+"""
+
+XOR_BACKPROP = """
+def backpropagate(network, expected):
+    for i in reversed(range(len(network))):
+        layer = network[i]
+        errors = list()
+        if i != len(network) - 1:
+            for j in range(len(layer)):
+                error = 0.0
+                for neuron in network[i + 1]:
+                    error += (neuron['weights'][j] * neuron['delta'])
+                errors.append(error)
+        else:
+            for j in range(len(layer)):
+                neuron = layer[j]
+                errors.append({error})
+        for j in range(len(layer)):
+            neuron = layer[j]
+            neuron['{key}'] = errors[j] * transfer_derivative(neuron['output'])
+"""
+
+XOR_TRAINING = """
+seed(1)
+dataset = [[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0]]
+network = initialize_network(2, 2, 2)
+for row in dataset:
+    outputs = forward_propagate(network, row)
+    expected = [0, 0]
+    expected[row[-1]] = 1
+    backpropagate(network, expected)
+print(network)
+"""
+
+
+def xor_source(error: str = "neuron['output'] - expected[j]", key: str = "delta") -> list[str]:
+    """An XOR notebook in the course's style: backpropagate writes `key` from the output `error`."""
+    return [XOR_NETWORK, XOR_BACKPROP.format(error=error, key=key), XOR_TRAINING]
+
+
+GLOBALS = FIXTURES / "globals-backprop"
+
+GLOBALS_NETWORK = """
+import numpy as np
+
+sigma = lambda z : 1 / (1 + np.exp(-z))
+d_sigma = lambda z : np.cosh(z/2)**(-2) / 4
+
+def reset_network (n1 = 6, n2 = 7, random=np.random) :
+    global W1, W2, W3, b1, b2, b3
+    W1 = random.randn(n1, 1) / 2
+    W2 = random.randn(n2, n1) / 2
+    W3 = random.randn(2, n2) / 2
+    b1 = random.randn(n1, 1) / 2
+    b2 = random.randn(n2, 1) / 2
+    b3 = random.randn(2, 1) / 2
+
+def network_function(a0) :
+    z1 = W1 @ a0 + b1
+    a1 = sigma(z1)
+    z2 = W2 @ a1 + b2
+    a2 = sigma(z2)
+    z3 = W3 @ a2 + b3
+    a3 = sigma(z3)
+    return a0, z1, a1, z2, a2, z3, a3
+
+def cost(x, y) :
+    return np.linalg.norm(network_function(x)[-1] - y)**2 / x.size
+"""
+
+GLOBALS_JACOBIANS = """
+def J_W3 (x, y) :
+    a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    J = 2 * (a3 - y)
+    J = J * d_sigma(z3)
+    J = J @ a2.T / x.size
+    return J
+
+def J_b3 (x, y) :
+    a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    J = 2 * (a3 - y)
+    J = J * d_sigma(z3)
+    J = np.sum(J, axis=1, keepdims=True) / x.size
+    return J
+
+def J_W1 (x, y) :
+    a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    J = {error}
+    J = J * d_sigma(z3)
+    J = (J.T @ W3).T
+    J = J * d_sigma(z2)
+    J = (J.T @ W2).T
+    J = J * d_sigma(z1)
+    J = J @ a0.T / x.size
+    return J
+"""
+
+GLOBALS_SETUP = """
+x = np.random.rand(1, 10)
+y = np.vstack([np.sin(x), np.cos(x)])
+reset_network()
+print(cost(x, y))
+"""
+
+
+def globals_source(error: str = "2 * (a3 - y)") -> list[str]:
+    """The course's notebook: jacobians reading the weights `reset_network()` binds as globals;
+    J_W1 starts from `error`."""
+    return [GLOBALS_NETWORK, GLOBALS_JACOBIANS.format(error=error), GLOBALS_SETUP]

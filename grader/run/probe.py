@@ -56,6 +56,8 @@ def encode_arg(value: Any) -> dict[str, Any]:
         return {"a": base64.b64encode(arr.tobytes()).decode("ascii"), "shape": list(arr.shape)}
     if isinstance(value, dict):
         return {"d": [[str(k), encode_arg(v)] for k, v in value.items()]}
+    if isinstance(value, list):  # a structure of dicts (a network as a list of layers of neurons)
+        return {"l": [encode_arg(v) for v in value]}
     if isinstance(value, (bool, int, float)):
         return {"n": value}
     if isinstance(value, np.number):
@@ -96,6 +98,9 @@ def _item_json(it: ProbeItem) -> dict[str, Any]:
         "state_attributes": [[k, v] for k, v in it.state_attributes.items()],
         "method": it.method,
         "read": it.read,
+        "globals": [[k, encode_arg(v)] for k, v in it.globals.items()],
+        "argument": it.argument,
+        "argument_path": it.argument_path,
     }
 
 

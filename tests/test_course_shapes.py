@@ -1,0 +1,90 @@
+"""Course notebooks of every shape, graded end to end (real kernels): a function that writes
+into its argument and returns None, functions reading the notebook's global names, ..."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from grader.assignment.load import load_spec
+from grader.errors import SpecError
+from tests.conftest import graded
+from tests.course_notebooks import GLOBALS, XOR, globals_source, write_notebook, xor_source
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("shapes")
+
+
+def grade_cells(folder: Path, assignment: Path, name: str, cells: list[str]):
+    return graded(write_notebook(folder, name, cells), str(assignment))
+
+
+# ---------------------------------------------------------------- a function that updates its argument
+
+
+def test_a_function_writing_into_its_argument_and_returning_none_is_graded_on_the_argument(folder):
+    report = grade_cells(folder, XOR, "xor-right", xor_source())
+    back = report.check("backpropagate")
+    assert back.status == "pass", back.message
+    assert report.score == report.max_score == 2
+
+
+def test_wrong_deltas_written_into_the_argument_get_the_usual_diagnosis(folder):
+    report = grade_cells(folder, XOR, "xor-sign", xor_source(error="expected[j] - neuron['output']"))
+    back = report.check("backpropagate")
+    assert back.status == "fail" and back.codes == ["sign_flip"]
+    assert "network after backpropagate(...)" in back.message
+    assert report.check("forward_propagate").status == "pass"
+
+
+def test_an_argument_left_without_the_part_read_says_which_part(folder):
+    # deltas computed, returned, never written into the network
+    cells = xor_source()
+    cells[1] = (
+        "def backpropagate(network, expected):\n"
+        "    out = [(n['output'] - e) * transfer_derivative(n['output']) for n, e in zip(network[-1], expected)]\n"
+        "    return out\n"
+    )
+    cells[2] = ""
+    back = grade_cells(folder, XOR, "xor-returned", cells).check("backpropagate")
+    assert back.status == "fail"
+    assert "network after backpropagate(...) has no 'delta', which the assignment reads" in back.message
+
+
+# ---------------------------------------------------------------- functions reading the notebook's globals
+
+
+def test_functions_reading_global_weights_are_called_with_the_spec_values_bound(folder):
+    report = grade_cells(folder, GLOBALS, "globals-right", globals_source())
+    assert [c.status for c in report.checks] == ["pass"] * 3, [c.message for c in report.checks]
+
+
+def test_a_wrong_function_reading_globals_fails_with_its_diagnosis(folder):
+    report = grade_cells(folder, GLOBALS, "globals-sign", globals_source(error="2 * (y - a3)"))
+    assert report.check("J_W3").status == "pass"
+    w1 = report.check("J_W1")
+    assert w1.status == "fail" and w1.codes == ["sign_flip"], w1.message
+
+
+# ---------------------------------------------------------------- spec mistakes in the new keys
+
+
+@pytest.mark.parametrize("fixture, old, new, says", [
+    (XOR, 'argument = "network"', 'argument = "netwrok"', "checks[1]: `argument` 'netwrok' is not one of `args`"),
+    (XOR, 'argument = "network"\n', "", "checks[1]: `argument_path` needs `argument`"),
+    (XOR, 'argument = "network"', 'argument = "network"\ngiven = "network"', "`given` is not supported together with `argument`"),
+    (GLOBALS, 'target = "J_W3"', 'target = "J_W3"\nkind = "variable"', "checks[0]: `globals` belongs to function and class checks"),
+])
+def test_mistakes_in_argument_and_globals_are_one_line_naming_the_check(tmp_path, fixture, old, new, says):
+    folder = tmp_path / fixture.name
+    shutil.copytree(fixture, folder)
+    toml = folder / "assignment.toml"
+    toml.write_text(toml.read_text().replace(old, new, 1))
+    with pytest.raises(SpecError) as e:
+        load_spec(folder)
+    message = str(e.value)
+    assert says in message and "assignment.toml" in message and "\n" not in message, message
