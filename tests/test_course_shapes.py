@@ -88,3 +88,20 @@ def test_mistakes_in_argument_and_globals_are_one_line_naming_the_check(tmp_path
         load_spec(folder)
     message = str(e.value)
     assert says in message and "assignment.toml" in message and "\n" not in message, message
+
+
+# ---------------------------------------------------------------- explanations that point at the right place
+
+
+def test_a_stub_in_a_cell_with_lines_of_only_spaces_is_located_in_its_cell(folder):
+    # IPython empties lines of only spaces in what it runs: the cell is still found, by its line
+    stub = "def {name}(network, {arg}):\n    \n    # YOUR CODE HERE\n    \n    raise NotImplementedError\n"
+    cells = xor_source()
+    cells[0] = cells[0].replace("def forward_propagate(network, row):", "def unused_forward(network, row):")
+    cells.insert(1, stub.format(name="forward_propagate", arg="row"))
+    cells[2] = stub.format(name="backpropagate", arg="expected")
+    cells[3] = ""
+    report = grade_cells(folder, XOR, "xor-stubs", cells)
+    back = report.check("backpropagate")
+    assert "in cell 3, line 5: `raise NotImplementedError`" in back.message, back.message
+    assert "outside the notebook's cells" not in back.message
