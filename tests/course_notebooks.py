@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import numpy as np
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LAB = FIXTURES / "sigmoid-4-5-1-lab"
@@ -312,3 +313,45 @@ def globals_source(error: str = "2 * (a3 - y)") -> list[str]:
     """The course's notebook: jacobians reading the weights `reset_network()` binds as globals;
     J_W1 starts from `error`."""
     return [GLOBALS_NETWORK, GLOBALS_JACOBIANS.format(error=error), GLOBALS_SETUP]
+
+
+CS231N = FIXTURES / "cs231n-package"
+
+CS231N_DATA_UTILS = """
+import os
+import numpy as np
+
+def load_tiny(root):
+    data = np.load(os.path.join(root, 'tiny.npz'))
+    return data['X'], data['y']
+"""
+
+CS231N_CELLS = [
+    "import numpy as np\n\n%load_ext autoreload\n%autoreload 2",
+    "from cs231n.classifiers.neural_net import TwoLayerNet",
+    "from cs231n.data_utils import load_tiny\n"
+    "X_train, y_train = load_tiny('cs231n/datasets/tiny')\nprint('Train data shape: ', X_train.shape)",
+    "net = TwoLayerNet(4, 10, 3, std=1e-1)\nloss, grads = net.loss(X_train, y_train, reg=0.05)\nprint(loss)",
+]
+
+# Python 2, as the course's older release wrote it: its import fails in a Python 3 kernel
+PY2_LINE = "        print 'scores shape', scores.shape\n"
+
+
+def cs231n_submission(folder: Path, name: str, factor: str = "2", py2: bool = False) -> Path:
+    """A student's folder in the vision course's layout: the notebook, the package it imports
+    (`cs231n/classifiers/neural_net.py` holding the student's TwoLayerNet) and a data folder."""
+    root = folder / name
+    package = root / "cs231n"
+    (package / "classifiers").mkdir(parents=True)
+    (package / "datasets" / "tiny").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "classifiers" / "__init__.py").write_text("")
+    source = two_layer_source(factor=factor)[0]
+    if py2:
+        source = source.replace("        scores = h.dot(W2) + b2\n", "        scores = h.dot(W2) + b2\n" + PY2_LINE)
+    (package / "classifiers" / "neural_net.py").write_text(source)
+    (package / "data_utils.py").write_text(CS231N_DATA_UTILS)
+    rng = np.random.default_rng(0)
+    np.savez(package / "datasets" / "tiny" / "tiny.npz", X=rng.normal(size=(8, 4)), y=rng.integers(0, 3, 8))
+    return write_notebook(root, name, CS231N_CELLS)

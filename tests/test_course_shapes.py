@@ -11,7 +11,15 @@ import pytest
 from grader.assignment.load import load_spec
 from grader.errors import SpecError
 from tests.conftest import graded
-from tests.course_notebooks import GLOBALS, XOR, globals_source, write_notebook, xor_source
+from tests.course_notebooks import (
+    CS231N,
+    GLOBALS,
+    XOR,
+    cs231n_submission,
+    globals_source,
+    write_notebook,
+    xor_source,
+)
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +85,7 @@ def test_a_wrong_function_reading_globals_fails_with_its_diagnosis(folder):
     (XOR, 'argument = "network"', 'argument = "netwrok"', "checks[1]: `argument` 'netwrok' is not one of `args`"),
     (XOR, 'argument = "network"\n', "", "checks[1]: `argument_path` needs `argument`"),
     (XOR, 'argument = "network"', 'argument = "network"\ngiven = "network"', "`given` is not supported together with `argument`"),
+    (CS231N, 'folders = ["cs231n"]', 'folders = ["../cs231n"]', "folders: '../cs231n' must be a path inside the folder"),
     (GLOBALS, 'target = "J_W3"', 'target = "J_W3"\nkind = "variable"', "checks[0]: `globals` belongs to function and class checks"),
 ])
 def test_mistakes_in_argument_and_globals_are_one_line_naming_the_check(tmp_path, fixture, old, new, says):
@@ -105,3 +114,28 @@ def test_a_stub_in_a_cell_with_lines_of_only_spaces_is_located_in_its_cell(folde
     back = report.check("backpropagate")
     assert "in cell 3, line 5: `raise NotImplementedError`" in back.message, back.message
     assert "outside the notebook's cells" not in back.message
+
+
+# ---------------------------------------------------------------- a class in the course's package, with data
+
+
+def test_a_package_and_data_folder_beside_the_notebook_arrive_with_their_structure(folder):
+    report = graded(cs231n_submission(folder, "cs231n-right"), str(CS231N))
+    assert report.execution.cell_errors == [], report.execution
+    assert [c.status for c in report.checks] == ["pass"] * 5, [c.message for c in report.checks]
+
+
+def test_a_wrong_method_in_the_package_is_diagnosed(folder):
+    report = graded(cs231n_submission(folder, "cs231n-half-reg", factor="1"), str(CS231N))
+    assert report.check("loss").status == "pass"
+    w1 = report.check("grads.W1")
+    assert w1.status == "fail", w1.message
+    assert report.check("grads.b1").status == "pass"
+
+
+def test_a_package_module_in_python_2_is_reported_as_the_import_that_failed(folder):
+    report = graded(cs231n_submission(folder, "cs231n-py2", py2=True), str(CS231N))
+    loss = report.check("loss")
+    assert loss.status == "error"
+    assert "the import in cell 2 raised SyntaxError" in loss.message, loss.message
+    assert "defines no class" not in loss.message

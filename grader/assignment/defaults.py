@@ -143,7 +143,8 @@ def _parts(c: dict[str, Any], raw: dict[str, Any], names: _Names, sampler: Sampl
             found = builtin.gradient_part_aliases(p["key"]) if names.use_builtin else []
             p["aliases"] = builtin.merge(found, p.get("aliases", []), exclude=p["key"]) \
                 if isinstance(p.get("aliases", []), list) else p["aliases"]
-            p.setdefault("label", GRADIENT_LABEL.format(key=p["key"], target=c["target"]))
+            owner = f"{c['target']}.{c['method']}" if c.get("kind") == "class" and c.get("method") else c["target"]
+            p.setdefault("label", GRADIENT_LABEL.format(key=p["key"], target=owner))
         out.append(p)
     c["parts"] = out
 

@@ -294,7 +294,7 @@ def _check_class_fields(c: Check) -> None:
         return
     if not c.method:
         raise ValueError("a class check needs `method`: the method to call")
-    unsupported = [f for f in ("given", "extreme", "consistency", "intermediates", "loss") if getattr(c, f)]
+    unsupported = [f for f in ("given", "extreme", "consistency", "intermediates") if getattr(c, f)]
     if unsupported:
         raise ValueError(f"`{unsupported[0]}` is not supported in class checks")
     if c.state_attribute and c.state_attributes:

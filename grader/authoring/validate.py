@@ -186,11 +186,12 @@ def _validate_gradients(v: Validation, asg: Assignment, ref: Reference, check: C
     assert check.loss is not None
     loss_fn = ref.function(check.loss)
     worst = 0.0
+    names = reference_args(check)  # a class check's reference (and loss) also get its state
     for d in _draws(asg, ref, check)[:3]:
-        values = [d[a] for a in check.args]
+        values = [d[a] for a in names]
         grads = ref.call(check.reference, values)
         for part in check.parts:
-            where = _locate(check.args, values, part.key)
+            where = _locate(names, values, part.key)
             if where is None:
                 v.add(step, False, f"no argument of {check.reference}() is named {part.key!r}, so its finite difference cannot be taken")
                 return
