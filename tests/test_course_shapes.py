@@ -123,6 +123,8 @@ def test_a_package_and_data_folder_beside_the_notebook_arrive_with_their_structu
     report = graded(cs231n_submission(folder, "cs231n-right"), str(CS231N))
     assert report.execution.cell_errors == [], report.execution
     assert [c.status for c in report.checks] == ["pass"] * 5, [c.message for c in report.checks]
+    # two checks of one class: told apart by what they read of the one method
+    assert [c.label for c in report.checks][:2] == ["TwoLayerNet.loss[0]", "TwoLayerNet.loss[1].W1"]
 
 
 def test_a_wrong_method_in_the_package_is_diagnosed(folder):
