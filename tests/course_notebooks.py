@@ -306,6 +306,7 @@ x = np.random.rand(1, 10)
 y = np.vstack([np.sin(x), np.cos(x)])
 reset_network()
 print(cost(x, y))
+print(J_W3(x, y), J_b3(x, y), J_W1(x, y))
 """
 
 

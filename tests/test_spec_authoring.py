@@ -258,7 +258,7 @@ def test_grade_new_on_the_command_line(tmp_path):
 
 @pytest.mark.parametrize("content, says", [
     ("not json", "cannot be read as a notebook"),
-    (json.dumps(_notebook(["x = 1\n"])), "defines no top-level function"),
+    (json.dumps(_notebook(["x = 1\n"])), "defines no function, class or computed variable to check"),
 ])
 def test_grade_new_refuses_what_it_cannot_draft_from_in_one_line(tmp_path, content, says):
     bad = tmp_path / "bad.ipynb"
