@@ -1,18 +1,27 @@
 """Course notebooks of every shape, graded end to end (real kernels): a function that writes
-into its argument and returns None, functions reading the notebook's global names, ..."""
+into its argument and returns None, functions reading the notebook's global names, a class in
+the course's package beside the notebook with its data, a notebook of top-level variables.
+
+Each fixture assignment is what `grade new` drafts from the course's solution, with only its
+points and wording changed and the reference's bodies written: the first tests check that.
+"""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 
 from grader.assignment.load import load_spec
+from grader.authoring.draft import draft
+from grader.authoring.validate import validate
 from grader.errors import SpecError
 from tests.conftest import graded
 from tests.course_notebooks import (
     CS231N,
+    FIXTURES,
     GLOBALS,
     XOR,
     cs231n_submission,
@@ -31,6 +40,32 @@ def grade_cells(folder: Path, assignment: Path, name: str, cells: list[str]):
     return graded(write_notebook(folder, name, cells), str(assignment))
 
 
+# ---------------------------------------------------------------- each fixture is a draft of `grade new`
+
+WORDING = re.compile(r"^(points|title|label) = .*\n", re.M)
+
+
+def _solution(shape: str, folder: Path) -> Path:
+    folder.mkdir()
+    if shape == "cs231n-package":
+        return cs231n_submission(folder, "solution")
+    source = {"xor-backprop": xor_source, "globals-backprop": globals_source}[shape]
+    return write_notebook(folder, "solution", source())
+
+
+@pytest.mark.parametrize("shape", ["xor-backprop", "globals-backprop", "cs231n-package"])
+def test_each_fixture_is_the_draft_of_its_solution_with_only_points_and_wording_changed(tmp_path, shape):
+    fixture = FIXTURES / shape
+    folder = tmp_path / shape
+    draft(folder, _solution(shape, tmp_path / "course"))
+    drafted = (folder / "assignment.toml").read_text()
+    assert WORDING.sub("", drafted) == WORDING.sub("", (fixture / "assignment.toml").read_text())
+    # the reference's bodies written (and its docstrings): the draft validates in one round
+    shutil.copyfile(fixture / "reference.py", folder / "reference.py")
+    result = validate(str(folder))
+    assert result.ok, [(f.step, f.message) for f in result.findings if not f.ok]
+
+
 # ---------------------------------------------------------------- a function that updates its argument
 
 
@@ -38,7 +73,7 @@ def test_a_function_writing_into_its_argument_and_returning_none_is_graded_on_th
     report = grade_cells(folder, XOR, "xor-right", xor_source())
     back = report.check("backpropagate")
     assert back.status == "pass", back.message
-    assert report.score == report.max_score == 2
+    assert report.score == report.max_score == 3
 
 
 def test_wrong_deltas_written_into_the_argument_get_the_usual_diagnosis(folder):
@@ -52,7 +87,7 @@ def test_wrong_deltas_written_into_the_argument_get_the_usual_diagnosis(folder):
 def test_an_argument_left_without_the_part_read_says_which_part(folder):
     # deltas computed, returned, never written into the network
     cells = xor_source()
-    cells[1] = (
+    cells[1] = cells[1].split("def backpropagate")[0] + (
         "def backpropagate(network, expected):\n"
         "    out = [(n['output'] - e) * transfer_derivative(n['output']) for n, e in zip(network[-1], expected)]\n"
         "    return out\n"
@@ -83,7 +118,7 @@ def test_a_wrong_function_reading_globals_fails_with_its_diagnosis(folder):
 
 @pytest.mark.parametrize("fixture, old, new, says", [
     (XOR, 'argument = "network"', 'argument = "netwrok"', "checks[1]: `argument` 'netwrok' is not one of `args`"),
-    (XOR, 'argument = "network"\n', "", "checks[1]: `argument_path` needs `argument`"),
+    (XOR, 'argument = "network"', '# argument = "network"', "checks[1]: `argument_path` needs `argument`"),
     (XOR, 'argument = "network"', 'argument = "network"\ngiven = "network"', "`given` is not supported together with `argument`"),
     (CS231N, 'folders = ["cs231n"]', 'folders = ["../cs231n"]', "folders: '../cs231n' must be a path inside the folder"),
     (GLOBALS, 'target = "J_W3"', 'target = "J_W3"\nkind = "variable"', "checks[0]: `globals` belongs to function and class checks"),
@@ -106,7 +141,6 @@ def test_a_stub_in_a_cell_with_lines_of_only_spaces_is_located_in_its_cell(folde
     # IPython empties lines of only spaces in what it runs: the cell is still found, by its line
     stub = "def {name}(network, {arg}):\n    \n    # YOUR CODE HERE\n    \n    raise NotImplementedError\n"
     cells = xor_source()
-    cells[0] = cells[0].replace("def forward_propagate(network, row):", "def unused_forward(network, row):")
     cells.insert(1, stub.format(name="forward_propagate", arg="row"))
     cells[2] = stub.format(name="backpropagate", arg="expected")
     cells[3] = ""

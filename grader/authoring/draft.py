@@ -74,16 +74,16 @@ def read_solution(notebook: Path) -> tuple[dict[str, Any], Solution]:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise GraderError(f"{notebook}: cannot be read as a notebook ({e})") from None
     sol = Solution()
-    for cell in cells:
-        if cell.get("cell_type") != "code":
-            continue
+    code = [c for c in cells if c.get("cell_type") == "code"]
+    # a solution with nbgrader/Otter marks: only functions holding a marked block are the students'
+    marked = any(BEGIN.match(line) for c in code for line in _source(c).splitlines())
+    for cell in code:
         source = _source(cell)
         try:
             tree = ast.parse(code_of(cell))
         except SyntaxError:
             continue  # a broken cell: nothing to draft from it
         sol.tree.body += tree.body
-        marked = any(BEGIN.match(line) for line in source.splitlines())
         for node in tree.body:
             if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
                 params = [a.arg for a in [*node.args.posonlyargs, *node.args.args]]
@@ -144,13 +144,15 @@ def _numeric(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def stub_source(source: str, computed: frozenset[str] = frozenset()) -> str:
-    """A cell's code for the starter: marked blocks stubbed; in a cell without marks, top-level
-    function bodies, the methods of top-level classes (but their constructor) and the values
-    of the `computed` variables (a notebook of top-level statements)."""
+def stub_source(source: str, computed: frozenset[str] = frozenset(), marked: bool = False) -> str:
+    """A cell's code for the starter: marked blocks stubbed; in a notebook without marks
+    (`marked` false), top-level function bodies, the methods of top-level classes (but their
+    constructor) and the values of the `computed` variables (a notebook of top-level statements)."""
     lines = source.splitlines()
     if any(BEGIN.match(line) for line in lines):
         return _stub_marked(lines)
+    if marked:  # the course's own code, in a notebook whose solution blocks are marked
+        return source
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -193,10 +195,11 @@ def _stub_marked(lines: list[str]) -> str:
 def starter(nb: dict[str, Any], assignment_id: str, computed: frozenset[str] = frozenset()) -> dict[str, Any]:
     """The starter notebook: stubbed code, no outputs, the assignment's id in its metadata."""
     nb = json.loads(json.dumps(nb))
-    for cell in nb["cells"]:
-        if cell.get("cell_type") == "code":
-            cell["source"] = stub_source(_source(cell), computed)
-            cell["outputs"], cell["execution_count"] = [], None
+    code = [c for c in nb["cells"] if c.get("cell_type") == "code"]
+    marked = any(BEGIN.match(line) for c in code for line in _source(c).splitlines())
+    for cell in code:
+        cell["source"] = stub_source(_source(cell), computed, marked)
+        cell["outputs"], cell["execution_count"] = [], None
     nb.setdefault("metadata", {}).setdefault("grader", {})["assignment"] = assignment_id
     return nb
 

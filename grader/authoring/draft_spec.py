@@ -50,6 +50,8 @@ def literal(value: Any) -> bool:
     """Whether a value can be written in assignment.toml (float arrays and plain numbers)."""
     if isinstance(value, np.ndarray):
         return value.dtype.kind == "f" and value.size > 0
+    if isinstance(value, list):  # nested lists of numbers, as a notebook writes a sample
+        return bool(value) and all(literal(v) for v in value)
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -127,8 +129,8 @@ def function_check(d: Drafted, name: str, call: dict[str, Any] | None, params: l
         d.reference.append(_stub(name, params, "What the notebook's function returns."))
         return
     if LEFT_OUT.match(name) or call["random"]:
-        why = "draws random numbers (an initialisation)" if call["random"] else "initialisation, training or display"
-        d.notes.append(f"# {name}: left out ({why}); grade what it computes with the functions it calls")
+        why = "it draws random numbers: an initialisation" if call["random"] else "initialisation, training or display"
+        d.notes.append(f"# {name}: left out ({why})")
         return
     args = [p for p in call["params"] if p in call["args"]]  # as the solution calls it: defaults kept
     argument, path = None, None
