@@ -282,20 +282,25 @@ def cost(x, y) :
 GLOBALS_JACOBIANS = """
 def J_W3 (x, y) :
     a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    ### BEGIN SOLUTION
     J = 2 * (a3 - y)
     J = J * d_sigma(z3)
     J = J @ a2.T / x.size
+    ### END SOLUTION
     return J
 
 def J_b3 (x, y) :
     a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    ### BEGIN SOLUTION
     J = 2 * (a3 - y)
     J = J * d_sigma(z3)
     J = np.sum(J, axis=1, keepdims=True) / x.size
+    ### END SOLUTION
     return J
 
 def J_W1 (x, y) :
     a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    ### BEGIN SOLUTION
     J = {error}
     J = J * d_sigma(z3)
     J = (J.T @ W3).T
@@ -303,10 +308,12 @@ def J_W1 (x, y) :
     J = (J.T @ W2).T
     J = J * d_sigma(z1)
     J = J @ a0.T / x.size
+    ### END SOLUTION
     return J
 """
 
 GLOBALS_SETUP = """
+np.random.seed(0)
 x = np.random.rand(1, 10)
 y = np.vstack([np.sin(x), np.cos(x)])
 reset_network()

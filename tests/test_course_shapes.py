@@ -106,6 +106,13 @@ def test_functions_reading_global_weights_are_called_with_the_spec_values_bound(
     assert [c.status for c in report.checks] == ["pass"] * 3, [c.message for c in report.checks]
 
 
+def test_the_globals_are_the_specs_even_when_the_notebook_never_binds_them(folder):
+    cells = globals_source()
+    cells[2] = "x = np.zeros((1, 4))"  # reset_network() never called: no W1 ... b3 in the notebook
+    report = grade_cells(folder, GLOBALS, "globals-unbound", cells)
+    assert [c.status for c in report.checks] == ["pass"] * 3, [c.message for c in report.checks]
+
+
 def test_a_wrong_function_reading_globals_fails_with_its_diagnosis(folder):
     report = grade_cells(folder, GLOBALS, "globals-sign", globals_source(error="2 * (y - a3)"))
     assert report.check("J_W3").status == "pass"

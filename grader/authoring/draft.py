@@ -238,7 +238,7 @@ def reference_text(assignment_id: str, d: Drafted) -> str:
 
 def spec_text(assignment_id: str, d: Drafted) -> str:
     """assignment.toml: the checks, their inputs the solution's own values, and what was left out."""
-    lines = [f'id = "{assignment_id}"', f'title = "{assignment_id}"', "", *d.top, *d.inputs, *d.checks]
+    lines = [f'id = "{assignment_id}"', f'title = "{assignment_id}"', "", *d.top, *d.input_tables(), *d.checks]
     if d.notes:
         lines += ["# Not drafted as checks:", *d.notes, ""]
     return "\n".join(lines)

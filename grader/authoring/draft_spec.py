@@ -37,6 +37,13 @@ class Drafted:
     notes: list[str] = field(default_factory=list)
     top: list[str] = field(default_factory=list)  # top-level fields (folders, rerun)
     computed: frozenset[str] = frozenset()  # variable checks' targets: the starter leaves them to write
+    sample: dict[str, Any] = field(default_factory=dict)  # the input set the functions' values share
+
+    def input_tables(self) -> list[str]:
+        """The spec's input sets: the shared sample first."""
+        shared = ["[inputs.sample]  # the values the solution calls its functions with",
+                  *(f"{k} = {toml_value(v)}" for k, v in self.sample.items()), ""] if self.sample else []
+        return [*shared, *self.inputs]
 
 
 def toml_value(value: Any) -> str:
@@ -68,8 +75,12 @@ def py_value(value: Any) -> str:
 
 
 def input_set(d: Drafted, name: str, values: dict[str, Any]) -> str:
-    """An input set of these values, in the spec or as a generator; its name."""
+    """An input set of these values, in the spec or as a generator; its name. Values that agree
+    with the solution's other calls (the same name, the same value) share one set, `sample`."""
     if all(literal(v) for v in values.values()):
+        if all(k not in d.sample or _same(d.sample[k], v) for k, v in values.items()):
+            d.sample.update(values)
+            return "sample"
         d.inputs += [f"[inputs.{name}]", *(f"{k} = {toml_value(v)}" for k, v in values.items()), ""]
         return name
     d.inputs += [f"[inputs.{name}]", f'generator = "{name}_inputs"', ""]
@@ -143,8 +154,7 @@ def function_check(d: Drafted, name: str, call: dict[str, Any] | None, params: l
         argument, path = changed[0]
     glob = {g: v for g, v in call["globals"].items() if g not in args}
     values = {a: call["args"][a] for a in args} | glob
-    input_set(d, name, values)
-    lines = ["[[checks]]", f'target = "{name}"', f'inputs = "{name}"']
+    lines = ["[[checks]]", f'target = "{name}"', f'inputs = "{input_set(d, name, values)}"']
     if glob:
         lines.append(f"globals = {json.dumps(list(glob))}  # the notebook's globals it reads")
     doc = "What the notebook's function returns."
@@ -199,8 +209,9 @@ def class_checks(d: Drafted, cls: str, calls: dict[str, dict[str, Any]], unpacke
             checks.append((method, [*base, 'read = "state"', f'reference = "{method}"'], method, args))
         else:
             d.notes.append(f"# {cls}.{method}: left out (returns None and changes none of the object's parameters)")
-    input_set(d, cls, values)
+    set_name = input_set(d, cls, values)
     for ref, lines, ident, args in checks:
+        lines = [f'inputs = "{set_name}"' if ln == f'inputs = "{cls}"' else ln for ln in lines]
         d.checks += ["[[checks]]", f'id = "{ident}"', *lines, ""]
         doc = f"What the notebook's {cls} gives here, from its parameters `{state_name}`."
         d.reference.append(_stub(ref, [*args, *([state_name] if state else [])], doc))
