@@ -340,7 +340,7 @@ def load_tiny(root):
 """
 
 CS231N_CELLS = [
-    "import numpy as np\n\n%load_ext autoreload\n%autoreload 2",
+    "import numpy as np\n\n%load_ext autoreload\n%autoreload 2\nnp.random.seed(0)",
     "from cs231n.classifiers.neural_net import TwoLayerNet",
     "from cs231n.data_utils import load_tiny\n"
     "X_train, y_train = load_tiny('cs231n/datasets/tiny')\nprint('Train data shape: ', X_train.shape)",

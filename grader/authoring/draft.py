@@ -259,10 +259,18 @@ def draft(folder: Path, solution: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         for name in folders:  # beside solution.ipynb, as beside the students' notebooks
             copy_tree(solution.parent / name, folder / name)
+        # a course whose code lives in its package: the students' folder is the starter notebook
+        # beside the package with the checked classes' methods stubbed
+        start = "starter/starter.ipynb" if folders else "starter.ipynb"
+        if folders:
+            (folder / "starter").mkdir(exist_ok=True)
+            for name in folders:
+                copy_tree(solution.parent / name, folder / "starter" / name)
+                stub_package(folder / "starter" / name, set(sol.classes) | {f.name for f in sol.functions})
         files = {
             "assignment.toml": spec_text(assignment_id, d),
             "reference.py": reference_text(assignment_id, d),
-            "starter.ipynb": json.dumps(starter(nb, assignment_id, d.computed), indent=1) + "\n",
+            start: json.dumps(starter(nb, assignment_id, d.computed), indent=1) + "\n",
         }
         for name, text in files.items():
             (folder / name).write_text(text, encoding="utf-8")
@@ -270,7 +278,19 @@ def draft(folder: Path, solution: Path) -> list[Path]:
             shutil.copyfile(solution, folder / "solution.ipynb")
     except OSError as e:
         raise GraderError(f"cannot write {folder}: {e.strerror or e}") from None
-    return [folder / n for n in ("assignment.toml", "reference.py", "solution.ipynb", "starter.ipynb")]
+    return [folder / n for n in ("assignment.toml", "reference.py", "solution.ipynb", start)]
+
+
+def stub_package(root: Path, names: set[str]) -> None:
+    """Stub, in a course package's modules, the bodies of the classes and functions checked."""
+    for module in root.rglob("*.py"):
+        text = module.read_text(encoding="utf-8")
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        if any(isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name in names for n in tree.body):
+            module.write_text(stub_source(text), encoding="utf-8")
 
 
 def local_packages(notebook: Path, sol: Solution) -> list[str]:

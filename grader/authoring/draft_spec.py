@@ -199,9 +199,12 @@ def class_checks(d: Drafted, cls: str, calls: dict[str, dict[str, Any]], unpacke
                 *([f'state = "{state_name}"', *where] if state else []), f'method = "{method}"', f"args = {json.dumps(args)}"]
         if isinstance(m.get("result"), tuple):
             names = unpacked.get(method) or [f"{method}_{i}" for i in range(len(m["result"]))]
+            scalar = next((n for p, n in zip(m["result"], names) if np.ndim(p) == 0 and not isinstance(p, dict)), None)
             for i, (part, ref) in enumerate(zip(m["result"], names)):
                 if part is not None:
-                    checks.append((ref, [*base, f"take = {i}  # {method} returns a tuple", f'reference = "{ref}"'],
+                    # (loss, grads): validate compares the gradients with finite differences of the loss
+                    fd = [f'loss = "{scalar}"'] if isinstance(part, dict) and scalar else []
+                    checks.append((ref, [*base, f"take = {i}  # {method} returns a tuple", f'reference = "{ref}"', *fd],
                                    ref, args))
         elif not m.get("returns_none"):
             checks.append((method, [*base, f'reference = "{method}"'], method, args))

@@ -235,6 +235,8 @@ def _central_difference(loss_fn: Callable[..., Any], values: list[Any], where: t
 def _validate_notebooks(v: Validation, asg: Assignment, grade: Callable[..., Report]) -> None:
     for name, want_full in (("solution.ipynb", True), ("starter.ipynb", False)):
         path = asg.path(name)
+        if not want_full and not path.is_file() and (asg.folder / "starter" / name).is_file():
+            path = asg.folder / "starter" / name  # the students' folder: the starter beside the course's package
         if not path.is_file():
             v.add(name, False, f"{path} does not exist")
             continue
