@@ -368,3 +368,32 @@ def cs231n_submission(folder: Path, name: str, factor: str = "2", py2: bool = Fa
     rng = np.random.default_rng(0)
     np.savez(package / "datasets" / "tiny" / "tiny.npz", X=rng.normal(size=(8, 4)), y=rng.integers(0, 3, 8))
     return write_notebook(root, name, CS231N_CELLS)
+
+
+VARIABLES = FIXTURES / "variables-backprop"
+
+VARIABLES_CELLS = [
+    "import numpy as np",
+    """# The given sample: two inputs, three hidden units, one output
+x = np.array([[0.5], [0.2]])
+y = np.array([[1.0]])
+W1 = np.array([[0.1, -0.2], [0.4, 0.3], [-0.5, 0.2]])
+W2 = np.array([[0.3, -0.6, 0.1]])""",
+    """sigmoid = lambda z: 1 / (1 + np.exp(-z))
+z1 = W1 @ x
+a1 = sigmoid(z1)
+z2 = W2 @ a1
+y_hat = sigmoid(z2)
+loss = 0.5 * np.sum((y_hat - y) ** 2)
+print(loss)""",
+    """delta2 = ({error}) * y_hat * (1 - y_hat)
+dW2 = delta2 @ a1.T
+delta1 = (W2.T @ delta2) * a1 * (1 - a1)
+dW1 = delta1 @ x.T
+print(dW1, dW2)""",
+]
+
+
+def variables_source(error: str = "y_hat - y") -> list[str]:
+    """A backprop exercise of top-level statements only, its output error term `error`."""
+    return [*VARIABLES_CELLS[:3], VARIABLES_CELLS[3].format(error=error)]

@@ -23,9 +23,11 @@ from tests.course_notebooks import (
     CS231N,
     FIXTURES,
     GLOBALS,
+    VARIABLES,
     XOR,
     cs231n_submission,
     globals_source,
+    variables_source,
     write_notebook,
     xor_source,
 )
@@ -49,11 +51,12 @@ def _solution(shape: str, folder: Path) -> Path:
     folder.mkdir()
     if shape == "cs231n-package":
         return cs231n_submission(folder, "solution")
-    source = {"xor-backprop": xor_source, "globals-backprop": globals_source}[shape]
+    source = {"xor-backprop": xor_source, "globals-backprop": globals_source,
+              "variables-backprop": variables_source}[shape]
     return write_notebook(folder, "solution", source())
 
 
-@pytest.mark.parametrize("shape", ["xor-backprop", "globals-backprop", "cs231n-package"])
+@pytest.mark.parametrize("shape", ["xor-backprop", "globals-backprop", "cs231n-package", "variables-backprop"])
 def test_each_fixture_is_the_draft_of_its_solution_with_only_points_and_wording_changed(tmp_path, shape):
     fixture = FIXTURES / shape
     folder = tmp_path / shape
@@ -182,3 +185,19 @@ def test_a_package_module_in_python_2_is_reported_as_the_import_that_failed(fold
     assert loss.status == "error"
     assert "the import in cell 2 raised SyntaxError" in loss.message, loss.message
     assert "defines no class" not in loss.message
+
+
+# ---------------------------------------------------------------- a notebook of top-level variables only
+
+
+def test_a_notebook_of_top_level_statements_is_graded_on_its_variables(folder):
+    report = grade_cells(folder, VARIABLES, "variables-right", variables_source())
+    assert report.score == report.max_score == 11, [(c.id, c.message) for c in report.checks]
+
+
+def test_a_wrong_error_term_in_top_level_statements_fails_the_values_after_it(folder):
+    report = grade_cells(folder, VARIABLES, "variables-sign", variables_source(error="y - y_hat"))
+    assert report.check("loss").status == "pass"
+    for name in ("delta2", "dW2", "delta1", "dW1"):
+        check = report.check(name)
+        assert check.status == "fail" and "sign_flip" in check.codes, (name, check.message)

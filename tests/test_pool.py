@@ -24,7 +24,8 @@ FIXTURES = ROOT / "tests" / "fixtures"
 ALL = [*sorted(p.name for p in ASSIGNMENTS.iterdir() if (p / "assignment.toml").is_file()),
        str(FIXTURES / "logistic-external")]
 # replayed too: inputs that are a structure of dicts (a network as layers of neurons), globals
-REPLAYED = [*ALL, str(FIXTURES / "xor-backprop"), str(FIXTURES / "globals-backprop")]
+REPLAYED = [*ALL, *(str(FIXTURES / name) for name in ("xor-backprop", "globals-backprop", "cs231n-package",
+                                                     "variables-backprop"))]
 WRONG = {  # a typical wrong submission of each
     "sigmoid-2-3-1": NOTEBOOKS / "sigmoid-2-3-1" / "seed_style.ipynb",
     "sigmoid-2-2-2": NOTEBOOKS / "sigmoid-2-2-2" / "seed_sign_dropped.ipynb",

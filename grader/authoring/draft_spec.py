@@ -255,7 +255,7 @@ def variable_checks(d: Drafted, tree: ast.Module, given: dict[str, Any], final: 
                 out += [u for u in inputs_of(used, seen | {used}) if u not in out]
         return out
 
-    computed = [(n, inputs_of(n, {n})) for n in order
+    computed = [(n, [g for g in given if g in inputs_of(n, {n})]) for n in order  # in the sample's order
                 if isinstance(final.get(n), (np.ndarray, float, int)) and not isinstance(final.get(n), bool)]
     computed = [(n, a) for n, a in computed if a]
     if not computed:
