@@ -397,3 +397,14 @@ print(dW1, dW2)""",
 def variables_source(error: str = "y_hat - y") -> list[str]:
     """A backprop exercise of top-level statements only, its output error term `error`."""
     return [*VARIABLES_CELLS[:3], VARIABLES_CELLS[3].format(error=error)]
+
+
+# the nanodegree's own use of its class: built, trained one step, run
+BIKES_USE = """
+np.random.seed(42)
+features = np.random.normal(size=(5, 3))
+targets = np.random.normal(size=(5, 1))
+network = NeuralNetwork(3, 2, 1, 0.5)
+network.train(features, targets)
+print(network.run(features))
+"""

@@ -20,11 +20,13 @@ from grader.authoring.validate import validate
 from grader.errors import SpecError
 from tests.conftest import graded
 from tests.course_notebooks import (
+    BIKES_USE,
     CS231N,
     FIXTURES,
     GLOBALS,
     VARIABLES,
     XOR,
+    bikes_source,
     cs231n_submission,
     globals_source,
     variables_source,
@@ -201,3 +203,32 @@ def test_a_wrong_error_term_in_top_level_statements_fails_the_values_after_it(fo
     for name in ("delta2", "dW2", "delta1", "dW1"):
         check = report.check(name)
         assert check.status == "fail" and "sign_flip" in check.codes, (name, check.message)
+
+
+# ---------------------------------------------------------------- a class whose method updates its weights
+
+
+BIKE_REFERENCE = {
+    'raise NotImplementedError("write train in torch")':
+        "g = grad(lambda **w: 0.5 * ((run(features, w) - targets) ** 2).sum(dim=1).mean(), **weights)\n"
+        "    return {k: v - learning_rate * g[k] for k, v in weights.items()}",
+    'raise NotImplementedError("write run in torch")':
+        'return sigmoid(features @ weights["weights_input_to_hidden"]) @ weights["weights_hidden_to_output"]',
+    "import torch  # noqa: F401 (the bodies are written in torch)": "from reference import grad, sigmoid",
+}
+
+
+def test_a_class_trained_in_place_is_drafted_as_a_state_check_that_validates(tmp_path):
+    (tmp_path / "course").mkdir()
+    solution = write_notebook(tmp_path / "course", "solution", [*bikes_source(), BIKES_USE])
+    folder = tmp_path / "bikes"
+    draft(folder, solution)
+    spec = (folder / "assignment.toml").read_text()
+    assert 'method = "train"\nargs = ["features", "targets"]\nread = "state"' in spec
+    assert "state_attributes = { weights_input_to_hidden" in spec
+    text = (folder / "reference.py").read_text()
+    for stub, body in BIKE_REFERENCE.items():
+        text = text.replace(stub, body)
+    (folder / "reference.py").write_text(text)
+    result = validate(str(folder))
+    assert result.ok, [(f.step, f.message) for f in result.findings if not f.ok]

@@ -209,7 +209,10 @@ def class_checks(d: Drafted, cls: str, calls: dict[str, dict[str, Any]], unpacke
         elif not m.get("returns_none"):
             checks.append((method, [*base, f'reference = "{method}"'], method, args))
         elif state and not _same(m.get("state"), m.get("state_after")):
-            checks.append((method, [*base, 'read = "state"', f'reference = "{method}"'], method, args))
+            # the step may use what the object was built with (its learning rate)
+            ref_args = [*args, state_name, *init_args]
+            checks.append((method, [*base, 'read = "state"', f'reference = "{method}"',
+                                    f"reference_args = {json.dumps(ref_args)}"], method, ref_args[:len(args)]))
         else:
             d.notes.append(f"# {cls}.{method}: left out (returns None and changes none of the object's parameters)")
     set_name = input_set(d, cls, values)
@@ -217,7 +220,11 @@ def class_checks(d: Drafted, cls: str, calls: dict[str, dict[str, Any]], unpacke
         lines = [f'inputs = "{set_name}"' if ln == f'inputs = "{cls}"' else ln for ln in lines]
         d.checks += ["[[checks]]", f'id = "{ident}"', *lines, ""]
         doc = f"What the notebook's {cls} gives here, from its parameters `{state_name}`."
-        d.reference.append(_stub(ref, [*args, *([state_name] if state else [])], doc))
+        stepped = any(ln.startswith("reference_args") for ln in lines)
+        if stepped:
+            doc = f"The parameters `{state_name}` after {cls}.{ident} (built with {', '.join(init_args)})."
+        params = [*args, *([state_name] if state else []), *(init_args if stepped else [])]
+        d.reference.append(_stub(ref, params, doc))
 
 
 def unpacked_names(tree: ast.Module) -> dict[str, list[str]]:
