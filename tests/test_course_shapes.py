@@ -71,6 +71,16 @@ def test_each_fixture_is_the_draft_of_its_solution_with_only_points_and_wording_
     assert result.ok, [(f.step, f.message) for f in result.findings if not f.ok]
 
 
+@pytest.mark.parametrize("shape", ["xor-backprop", "globals-backprop", "cs231n-package", "variables-backprop"])
+def test_the_docs_worked_example_of_each_fixture_is_its_spec(shape):
+    docs = (FIXTURES.parent.parent / "docs" / "assignments.md").read_text()
+    examples = docs[docs.index("### Worked examples"):docs.index("## Files beside the notebook")]
+    assert f"`tests/fixtures/{shape}/`" in examples
+    spec = (FIXTURES / shape / "assignment.toml").read_text()
+    first = spec[spec.index("[[checks]]"):].split("\n\n")[0]
+    assert first in examples, first
+
+
 # ---------------------------------------------------------------- a function that updates its argument
 
 
