@@ -32,6 +32,15 @@ SOLUTION_CELLS = [
     "print(loss(forward(x, W1, W2), y))\n",
 ]
 
+# as an nbgrader solution marks every part the students write: the course's own code is unmarked
+MARKED_CELLS = [
+    *SOLUTION_CELLS[:2],
+    SOLUTION_CELLS[2].replace("    return 1", "    # BEGIN SOLUTION\n    return 1") + "    # END SOLUTION\n",
+    SOLUTION_CELLS[3],
+    SOLUTION_CELLS[4].replace("    return", "    # BEGIN SOLUTION\n    return") + "    # END SOLUTION\n",
+    SOLUTION_CELLS[5],
+]
+
 REFERENCE_BODIES = {
     'raise NotImplementedError("write sigmoid in torch")': "return torch.sigmoid(z)",
     'raise NotImplementedError("write forward in torch")': "return torch.sigmoid(W2 @ torch.sigmoid(W1 @ x))",
@@ -48,7 +57,7 @@ def _notebook(cells: list[str]) -> dict:
 
 def _drafted(tmp_path: Path) -> Path:
     solution = tmp_path / "lab-solution.ipynb"
-    solution.write_text(json.dumps(_notebook(SOLUTION_CELLS)))
+    solution.write_text(json.dumps(_notebook(MARKED_CELLS)))
     folder = tmp_path / "three-function-lab"
     draft(folder, solution)
     ref = folder / "reference.py"
@@ -136,6 +145,19 @@ def test_a_three_function_lab_fits_in_under_40_lines(tmp_path):
     spec = load_spec(folder).spec
     assert [c.target for c in spec.checks] == ["sigmoid", "forward", "loss"]
     assert spec.checks[1].args == ["x", "W1", "W2"]
+    assert spec.checks[1].inputs == "sample"  # the values the solution calls forward with
+
+
+def test_in_a_marked_solution_the_unmarked_functions_are_the_courses_and_left_out(tmp_path):
+    solution = tmp_path / "lab-solution.ipynb"
+    solution.write_text(json.dumps(_notebook(SOLUTION_CELLS)))  # only forward holds a marked block
+    folder = tmp_path / "lab"
+    draft(folder, solution)
+    spec = (folder / "assignment.toml").read_text()
+    assert 'target = "forward"' in spec and 'target = "sigmoid"' not in spec
+    assert "# sigmoid: left out (given by the course: no solution block in it)" in spec
+    cells = [c["source"] for c in json.loads((folder / "starter.ipynb").read_text())["cells"]]
+    assert cells[2] == SOLUTION_CELLS[2] and "raise NotImplementedError" in cells[3]
 
 
 # ---------------------------------------------------------------- spec mistakes, one line each
