@@ -242,3 +242,27 @@ def test_a_class_trained_in_place_is_drafted_as_a_state_check_that_validates(tmp
     (folder / "reference.py").write_text(text)
     result = validate(str(folder))
     assert result.ok, [(f.step, f.message) for f in result.findings if not f.ok]
+
+
+# ---------------------------------------------------------------- check() in the student's own notebook
+
+
+@pytest.mark.parametrize("shape, cells", [
+    ("xor-backprop", xor_source()[:2]),
+    ("globals-backprop", globals_source()[:2]),
+])
+def test_public_checks_of_arguments_and_globals_run_from_public_json(tmp_path, shape, cells):
+    from grader.assignment.load import find_assignment
+    from grader.judging.judge import judge
+    from grader.selfcheck.check import _ask, _runner
+    from grader.selfcheck.public import shipped_plans, write_public
+
+    shutil.copytree(FIXTURES / shape, tmp_path / shape)
+    asg = find_assignment(str(tmp_path / shape))
+    write_public(asg)  # the network (lists of dicts) and the globals travel in public.json
+    ns: dict = {}
+    for cell in cells:
+        exec(cell, ns)
+    runner = _runner(ns)
+    for p in shipped_plans(asg):
+        assert [r.status for r in judge(p, _ask(runner, p, False), "ok")] == ["pass"], p.check.id
