@@ -10,6 +10,8 @@ from pathlib import Path
 import nbformat
 import numpy as np
 
+from grader.report import Report
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LAB = FIXTURES / "sigmoid-4-5-1-lab"
 PLANAR = FIXTURES / "planar-classifier"
@@ -156,6 +158,13 @@ class NeuralNetwork(object):
 def bikes_source(step: str = "+=") -> list[str]:
     """A Udacity-style NeuralNetwork whose train step updates its weights with `step`."""
     return [NEURAL_NETWORK.format(step=step)]
+
+
+def grade_cells(folder: Path, assignment: Path, name: str, cells: list[str]) -> Report:
+    """Grade code cells saved as `folder/name.ipynb` (cached, as `graded` caches)."""
+    from tests.conftest import graded
+
+    return graded(write_notebook(folder, name, cells), str(assignment))
 
 
 def write_notebook(folder: Path, name: str, cells: list[str]) -> Path:

@@ -29,6 +29,7 @@ from tests.course_notebooks import (
     bikes_source,
     cs231n_submission,
     globals_source,
+    grade_cells,
     variables_source,
     write_notebook,
     xor_source,
@@ -38,10 +39,6 @@ from tests.course_notebooks import (
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("shapes")
-
-
-def grade_cells(folder: Path, assignment: Path, name: str, cells: list[str]):
-    return graded(write_notebook(folder, name, cells), str(assignment))
 
 
 # ---------------------------------------------------------------- each fixture is a draft of `grade new`
