@@ -297,3 +297,18 @@ def test_in_a_marked_cell_only_the_marked_blocks_become_stubs():
     assert "return a + 1" in out and "helper(a) * 2" not in out and '"""Doc."""' in out
     assert "    raise NotImplementedError" in out
     compile(out, "cell", "exec")
+
+
+def test_a_draft_copies_small_values_draws_large_ones_and_survives_a_failing_cell(tmp_path):
+    cells = ["import seaborn_not_installed as sns",  # raises: the rest still runs
+             "import numpy as np\nnp.random.seed(0)\nX = np.random.normal(2.0, 3.0, size=(3, 3000))\n"
+             "y = (np.random.rand(1, 3000) > 0.5).astype(int)\nw = np.array([[0.5, -1.0, 2.0]])",
+             "def score(X, w):\n    return w @ X\n\ndef accuracy(X, y, w):\n    return np.mean((w @ X > 0) == y)",
+             "print(score(X, w).shape, accuracy(X, y, w))"]
+    solution = tmp_path / "solution.ipynb"
+    solution.write_text(json.dumps(_notebook(cells)))
+    draft(tmp_path / "big", solution)
+    spec = (tmp_path / "big" / "assignment.toml").read_text()
+    assert "w = [[0.5, -1.0, 2.0]]" in spec  # small: the solution's own value
+    assert 'X = { dist = "normal", mean = ' in spec and "shape = [3, 3000] }" in spec  # large: drawn like it
+    assert "rng.integers(0, 2, size=(1, 3000))" in (tmp_path / "big" / "reference.py").read_text()  # integer labels

@@ -46,8 +46,21 @@ class Drafted:
         return [*shared, *self.inputs]
 
 
+# Beyond this many numbers a value is drawn (normal, of its shape and scale) rather than copied
+# into the draft: a training set does not belong in assignment.toml
+MAX_COPIED = 2000
+
+
+def _large(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.size > MAX_COPIED
+
+
 def toml_value(value: Any) -> str:
-    """A value as TOML: numbers, nested lists of numbers."""
+    """A value as TOML: numbers, nested lists of numbers; a large array as a distribution."""
+    if _large(value):
+        scale = float(np.std(value)) or 1.0
+        return (f'{{ dist = "normal", mean = {float(np.mean(value)):.3g}, scale = {scale:.3g}, '
+                f"shape = {list(value.shape)} }}  # the solution's is too large to copy")
     if isinstance(value, np.ndarray):
         value = value.tolist()
     return json.dumps(value)
@@ -64,6 +77,10 @@ def literal(value: Any) -> bool:
 
 def py_value(value: Any) -> str:
     """A value as Python for a generator: arrays as np.array(...), integer arrays kept integer."""
+    if _large(value) and value.dtype.kind in "iub":  # labels: drawn in the solution's range
+        return f"rng.integers({int(value.min())}, {int(value.max()) + 1}, size={value.shape!r})"
+    if _large(value):
+        return f"rng.normal({float(np.mean(value)):.3g}, {float(np.std(value)) or 1.0:.3g}, size={value.shape!r})"
     if isinstance(value, np.ndarray):
         dtype = ", dtype=np.int64" if value.dtype.kind in "iub" else ""
         return f"np.array({value.tolist()!r}{dtype})"
@@ -78,7 +95,8 @@ def input_set(d: Drafted, name: str, values: dict[str, Any]) -> str:
     """An input set of these values, in the spec or as a generator; its name. Values that agree
     with the solution's other calls (the same name, the same value) share one set, `sample`."""
     if all(literal(v) for v in values.values()):
-        if all(k not in d.sample or _same(d.sample[k], v) for k, v in values.items()):
+        if all(k not in d.sample or _same(d.sample[k], v) for k, v in values.items()) \
+                and not any(_large(v) for v in values.values()):
             d.sample.update(values)
             return "sample"
         d.inputs += [f"[inputs.{name}]", *(f"{k} = {toml_value(v)}" for k, v in values.items()), ""]
