@@ -312,3 +312,21 @@ def test_a_draft_copies_small_values_draws_large_ones_and_survives_a_failing_cel
     assert "w = [[0.5, -1.0, 2.0]]" in spec  # small: the solution's own value
     assert 'X = { dist = "normal", mean = ' in spec and "shape = [3, 3000] }" in spec  # large: drawn like it
     assert "rng.integers(0, 2, size=(1, 3000))" in (tmp_path / "big" / "reference.py").read_text()  # integer labels
+
+
+def test_a_function_updating_a_dict_in_place_is_drafted_as_an_argument_check(tmp_path):
+    cells = ["import numpy as np",
+             "def update_parameters(parameters, grads, learning_rate=1.2):\n"
+             "    for key in parameters:\n        parameters[key] -= learning_rate * grads['d' + key]",
+             "parameters = {'W1': np.ones((2, 2)), 'b1': np.zeros((2, 1))}\n"
+             "grads = {'dW1': np.full((2, 2), 0.5), 'db1': np.ones((2, 1))}\n"
+             "update_parameters(parameters, grads)"]
+    solution = tmp_path / "solution.ipynb"
+    solution.write_text(json.dumps(_notebook(cells)))
+    draft(tmp_path / "update", solution)
+    spec = (tmp_path / "update" / "assignment.toml").read_text()
+    assert 'argument = "parameters"' in spec and "argument_path" not in spec  # the whole dict, part by key
+    assert "learning_rate" not in spec  # its default kept
+    reference = (tmp_path / "update" / "reference.py").read_text()
+    assert "def update_parameters(parameters, grads):" in reference
+    assert "'W1': np.array([[1.0, 1.0], [1.0, 1.0]])" in reference  # as the solution passed it, before the call
