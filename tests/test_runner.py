@@ -348,3 +348,12 @@ def test_an_argument_is_read_after_the_call_along_its_path(kernel):
     assert value["t"] == "seq" and value["array"]["shape"] == [3]
     item = ProbeItem("b", "function", ["backprop"], [net, 1.0], argument=0, argument_path=[0, 0, "grad"])
     assert ask(shell, modname, [item])["b"]["value"] == {"t": "no_member", "name": "grad"}
+
+
+def test_the_calls_in_other_vector_conventions_see_the_same_globals(kernel):
+    shell, modname = kernel
+    cell(shell, "def f(x):\n    return W @ x\n")  # written for 1-D vectors: W (2, 2) @ x
+    item = ProbeItem("f", "function", ["f"], [np.ones((2, 1))], alternates=True,
+                     globals={"W": np.eye(2)})
+    answer = ask(shell, modname, [item])["f"]
+    assert answer["alts"]["flat"]["t"] == "array" and "W" not in shell.user_ns

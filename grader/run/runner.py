@@ -275,7 +275,11 @@ class Runner(Encoder):
         finally:
             self.restore_globals(bound)
         if item.get("alt"):
-            alts = self.alternates(item, obj)
+            bound = self.bind_globals(item)  # the same names for the same call in another convention
+            try:
+                alts = self.alternates(item, obj)
+            finally:
+                self.restore_globals(bound)
             if alts:
                 ans["alts"] = alts
         return ans
