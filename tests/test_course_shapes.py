@@ -263,3 +263,18 @@ def test_public_checks_of_arguments_and_globals_run_from_public_json(tmp_path, s
     runner = _runner(ns)
     for p in shipped_plans(asg):
         assert [r.status for r in judge(p, _ask(runner, p, False), "ok")] == ["pass"], p.check.id
+
+
+def test_the_gradescope_bundle_of_a_package_course_carries_neither_its_package_nor_its_starter(tmp_path):
+    import io
+    import zipfile
+
+    from grader.assignment.load import find_assignment
+    from grader.authoring.bundle import make_bundle
+
+    folder = tmp_path / "cs231n-package"
+    draft(folder, cs231n_submission(tmp_path, "course"))  # cs231n/ (the solution's code) and starter/ beside
+    shutil.copyfile(FIXTURES / "cs231n-package" / "reference.py", folder / "reference.py")
+    names = zipfile.ZipFile(io.BytesIO(make_bundle(find_assignment(str(folder)), grader="nngrader"))).namelist()
+    assert sorted(n for n in names if n.startswith("assignments/")) == [
+        "assignments/cs231n-package/assignment.toml", "assignments/cs231n-package/reference.py"]
