@@ -330,3 +330,15 @@ def test_a_function_updating_a_dict_in_place_is_drafted_as_an_argument_check(tmp
     reference = (tmp_path / "update" / "reference.py").read_text()
     assert "def update_parameters(parameters, grads):" in reference
     assert "'W1': np.array([[1.0, 1.0], [1.0, 1.0]])" in reference  # as the solution passed it, before the call
+
+
+@pytest.mark.parametrize("solution", [*sorted(SHIPPED.glob("*/solution.ipynb")),
+                                      ROOT / "tests" / "fixtures" / "logistic-external" / "solution.ipynb"],
+                         ids=lambda p: p.parent.name)
+def test_every_shipped_solution_drafts_a_spec_that_parses_and_leaves_training_out(tmp_path, solution):
+    import tomllib
+
+    draft(tmp_path / "drafted", solution)
+    spec = tomllib.loads((tmp_path / "drafted" / "assignment.toml").read_text())
+    assert spec["checks"] and all(c["inputs"] in spec["inputs"] for c in spec["checks"])
+    assert not any(c["target"].startswith("train") for c in spec["checks"])

@@ -151,15 +151,17 @@ def _pick(value: Any, path: list[Any]) -> Any:
 
 def function_check(d: Drafted, name: str, call: dict[str, Any] | None, params: list[str]) -> None:
     """The check (inputs, reference stub) of one function, or a note saying why it is left out."""
+    if LEFT_OUT.match(name):
+        d.notes.append(f"# {name}: left out (initialisation, training or display)")
+        return
     if call is None:
         d.inputs += [f"[inputs.{name}]", *(f'{p} = {{ dist = "normal", shape = [3, 1] }}  # not called by the '
                                            f"solution: choose its distribution and shape" for p in params), ""]
         d.checks += ["[[checks]]", f'target = "{name}"', f'inputs = "{name}"', ""]
         d.reference.append(_stub(name, params, "What the notebook's function returns."))
         return
-    if LEFT_OUT.match(name) or call["random"]:
-        why = "it draws random numbers: an initialisation" if call["random"] else "initialisation, training or display"
-        d.notes.append(f"# {name}: left out ({why})")
+    if call["random"]:
+        d.notes.append(f"# {name}: left out (it draws random numbers: an initialisation)")
         return
     args = [p for p in call["params"] if p in call["args"]]  # as the solution calls it: defaults kept
     odd = [a for a in args if call["args"][a] is None]
