@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import nbformat
+import numpy as np
+
+from grader.report import Report
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 LAB = FIXTURES / "sigmoid-4-5-1-lab"
@@ -157,6 +160,13 @@ def bikes_source(step: str = "+=") -> list[str]:
     return [NEURAL_NETWORK.format(step=step)]
 
 
+def grade_cells(folder: Path, assignment: Path, name: str, cells: list[str]) -> Report:
+    """Grade code cells saved as `folder/name.ipynb` (cached, as `graded` caches)."""
+    from tests.conftest import graded
+
+    return graded(write_notebook(folder, name, cells), str(assignment))
+
+
 def write_notebook(folder: Path, name: str, cells: list[str]) -> Path:
     """Save code cells as `folder/name.ipynb`."""
     nb = nbformat.v4.new_notebook()
@@ -165,3 +175,245 @@ def write_notebook(folder: Path, name: str, cells: list[str]) -> Path:
     path = folder / f"{name}.ipynb"
     nbformat.write(nb, path)
     return path
+
+
+XOR = FIXTURES / "xor-backprop"
+
+XOR_NETWORK = """
+from math import exp
+from random import seed, random
+
+def initialize_network(n_inputs, n_hidden, n_outputs):
+    network = list()
+    hidden_layer = [{'weights': [random() for i in range(n_inputs + 1)]} for i in range(n_hidden)]
+    network.append(hidden_layer)
+    output_layer = [{'weights': [random() for i in range(n_hidden + 1)]} for i in range(n_outputs)]
+    network.append(output_layer)
+    return network
+
+def activate(weights, inputs):
+    activation = weights[-1]
+    for i in range(len(weights) - 1):
+        activation += weights[i] * inputs[i]
+    return activation
+
+def transfer(activation):
+    return 1.0 / (1.0 + exp(-activation))
+
+def transfer_derivative(output):
+    return output * (1.0 - output)
+"""
+
+XOR_BACKPROP = """
+def forward_propagate(network, row):
+    ### BEGIN SOLUTION
+    inputs = row
+    for layer in network:
+        new_inputs = []
+        for neuron in layer:
+            activation = activate(neuron['weights'], inputs)
+            neuron['output'] = transfer(activation)
+            new_inputs.append(neuron['output'])
+        inputs = new_inputs
+    return inputs
+    ### END SOLUTION
+
+def backpropagate(network, expected):
+    ### BEGIN SOLUTION
+    for i in reversed(range(len(network))):
+        layer = network[i]
+        errors = list()
+        if i != len(network) - 1:
+            for j in range(len(layer)):
+                error = 0.0
+                for neuron in network[i + 1]:
+                    error += (neuron['weights'][j] * neuron['delta'])
+                errors.append(error)
+        else:
+            for j in range(len(layer)):
+                neuron = layer[j]
+                errors.append({error})
+        for j in range(len(layer)):
+            neuron = layer[j]
+            neuron['{key}'] = errors[j] * transfer_derivative(neuron['output'])
+    ### END SOLUTION
+"""
+
+XOR_TRAINING = """
+seed(1)
+dataset = [[0, 0, 0], [0, 1, 1], [1, 0, 1], [1, 1, 0]]
+network = initialize_network(2, 2, 2)
+for row in dataset:
+    outputs = forward_propagate(network, row)
+    expected = [0, 0]
+    expected[row[-1]] = 1
+    backpropagate(network, expected)
+print(network)
+"""
+
+
+def xor_source(error: str = "neuron['output'] - expected[j]", key: str = "delta") -> list[str]:
+    """An XOR notebook in the course's style (the solution's blocks marked as nbgrader marks them):
+    backpropagate writes `key` from the output `error`."""
+    return [XOR_NETWORK, XOR_BACKPROP.format(error=error, key=key), XOR_TRAINING]
+
+
+GLOBALS = FIXTURES / "globals-backprop"
+
+GLOBALS_NETWORK = """
+import numpy as np
+
+sigma = lambda z : 1 / (1 + np.exp(-z))
+d_sigma = lambda z : np.cosh(z/2)**(-2) / 4
+
+def reset_network (n1 = 6, n2 = 7, random=np.random) :
+    global W1, W2, W3, b1, b2, b3
+    W1 = random.randn(n1, 1) / 2
+    W2 = random.randn(n2, n1) / 2
+    W3 = random.randn(2, n2) / 2
+    b1 = random.randn(n1, 1) / 2
+    b2 = random.randn(n2, 1) / 2
+    b3 = random.randn(2, 1) / 2
+
+def network_function(a0) :
+    z1 = W1 @ a0 + b1
+    a1 = sigma(z1)
+    z2 = W2 @ a1 + b2
+    a2 = sigma(z2)
+    z3 = W3 @ a2 + b3
+    a3 = sigma(z3)
+    return a0, z1, a1, z2, a2, z3, a3
+
+def cost(x, y) :
+    return np.linalg.norm(network_function(x)[-1] - y)**2 / x.size
+"""
+
+GLOBALS_JACOBIANS = """
+def J_W3 (x, y) :
+    a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    ### BEGIN SOLUTION
+    J = 2 * (a3 - y)
+    J = J * d_sigma(z3)
+    J = J @ a2.T / x.size
+    ### END SOLUTION
+    return J
+
+def J_b3 (x, y) :
+    a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    ### BEGIN SOLUTION
+    J = 2 * (a3 - y)
+    J = J * d_sigma(z3)
+    J = np.sum(J, axis=1, keepdims=True) / x.size
+    ### END SOLUTION
+    return J
+
+def J_W1 (x, y) :
+    a0, z1, a1, z2, a2, z3, a3 = network_function(x)
+    ### BEGIN SOLUTION
+    J = {error}
+    J = J * d_sigma(z3)
+    J = (J.T @ W3).T
+    J = J * d_sigma(z2)
+    J = (J.T @ W2).T
+    J = J * d_sigma(z1)
+    J = J @ a0.T / x.size
+    ### END SOLUTION
+    return J
+"""
+
+GLOBALS_SETUP = """
+np.random.seed(0)
+x = np.random.rand(1, 10)
+y = np.vstack([np.sin(x), np.cos(x)])
+reset_network()
+print(cost(x, y))
+print(J_W3(x, y), J_b3(x, y), J_W1(x, y))
+"""
+
+
+def globals_source(error: str = "2 * (a3 - y)") -> list[str]:
+    """The course's notebook: jacobians reading the weights `reset_network()` binds as globals;
+    J_W1 starts from `error`."""
+    return [GLOBALS_NETWORK, GLOBALS_JACOBIANS.format(error=error), GLOBALS_SETUP]
+
+
+CS231N = FIXTURES / "cs231n-package"
+
+CS231N_DATA_UTILS = """
+import os
+import numpy as np
+
+def load_tiny(root):
+    data = np.load(os.path.join(root, 'tiny.npz'))
+    return data['X'], data['y']
+"""
+
+CS231N_CELLS = [
+    "import numpy as np\n\n%load_ext autoreload\n%autoreload 2\nnp.random.seed(0)",
+    "from cs231n.classifiers.neural_net import TwoLayerNet",
+    "from cs231n.data_utils import load_tiny\n"
+    "X_train, y_train = load_tiny('cs231n/datasets/tiny')\nprint('Train data shape: ', X_train.shape)",
+    "net = TwoLayerNet(4, 10, 3, std=1e-1)\nloss, grads = net.loss(X_train, y_train, reg=0.05)\nprint(loss)",
+]
+
+# Python 2, as the course's older release wrote it: its import fails in a Python 3 kernel
+PY2_LINE = "        print 'scores shape', scores.shape\n"
+
+
+def cs231n_submission(folder: Path, name: str, factor: str = "2", py2: bool = False) -> Path:
+    """A student's folder in the vision course's layout: the notebook, the package it imports
+    (`cs231n/classifiers/neural_net.py` holding the student's TwoLayerNet) and a data folder."""
+    root = folder / name
+    package = root / "cs231n"
+    (package / "classifiers").mkdir(parents=True)
+    (package / "datasets" / "tiny").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "classifiers" / "__init__.py").write_text("")
+    source = two_layer_source(factor=factor)[0]
+    if py2:
+        source = source.replace("        scores = h.dot(W2) + b2\n", "        scores = h.dot(W2) + b2\n" + PY2_LINE)
+    (package / "classifiers" / "neural_net.py").write_text(source)
+    (package / "data_utils.py").write_text(CS231N_DATA_UTILS)
+    rng = np.random.default_rng(0)
+    np.savez(package / "datasets" / "tiny" / "tiny.npz", X=rng.normal(size=(8, 4)), y=rng.integers(0, 3, 8))
+    return write_notebook(root, name, CS231N_CELLS)
+
+
+VARIABLES = FIXTURES / "variables-backprop"
+
+VARIABLES_CELLS = [
+    "import numpy as np",
+    """# The given sample: two inputs, three hidden units, one output
+x = np.array([[0.5], [0.2]])
+y = np.array([[1.0]])
+W1 = np.array([[0.1, -0.2], [0.4, 0.3], [-0.5, 0.2]])
+W2 = np.array([[0.3, -0.6, 0.1]])""",
+    """sigmoid = lambda z: 1 / (1 + np.exp(-z))
+z1 = W1 @ x
+a1 = sigmoid(z1)
+z2 = W2 @ a1
+y_hat = sigmoid(z2)
+loss = 0.5 * np.sum((y_hat - y) ** 2)
+print(loss)""",
+    """delta2 = ({error}) * y_hat * (1 - y_hat)
+dW2 = delta2 @ a1.T
+delta1 = (W2.T @ delta2) * a1 * (1 - a1)
+dW1 = delta1 @ x.T
+print(dW1, dW2)""",
+]
+
+
+def variables_source(error: str = "y_hat - y") -> list[str]:
+    """A backprop exercise of top-level statements only, its output error term `error`."""
+    return [*VARIABLES_CELLS[:3], VARIABLES_CELLS[3].format(error=error)]
+
+
+# the nanodegree's own use of its class: built, trained one step, run
+BIKES_USE = """
+np.random.seed(42)
+features = np.random.normal(size=(5, 3))
+targets = np.random.normal(size=(5, 1))
+network = NeuralNetwork(3, 2, 1, 0.5)
+network.train(features, targets)
+print(network.run(features))
+"""

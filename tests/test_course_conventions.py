@@ -17,20 +17,16 @@ from tests.course_notebooks import (
     PLANAR,
     TWO_LAYER,
     bikes_source,
+    grade_cells,
     lab_source,
     planar_source,
     two_layer_source,
-    write_notebook,
 )
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("course")
-
-
-def grade_cells(folder: Path, assignment: Path, name: str, cells: list[str]):
-    return graded(write_notebook(folder, name, cells), str(assignment))
 
 
 @pytest.mark.parametrize("convention", sorted(LAB_CONVENTIONS))

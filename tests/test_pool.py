@@ -23,6 +23,9 @@ FIXTURES = ROOT / "tests" / "fixtures"
 # every shipped assignment, and a fixture whose hidden inputs come from a generator
 ALL = [*sorted(p.name for p in ASSIGNMENTS.iterdir() if (p / "assignment.toml").is_file()),
        str(FIXTURES / "logistic-external")]
+# replayed too: inputs that are a structure of dicts (a network as layers of neurons), globals
+REPLAYED = [*ALL, *(str(FIXTURES / name) for name in ("xor-backprop", "globals-backprop", "cs231n-package",
+                                                     "variables-backprop"))]
 WRONG = {  # a typical wrong submission of each
     "sigmoid-2-3-1": NOTEBOOKS / "sigmoid-2-3-1" / "seed_style.ipynb",
     "sigmoid-2-2-2": NOTEBOOKS / "sigmoid-2-2-2" / "seed_sign_dropped.ipynb",
@@ -74,7 +77,7 @@ def _same(a, b) -> bool:
 
 
 TRIAL_FIELDS = ("index", "inputs", "args", "then_args", "labels", "expected", "reference_result", "variants",
-                "ignoring", "intermediates", "optional", "init_args", "state", "ref_args")
+                "ignoring", "intermediates", "optional", "init_args", "state", "ref_args", "globals")
 
 
 @pytest.fixture
@@ -86,7 +89,7 @@ def cache(tmp_path, monkeypatch):
 # ------------------------------------------------------------------------ replay, without kernels
 
 
-@pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("name", REPLAYED)
 def test_replayed_plans_equal_live_plans_bit_for_bit(name, cache):
     asg = find_assignment(name)
     live = Reference(asg)

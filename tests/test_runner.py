@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import builtins
 import json
 import linecache
@@ -327,3 +328,32 @@ def test_a_module_removed_from_sys_modules_still_counts_as_loaded(tmp_path, monk
     finally:
         sys.modules.pop(modname, None)
     assert body is not None and body["loaded"] == ["autodiff_pkg"]
+
+
+def test_globals_are_bound_for_the_call_and_the_notebooks_own_restored_after(kernel):
+    shell, modname = kernel
+    cell(shell, "W = 'the notebook own'\ndef f(x):\n    return x * W + b\n")
+    item = ProbeItem("f", "function", ["f"], [2.0], globals={"W": 3.0, "b": 1.0})
+    value = ask(shell, modname, [item])["f"]["value"]
+    assert np.frombuffer(base64.b64decode(value["b64"]))[0] == 7.0  # 2 * 3 + 1: the bound names
+    assert shell.user_ns["W"] == "the notebook own" and "b" not in shell.user_ns
+
+
+def test_an_argument_is_read_after_the_call_along_its_path(kernel):
+    shell, modname = kernel
+    cell(shell, "def backprop(net, e):\n    for layer in net:\n        for n in layer:\n            n['delta'] = n['out'] - e\n")
+    net = [[{"out": 1.0}, {"out": 2.0}], [{"out": 5.0}]]
+    item = ProbeItem("b", "function", ["backprop"], [net, 1.0], argument=0, argument_path=["*", "*", "delta"])
+    value = ask(shell, modname, [item])["b"]["value"]
+    assert value["t"] == "seq" and value["array"]["shape"] == [3]
+    item = ProbeItem("b", "function", ["backprop"], [net, 1.0], argument=0, argument_path=[0, 0, "grad"])
+    assert ask(shell, modname, [item])["b"]["value"] == {"t": "no_member", "name": "grad"}
+
+
+def test_the_calls_in_other_vector_conventions_see_the_same_globals(kernel):
+    shell, modname = kernel
+    cell(shell, "def f(x):\n    return W @ x\n")  # written for 1-D vectors: W (2, 2) @ x
+    item = ProbeItem("f", "function", ["f"], [np.ones((2, 1))], alternates=True,
+                     globals={"W": np.eye(2)})
+    answer = ask(shell, modname, [item])["f"]
+    assert answer["alts"]["flat"]["t"] == "array" and "W" not in shell.user_ns

@@ -32,6 +32,15 @@ SOLUTION_CELLS = [
     "print(loss(forward(x, W1, W2), y))\n",
 ]
 
+# as an nbgrader solution marks every part the students write: the course's own code is unmarked
+MARKED_CELLS = [
+    *SOLUTION_CELLS[:2],
+    SOLUTION_CELLS[2].replace("    return 1", "    # BEGIN SOLUTION\n    return 1") + "    # END SOLUTION\n",
+    SOLUTION_CELLS[3],
+    SOLUTION_CELLS[4].replace("    return", "    # BEGIN SOLUTION\n    return") + "    # END SOLUTION\n",
+    SOLUTION_CELLS[5],
+]
+
 REFERENCE_BODIES = {
     'raise NotImplementedError("write sigmoid in torch")': "return torch.sigmoid(z)",
     'raise NotImplementedError("write forward in torch")': "return torch.sigmoid(W2 @ torch.sigmoid(W1 @ x))",
@@ -48,7 +57,7 @@ def _notebook(cells: list[str]) -> dict:
 
 def _drafted(tmp_path: Path) -> Path:
     solution = tmp_path / "lab-solution.ipynb"
-    solution.write_text(json.dumps(_notebook(SOLUTION_CELLS)))
+    solution.write_text(json.dumps(_notebook(MARKED_CELLS)))
     folder = tmp_path / "three-function-lab"
     draft(folder, solution)
     ref = folder / "reference.py"
@@ -136,6 +145,19 @@ def test_a_three_function_lab_fits_in_under_40_lines(tmp_path):
     spec = load_spec(folder).spec
     assert [c.target for c in spec.checks] == ["sigmoid", "forward", "loss"]
     assert spec.checks[1].args == ["x", "W1", "W2"]
+    assert spec.checks[1].inputs == "sample"  # the values the solution calls forward with
+
+
+def test_in_a_marked_solution_the_unmarked_functions_are_the_courses_and_left_out(tmp_path):
+    solution = tmp_path / "lab-solution.ipynb"
+    solution.write_text(json.dumps(_notebook(SOLUTION_CELLS)))  # only forward holds a marked block
+    folder = tmp_path / "lab"
+    draft(folder, solution)
+    spec = (folder / "assignment.toml").read_text()
+    assert 'target = "forward"' in spec and 'target = "sigmoid"' not in spec
+    assert "# sigmoid: left out (given by the course: no solution block in it)" in spec
+    cells = [c["source"] for c in json.loads((folder / "starter.ipynb").read_text())["cells"]]
+    assert cells[2] == SOLUTION_CELLS[2] and "raise NotImplementedError" in cells[3]
 
 
 # ---------------------------------------------------------------- spec mistakes, one line each
@@ -258,7 +280,7 @@ def test_grade_new_on_the_command_line(tmp_path):
 
 @pytest.mark.parametrize("content, says", [
     ("not json", "cannot be read as a notebook"),
-    (json.dumps(_notebook(["x = 1\n"])), "defines no top-level function"),
+    (json.dumps(_notebook(["x = 1\n"])), "defines no function, class or computed variable to check"),
 ])
 def test_grade_new_refuses_what_it_cannot_draft_from_in_one_line(tmp_path, content, says):
     bad = tmp_path / "bad.ipynb"
@@ -275,3 +297,48 @@ def test_in_a_marked_cell_only_the_marked_blocks_become_stubs():
     assert "return a + 1" in out and "helper(a) * 2" not in out and '"""Doc."""' in out
     assert "    raise NotImplementedError" in out
     compile(out, "cell", "exec")
+
+
+def test_a_draft_copies_small_values_draws_large_ones_and_survives_a_failing_cell(tmp_path):
+    cells = ["import seaborn_not_installed as sns",  # raises: the rest still runs
+             "import numpy as np\nnp.random.seed(0)\nX = np.random.normal(2.0, 3.0, size=(3, 3000))\n"
+             "y = (np.random.rand(1, 3000) > 0.5).astype(int)\nw = np.array([[0.5, -1.0, 2.0]])",
+             "def score(X, w):\n    return w @ X\n\ndef accuracy(X, y, w):\n    return np.mean((w @ X > 0) == y)",
+             "print(score(X, w).shape, accuracy(X, y, w))"]
+    solution = tmp_path / "solution.ipynb"
+    solution.write_text(json.dumps(_notebook(cells)))
+    draft(tmp_path / "big", solution)
+    spec = (tmp_path / "big" / "assignment.toml").read_text()
+    assert "w = [[0.5, -1.0, 2.0]]" in spec  # small: the solution's own value
+    assert 'X = { dist = "normal", mean = ' in spec and "shape = [3, 3000] }" in spec  # large: drawn like it
+    assert "rng.integers(0, 2, size=(1, 3000))" in (tmp_path / "big" / "reference.py").read_text()  # integer labels
+
+
+def test_a_function_updating_a_dict_in_place_is_drafted_as_an_argument_check(tmp_path):
+    cells = ["import numpy as np",
+             "def update_parameters(parameters, grads, learning_rate=1.2):\n"
+             "    for key in parameters:\n        parameters[key] -= learning_rate * grads['d' + key]",
+             "parameters = {'W1': np.ones((2, 2)), 'b1': np.zeros((2, 1))}\n"
+             "grads = {'dW1': np.full((2, 2), 0.5), 'db1': np.ones((2, 1))}\n"
+             "update_parameters(parameters, grads)"]
+    solution = tmp_path / "solution.ipynb"
+    solution.write_text(json.dumps(_notebook(cells)))
+    draft(tmp_path / "update", solution)
+    spec = (tmp_path / "update" / "assignment.toml").read_text()
+    assert 'argument = "parameters"' in spec and "argument_path" not in spec  # the whole dict, part by key
+    assert "learning_rate" not in spec  # its default kept
+    reference = (tmp_path / "update" / "reference.py").read_text()
+    assert "def update_parameters(parameters, grads):" in reference
+    assert "'W1': np.array([[1.0, 1.0], [1.0, 1.0]])" in reference  # as the solution passed it, before the call
+
+
+@pytest.mark.parametrize("solution", [*sorted(SHIPPED.glob("*/solution.ipynb")),
+                                      ROOT / "tests" / "fixtures" / "logistic-external" / "solution.ipynb"],
+                         ids=lambda p: p.parent.name)
+def test_every_shipped_solution_drafts_a_spec_that_parses_and_leaves_training_out(tmp_path, solution):
+    import tomllib
+
+    draft(tmp_path / "drafted", solution)
+    spec = tomllib.loads((tmp_path / "drafted" / "assignment.toml").read_text())
+    assert spec["checks"] and all(c["inputs"] in spec["inputs"] for c in spec["checks"])
+    assert not any(c["target"].startswith("train") for c in spec["checks"])

@@ -109,8 +109,9 @@ def _names_and_args(c: dict[str, Any], names: _Names, module: ModuleType | None)
         c["then_aliases"] = names.of(c["then"], c.get("then_aliases", []))
     if "args" not in c and c.get("kind", "function") != "behaviour":
         params = _parameters(_function(module, c["reference"]))
-        if params is not None:
-            c["args"] = params
+        if params is not None:  # the globals set for the call come after the args
+            bound = c.get("globals") if isinstance(c.get("globals"), list) else []
+            c["args"] = [p for p in params if p not in bound]
     args = c.get("args")
     if c.get("extreme") and "stable_hint" not in c and isinstance(args, list) and len(args) == 1:
         c["stable_hint"] = builtin.stable_hint(target, str(args[0]))
@@ -142,7 +143,8 @@ def _parts(c: dict[str, Any], raw: dict[str, Any], names: _Names, sampler: Sampl
             found = builtin.gradient_part_aliases(p["key"]) if names.use_builtin else []
             p["aliases"] = builtin.merge(found, p.get("aliases", []), exclude=p["key"]) \
                 if isinstance(p.get("aliases", []), list) else p["aliases"]
-            p.setdefault("label", GRADIENT_LABEL.format(key=p["key"], target=c["target"]))
+            owner = f"{c['target']}.{c['method']}" if c.get("kind") == "class" and c.get("method") else c["target"]
+            p.setdefault("label", GRADIENT_LABEL.format(key=p["key"], target=owner))
         out.append(p)
     c["parts"] = out
 
@@ -263,16 +265,20 @@ class Sampler:
 def _reference_args(c: Any) -> Any:
     """What a check's reference is called with (a check, or its raw table before validation)."""
     get = c.get if isinstance(c, dict) else lambda k, d=None: getattr(c, k, d)
-    return reference_args_of(get("kind"), get("args"), get("state"), get("reference_args"))
+    return reference_args_of(get("kind"), get("args"), get("state"), get("reference_args"), get("globals"))
 
 
-def reference_args_of(kind: Any, args: Any, state: Any, reference_args: Any) -> Any:
-    """The input names a reference function gets: `args`; a class check's, args then its state."""
-    if kind != "class":
-        return args
-    if reference_args is not None:
+def reference_args_of(kind: Any, args: Any, state: Any, reference_args: Any, globals_: Any = None) -> Any:
+    """The input names a reference function gets: `args`, then the `globals` set for the call; a
+    class check's: args, its state, then globals (unless `reference_args` says)."""
+    extra = list(globals_) if isinstance(globals_, list) else []
+    if kind == "class" and reference_args is not None:
         return reference_args
-    return [*(args or []), *([state] if state else [])]
+    if not isinstance(args, list):
+        return args
+    if kind != "class":
+        return [*args, *extra]
+    return [*args, *([state] if state else []), *extra]
 
 
 def _line(e: BaseException) -> str:

@@ -29,11 +29,18 @@ def as_input(value: Any) -> Any:
         return {str(k): as_input(v) for k, v in value.items()}
     if isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer):
         return np.array(value, dtype=np.int64)  # class labels a notebook indexes with (scores[i, y])
+    if isinstance(value, (list, tuple)) and _holds_dict(value):  # a network as layers of neurons
+        return [as_input(v) for v in value]
     if isinstance(value, (list, tuple, np.ndarray)):
         return np.array(value, dtype=np.float64)
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _holds_dict(value: Any) -> bool:
+    """Whether a list holds a dict at some depth (so it is a structure, not an array)."""
+    return any(isinstance(v, dict) or (isinstance(v, (list, tuple)) and _holds_dict(v)) for v in value)
 
 
 def sample(dist: Distribution, rng: np.random.Generator, trial: int) -> np.ndarray:

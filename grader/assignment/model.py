@@ -8,9 +8,9 @@ lives in the grader.
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from grader.assignment.tables import (
     RESULT_ARG,
@@ -36,7 +36,9 @@ class Spec(Table):
     version: str = "1"
     description: str = ""
     reference: str = "reference.py"
-    files: list[str] = Field(default_factory=list)
+    files: list[str] = Field(default_factory=list)  # files and folders of the assignment, shipped
+    # folders beside the notebook (a course's package, its data) copied with their structure
+    folders: list[str] = Field(default_factory=list)
     # Aliases: the built-in ones (grader/assignment/aliases.py) unless switched off, plus these, by name.
     builtin_aliases: bool = True
     aliases: dict[str, list[str]] = Field(default_factory=dict)
@@ -48,6 +50,16 @@ class Spec(Table):
     intermediates: list[Intermediate] = Field(default_factory=list)  # shared by the checks they name
     rerun: Rerun | None = None
     names: Names = Field(default_factory=Names)
+
+    @field_validator("files", "folders")
+    @classmethod
+    def _relative(cls, v: list[str]) -> list[str]:
+        # inside the assignment's (or the notebook's) folder: never above it, never absolute
+        for name in v:
+            parts = PurePosixPath(name).parts
+            if not parts or PurePosixPath(name).is_absolute() or ".." in parts:
+                raise ValueError(f"{name!r} must be a path inside the folder, without '..'")
+        return v
 
     @model_validator(mode="after")
     def _cross(self) -> Spec:

@@ -205,6 +205,16 @@ class Check(Table):
     state_attributes: dict[str, str] = Field(default_factory=dict)
     method: str | None = None
     read: Literal["result", "state"] = "result"
+    # function checks: grade this argument (a name in `args`) as the call leaves it instead of what
+    # the function returns (a function that writes into its arguments and returns None);
+    # `argument_path` picks a part of it: keys and indices, "*" every element (the picked values
+    # then form one flat list). The reference returns the expected value of what is picked.
+    argument: str | None = None
+    argument_path: list[int | str] = Field(default_factory=list)
+    # inputs bound as the notebook's own global names before each call (and restored after it), for
+    # functions that read names the notebook binds (`J_W1(x, y)` reading W1 ... b3); the reference
+    # gets their values after `args` (see reference_args)
+    globals: list[str] = Field(default_factory=list)
     reference_args: list[str] | None = None  # class checks: what the reference gets (default: args, state)
     parts: list[Part] = Field(default_factory=list)
     trials: int = Field(default=1, ge=1, le=50)
@@ -267,6 +277,7 @@ class Check(Table):
         elif self.returns or self.predict_with:
             raise ValueError("`returns` and `predict_with` belong to behaviour checks")
         _check_class_fields(self)
+        _check_call_fields(self)
         keys = [p.key for p in self.parts]
         if len(keys) != len(set(keys)):
             raise ValueError("part keys must be unique")
@@ -283,7 +294,7 @@ def _check_class_fields(c: Check) -> None:
         return
     if not c.method:
         raise ValueError("a class check needs `method`: the method to call")
-    unsupported = [f for f in ("given", "extreme", "consistency", "intermediates", "loss") if getattr(c, f)]
+    unsupported = [f for f in ("given", "extreme", "consistency", "intermediates") if getattr(c, f)]
     if unsupported:
         raise ValueError(f"`{unsupported[0]}` is not supported in class checks")
     if c.state_attribute and c.state_attributes:
@@ -292,6 +303,24 @@ def _check_class_fields(c: Check) -> None:
         raise ValueError("`state_attribute(s)` needs `state`: the input holding the parameters")
     if c.read == "state" and not (c.state_attribute or c.state_attributes):
         raise ValueError('read = "state" needs `state_attribute` or `state_attributes`')
+
+
+def _check_call_fields(c: Check) -> None:
+    """`argument` and `globals` serve calls whose inputs are graded as such: not the side calls."""
+    if c.argument_path and c.argument is None:
+        raise ValueError("`argument_path` needs `argument`: the argument it reads into")
+    if c.argument is not None:
+        if c.kind != "function":
+            raise ValueError('`argument` belongs to function checks (a class check reads its state: read = "state")')
+        if c.args and c.argument not in c.args:
+            raise ValueError(f"`argument` {c.argument!r} is not one of `args` ({', '.join(c.args)})")
+    if c.globals and c.kind not in ("function", "class"):
+        raise ValueError("`globals` belongs to function and class checks")
+    if c.argument is not None or c.globals:
+        used = [f for f in ("given", "extreme", "consistency", "intermediates") if getattr(c, f)]
+        if used:
+            which = "`argument`" if c.argument is not None else "`globals`"
+            raise ValueError(f"`{used[0]}` is not supported together with {which}")
 
 
 class Names(Table):

@@ -51,6 +51,8 @@ def to_torch(value: Any) -> Any:
         return torch.tensor(value, dtype=torch.float64)
     if isinstance(value, dict):
         return {k: to_torch(v) for k, v in value.items()}
+    if isinstance(value, list):  # a structure of dicts (arrays are never lists here)
+        return [to_torch(v) for v in value]
     return value
 
 

@@ -16,7 +16,7 @@ import io
 import shlex
 import stat
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from grader.assignment.model import Assignment
 from grader.authoring.wheel import build_wheel, read_wheel
@@ -116,11 +116,14 @@ def make_bundle(asg: Assignment, grader: str | None = None, hidden_visibility: s
     }
     files.update({name: (data, False) for name, data in wheels.items()})
     # Grading needs the spec, the reference and its data, never a notebook: the solution (and the
-    # starter) stay out of the image, so no submission can reach them, even by name.
+    # starter) stay out of the image, so no submission can reach them, even by name. So do the
+    # course folders beside the solution (`folders`: each submission brings its own) and the
+    # students' folder `starter/`: they hold the solution's and the starter's code.
+    left_out = {*(PurePosixPath(f).parts[0] for f in asg.spec.folders), "starter"}
     for path in sorted(asg.folder.rglob("*")):
         rel = path.relative_to(asg.folder)
         if (path.is_file() and not path.is_symlink() and "__pycache__" not in rel.parts
-                and path.suffix not in (".pyc", ".ipynb")):
+                and path.suffix not in (".pyc", ".ipynb") and rel.parts[0] not in left_out):
             files[f"assignments/{asg.id}/{rel.as_posix()}"] = (path.read_bytes(), False)
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:

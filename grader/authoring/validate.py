@@ -186,11 +186,12 @@ def _validate_gradients(v: Validation, asg: Assignment, ref: Reference, check: C
     assert check.loss is not None
     loss_fn = ref.function(check.loss)
     worst = 0.0
+    names = reference_args(check)  # a class check's reference (and loss) also get its state
     for d in _draws(asg, ref, check)[:3]:
-        values = [d[a] for a in check.args]
+        values = [d[a] for a in names]
         grads = ref.call(check.reference, values)
         for part in check.parts:
-            where = _locate(check.args, values, part.key)
+            where = _locate(names, values, part.key)
             if where is None:
                 v.add(step, False, f"no argument of {check.reference}() is named {part.key!r}, so its finite difference cannot be taken")
                 return
@@ -234,6 +235,8 @@ def _central_difference(loss_fn: Callable[..., Any], values: list[Any], where: t
 def _validate_notebooks(v: Validation, asg: Assignment, grade: Callable[..., Report]) -> None:
     for name, want_full in (("solution.ipynb", True), ("starter.ipynb", False)):
         path = asg.path(name)
+        if not want_full and not path.is_file() and (asg.folder / "starter" / name).is_file():
+            path = asg.folder / "starter" / name  # the students' folder: the starter beside the course's package
         if not path.is_file():
             v.add(name, False, f"{path} does not exist")
             continue

@@ -226,7 +226,8 @@ async def _stages(report: Report, run: _Run, submission: Submission, asg: Assign
     planned = asyncio.ensure_future(_planned(asg, seed, chosen, run))
     planned.add_done_callback(_retrieved)
     run.stage = "preparing the working folder"
-    workspace = workspace_for(launcher, submission.path, [asg.path(f) for f in asg.spec.files])
+    workspace = workspace_for(launcher, submission.path, [asg.path(f) for f in asg.spec.files],
+                              asg.spec.folders)
     modname = new_module_name()
     snapshots = Snapshots(submission.nb, asg.spec.checks)
     flags: list[Flag] = report.flags
@@ -385,15 +386,18 @@ def _flag_numerical(p: CheckPlan, checked: list[CheckResult], flags: list[Flag])
     flags.append(Flag("numerical_gradient", name, text))
 
 
-def _not_run(result: CheckResult, names: list[str], unrun: dict[str, CellRun]) -> CheckResult:
-    """A check reported missing because the cell defining its name never ran (or raised) says so."""
-    run = next((unrun[n] for n in names if n in unrun), None)
-    if result.status != "missing" or run is None:
+def _not_run(result: CheckResult, names: list[str], unrun: dict[str, tuple[CellRun, bool]]) -> CheckResult:
+    """A check reported missing because the cell defining (or importing) its name never ran or
+    raised says so: a course module that fails to import (Python 2 code) is not a naming problem."""
+    found = next((unrun[n] for n in [*names, "*"] if n in unrun), None)
+    if result.status != "missing" or found is None:
         return result
+    run, imported = found
     if run.status == "error":  # not a naming problem: the cell stopped before defining it
         code = "exception"
         said = f"{run.ename}: {run.evalue}" if run.evalue.strip() else run.ename
-        why = f"cell {run.index + 1}, which defines it, raised {said}"
+        why = (f"the import in cell {run.index + 1} raised {said}" if imported
+               else f"cell {run.index + 1}, which defines it, raised {said}")
     else:
         code = "timeout" if run.ename in ("Timeout", "TimeLimit") else "kernel_died"
         why = f"cell {run.index + 1}, which defines it, did not run to the end: {run.evalue}"

@@ -412,6 +412,8 @@ def called_name(check: Check, ans: Answer) -> str:
 
 def misfit_message(check: Check, called: str, v: Value, stage: str = "") -> str:
     """A signature that cannot take the arguments, or a member the object lacks, in one sentence."""
+    if v.kind == "no_member" and check.argument is not None:
+        return f"{check.argument} after {called}(...) has no {v.text!r}, which the assignment reads"
     if v.kind == "no_member":
         return f"{called}: the object has no attribute {v.text!r}, which the assignment uses"
     n = v.length

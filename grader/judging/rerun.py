@@ -135,7 +135,8 @@ async def _rerun(
     if standby is not None:
         workspace, launcher = standby.workspace, standby
     else:
-        workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files])
+        workspace = make_workspace(submission.path, [asg.path(f) for f in asg.spec.files],
+                                   folders=asg.spec.folders)
     try:
         session = await execute(nb, workspace, launcher, prelude, cell_timeout, after_cell=after_cell,
                                 budget=budget, cell_reserve=budget.final_reserve(), skip=skip)
@@ -163,7 +164,8 @@ def rerun_standby(submission: Submission, asg: Assignment, launcher: KernelLaunc
              for n in (c.target, *c.aliases)]
     if not any(assigning_cells(submission.nb, n) for n in names):
         return None
-    return StandbyKernel(launcher, make_workspace(submission.path, [asg.path(f) for f in spec.files]))
+    return StandbyKernel(launcher, make_workspace(submission.path, [asg.path(f) for f in spec.files],
+                                                     folders=spec.folders))
 
 
 def not_again(first_run: ExecutionRecord | None) -> dict[int, str]:

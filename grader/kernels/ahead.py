@@ -66,10 +66,11 @@ class KernelsAhead:
             await stop_started(task)
 
 
-def workspace_for(launcher: Any, notebook: Path, extra_files: list[Path]) -> Workspace:
+def workspace_for(launcher: Any, notebook: Path, extra_files: list[Path],
+                  folders: list[str] | None = None) -> Workspace:
     """The submission's workspace: one whose kernel the launcher started ahead, where it has one."""
     take = getattr(launcher, "take_workspace", None)
-    return make_workspace(notebook, extra_files, into=take() if callable(take) else None)
+    return make_workspace(notebook, extra_files, into=take() if callable(take) else None, folders=folders)
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,12 @@ from grader.submission.notebook import MAX_NOTEBOOK_BYTES
 # Files beside a notebook that its code may import or read (`import my_answers`, data files).
 SIBLING_SUFFIXES = {".py", ".csv", ".txt", ".npy", ".npz", ".json", ".pkl", ".dat", ".tsv"}
 SIBLING_MAX_BYTES = 20 * 1024 * 1024
+# Folders copied with their structure (a course's package, its data folder): any regular file
+# in them, within these bounds; what lies past a bound is left out.
+FOLDER_MAX_FILES = 2000
+FOLDER_MAX_BYTES = 512 * 1024 * 1024  # all of a folder's files together
+FOLDER_FILE_MAX_BYTES = 200 * 1024 * 1024
+FOLDER_MAX_DEPTH = 8
 # Longest workspace path whose kernels' sockets (<workspace>/kXXXXXX/k-N) still fit in 107 bytes.
 MAX_SOCKET_BASE = 90
 
@@ -170,9 +177,61 @@ class KernelDirs:
         }
 
 
+def copy_tree(src: Path, dest: Path, replace: bool = False) -> None:
+    """A folder copied with its structure: regular files only, never through a link (a folder or a
+    file that is one is left out, as are devices and pipes), at most FOLDER_MAX_FILES files,
+    FOLDER_MAX_BYTES in all and FOLDER_MAX_DEPTH levels deep; what lies past a bound is left out.
+    `replace`: files already at `dest` are replaced (an assignment's own files over a student's)."""
+    if not stat.S_ISDIR(_lmode(src)):
+        return
+    budget = [FOLDER_MAX_FILES, FOLDER_MAX_BYTES]
+    stack = [(src, dest, 0)]
+    while stack:
+        folder, target, depth = stack.pop()
+        try:
+            target.mkdir(exist_ok=True)
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name in (".git", "__pycache__", ".ipynb_checkpoints"):
+                continue
+            mode = _lmode(Path(entry.path))
+            if stat.S_ISDIR(mode) and depth + 1 < FOLDER_MAX_DEPTH:
+                stack.append((Path(entry.path), target / entry.name, depth + 1))
+            elif stat.S_ISREG(mode) and budget[0] > 0:
+                out = target / entry.name
+                if replace and out.is_file() and not out.is_symlink():
+                    out.unlink()
+                try:
+                    copy_regular(Path(entry.path), out, min(FOLDER_FILE_MAX_BYTES, budget[1]))
+                except OSError:  # changed into a link, too large, gone: left out
+                    continue
+                budget[0] -= 1
+                budget[1] -= out.stat().st_size
+
+
+def _real_folder(base: Path, name: str) -> bool:
+    """Whether base/name is a folder reached without a link at any step below base."""
+    path = base
+    for part in Path(name).parts:
+        path = path / part
+        if not stat.S_ISDIR(_lmode(path)):
+            return False
+    return True
+
+
+def _lmode(path: Path) -> int:
+    try:
+        return os.lstat(path).st_mode
+    except OSError:
+        return 0
+
+
 def make_workspace(notebook: Path, extra_files: list[Path] | None = None,
-                   into: Workspace | None = None) -> Workspace:
-    """A fresh folder holding the notebook, the files beside it that code may use, and shipped files.
+                   into: Workspace | None = None, folders: list[str] | None = None) -> Workspace:
+    """A fresh folder holding the notebook, the files beside it that code may use, the `folders`
+    beside it (with their structure), and shipped files and folders.
 
     `into`: a workspace made earlier, still empty, whose kernel (started ahead, no code run in it
     yet) may already own its folder: the files go there, and to that kernel's user.
@@ -191,11 +250,18 @@ def make_workspace(notebook: Path, extra_files: list[Path] | None = None,
                     copy_regular(p, ws.work / p.name, SIBLING_MAX_BYTES)
                 except OSError:  # a link, device or pipe, too large, or gone: left out
                     continue
-        for src in extra_files or []:
+        for name in folders or []:  # a course's package or data folder, as the notebook sees it
+            if _real_folder(notebook.parent, name):
+                dest = ws.work / name
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                copy_tree(notebook.parent / name, dest)
+        for src in extra_files or []:  # the assignment's own: they replace a student's of that name
             dest = ws.work / src.name
             if src.is_dir():
-                shutil.copytree(src, dest, dirs_exist_ok=True)
+                copy_tree(src, dest, replace=True)
             else:
+                if dest.is_file() and not dest.is_symlink():
+                    dest.unlink()
                 shutil.copyfile(src, dest)
         if ws.uid is not None:
             ws.hand_to(ws.uid)

@@ -36,6 +36,9 @@ class Target:
             return self.part.label
         if self.check.kind == "class":
             return _class_label(self.check, self.part)
+        if self.check.argument is not None:  # `network after backpropagate(...)`
+            part = f'["{self.part.key}"]' if self.part is not None else ""
+            return f"{self.check.argument}{part} after {self.check.target}(...)"
         if self.part is None:
             return self.check.target
         return f'{self.check.target}(...)["{self.part.key}"]'
@@ -77,6 +80,7 @@ class Trial:
     init_args: list[Any] = field(default_factory=list)  # class checks: the constructor's arguments
     state: dict[str, Any] | None = None  # class checks: the parameters put in the object
     ref_args: list[Any] | None = None  # what the reference is called with, when not `args`
+    globals: dict[str, Any] = field(default_factory=dict)  # Check.globals: bound in the notebook for the call
 
 
 @dataclass
@@ -133,7 +137,8 @@ def plan_check(assignment: Assignment, reference: ReferenceLike, check: Check, s
         trial = Trial(t, inputs, args, reference_result=result, ref_args=ref_args,
                       optional=[inputs[a] for a in check.optional_args if a in inputs],
                       init_args=[inputs[a] for a in check.init_args],
-                      state=inputs[check.state] if check.state else None)
+                      state=inputs[check.state] if check.state else None,
+                      globals={g: inputs[g] for g in check.globals})
         for target in targets:
             key = target.part.key if target.part is not None else check.part
             trial.expected[target.id] = select(result, key)
@@ -230,6 +235,9 @@ def optional_fields(check: Check, trial: Trial) -> dict[str, Any]:
 def class_fields(check: Check, trial: Trial) -> dict[str, Any]:
     """A probe item's optional arguments and, for a class check, how to build and fill the object."""
     out = optional_fields(check, trial)
+    out["globals"] = trial.globals
+    if check.argument is not None:  # graded as the call leaves it
+        out.update(argument=check.args.index(check.argument), argument_path=check.argument_path)
     if check.kind == "class":
         out.update(init_args=trial.init_args, init_names=check.init_args, state=trial.state,
                    state_attribute=check.state_attribute, state_attributes=check.state_attributes,
@@ -238,8 +246,8 @@ def class_fields(check: Check, trial: Trial) -> dict[str, Any]:
 
 
 def reference_args(check: Check) -> list[str]:
-    """The input names the reference function is called with: `args`; for a class check, args then state."""
-    return reference_args_of(check.kind, check.args, check.state, check.reference_args)
+    """The input names the reference function is called with: `args` (a class check's: then its state), then `globals`."""
+    return reference_args_of(check.kind, check.args, check.state, check.reference_args, check.globals)
 
 
 def _behaviour_trial(reference: ReferenceLike, check: Check, t: int, inputs: Inputs, args: list[Any]) -> Trial:
@@ -271,6 +279,8 @@ def plan(assignment: Assignment, reference: ReferenceLike, seed: int,
 def _copy(a: Any) -> Any:
     if isinstance(a, dict):
         return {k: _copy(v) for k, v in a.items()}
+    if isinstance(a, list):
+        return [_copy(v) for v in a]
     return a.copy() if isinstance(a, np.ndarray) else a
 
 
@@ -288,7 +298,7 @@ def probe_items(p: CheckPlan, alternates: bool = False) -> list[ProbeItem]:
             argnames=check.args,
             then_names=[check.then, *check.then_aliases] if check.then else [],
             then_args=t.then_args,
-            alternates=alternates,
+            alternates=alternates and check.argument is None,
             # a gradient check: does it evaluate the notebook's own functions on moved weights?
             watch=check.consistency is not None,
             keep_result=bool(check.returns),

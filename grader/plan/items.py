@@ -36,6 +36,12 @@ class ProbeItem:
     state_attributes: dict[str, str] = field(default_factory=dict)
     method: str = ""
     read: str = "result"
+    # bound as the notebook's global names for the call, then restored
+    globals: dict[str, Any] = field(default_factory=dict)
+    # kind "function": the position of the argument graded as the call leaves it (-1: the result),
+    # and the path of the part of it to read ("*": every element, into one flat list)
+    argument: int = -1
+    argument_path: list[Any] = field(default_factory=list)
 
 
 RESULT = object()  # placeholder in ProbeItem.then_args for the first call's result

@@ -56,6 +56,8 @@ def encode_arg(value: Any) -> dict[str, Any]:
         return {"a": base64.b64encode(arr.tobytes()).decode("ascii"), "shape": list(arr.shape)}
     if isinstance(value, dict):
         return {"d": [[str(k), encode_arg(v)] for k, v in value.items()]}
+    if isinstance(value, list):  # a structure of dicts (a network as a list of layers of neurons)
+        return {"l": [encode_arg(v) for v in value]}
     if isinstance(value, (bool, int, float)):
         return {"n": value}
     if isinstance(value, np.number):
@@ -96,6 +98,9 @@ def _item_json(it: ProbeItem) -> dict[str, Any]:
         "state_attributes": [[k, v] for k, v in it.state_attributes.items()],
         "method": it.method,
         "read": it.read,
+        "globals": [[k, encode_arg(v)] for k, v in it.globals.items()],
+        "argument": it.argument,
+        "argument_path": it.argument_path,
     }
 
 
@@ -392,28 +397,33 @@ def locate(answers: dict[str, Answer], cells: list[list[str]]) -> None:
     runner reports is shown only if the cell really has it: the kernel cannot put text of
     its choosing (a hidden check's inputs) into the report this way.
     """
-    by_sha: dict[str, tuple[int, bool]] = {}
+    by_sha: dict[str, tuple[int, bool, int]] = {}
     for i, texts in enumerate(cells):
         for k, text in enumerate(texts):
-            by_sha.setdefault(_cell_sha(text), (i + 1, k == 0))
+            by_sha.setdefault(_cell_sha(text), (i + 1, k == 0, 0))
+            # as IPython caches it: lines of only spaces emptied, leading empty lines dropped
+            lines = ["" if not ln.strip() else ln for ln in text.splitlines()]
+            skipped = next((j for j, ln in enumerate(lines) if ln), len(lines))
+            by_sha.setdefault(_cell_sha("\n".join(lines[skipped:])), (i + 1, k == 0, skipped))
     for a in answers.values():
         for v in (a.value, *a.alts.values()):
             if v.where is not None:
                 _resolve(v.where, by_sha, cells)
 
 
-def _resolve(w: Where, by_sha: dict[str, tuple[int, bool]], cells: list[list[str]]) -> None:
+def _resolve(w: Where, by_sha: dict[str, tuple[int, bool, int]], cells: list[list[str]]) -> None:
     hit = by_sha.get(w.cell_sha)
     if hit is None:  # e.g. a cell IPython rewrote (magics): the one cell that has this line
         having = [i + 1 for i, texts in enumerate(cells)
                   if texts and w.text and w.text in (ln.strip() for ln in texts[0].splitlines())]
-        hit = (having[0], False) if len(having) == 1 else None
+        hit = (having[0], False, 0) if len(having) == 1 else None
     if hit is None:
         w.text = ""
         return
     w.cell = hit[0]
     lines = [ln.strip() for ln in cells[w.cell - 1][0].splitlines()]
-    if hit[1] and 0 < w.line <= len(lines) and lines[w.line - 1] == w.text:
-        w.cell_line = w.line
+    line = w.line + hit[2]  # in the cell's own source, before IPython dropped its leading empty lines
+    if hit[1] and 0 < line <= len(lines) and lines[line - 1] == w.text:
+        w.cell_line = line
     elif w.text not in lines:
         w.text = ""

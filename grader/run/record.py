@@ -53,13 +53,15 @@ class ExecutionRecord:
         return [c for c in self.cells if c.status in ("error", "timeout", "died")]
 
 
-def unrun_definitions(nb: NotebookNode, record: ExecutionRecord, raised: bool = False) -> dict[str, CellRun]:
+def unrun_definitions(nb: NotebookNode, record: ExecutionRecord,
+                      raised: bool = False) -> dict[str, tuple[CellRun, bool]]:
     """Top-level names defined by cells that did not run to the end (timed out, skipped, fatal;
-    with `raised`, also cells that raised).
+    with `raised`, also cells that raised), each with whether the cell imports it (`from m
+    import *` under "*").
 
     So a check of such a name can say why it could not run, instead of "missing".
     """
-    out: dict[str, CellRun] = {}
+    out: dict[str, tuple[CellRun, bool]] = {}
     finished = ("ok",) if raised else ("ok", "error")
     for run in record.cells:
         if run.status in finished or not 0 <= run.index < len(nb.cells):
@@ -67,15 +69,20 @@ def unrun_definitions(nb: NotebookNode, record: ExecutionRecord, raised: bool = 
         tree = parse_cell(nb.cells[run.index].source)
         if tree is None:
             continue
-        for node in tree.body:
+        # (an import made tolerant, grader/run/tolerant.py, stands in a `try`)
+        nodes = [m for n in tree.body for m in ([n, *n.body] if isinstance(n, ast.Try) else [n])]
+        for node in nodes:
             names: list[str] = []
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 names = [node.name]
             elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+            imported = isinstance(node, (ast.Import, ast.ImportFrom))
+            if imported:  # `import a.b` binds a; `from m import *` may bind anything
+                names = [(a.asname or a.name).partition(".")[0] for a in node.names]  # type: ignore[union-attr]
             for name in names:
-                out.setdefault(name, run)
+                out.setdefault(name, (run, imported))
     return out
 
 

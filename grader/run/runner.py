@@ -36,7 +36,7 @@ from typing import Any
 import numpy
 
 from grader.run.runner_numerical import PerturbationWatch
-from grader.run.runner_values import Encoder, Misfit, decode_arg, norm_key, tname
+from grader.run.runner_values import Encoder, Misfit, decode_arg, norm_key, pick, tname
 
 # What an object really is, never what its class (or metaclass) claims.
 _type_module_of = type.__dict__["__module__"].__get__
@@ -241,9 +241,14 @@ class Runner(Encoder):
             return ans
         argnames = item.get("argnames") or []
         if item["kind"] == "class":
-            ans["value"] = self.run_class(item, obj, ans)
+            bound = self.bind_globals(item)
+            try:
+                ans["value"] = self.run_class(item, obj, ans)
+            finally:
+                self.restore_globals(bound)
             return ans
         optional = self.optional(item)
+        bound = self.bind_globals(item)
         try:
             args = [decode_arg(a) for a in item["args"]]
             if item.get("fp_raise"):  # stability check: a numpy overflow raises
@@ -254,6 +259,10 @@ class Runner(Encoder):
                 ans["numerical"] = numerical
             else:
                 result = call(obj, args, argnames, *optional)
+            after = item.get("argument", -1)
+            if type(after) is int and 0 <= after < len(args):  # graded as the call left it
+                ans["stage"] = "read"
+                result = pick(args[after], item.get("argument_path") or [])
         except _EXC as e:
             ans["value"] = self.error_of(e)
         else:
@@ -263,11 +272,33 @@ class Runner(Encoder):
                 ans["value"] = self.then_call(item, result, ans)
             else:
                 ans["value"] = self.encode(result)
+        finally:
+            self.restore_globals(bound)
         if item.get("alt"):
-            alts = self.alternates(item, obj)
+            bound = self.bind_globals(item)  # the same names for the same call in another convention
+            try:
+                alts = self.alternates(item, obj)
+            finally:
+                self.restore_globals(bound)
             if alts:
                 ans["alts"] = alts
         return ans
+
+    def bind_globals(self, item: dict[str, Any]) -> list[tuple[str, bool, Any]]:
+        """Bind the item's values as the notebook's global names; what they were, to restore."""
+        saved, ns = [], self.ns
+        for name, value in item.get("globals") or []:
+            saved.append((name, name in ns, ns.get(name)))
+            ns[name] = decode_arg(value)
+        return saved
+
+    def restore_globals(self, saved: list[tuple[str, bool, Any]]) -> None:
+        """The notebook's names as they were before the call (later checks read its own values)."""
+        for name, had, old in reversed(saved):
+            if had:
+                self.ns[name] = old
+            else:
+                self.ns.pop(name, None)
 
     def optional(self, item: dict[str, Any]) -> tuple[list[Any], list[str]]:
         """An item's optional arguments (passed when the function takes them) and their names."""

@@ -92,10 +92,35 @@ def decode_arg(a: dict[str, Any]) -> Any:
     """A grader input: float64 (or int64: labels) bytes with a shape, a dict of inputs, or a plain number."""
     if "d" in a:
         return Keys((k, decode_arg(v)) for k, v in a["d"])
+    if "l" in a:  # a structure of dicts: a network as a list of layers of neurons
+        return [decode_arg(v) for v in a["l"]]
     if "a" in a:
         arr = _frombuffer(_a2b(a["a"].encode("ascii")), dtype=_int64 if a.get("int") else _float64)
         return arr.reshape(tuple(a["shape"])).copy()
     return a["n"]
+
+
+class Unreadable(Exception):
+    """A part of an argument the assignment reads that the value after the call does not have."""
+
+
+def pick(value: Any, path: list[Any]) -> Any:
+    """The part of a value a path names: keys and indices in turn; "*" every element of a list
+    (a dict's values), so that the values picked form one flat list in order."""
+    values, spread = [value], False
+    for step in path:
+        out = []
+        for v in values:
+            try:
+                if step == "*":
+                    spread = True
+                    out.extend(dict.values(v) if issubclass(type(v), dict) else list(v))
+                else:
+                    out.append(v[step])
+            except _EXC:
+                raise Unreadable(step) from None
+        values = out
+    return values if spread else values[0]
 
 
 class Misfit(Exception):
@@ -140,6 +165,9 @@ class Encoder:
             raise e
         if type(e) is Misfit:  # the runner's own: the signature does not take the arguments
             return {"t": "signature", "takes": e.takes}
+        if type(e) is Unreadable:  # the runner's own: the argument lacks the part the assignment reads
+            step = e.args[0]
+            return {"t": "no_member", "name": step if type(step) is str else "[" + str(int(step)) + "]"}
 
         def text() -> str:
             # str() of a notebook's own exception class could run its code (and never return)

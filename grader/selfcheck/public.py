@@ -37,11 +37,15 @@ def reference_sha256(asg: Assignment) -> str:
 
 
 def _enc(x: Any) -> Any:
+    if isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.integer):  # class labels stay integers
+        return {"a": [int(v) for v in x.reshape(-1)], "s": list(x.shape), "i": True}
     if isinstance(x, np.ndarray) or isinstance(x, np.generic):
         a = np.asarray(x, dtype=np.float64)
         return {"a": [float(v) for v in a.reshape(-1)], "s": list(a.shape)}
     if isinstance(x, dict):
         return {"d": {str(k): _enc(v) for k, v in x.items()}}
+    if isinstance(x, list):  # a structure of dicts: a network as a list of layers of neurons
+        return {"l": [_enc(v) for v in x]}
     if isinstance(x, bool) or x is None:
         return {"v": x}
     if isinstance(x, (int, float)):
@@ -51,9 +55,11 @@ def _enc(x: Any) -> Any:
 
 def _dec(x: Any) -> Any:
     if "a" in x:
-        return np.array(x["a"], dtype=np.float64).reshape(x["s"])
+        return np.array(x["a"], dtype=np.int64 if x.get("i") else np.float64).reshape(x["s"])
     if "d" in x:
         return {k: _dec(v) for k, v in x["d"].items()}
+    if "l" in x:
+        return [_dec(v) for v in x["l"]]
     return x["n"] if "n" in x else x["v"]
 
 
@@ -64,6 +70,7 @@ def _trial_json(t: Trial) -> dict[str, Any]:
         "expected": {k: _enc(v) for k, v in t.expected.items()},
         "variants": {k: {n: _enc(v) for n, v in vs.items()} for k, vs in t.variants.items()},
         "ignoring": {k: [[list(sub), _enc(v)] for sub, v in vs] for k, vs in t.ignoring.items()},
+        "globals": {k: _enc(v) for k, v in t.globals.items()},
     }
 
 
@@ -72,6 +79,7 @@ def _trial(d: dict[str, Any]) -> Trial:
     t.expected = {k: _dec(v) for k, v in d["expected"].items()}
     t.variants = {k: {n: _dec(v) for n, v in vs.items()} for k, vs in d["variants"].items()}
     t.ignoring = {k: [(tuple(sub), _dec(v)) for sub, v in vs] for k, vs in d["ignoring"].items()}
+    t.globals = {k: _dec(v) for k, v in d.get("globals", {}).items()}
     return t
 
 

@@ -187,3 +187,36 @@ def test_a_class_csv_never_names_a_system_file(tmp_path: Path):
     rows = list(csv.DictReader(text.splitlines()))
     assert [r["student_id"] for r in rows] == ["dave"] and rows[0]["status"] == "error"
     assert _sha(Path("/etc/passwd")) not in text and "root:" not in text
+
+
+def test_a_course_folder_is_copied_with_its_structure_but_never_through_a_link(tmp_path: Path, monkeypatch):
+    from grader.kernels import workspace as ws_module
+    from grader.kernels.workspace import make_workspace
+
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    (secret / "solution.py").write_text("ANSWER = 42\n")
+    student = tmp_path / "student"
+    package = student / "cs231n" / "classifiers"
+    package.mkdir(parents=True)
+    (package / "neural_net.py").write_text("class TwoLayerNet: ...\n")
+    (student / "cs231n" / "datasets").mkdir()
+    (student / "cs231n" / "datasets" / "batch_1").write_bytes(b"\0" * 64)  # data without a suffix
+    (student / "cs231n" / "linked.py").symlink_to(secret / "solution.py")
+    (student / "cs231n" / "linked_folder").symlink_to(secret)
+    (student / "data").symlink_to(secret)  # a declared folder that is a link: left out whole
+    (student / "nb.ipynb").write_text("{}")
+    ws = make_workspace(student / "nb.ipynb", folders=["cs231n", "data", "data/inner"])
+    try:
+        copied = sorted(str(p.relative_to(ws.work)) for p in ws.work.rglob("*") if p.is_file())
+        # the structure kept; links, and what they lead to, never
+        assert copied == ["cs231n/classifiers/neural_net.py", "cs231n/datasets/batch_1", "nb.ipynb"], copied
+        assert not any(p.is_symlink() for p in ws.work.rglob("*"))
+    finally:
+        ws.cleanup()
+    monkeypatch.setattr(ws_module, "FOLDER_MAX_FILES", 1)  # past a bound: the rest left out
+    ws = make_workspace(student / "nb.ipynb", folders=["cs231n"])
+    try:
+        assert len([p for p in (ws.work / "cs231n").rglob("*") if p.is_file()]) == 1
+    finally:
+        ws.cleanup()
