@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from grader.batch.gradebook import Gradebook, Result
+from grader.batch.classreport import summary
 from grader.batch.reports import (
     feedback_html,
     feedback_markdown,
     grades_csv,
     results_jsonl,
-    summary,
 )
 from grader.batch.run import submission_seed
 from grader.errors import GraderError

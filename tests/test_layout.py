@@ -29,6 +29,7 @@ STAGES = (
     "render",  # the report in each output format
     "selfcheck",  # check() inside a student's notebook
     "authoring",  # drafting, validating and bundling assignments
+    "course",  # the course: roster, deadlines, overrides, LMS exports, similarity
     "batch",  # a class at once, the gradebook
     "cli",  # the commands, thin on top
 )

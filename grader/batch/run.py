@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from grader.assignment.load import find_assignment
 from grader.assignment.model import Assignment
+from grader.batch.classview import keep_starter
 from grader.batch.gradebook import Gradebook, Result, now
 from grader.batch.sources import Entry
 from grader.errors import GraderError, SubmissionError
@@ -88,6 +89,7 @@ class Job:
     seed: int
     files: dict[str, Path] = field(default_factory=dict)  # name in the workspace -> source file
     problem: str | None = None
+    course: dict[str, Any] = field(default_factory=dict)  # submission time, LMS name, code fingerprints
 
     def payload(self) -> dict[str, bytes]:
         """The files' contents, to ship to a worker that cannot see them (regular files only)."""
@@ -96,16 +98,23 @@ class Job:
 
 def make_job(entry: Entry, batch_seed: int) -> Job:
     """The job of an entry: the notebook's hash and seed, or the entry's problem."""
+    from grader.course import similarity
+
+    course = {"submitted_at": entry.submitted_at, "submitted_how": entry.submitted_how,
+              "marked_late": entry.marked_late, "lms_key": entry.lms_key}
     if entry.notebook is None:
         sha = hashlib.sha256((entry.problem or "").encode()).hexdigest()
-        return Job(entry.student, entry.name, entry.relpath, "", sha, 0, problem=entry.problem)
+        return Job(entry.student, entry.name, entry.relpath, "", sha, 0, problem=entry.problem, course=course)
     try:  # a link, device or pipe is refused unread: its row says so, and nothing it names is hashed
-        sha = hashlib.sha256(read_notebook_bytes(entry.notebook, entry.relpath)).hexdigest()
+        data = read_notebook_bytes(entry.notebook, entry.relpath)
     except SubmissionError as e:
-        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=str(e))
+        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=str(e), course=course)
+    sha = hashlib.sha256(data).hexdigest()
+    code = similarity.code_of(data)  # (for the similarity report: the code only, normalised)
+    course |= {"code_sha256": similarity.code_hash(code), "fingerprints": similarity.encode(similarity.fingerprints(code))}
     files = {**entry.companions, entry.graded_as: entry.notebook}
     return Job(entry.student, entry.name, entry.relpath, entry.graded_as, sha,
-               submission_seed(batch_seed, sha), files)
+               submission_seed(batch_seed, sha), files, course=course)
 
 
 def environment(report: dict[str, Any]) -> dict[str, Any]:
@@ -187,13 +196,14 @@ def _problem_result(job: Job, settings: Settings, asg: Assignment) -> Result:
     rep = error_report(job.relpath, job.problem or "", info, asg.max_score).to_dict()
     t = now()
     return Result(job.student, job.name, job.relpath, job.sha256, settings.batch_seed, job.seed, t, t,
-                  "error", job.problem or "", rep, {"host": socket.gethostname()}, grader_version())
+                  "error", job.problem or "", rep, {"host": socket.gethostname()}, grader_version(), **job.course)
 
 
 def _result(job: Job, settings: Settings, status: str, reason: str, report: dict[str, Any],
             started: float, finished: float, env: dict[str, Any] | None = None) -> Result:
     return Result(job.student, job.name, job.relpath, job.sha256, settings.batch_seed, job.seed,
-                  started, finished, status, reason, report, env or environment(report), grader_version())
+                  started, finished, status, reason, report, env or environment(report), grader_version(),
+                  **job.course)
 
 
 def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, jobs_n: int,
@@ -432,9 +442,21 @@ class BatchSummary:
         return self.counts.get("error", 0) + self.counts.get("timeout", 0)
 
 
+def _regrade_set(regrade: bool | Iterable[str], jobs: list[Job]) -> bool | set[str]:
+    """True (everyone), or the students to grade again, each checked to be in the source."""
+    if isinstance(regrade, bool):
+        return regrade
+    wanted = set(regrade)
+    unknown = sorted(wanted - {j.student for j in jobs})
+    if unknown:
+        raise GraderError(f"--regrade {unknown[0]}: no such student in the source")
+    return wanted
+
+
 def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path, *,
                 jobs: int | None = None, seed: int | None = None, cell_timeout: float | None = None,
-                total_timeout: float = 300.0, isolation: str | None = None, regrade: bool = False,
+                total_timeout: float = 300.0, isolation: str | None = None,
+                regrade: bool | Iterable[str] = False,
                 student_regex: str | None = None, scheduler: str | None = None,
                 progress: Callable[[int, int], Any] | None = None,
                 launcher: KernelLauncher | None = None, plan_ahead: bool = True,
@@ -449,6 +471,9 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
 
     `cell_timeout` (seconds per cell) overrides the assignment's limit (its spec's, else the one
     measured from its solution, else 30 s; see grading.limits).
+
+    `regrade`: True grades everything again; a list of student ids grades those again (and
+    whatever is new or changed), and an id that is in neither SOURCE nor the gradebook is refused.
 
     `progress(total, skipped)` makes the object told of each result (`.add(result)`, `.close()`).
     Raises GraderError for an unusable source, assignment or gradebook.
@@ -472,6 +497,7 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             raise GraderError(f"batch seed {batch_seed} is out of range (0 to {MAX_SEED})")
         book.set_meta("assignment", asg.id)
         book.set_meta("batch_seed", str(batch_seed))
+        keep_starter(book, asg)
         cell_seconds, cell_source = cell_limit(asg, cell_timeout)  # once, for every worker alike
         settings = Settings(assignment=str(assignment if isinstance(assignment, str) else asg.id),
                             spec_sha256=asg.spec_sha256, batch_seed=batch_seed,
@@ -482,7 +508,8 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             own = [Path(f"{db}{end}") for end in ("", "-wal", "-shm", "-journal")]
             entries = collect(Path(source), student_regex, Path(unpack) / "src", exclude=[*own, *exclude])
             all_jobs = [make_job(e, batch_seed) for e in entries]
-            todo = [j for j in all_jobs if regrade or not book.is_current(
+            again = _regrade_set(regrade, all_jobs)
+            todo = [j for j in all_jobs if again is True or j.student in again or not book.is_current(
                 j.student, j.sha256, asg.spec_sha256, batch_seed)]
             client = connect(scheduler) if scheduler and todo else None
             if client is None and any(j.problem is None for j in todo):
