@@ -8,15 +8,14 @@ class's real misconceptions are never pushed out by them.
 
 from __future__ import annotations
 
-import html
 import statistics
 from collections import Counter, defaultdict
 from typing import Any
 
 from grader.batch.classview import ClassView, view_of
 from grader.batch.gradebook import Row
+from grader.batch.pages import esc, page, table
 from grader.course.late import show_time
-from grader.inert import inert
 from grader.render.common import pts
 
 # Codes that say a check failed without saying how: ranked after every specific diagnosis.
@@ -73,54 +72,46 @@ def summary(rows: list[Row] | ClassView) -> dict[str, Any]:
     }
 
 
-def _e(text: object, limit: int = 2000) -> str:
-    return html.escape(inert(text, limit), quote=True)
-
-
 def _who(view: ClassView, students: list[str], names: dict[str, str]) -> str:
     """Students as links to their feedback, with their names."""
     by = {g.student: g.name for g in view.grades}
-    return ", ".join(f"<a href=\"feedback/{_e(names.get(s, s))}.html\">{_e(s)}</a>"
-                     + (f" ({_e(by[s], 80)})" if by.get(s) else "") for s in students)
+    return ", ".join(f"<a href=\"feedback/{esc(names.get(s, s))}.html\">{esc(s)}</a>"
+                     + (f" ({esc(by[s], 80)})" if by.get(s) else "") for s in students)
 
 
 def _diagnosis_section(view: ClassView, s: dict[str, Any], names: dict[str, str]) -> list[str]:
     from grader.batch import plots
-    from grader.batch.reports import _table
-
     if not s["diagnoses"]:
         return ["<h2>Diagnoses</h2>", "<p>No diagnoses: every check passed.</p>"]
     labels = [(code, n) for code, n, _ in s["diagnoses"]]
-    rows = [[_e(code) if i == 0 else "", _e(cid), str(len(who)), _who(view, who, names)]
+    rows = [[esc(code) if i == 0 else "", esc(cid), str(len(who)), _who(view, who, names)]
             for code, _, checks in s["diagnoses"] for i, (cid, who) in enumerate(checks)]
     return ["<h2>Diagnoses, by diagnosis then check</h2>",
             "<p>Specific diagnoses first; those that only say a check failed (missing, exception, wrong) last.</p>",
             f"<img id=\"diagnoses\" alt=\"Diagnoses\" src=\"{plots.diagnoses(labels)}\">",
-            _table(["Diagnosis", "Check", "Students", "Who"], rows, "diagnosis-table", {2})]
+            table(["Diagnosis", "Check", "Students", "Who"], rows, "diagnosis-table", {2})]
 
 
 def _course_sections(view: ClassView, names: dict[str, str]) -> list[str]:
-    from grader.batch.reports import _table
-
     due = view.state.get("due")
     out = ["<h2>Lateness</h2>"]
     policy = view.state.get("policy")
-    out.append(f"<p>Due {_e(show_time(due))}; {_e(policy.describe() if policy else '')}.</p>" if due
+    out.append(f"<p>Due {esc(show_time(due))}; {esc(policy.describe() if policy else '')}.</p>" if due
                else "<p>No due date is set.</p>")
     late = [g for g in view.grades if g.late.state in ("late", "no_credit", "unknown")]
     if late:
-        out.append(_table(["Student", "Submitted", "Penalty", "Note"],
-                          [[_who(view, [g.student], names), _e(show_time(g.late.submitted)) if g.late.submitted else "?",
-                            f"&minus;{pts(g.late.penalty)}", _e(g.late.note, 500)] for g in late], "late-table", {2}))
+        out.append(table(["Student", "Submitted", "Penalty", "Note"],
+                          [[_who(view, [g.student], names), esc(show_time(g.late.submitted)) if g.late.submitted else "?",
+                            f"&minus;{pts(g.late.penalty)}", esc(g.late.note, 500)] for g in late], "late-table", {2}))
     over = [(g, o) for g in view.grades for o in g.overrides]
     out.append("<h2>Overrides</h2>")
-    out.append(_table(["Student", "Check", "Set to", "By", "When", "Why", "Note"],
-                      [[_who(view, [g.student], names), _e(o.check_id or "(grade)"),
-                        "excused" if o.excused else pts(o.points or 0.0), _e(o.by), _e(show_time(o.at)),
-                        _e(o.comment, 500), _e("; ".join(g.notes), 500)] for g, o in over], "override-table")
+    out.append(table(["Student", "Check", "Set to", "By", "When", "Why", "Note"],
+                      [[_who(view, [g.student], names), esc(o.check_id or "(grade)"),
+                        "excused" if o.excused else pts(o.points or 0.0), esc(o.by), esc(show_time(o.at)),
+                        esc(o.comment, 500), esc("; ".join(g.notes), 500)] for g, o in over], "override-table")
                if over else "<p>None.</p>")
     out.append("<h2>Similar submissions</h2>")
-    out.append(_table(["Student", "Student", "Kind", "Score"],
+    out.append(table(["Student", "Student", "Kind", "Score"],
                       [[_who(view, [p.a], names), _who(view, [p.b], names), p.kind, f"{p.score:.2f}"]
                        for p in view.pairs], "similarity-table", {3})
                if view.pairs else "<p>None (the starter code is not counted).</p>")
@@ -130,14 +121,12 @@ def _course_sections(view: ClassView, names: dict[str, str]) -> list[str]:
 def report_html(view: ClassView | list[Row], names: dict[str, str] | None = None) -> str:
     """report.html: the class at a glance, in one page with its plots inside (works offline)."""
     from grader.batch import plots
-    from grader.batch.reports import _page, _table
-
     view = view if isinstance(view, ClassView) else view_of(view)
     names = names or {g.student: g.student for g in view.grades}
     s = summary(view)
     a, st = s["assignment"], s["status"]
     counts = ", ".join(f"{n} {k}" for k, n in sorted(st.items()))
-    body = [f"<h1>Class report: {_e(a.get('id', '?'))}</h1>",
+    body = [f"<h1>Class report: {esc(a.get('id', '?'))}</h1>",
             f"<p>{s['count']} students: {counts}. Mean final grade {s['mean']:.2f}, median {pts(s['median'])} "
             f"of {pts(s['max_score'])}.</p>", "<h2>Final grades</h2>",
             f"<img id=\"histogram\" alt=\"Histogram of final grades\" "
@@ -145,22 +134,22 @@ def report_html(view: ClassView | list[Row], names: dict[str, str] | None = None
     if s["pass_rates"]:
         body += ["<h2>Pass rate per check</h2>",
                  f"<img id=\"pass-rates\" alt=\"Pass rate per check\" src=\"{plots.pass_rates(s['pass_rates'])}\">",
-                 _table(["Check", "Passing"], [[_e(c), f"{100 * r:.0f}%"] for c, r in s["pass_rates"]],
+                 table(["Check", "Passing"], [[esc(c), f"{100 * r:.0f}%"] for c, r in s["pass_rates"]],
                         "pass-rate-table", {1})]
     body += _diagnosis_section(view, s, names)
     body.append("<h2>Errors and timeouts</h2>")
-    body.append(_table(["Student", "Status", "Reason"],
+    body.append(table(["Student", "Status", "Reason"],
                        [[_who(view, [r.student], names), f"<span class=\"{r.status}\">{r.status}</span>",
-                         _e(r.reason, 500)] for r in s["problems"]], "problem-table") if s["problems"] else "<p>None.</p>")
+                         esc(r.reason, 500)] for r in s["problems"]], "problem-table") if s["problems"] else "<p>None.</p>")
     body += _course_sections(view, names)
     body += ["<h2>Slowest submissions</h2>",
-             _table(["Student", "Seconds", "Score"],
+             table(["Student", "Seconds", "Score"],
                     [[_who(view, [r.student], names), f"{r.duration_s:.1f}", f"{pts(r.score)}/{pts(r.max_score)}"]
                      for r in s["slowest"]], "slowest-table", {1, 2}),
              "<h2>All students</h2>",
-             _table(["Student", "Name", "Automatic", "Final", "Status", "Late", "Flags", "Notebook"],
-                    [[f"<a href=\"feedback/{_e(names[g.student])}.html\">{_e(g.student)}</a>", _e(g.name),
+             table(["Student", "Name", "Automatic", "Final", "Status", "Late", "Flags", "Notebook"],
+                    [[f"<a href=\"feedback/{esc(names[g.student])}.html\">{esc(g.student)}</a>", esc(g.name),
                       f"{pts(g.auto)}/{pts(g.max_score)}", "excused" if g.final is None else pts(g.final),
-                      g.status, _e(g.late.state if g.late.state != "none" else ""), _e("; ".join(g.flags)),
-                      _e(g.row.path if g.row else "", 300)] for g in view.grades], "students-table", {2, 3})]
-    return _page(f"Class report: {a.get('id', '?')}", body)
+                      g.status, esc(g.late.state if g.late.state != "none" else ""), esc("; ".join(g.flags)),
+                      esc(g.row.path if g.row else "", 300)] for g in view.grades], "students-table", {2, 3})]
+    return page(f"Class report: {a.get('id', '?')}", body)

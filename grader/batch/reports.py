@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import html
 import io
 import json
 import re
@@ -18,6 +17,7 @@ from typing import Any
 
 from grader.batch.classview import ClassView, view_of
 from grader.batch.gradebook import Row
+from grader.batch.pages import esc, page, table
 from grader.course.grades import Grade
 from grader.course.late import show_time
 from grader.inert import inert, md
@@ -158,74 +158,42 @@ def feedback_markdown(r: Row | None, grade: Grade | None = None) -> str:
     return render_markdown(_student_view(r)) + "\n".join(grade_lines_md(g))
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;
-text-align:left;vertical-align:top}th{background:#f2f2f2}td.n{text-align:right}
-.pass{color:#1a7f37}.fail,.error,.timeout{color:#b42318}.missing{color:#8a6d00}
-img{max-width:100%}code{background:#f5f5f5;padding:0 .2em}
-"""
-_CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "img-src data:; style-src 'unsafe-inline'\">")
-
-
-def _e(text: object, limit: int = 2000) -> str:
-    return html.escape(inert(text, limit), quote=True)
-
-
-def _page(title: str, body: list[str]) -> str:
-    return "\n".join(["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">", _CSP,
-                      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-                      f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>", *body,
-                      "</body></html>", ""])
-
-
-def _table(head: list[str], rows: list[list[str]], table_id: str, numeric: set[int] = frozenset()) -> str:
-    """An HTML table; cells are already escaped."""
-    out = [f"<table id=\"{table_id}\"><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
-    for row in rows:
-        out.append("<tr>" + "".join(f"<td class=\"n\">{c}</td>" if i in numeric else f"<td>{c}</td>"
-                                    for i, c in enumerate(row)) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
 def grade_lines_html(g: Grade) -> list[str]:
     """The course's part of the feedback page: each step to the final grade."""
-    rows = [[_e(label, 600), _e(points, 40)] for label, points in g.lines()]
+    rows = [[esc(label, 600), esc(points, 40)] for label, points in g.lines()]
     if kept_points(g):
-        rows.append([_e(kept_points(g), 600), ""])
+        rows.append([esc(kept_points(g), 600), ""])
     title = "excused" if g.final is None else f"{pts(g.final)}/{pts(g.max_score)}"
-    return [f"<h2>Final grade: {_e(title)}</h2>", _table(["Step", "Points"], rows, "final-grade", {1})]
+    return [f"<h2>Final grade: {esc(title)}</h2>", table(["Step", "Points"], rows, "final-grade", {1})]
 
 
 def feedback_html(r: Row | None, grade: Grade | None = None) -> str:
     """The feedback file a student gets back, as a standalone HTML page."""
     g = grade or _view([r], None).grades[0]
     if r is None:
-        return _page(f"Feedback: {g.student}", [f"<h1>No submission from {_e(g.student)}</h1>",
+        return page(f"Feedback: {g.student}", [f"<h1>No submission from {esc(g.student)}</h1>",
                                                 *grade_lines_html(g)])
     rep = _student_view(r)
     a = rep.assignment
-    body = [f"<h1>Grade: {_e(headline(rep))}</h1>",
-            f"<p>Assignment <code>{_e(a.get('id', '?'))}</code> version {_e(a.get('version', '?'))}; "
-            f"notebook <code>{_e(rep.submission.get('path', ''))}</code>; seed {rep.seed}.</p>"]
+    body = [f"<h1>Grade: {esc(headline(rep))}</h1>",
+            f"<p>Assignment <code>{esc(a.get('id', '?'))}</code> version {esc(a.get('version', '?'))}; "
+            f"notebook <code>{esc(rep.submission.get('path', ''))}</code>; seed {rep.seed}.</p>"]
     if rep.status == "error":
-        body.append(f"<p class=\"error\">Could not finish grading: {_e(rep.error or 'unknown error')}</p>")
+        body.append(f"<p class=\"error\">Could not finish grading: {esc(rep.error or 'unknown error')}</p>")
     ex = rep.execution
-    notes = [f"cell {e.cell}: {_e(e.ename, 80)}: {_e(e.evalue, 300)}" for e in ex.cell_errors]
-    notes += [f"limit: {_e(e)}" for e in ex.limit_events]
+    notes = [f"cell {e.cell}: {esc(e.ename, 80)}: {esc(e.evalue, 300)}" for e in ex.cell_errors]
+    notes += [f"limit: {esc(e)}" for e in ex.limit_events]
     if notes:
         body.append("<h2>While running the notebook</h2><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>")
-    rows = [[f"<span class=\"{_e(c.status)}\">{_e(verdict(c))}</span>",
-             _e(c.target) + (" (hidden)" if c.visibility == "hidden" else ""),
+    rows = [[f"<span class=\"{esc(c.status)}\">{esc(verdict(c))}</span>",
+             esc(c.target) + (" (hidden)" if c.visibility == "hidden" else ""),
              f"{pts(c.points)}/{pts(c.max_points)}",
-             "<br>".join(_e(line) for line in feedback(c))] for c in rep.checks]
-    rows += [["PENALTY", f"{_e(f.code, 60)}: {_e(f.target, 120)}", f"&minus;{pts(taken)}", _e(f.message)]
+             "<br>".join(esc(line) for line in feedback(c))] for c in rep.checks]
+    rows += [["PENALTY", f"{esc(f.code, 60)}: {esc(f.target, 120)}", f"&minus;{pts(taken)}", esc(f.message)]
              for f, taken in deductions(rep)]
     if rows:
-        body.append(_table(["", "Check", "Points", "Feedback"], rows, "checks", {2}))
-    return _page(f"Feedback: {r.student}", body + grade_lines_html(g))
+        body.append(table(["", "Check", "Points", "Feedback"], rows, "checks", {2}))
+    return page(f"Feedback: {r.student}", body + grade_lines_html(g))
 
 
 def feedback_names(view: ClassView) -> dict[str, str]:
