@@ -51,9 +51,10 @@ def inert_block(text: object, limit: int = 20000) -> str:
 
 # Only what would change how markdown renders is escaped (CommonMark/GFM: a backslash before
 # ASCII punctuation makes it literal), so a feedback file stays readable as plain text: emphasis,
-# code, links and images, HTML and entities, table cells, strikethrough; a line-start block
+# code, links and images, HTML and entities, table cells, strikethrough, "#" (a forged heading
+# stays visibly escaped even mid-line); a line-start block
 # marker (heading, list, quote, rule); and autolinks (a scheme's "://", "www.").
-_MD_INLINE = re.compile(r"[\\`*\[\]<>|~&]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")  # (dL_dW2 stays)
+_MD_INLINE = re.compile(r"[\\`*#\[\]<>|~&]|(?<=\])\(|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")  # (dL_dW2 stays)
 _MD_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))")
 _MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto)(:)|\b(www)(\.)")
 
