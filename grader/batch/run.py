@@ -442,10 +442,10 @@ class BatchSummary:
         return self.counts.get("error", 0) + self.counts.get("timeout", 0)
 
 
-def _regrade_set(regrade: bool | Iterable[str], jobs: list[Job]) -> bool | set[str]:
-    """True (everyone), or the students to grade again, each checked to be in the source."""
+def _regrade_set(regrade: bool | Iterable[str], jobs: list[Job]) -> set[str]:
+    """The students to grade again (True: everyone), each checked to be in the source."""
     if isinstance(regrade, bool):
-        return regrade
+        return {j.student for j in jobs} if regrade else set()
     wanted = set(regrade)
     unknown = sorted(wanted - {j.student for j in jobs})
     if unknown:
@@ -509,7 +509,7 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             entries = collect(Path(source), student_regex, Path(unpack) / "src", exclude=[*own, *exclude])
             all_jobs = [make_job(e, batch_seed) for e in entries]
             again = _regrade_set(regrade, all_jobs)
-            todo = [j for j in all_jobs if again is True or j.student in again or not book.is_current(
+            todo = [j for j in all_jobs if j.student in again or not book.is_current(
                 j.student, j.sha256, asg.spec_sha256, batch_seed)]
             client = connect(scheduler) if scheduler and todo else None
             if client is None and any(j.problem is None for j in todo):

@@ -110,6 +110,6 @@ def moodle_feedback_name(lms_key: str, student: str, name: str) -> str:
     """The feedback file of a Moodle participant: in their submission folder's name."""
     folder = lms_key.split("/")[0] if lms_key.endswith("_") or "/" in lms_key else ""
     if not re.match(r"^.+_\d+_assign(?:submission|feedback)_", folder):
-        safe = re.sub(r"[^\w .-]+", "_", name or "Student").strip() or "Student"
+        safe = re.sub(r"[/\\\x00-\x1f]+", "_", name or "Student").strip() or "Student"
         folder = f"{safe}_{student}_assignsubmission_file_"
     return f"{folder}/feedback.html"

@@ -147,7 +147,7 @@ def lateness(due: float | None, submitted: float | None, how: str, policy: LateP
 
 
 def _late_text(seconds: float) -> str:
-    if seconds >= 86400:
+    if seconds >= 2 * 86400:  # (hours up to two days: "30.0 hours" says more than "1.2 days")
         return f"{seconds / 86400:.1f} days"
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} hours"
