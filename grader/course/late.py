@@ -1,7 +1,7 @@
 """Due dates, extensions and the late policy: what a late submission costs.
 
 A policy takes `penalty` percent of the assignment's points per started `unit` (hour or day)
-after the due date plus `grace`, at most `cap` percent; after `limit` (hours past the due
+after the due date, counted from the due date once a submission is later than `grace`, at most `cap` percent; after `limit` (hours past the due
 date) a submission gets no credit. Times are seconds since the epoch; the text forms are
 ISO 8601 dates (`2026-03-01T23:59+01:00`; without a zone, UTC) and durations (`15m`, `2h`, `7d`).
 """
@@ -138,7 +138,7 @@ def lateness(due: float | None, submitted: float | None, how: str, policy: LateP
         return Lateness("no_credit", due, submitted, how, late_s, max(score, 0.0),
                         f"submitted {_late_text(late_s)} late, after the limit of {_span(policy.limit_s)}: "
                         "no credit")
-    units = math.ceil((late_s - policy.grace_s) / UNITS[policy.unit[0]])
+    units = math.ceil(late_s / UNITS[policy.unit[0]])  # (counted from the due date once past the grace)
     percent = min(policy.cap, units * policy.penalty)
     taken = min(max(score, 0.0), round(max_score * percent / 100, 6))
     return Lateness("late", due, submitted, how, late_s, taken,
