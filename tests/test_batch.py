@@ -272,6 +272,11 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None
     for s, kind in students:
         (src / f"{s}.ipynb").write_bytes(notebook_bytes(kind, s))
     db = tmp_path / "gb.sqlite"
+    # the course first: a roster (with a student who hands in nothing) and an override
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,name\n" + "".join(f"{s},Student {s}\n" for s, _ in students) + "k99,Nobody\n")
+    assert grade("roster", "import", str(roster), "--db", str(db)).returncode == 0
+    assert grade("override", "k01", "--points", "7", "--comment", "agreed", "--db", str(db)).returncode == 0
     args = [sys.executable, "-c", "from grader.cli import main; main()", "batch", str(src), "-a", ASSIGNMENT,
             "--db", str(db), "--jobs", "2", "--seed", "5", *LIMITS]
     proc = subprocess.Popen(args, env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -301,6 +306,13 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(tmp_path: Path) -> None
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT max(n) FROM (SELECT count(*) n FROM runs WHERE current = 1"
                          " GROUP BY submission_id)").fetchone()[0] == 1
+    exported = list(csv.DictReader(io.StringIO(grade("export", "--db", str(db)).stdout)))
+    assert sorted(r["student_id"] for r in exported) == sorted([s for s, _ in students] + ["k99"])
+    by = {r["student_id"]: r for r in exported}
+    assert by["k99"]["status"] == "missing" and by["k01"]["final"] == "7" and "agreed" in by["k01"]["override"]
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM overrides").fetchone()[0] == 1
+        assert c.execute("SELECT count(*) FROM roster").fetchone()[0] == len(students) + 1
     # The batch seed was kept: grading everything again reproduces every score.
     again = grade("batch", str(src), "-a", ASSIGNMENT, "--db", str(db), "--jobs", "2", "--regrade", *LIMITS)
     assert again.returncode == 0 and f"({len(students)} graded now, 0 already" in again.stdout

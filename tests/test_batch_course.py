@@ -258,3 +258,32 @@ def test_a_regrade_of_one_student_keeps_the_override_and_says_the_score_moved(co
                for n in line["course"]["notes"])
     bad = grade("batch", str(fixed), "-a", ASSIGNMENT, "--db", str(db), "--regrade", "nobody", *LIMITS)
     assert bad.returncode == 2 and bad.stderr.startswith("grade: error: --regrade nobody")
+
+
+def test_a_spec_that_only_moves_points_rescores_without_running_and_other_changes_say_what(tmp_path: Path) -> None:
+    import shutil
+    import sqlite3
+
+    from tests.batch_support import ROOT, make_flat
+
+    asg = tmp_path / ASSIGNMENT
+    shutil.copytree(ROOT / "assignments" / ASSIGNMENT, asg)
+    src = make_flat(tmp_path / "src", [("alice", "correct"), ("bob", "sign")])
+    db = tmp_path / "gb.sqlite"
+    args = ("batch", str(src), "-a", str(asg), "--db", str(db), "--seed", "3", *LIMITS)
+    assert grade(*args).returncode == 0
+    toml = asg / "assignment.toml"
+    spec = toml.read_text()
+    toml.write_text(spec.replace('visibility = "hidden"\npoints = 2\n', 'visibility = "hidden"\npoints = 4\n', 1))
+    r = grade(*args)
+    assert r.returncode == 0 and "batch: 2 re-scored without running" in r.stdout, (r.stdout, r.stderr)
+    assert "(0 graded now, 0 already in" in r.stdout
+    rows = {x["student_id"]: x for x in csv.DictReader(io.StringIO(grade("export", "--db", str(db)).stdout))}
+    assert (rows["alice"]["total"], rows["alice"]["max_total"], rows["alice"]["forward"]) == ("13", "13", "4")
+    with sqlite3.connect(db) as c:
+        envs = [json.loads(e) for (e,) in c.execute("SELECT environment FROM runs WHERE current = 1")]
+    assert all("rescored_from_spec" in e for e in envs)  # no kernel ran
+    toml.write_text(toml.read_text().replace('target = "sigmoid"\ninputs = "activation"\nargs = ["a"]\ntrials = 3',
+                                             'target = "sigmoid"\ninputs = "activation"\nargs = ["a"]\ntrials = 4', 1))
+    r = grade(*args)
+    assert "(2 graded now" in r.stdout and "graded again because the spec changed: checks[0].trials" in r.stdout, r.stdout

@@ -29,6 +29,7 @@ from grader.assignment.load import find_assignment
 from grader.assignment.model import Assignment
 from grader.batch.classview import keep_starter
 from grader.batch.gradebook import Gradebook, Result, now
+from grader.batch.rescore import rescore_unchanged
 from grader.batch.sources import Entry
 from grader.errors import GraderError, SubmissionError
 from grader.files import read_regular
@@ -435,6 +436,8 @@ class BatchSummary:
     graded_now: int
     skipped: int
     counts: dict[str, int]
+    rescored: int = 0  # re-scored from stored results: the spec only moved points or labels
+    spec_note: str = ""  # the parts of the spec that changed, when that needed grading again
 
     @property
     def failed(self) -> int:
@@ -511,6 +514,7 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             again = _regrade_set(regrade, all_jobs)
             todo = [j for j in all_jobs if j.student in again or not book.is_current(
                 j.student, j.sha256, asg.spec_sha256, batch_seed)]
+            todo, rescored, spec_note = rescore_unchanged(book, asg, todo, batch_seed, again)
             client = connect(scheduler) if scheduler and todo else None
             if client is None and any(j.problem is None for j in todo):
                 # built here, once, before the progress bar (its own progress shows): an
@@ -541,6 +545,6 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
         for row in book.current():
             if row.student in wanted:
                 counts[row.status] = counts.get(row.status, 0) + 1
-        return BatchSummary(students, len(todo), len(all_jobs) - len(todo), counts)
+        return BatchSummary(students, len(todo), len(all_jobs) - len(todo) - rescored, counts, rescored, spec_note)
     finally:
         book.close()

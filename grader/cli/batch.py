@@ -84,6 +84,10 @@ def batch_cmd(source: Path, assignment: str, db: Path, out: Path | None, jobs: i
     click.echo(f"batch: {len(summary.students)} students: {c.get('graded', 0)} graded, "
                f"{c.get('error', 0)} errors, {c.get('timeout', 0)} timeouts "
                f"({summary.graded_now} graded now, {summary.skipped} already in {db})")
+    if summary.rescored:
+        click.echo(f"batch: {summary.rescored} re-scored without running: the spec only moved points or labels")
+    if summary.spec_note:
+        click.echo(f"batch: graded again because the spec changed: {summary.spec_note}")
     if out is not None:
         _reports(db, out)
     # 1: the batch ran, and some submissions are errors or timeouts (each one has its row);
