@@ -171,7 +171,8 @@ def test_the_canvas_file_follows_canvas_gradebook_import(course) -> None:
     assert rows[0] == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", COLUMN]
     assert rows[1][0] == "Points Possible" and rows[1][5] == "11"
     body = {r[1]: r for r in rows[2:]}
-    assert set(body) == {uid(s) for s in course["roster"][:-1]} | {uid("s009")}
+    # everyone enrolled; not the stranger (Canvas has no one to give it to: the reports flag it)
+    assert set(body) == {uid(s) for s in course["roster"][:-1]}
     assert all(re.fullmatch(r"\d+", r[1]) and len(r) == 6 for r in rows[2:])
     assert body[uid("s005")][5] == "EX" and body[uid("s006")][5] == "9"
     assert body[uid("s001")][2:5] == ["SISs001", "s001@uni.example", "Section A"]
@@ -207,7 +208,7 @@ def test_copies_and_the_edited_copy_are_flagged(course) -> None:
              for r in csv.DictReader(io.StringIO((course["out"] / "similarity.csv").read_text()))}
     a, b, c = uid("s006"), uid("s007"), uid("s008")
     assert pairs[(a, b)]["kind"] == "identical" and pairs[(a, b)]["score"] == "1.000"
-    assert pairs[(a, c)]["kind"] == "near" and 0.7 <= float(pairs[(a, c)]["score"]) < 1
+    assert pairs[(a, c)]["kind"] == "near" and 0.9 <= float(pairs[(a, c)]["score"]) < 1
     assert not any(uid("s003") in key for key in pairs)  # the starter is nobody's similarity
     assert _grades(course)[a]["similar_to"].startswith(f"{b} (identical 1.00)")
     page = (course["out"] / "report.html").read_text()

@@ -14,6 +14,9 @@ Moodle (assignment > Upload grading worksheet): a CSV with `Identifier` (`Partic
 feedback column. `Last modified (grade)` is left out on purpose: with it, Moodle skips every
 grade changed since the worksheet was downloaded. Feedback files go in a zip of folders
 `Full Name_N_assignsubmission_file_/` (its "Upload multiple feedback files in a zip").
+
+Both files leave out a submission whose student is not on the roster, or was dropped from it
+(the LMS has no one to give it to): the reports flag it for a person to sort out.
 """
 
 from __future__ import annotations
@@ -59,7 +62,7 @@ def canvas_csv(grades: list[Grade], column: str) -> str:
     top = max((g.max_score for g in grades), default=0.0)
     w.writerow(["Points Possible", "", "", "", "", _num(top)])
     for g in grades:
-        if not g.student.isdigit():  # Canvas matches by its numeric user id: no row it could match
+        if not g.student.isdigit() or g.flags:  # no row Canvas could match: not a Canvas id, not enrolled
             continue
         r = g.roster
         w.writerow([_cell(g.name), g.student, _cell(r.sis_user_id if r else ""), _cell(r.sis_login_id if r else ""),
@@ -88,7 +91,7 @@ def moodle_csv(grades: list[Grade]) -> str:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(MOODLE_HEAD)
     for g in grades:
-        if not g.student.isdigit():  # Moodle matches `Participant N`: no row it could match
+        if not g.student.isdigit() or g.flags:  # no row Moodle could match: not a participant, not enrolled
             continue
         status = {"missing": "No submission"}.get(g.status, "Submitted for grading")
         if g.late.state in ("late", "no_credit"):

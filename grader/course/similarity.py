@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 K = 24  # characters per k-gram of normalised code (no spaces: about four tokens)
 WINDOW = 8
-NEAR = 0.7  # the share of fingerprints two submissions have in common to be flagged
+NEAR = 0.9  # the share of fingerprints two submissions have in common to be flagged
 
 
 def code_of(notebook: bytes) -> str:
