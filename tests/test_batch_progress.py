@@ -56,7 +56,7 @@ def test_live_bar_on_a_terminal(tmp_path: Path) -> None:
             break
         chunks.append(data)
     out = proc.stdout.read().decode()
-    assert proc.wait(timeout=60) == 3
+    assert proc.wait(timeout=60) == 1  # error rows: the batch ran, some submissions failed
     os.close(master)
     screen = b"".join(chunks).decode(errors="replace")
     assert "\x1b[" in screen  # drawn and redrawn in place
