@@ -45,6 +45,8 @@ def write_lms_feedback(view: ClassView, fmt: str, folder: Path) -> list[Path]:
         raise GraderError("--feedback goes with --format canvas or moodle")
     written = []
     for g in view.grades:
+        if g.flags:  # not on the roster, or dropped: the LMS has no one to give it to
+            continue
         key = g.row.lms_key if g.row is not None else ""
         if fmt == "canvas":
             name = exports.canvas_feedback_name(key)
