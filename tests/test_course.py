@@ -157,7 +157,7 @@ def test_a_version_1_gradebook_is_migrated_in_place_and_keeps_its_results(tmp_pa
     book = Gradebook(db, create=False)  # (reading a report is enough to migrate it)
     assert book.meta("schema") == SCHEMA_VERSION
     [row] = list(book.current())
-    assert (row.student, row.score, row.submitted_at, row.lms_key) == ("alice", 3.0, None, "")
+    assert (row.student, row.score, row.provenance.submitted_at, row.provenance.lms_key) == ("alice", 3.0, None, "")
     book.course.override("alice", "", 2.0, False, "late registration", "ta", row.score)
     assert load(book).grades[0].final == 2.0
     book.close()

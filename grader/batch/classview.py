@@ -34,7 +34,8 @@ def view_of(rows: list[Row], state: dict[str, Any] | None = None,
     """The class view of some rows (no roster, deadline or override unless `state` gives them)."""
     state = state or {}
     top = max((r.max_score for r in rows), default=0.0)
-    subs = {r.student: (r.code_sha256, similarity.decode(r.fingerprints)) for r in rows if r.code_sha256}
+    subs = {r.student: (r.provenance.code_sha256, similarity.decode(r.provenance.fingerprints))
+            for r in rows if r.provenance.code_sha256}
     return ClassView(rows, class_grades(rows, state, top), state, similarity.similar_pairs(subs, starter))
 
 

@@ -47,7 +47,7 @@ def write_lms_feedback(view: ClassView, fmt: str, folder: Path) -> list[Path]:
     for g in view.grades:
         if g.flags:  # not on the roster, or dropped: the LMS has no one to give it to
             continue
-        key = g.row.lms_key if g.row is not None else ""
+        key = g.row.provenance.lms_key if g.row is not None else ""
         if fmt == "canvas":
             name = exports.canvas_feedback_name(key)
         else:

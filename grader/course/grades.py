@@ -90,15 +90,16 @@ def grade_of(row: Any, state: dict[str, Any], max_score: float) -> Grade:
             notes.append(f"a regrade changed the automatic points of {o.check_id} from {_p(o.auto_points)} "
                          f"to {_p(c['points'])}; the override stands")
     due, how = _due(sid, state)
-    submitted = getattr(row, "submitted_at", None)
+    prov = row.provenance  # (the gradebook's: when and how it was handed in)
+    submitted = prov.submitted_at
     if student and student.submitted and submitted is None:
         from grader.course.late import parse_time
 
         submitted, how_time = parse_time(student.submitted), "the roster's submitted column"
     else:
-        how_time = getattr(row, "submitted_how", "") or ""
+        how_time = prov.submitted_how
     late = lateness(due, submitted, how_time, state.get("policy") or LatePolicy(), top, score,
-                    bool(getattr(row, "marked_late", False)))
+                    prov.marked_late)
     if how and late.note:
         late.note += f" ({how})"
     g = Grade(sid, (student.name if student and student.name else row.name), row.status, row.reason, auto, top,
