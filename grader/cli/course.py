@@ -144,7 +144,7 @@ def override_cmd(student: str, check_id: str, points: float | None, excuse: bool
     """Set a student's grade, or one check's points, by hand; kept across regrades."""
     import math
 
-    from grader.course.store import who
+    from grader.course.store import points_text, who
 
     if points is not None and not math.isfinite(points):
         _fail(f"--points {points}: not a number of points")
@@ -158,7 +158,7 @@ def override_cmd(student: str, check_id: str, points: float | None, excuse: bool
             return
         auto = _auto_points(rows.get(student), check_id)
         book.course.override(student, check_id, points, excuse, comment, by or who(), auto)
-        what = "excused" if excuse else f"{points:g} points"
+        what = "excused" if excuse else points_text(points or 0.0)
         click.echo(f"override: {student} {'check ' + check_id if check_id else 'grade'} set to {what} "
                    f"(automatic: {'-' if auto is None else f'{auto:g}'})")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from grader.course.late import Lateness, LatePolicy, lateness
 from grader.course.roster import Student
-from grader.course.store import Override
+from grader.course.store import Override, points_text
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Grade:
         for o in self.overrides:
             if o.check_id:
                 out.append((f"override of {o.check_id} by {o.by}: {o.comment}",
-                            "excused" if o.excused else f"{_p(o.points or 0.0)} points"))
+                            "excused" if o.excused else points_text(o.points or 0.0)))
         if self.late.state in ("late", "no_credit"):
             out.append((f"late penalty: {self.late.note}", f"-{_p(self.late.penalty)}"))
         elif self.late.state == "unknown":
