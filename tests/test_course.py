@@ -189,3 +189,16 @@ def test_histogram_bins_separate_every_score() -> None:
         inside = [i for i in range(len(edges) - 1) if edges[i] <= s < edges[i + 1]]
         assert len(inside) == 1
     assert len(edges) - 1 == len(set(scores))
+
+
+def test_a_roster_column_gives_the_submission_time_the_export_lacks(tmp_path: Path) -> None:
+    book = Gradebook(tmp_path / "gb.sqlite")
+    book.record(_result("alice", "h1", 3.0))  # (a folder source: no time from the export)
+    (tmp_path / "r.csv").write_text("id,name,submitted\nalice,Alice,2026-03-02T05:59Z\n")
+    book.course.import_roster(read_roster(tmp_path / "r.csv"))
+    book.course.set_deadline(DUE, LatePolicy.parse("10%/day"))
+    [g] = load(book).grades
+    assert g.late.state == "late" and g.late.how == "the roster's submitted column" and g.final == pytest.approx(2.7)
+    (tmp_path / "bad.csv").write_text("id,name,submitted\nalice,Alice,yesterday\n")
+    with pytest.raises(GraderError, match="not a date and time"):
+        read_roster(tmp_path / "bad.csv")

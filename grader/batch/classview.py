@@ -22,10 +22,8 @@ class ClassView:
     state: dict[str, Any] = field(default_factory=dict)
     pairs: list[similarity.Pair] = field(default_factory=list)
 
-    def grade(self, student: str) -> Grade | None:
-        return next((g for g in self.grades if g.student == student), None)
-
     def similar(self, student: str) -> list[similarity.Pair]:
+        """The pairs this student is in."""
         return [p for p in self.pairs if student in (p.a, p.b)]
 
 
