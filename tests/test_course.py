@@ -202,3 +202,11 @@ def test_a_roster_column_gives_the_submission_time_the_export_lacks(tmp_path: Pa
     (tmp_path / "bad.csv").write_text("id,name,submitted\nalice,Alice,yesterday\n")
     with pytest.raises(GraderError, match="not a date and time"):
         read_roster(tmp_path / "bad.csv")
+
+
+def test_identical_code_is_flagged_however_many_share_it() -> None:
+    code = similarity.code_of(notebook_bytes("sign", "x"))
+    fps = similarity.fingerprints(code)
+    subs = {f"s{i:03d}": (similarity.code_hash(code), fps) for i in range(60)}  # more than the boilerplate cut
+    pairs = similarity.similar_pairs(subs)
+    assert len(pairs) == 60 * 59 // 2 and {p.kind for p in pairs} == {"identical"}
