@@ -35,6 +35,10 @@ def export_text(view: ClassView, fmt: str, column: str | None = None) -> str:
         return exports.canvas_csv(view.grades, canvas_column(view, column))
     if fmt == "moodle":
         return exports.moodle_csv(view.grades)
+    if fmt == "brightspace":
+        if not column:
+            raise GraderError("give --column NAME: the grade item's name as Brightspace shows it")
+        return exports.brightspace_csv(view.grades, column)
     raise GraderError(f"unknown export format {fmt!r}")
 
 

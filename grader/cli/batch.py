@@ -143,17 +143,18 @@ def report_cmd(db: Path, out: Path) -> None:
     _reports(db, out)
 
 
-EXPORTS = ("csv", "jsonl", "canvas", "moodle", "similarity")
+EXPORTS = ("csv", "jsonl", "canvas", "moodle", "brightspace", "similarity")
 
 
 @click.command("export")
 @click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True,
               help="The gradebook to read.")
 @click.option("--format", "fmt", type=click.Choice(EXPORTS), default="csv", show_default=True,
-              help="csv/jsonl for scripts; canvas/moodle for the LMS's grade import; similarity.")
+              help="csv/jsonl for scripts; canvas/moodle/brightspace for the LMS's grade import; similarity.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write here instead of stdout.")
 @click.option("--column", metavar="'NAME (ID)'",
-              help="Canvas: the assignment's column (default: the one the Canvas roster lists).")
+              help="Canvas: the assignment's column (default: the one the Canvas roster lists); "
+                   "Brightspace: the grade item's name.")
 @click.option("--feedback", "feedback_dir", type=click.Path(path_type=Path),
               help="Canvas/Moodle: also write each student's feedback file here, named for the LMS's upload.")
 def export_cmd(db: Path, fmt: str, output: Path | None, column: str | None, feedback_dir: Path | None) -> None:
