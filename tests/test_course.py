@@ -210,3 +210,11 @@ def test_identical_code_is_flagged_however_many_share_it() -> None:
     subs = {f"s{i:03d}": (similarity.code_hash(code), fps) for i in range(60)}  # more than the boilerplate cut
     pairs = similarity.similar_pairs(subs)
     assert len(pairs) == 60 * 59 // 2 and {p.kind for p in pairs} == {"identical"}
+
+
+def test_a_bad_roster_file_is_one_line_and_leaves_no_gradebook(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("name,email\nA,a@x\n")
+    for f in ("r.csv", "missing.csv"):
+        r = grade("roster", "import", str(tmp_path / f), "--db", str(tmp_path / "gb.sqlite"))
+        assert r.returncode == 2 and r.stderr.startswith("grade: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "gb.sqlite").exists()

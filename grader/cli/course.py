@@ -63,8 +63,12 @@ def roster_import(file: Path, fmt: str | None, db: Path) -> None:
     from grader.course.exports import canvas_assignment_columns
     from grader.course.roster import detect, read_roster
 
-    with _book(db) as book:
+    try:  # read before the gradebook is opened: a bad file leaves nothing behind
         students = read_roster(file, fmt)
+    except GraderError as e:
+        _fail(str(e))
+        return
+    with _book(db) as book:
         counts = book.course.import_roster(students)
         if (fmt or detect(_header(file))) == "canvas":
             book.course.set_setting("canvas_columns", json.dumps(canvas_assignment_columns(_header(file))))
