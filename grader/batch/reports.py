@@ -1,5 +1,5 @@
-"""Reports from a gradebook: grades.csv for the LMS, results.jsonl, per-student feedback (markdown
-and HTML) and report.html, one self-contained page for the instructor.
+"""Reports from a gradebook: grades.csv (every step to each final grade), results.jsonl,
+similarity.csv and per-student feedback (markdown and HTML); report.html is classreport.py.
 
 Everything a notebook wrote is escaped for the format it lands in; feedback files show what
 the student may see (hidden checks' inputs and expected values are never in a report).
