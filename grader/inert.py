@@ -49,10 +49,18 @@ def inert_block(text: object, limit: int = 20000) -> str:
     return "\n".join(inert(line, limit) for line in lines)[:limit]
 
 
-# Every ASCII punctuation character may be backslash-escaped in CommonMark/GFM, and is then literal.
-_MD_PUNCT = re.compile(r"""([!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~])""")
+# Only what would change how markdown renders is escaped (CommonMark/GFM: a backslash before
+# ASCII punctuation makes it literal), so a feedback file stays readable as plain text: emphasis,
+# code, links and images, HTML and entities, table cells, strikethrough, "#" (a forged heading
+# stays visibly escaped even mid-line); a line-start block
+# marker (heading, list, quote, rule); and autolinks (a scheme's "://", "www.").
+_MD_INLINE = re.compile(r"[\\`*#\[\]<>|~&]|(?<=\])\(|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")  # (dL_dW2 stays)
+_MD_START = re.compile(r"^(\s*)([#>+=-]|\d+(?=[.)]))")
+_MD_AUTOLINK = re.compile(r"(?i)\b(https?|ftp|mailto)(:)|\b(www)(\.)")
 
 
 def md(text: object, limit: int = 2000) -> str:
     """Inert text made literal in markdown (a table cell included): no markup, links, HTML or `|`."""
-    return _MD_PUNCT.sub(r"\\\1", inert(text, limit))
+    s = _MD_INLINE.sub(lambda m: "\\" + m[0], inert(text, limit))
+    s = _MD_AUTOLINK.sub(lambda m: f"{m[1]}\\:" if m[1] else f"{m[3]}\\.", s)
+    return _MD_START.sub(lambda m: m[1] + ("\\" + m[2] if not m[2].isdigit() else m[2] + "\\"), s)

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from grader.batch.classreport import summary
 from grader.batch.gradebook import Gradebook, Result
 from grader.batch.reports import (
     feedback_html,
     feedback_markdown,
     grades_csv,
     results_jsonl,
-    summary,
 )
 from grader.batch.run import submission_seed
 from grader.errors import GraderError
@@ -93,8 +93,9 @@ def test_grades_csv_columns_and_penalties(tmp_path: Path) -> None:
     rows = _rows(tmp_path, _result("alice", "h1", 3.0), _result("bob", "h2", -0.5, penalty=-1.5),
                  _result("=cmd|' /C calc'!A0", "h3", 0.0, status="error"))
     table = list(csv.DictReader(io.StringIO(grades_csv(rows))))
-    assert list(table[0]) == ["student_id", "name", "total", "max_total", "penalties", "sigmoid",
-                              "gradients.W1", "status", "reason", "file", "sha256", "seed"]
+    assert list(table[0]) == ["student_id", "name", "total", "max_total", "penalties", "late_penalty", "override",
+                              "final", "sigmoid", "gradients.W1", "status", "reason", "submitted", "lateness",
+                              "flags", "similar_to", "file", "sha256", "seed"]
     bob = next(r for r in table if r["student_id"] == "bob")
     assert (bob["total"], bob["penalties"], bob["sigmoid"], bob["gradients.W1"]) == ("-0.5", "-1.5", "1", "0")
     assert float(bob["sigmoid"]) + float(bob["gradients.W1"]) + float(bob["penalties"]) == float(bob["total"])
@@ -126,6 +127,16 @@ def test_summary_counts_diagnoses_and_pass_rates(tmp_path: Path) -> None:
     rows = _rows(tmp_path, _result("alice", "h1", 3.0), _result("bob", "h2", 1.0), _result("carol", "h3", 1.0),
                  _result("dave", "h4", 0.0, status="timeout"))
     s = summary(rows)
-    assert s["diagnoses"][0] == ("sign_flip", "gradients.W1", ["bob", "carol", "dave"])
+    assert s["diagnoses"][0] == ("sign_flip", 3, [("gradients.W1", ["bob", "carol", "dave"])])
     assert dict(s["pass_rates"]) == {"sigmoid": 1.0, "gradients.W1": pytest.approx(1 / 3)}
     assert [r.student for r in s["problems"]] == ["dave"]
+
+
+def test_an_error_row_that_keeps_points_says_why_and_jsonl_keeps_its_status(tmp_path: Path) -> None:
+    rows = _rows(tmp_path, _result("alice", "h1", 1.0, status="error"), _result("bob", "h2", 0.0, status="timeout"))
+    alice = next(r for r in rows if r.student == "alice")
+    for text in (feedback_markdown(alice), feedback_html(alice)):
+        assert "1 point kept: the checks graded before the problem (why) count" in text
+    assert "points kept" not in feedback_markdown(next(r for r in rows if r.student == "bob"))
+    # the report inside says "graded" (its own status): the line says what the batch recorded
+    assert [json.loads(x)["status"] for x in results_jsonl(rows).splitlines()] == ["error", "timeout"]

@@ -56,7 +56,7 @@ def test_live_bar_on_a_terminal(tmp_path: Path) -> None:
             break
         chunks.append(data)
     out = proc.stdout.read().decode()
-    assert proc.wait(timeout=60) == 3
+    assert proc.wait(timeout=60) == 1  # error rows: the batch ran, some submissions failed
     os.close(master)
     screen = b"".join(chunks).decode(errors="replace")
     assert "\x1b[" in screen  # drawn and redrawn in place
@@ -70,5 +70,5 @@ def test_quiet_shows_no_progress(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", "from grader.cli import main; main()", "batch", str(tmp_path / "src"),
                         "-a", "sigmoid-2-3-1", "--db", str(tmp_path / "gb.sqlite"), "--quiet"],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
-    assert r.returncode == 3 and r.stderr == ""
+    assert r.returncode == 1 and r.stderr == ""
     assert r.stdout == f"batch: 2 students: 0 graded, 2 errors, 0 timeouts (2 graded now, 0 already in {tmp_path / 'gb.sqlite'})\n"

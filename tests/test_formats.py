@@ -60,7 +60,7 @@ def test_a_penalty_is_its_own_line_with_points_in_every_format():
     assert all(c.status == "pass" for c in r.checks)
     text = render(r, "text")
     assert re.search(r"^PENALTY forbidden_import: torch  -5\.5  ", text, re.M), text
-    assert "| ➖ PENALTY | forbidden\\_import: torch | −5.5 |" in render(r, "markdown")
+    assert "| ➖ PENALTY | forbidden_import: torch | −5.5 |" in render(r, "markdown")
     assert any(a.startswith("::error ") and "title=PENALTY forbidden_import -5.5::" in a for a in annotations(r))
     d = json.loads(render(r, "json"))
     assert [f["points"] for f in d["flags"] if f["code"] == "forbidden_import"] == [-5.5]
@@ -128,7 +128,9 @@ def test_hostile_text_stays_inside_its_cell_and_never_becomes_a_workflow_command
         assert not line.startswith(("#### ", "### Grade: 11", "<")), line
     for line in md.splitlines():  # the lines holding the notebook's words: no live markup in them
         if line.startswith(("| ❌", "| ✅", "- ")):
-            assert not re.search(r"(?<!\\)[<`*\[_]", line.replace("<br>", "")), line
+            # (an underscore inside a word is literal in GFM: probe_tampered stays readable)
+            live = r"(?<!\\)[<`*\[]|(?<![\\A-Za-z0-9])_|(?<=[A-Za-z0-9])_(?![A-Za-z0-9])"
+            assert not re.search(live, line.replace("<br>", "")), line
     assert "](" not in md and "\x1b" not in md and "\u202e" not in md
     assert md.count("### Grade:") == 1
     for a in annotations(r):

@@ -11,13 +11,24 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from grader.course import store
 from grader.errors import GraderError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
+# Version 1 gradebooks are migrated in place: these columns added to `submissions`, the
+# course's tables created (one transaction: a kill leaves version 1 or version 2, whole).
+SUBMISSION_COLUMNS = {
+    "submitted_at": "REAL",  # when the student handed it in (None: unknown)
+    "submitted_how": "TEXT NOT NULL DEFAULT ''",  # where that time came from
+    "marked_late": "INTEGER NOT NULL DEFAULT 0",  # the LMS's own late mark (Canvas's _LATE_)
+    "lms_key": "TEXT NOT NULL DEFAULT ''",  # the LMS's name for it (file or folder), for feedback files
+    "code_sha256": "TEXT NOT NULL DEFAULT ''",  # the normalised code's hash (similarity)
+    "fingerprints": "TEXT NOT NULL DEFAULT ''",  # its winnowing fingerprints (similarity)
+}
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,7 +37,13 @@ CREATE TABLE IF NOT EXISTS submissions (
     student TEXT NOT NULL UNIQUE,
     name TEXT NOT NULL DEFAULT '',
     path TEXT NOT NULL,
-    sha256 TEXT NOT NULL
+    sha256 TEXT NOT NULL,
+    submitted_at REAL,
+    submitted_how TEXT NOT NULL DEFAULT '',
+    marked_late INTEGER NOT NULL DEFAULT 0,
+    lms_key TEXT NOT NULL DEFAULT '',
+    code_sha256 TEXT NOT NULL DEFAULT '',
+    fingerprints TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -65,6 +82,19 @@ CREATE TABLE IF NOT EXISTS checks (
 
 
 @dataclass
+class Provenance:
+    """What the export says of a submission beside its notebook: when and how it was handed in,
+    the LMS's name for it, and its normalised code's hash and fingerprints (for similarity)."""
+
+    submitted_at: float | None = None
+    submitted_how: str = ""
+    marked_late: bool = False
+    lms_key: str = ""
+    code_sha256: str = ""
+    fingerprints: str = ""
+
+
+@dataclass
 class Result:
     """One finished grading, ready to be recorded."""
 
@@ -81,6 +111,7 @@ class Result:
     report: dict[str, Any]
     environment: dict[str, Any]
     grader_version: str
+    provenance: Provenance = field(default_factory=Provenance)
 
 
 @dataclass
@@ -99,6 +130,7 @@ class Row:
     duration_s: float
     seed: int
     report: dict[str, Any]
+    provenance: Provenance = field(default_factory=Provenance)
 
 
 class Gradebook:
@@ -116,18 +148,35 @@ class Gradebook:
             self.db.execute("PRAGMA foreign_keys=ON")
             tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if create and not tables:  # (one transaction: a kill leaves a whole gradebook or an empty file)
-                self.db.executescript(f"BEGIN; {_DDL}; INSERT OR IGNORE INTO meta VALUES ('schema', "
+                self.db.executescript(f"BEGIN; {_DDL}; {store.DDL}; INSERT OR IGNORE INTO meta VALUES ('schema', "
                                       f"'{SCHEMA_VERSION}'); COMMIT;")
-            elif "meta" not in tables or self.meta("schema") != SCHEMA_VERSION:
+            elif "meta" not in tables:
+                raise GraderError(f"{path}: not a gradebook this grader wrote")
+            elif self.meta("schema") == "1" and "submissions" in tables:
+                self._migrate_from_1()
+            if self.meta("schema") != SCHEMA_VERSION:
                 # another program's database, or another version's: never written into
                 raise GraderError(f"{path}: not a gradebook this grader wrote")
-            elif create:
-                self.db.executescript(_DDL)  # (IF NOT EXISTS: what a crash mid-creation left out)
+            if create:
+                self.db.executescript(_DDL + store.DDL)  # (IF NOT EXISTS: what a crash mid-creation left out)
         except sqlite3.DatabaseError as e:
             raise GraderError(f"{path}: not a usable gradebook ({e})") from None
         except OSError as e:  # (its folder cannot be made: a file is in the way, no permission)
             raise GraderError(f"{path}: cannot be created ({e.strerror or e})") from None
         self.path = path
+
+    def _migrate_from_1(self) -> None:
+        """A version 1 gradebook made version 2 in place, in one transaction (no result touched)."""
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(submissions)")}
+        adds = "".join(f"ALTER TABLE submissions ADD COLUMN {c} {t};"
+                       for c, t in SUBMISSION_COLUMNS.items() if c not in have)
+        self.db.executescript(f"BEGIN IMMEDIATE; {adds} {store.DDL}; UPDATE meta SET value = "
+                              f"'{SCHEMA_VERSION}' WHERE key = 'schema'; COMMIT;")
+
+    @property
+    def course(self) -> store.Course:
+        """The course's tables in this gradebook (roster, deadlines, overrides)."""
+        return store.Course(self.db)
 
     def close(self) -> None:
         """Close the file (everything is already committed)."""
@@ -161,9 +210,14 @@ class Gradebook:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
-                "INSERT INTO submissions (student, name, path, sha256) VALUES (?, ?, ?, ?)"
+                "INSERT INTO submissions (student, name, path, sha256, submitted_at, submitted_how, marked_late,"
+                " lms_key, code_sha256, fingerprints) VALUES (?,?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(student) DO UPDATE SET name = excluded.name, path = excluded.path,"
-                " sha256 = excluded.sha256", (r.student, r.name, r.path, r.sha256))
+                " sha256 = excluded.sha256, submitted_at = excluded.submitted_at,"
+                " submitted_how = excluded.submitted_how, marked_late = excluded.marked_late,"
+                " lms_key = excluded.lms_key, code_sha256 = excluded.code_sha256,"
+                " fingerprints = excluded.fingerprints",
+                (r.student, r.name, r.path, r.sha256, *astuple(r.provenance)))
             sid = db.execute("SELECT id FROM submissions WHERE student = ?", (r.student,)).fetchone()[0]
             db.execute("UPDATE runs SET current = 0 WHERE submission_id = ? AND current = 1", (sid,))
             asg = rep.get("assignment") or {}
@@ -188,14 +242,15 @@ class Gradebook:
     def current(self) -> Iterator[Row]:
         """Every submission's current run, by student id."""
         q = ("SELECT s.student, s.name, s.path, r.sha256, r.status, r.reason, r.score, r.max_score,"
-             " r.penalties, r.duration_s, r.seed, r.report FROM submissions s"
+             " r.penalties, r.duration_s, r.seed, r.report, s.submitted_at, s.submitted_how, s.marked_late,"
+             " s.lms_key, s.code_sha256, s.fingerprints FROM submissions s"
              " JOIN runs r ON r.submission_id = s.id AND r.current = 1 ORDER BY s.student")
         try:
             rows = self.db.execute(q).fetchall()
         except sqlite3.DatabaseError as e:
             raise GraderError(f"{self.path}: not a usable gradebook ({e})") from None
         for row in rows:
-            yield Row(*row[:11], json.loads(row[11]))
+            yield Row(*row[:11], json.loads(row[11]), Provenance(row[12], row[13], bool(row[14]), *row[15:]))
 
     def counts(self) -> dict[str, int]:
         """How many submissions' current runs are graded, errors and timeouts."""

@@ -15,16 +15,25 @@ def _data_uri(fig: Figure) -> str:
 
 
 def histogram(scores: list[float], max_score: float) -> str:
-    """The score distribution: one bar per point band, from 0 to the maximum."""
+    """The score distribution: one bar per distinct score (bins edged halfway between
+    neighbouring scores, so 5.5 and 6 are never counted together)."""
     fig = Figure(figsize=(6.4, 3.2))
     ax = fig.add_subplot()
     top = max([max_score, *scores, 1.0])
-    bins = min(max(int(round(top)), 1), 40)
-    ax.hist(scores, bins=bins, range=(0, top), color="#3a6ea5", edgecolor="white")
-    ax.set_xlabel(f"score (of {top:g})")
+    ax.hist(scores, bins=score_bins(scores), color="#3a6ea5", edgecolor="white")
+    ax.set_xlim(min([0.0, *scores]) - 0.5, top + 0.5)
+    ax.set_xlabel(f"grade (of {top:g})")
     ax.set_ylabel("submissions")
-    ax.set_title(f"Scores of {len(scores)} submissions")
+    ax.set_title(f"Final grades of {len(scores)} students (the excused not counted)")
     return _data_uri(fig)
+
+
+def score_bins(scores: list[float]) -> list[float]:
+    """Bin edges that put every distinct score in a bin of its own."""
+    values = sorted(set(scores)) or [0.0]
+    gaps = [b - a for a, b in zip(values, values[1:])]
+    half = min([*gaps, 1.0]) / 2
+    return [values[0] - half, *((a + b) / 2 for a, b in zip(values, values[1:])), values[-1] + half]
 
 
 def pass_rates(rates: list[tuple[str, float]]) -> str:

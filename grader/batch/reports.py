@@ -1,5 +1,5 @@
-"""Reports from a gradebook: grades.csv for the LMS, results.jsonl, per-student feedback (markdown
-and HTML) and report.html, one self-contained page for the instructor.
+"""Reports from a gradebook: grades.csv (every step to each final grade), results.jsonl,
+similarity.csv and per-student feedback (markdown and HTML); report.html is classreport.py.
 
 Everything a notebook wrote is escaped for the format it lands in; feedback files show what
 the student may see (hidden checks' inputs and expected values are never in a report).
@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import html
 import io
 import json
 import re
-import statistics
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from grader.batch.classview import ClassView, view_of
 from grader.batch.gradebook import Row
-from grader.inert import inert
+from grader.batch.pages import esc, page, table
+from grader.course.grades import Grade
+from grader.course.late import show_time
+from grader.course.store import points_text
+from grader.inert import inert, md
 from grader.render.common import deductions, feedback, headline, pts, verdict
 from grader.render.markdown import render_markdown
 from grader.report import report_from_dict
 
 # The first columns of grades.csv, in order; then one column per check (its points), then these.
-LEADING = ["student_id", "name", "total", "max_total", "penalties"]
-TRAILING = ["status", "reason", "file", "sha256", "seed"]
-TOP_DIAGNOSES = 15
-SLOWEST = 10
+LEADING = ["student_id", "name", "total", "max_total", "penalties", "late_penalty", "override", "final"]
+TRAILING = ["status", "reason", "submitted", "lateness", "flags", "similar_to", "file", "sha256", "seed"]
 
 
 def check_ids(rows: list[Row]) -> list[str]:
@@ -54,28 +54,61 @@ def _number(text: str) -> bool:
         return False
 
 
-def grades_csv(rows: list[Row]) -> str:
-    """grades.csv: a row per student: id, name, total, maximum, penalties, each check's points, status."""
+def _view(rows: list[Row], view: ClassView | None) -> ClassView:
+    return view if view is not None else view_of(rows)
+
+
+def override_text(g: Grade) -> str:
+    """Every active override of a grade, in one line ("" if none)."""
+    return "; ".join(o.describe() for o in g.overrides)
+
+
+def similar_text(view: ClassView, student: str) -> str:
+    """The students whose code is alike, with the kind and score, in one line."""
+    return "; ".join(f"{p.b if p.a == student else p.a} ({p.kind} {p.score:.2f})" for p in view.similar(student))
+
+
+def grades_csv(rows: list[Row], view: ClassView | None = None) -> str:
+    """grades.csv: a row per student: the automatic total, each step to the final grade, each
+    check's points, status; a roster student with no submission is a `missing` row."""
+    view = _view(rows, view)
     ids = check_ids(rows)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(LEADING + ids + TRAILING)
-    for r in rows:
-        points = {c["id"]: pts(c["points"]) for c in r.report.get("checks") or []}
-        w.writerow([_csv_cell(r.student), _csv_cell(r.name), pts(r.score), pts(r.max_score), pts(r.penalties),
+    for g in view.grades:
+        r = g.row
+        points = {c["id"]: pts(c["points"]) for c in (r.report.get("checks") or [] if r else [])}
+        late = g.late
+        w.writerow([_csv_cell(g.student), _csv_cell(g.name), pts(g.auto), pts(g.max_score),
+                    pts(r.penalties if r else 0.0), pts(-late.penalty) if late.penalty else "0",
+                    _csv_cell(override_text(g)), "EX" if g.final is None else pts(g.final),
                     *(points.get(i, "") for i in ids),
-                    r.status, _csv_cell(r.reason), _csv_cell(r.path), r.sha256, r.seed])
+                    g.status, _csv_cell(g.reason), show_time(late.submitted) if late.submitted else "",
+                    _csv_cell(late.note or late.state), _csv_cell("; ".join(g.flags)),
+                    _csv_cell(similar_text(view, g.student)), _csv_cell(r.path if r else ""),
+                    r.sha256 if r else "", r.seed if r else ""])
     return buf.getvalue()
 
 
-def results_jsonl(rows: list[Row]) -> str:
-    """results.jsonl: one grader.report/1 per line, with the student's id beside it."""
+def course_fields(view: ClassView, g: Grade) -> dict[str, Any]:
+    """What the course adds to a student's result: lateness, overrides, final grade, flags, similarity."""
+    return {"final": g.final, "excused": g.excused, "late": g.late.to_dict(), "flags": g.flags,
+            "overrides": [vars(o) for o in g.overrides], "notes": g.notes,
+            "similar": [vars(p) for p in view.similar(g.student)]}
+
+
+def results_jsonl(rows: list[Row], view: ClassView | None = None) -> str:
+    """results.jsonl: one grader.report/1 per line with the student's id, the batch's status
+    (graded, error, timeout: never the report's own) and the course's fields; a roster student
+    with no submission is a line with status `missing` and no report."""
+    view = _view(rows, view)
     out = []
-    for r in rows:
-        rep = dict(r.report)
+    for g in view.grades:
+        rep = dict(g.row.report) if g.row is not None else {"score": 0.0, "max_score": g.max_score}
         rep.pop("error_traceback", None)  # (for maintainers: in the gradebook, not in exports)
-        out.append(json.dumps({"student": r.student, "status": r.status, "reason": r.reason, **rep},
-                              sort_keys=False))
+        out.append(json.dumps({"student": g.student, **rep, "status": g.status, "reason": g.reason,
+                               "course": course_fields(view, g)}, sort_keys=False))
     return "".join(line + "\n" for line in out)
 
 
@@ -100,161 +133,108 @@ def _student_view(r: Row) -> Any:
     return report
 
 
-def feedback_markdown(r: Row) -> str:
+def kept_points(g: Grade) -> str:
+    """Why an error or timeout row still holds points ("" when it holds none)."""
+    if g.row is None or g.status == "graded" or g.auto <= 0:
+        return ""
+    return (f"{points_text(g.auto)} kept: the checks graded before the problem ({g.reason or g.status}) "
+            "count; the rest could not be graded")
+
+
+def grade_lines_md(g: Grade) -> list[str]:
+    """The course's part of the feedback in markdown: each step to the final grade."""
+    out = ["", f"### Final grade: {'excused' if g.final is None else f'{pts(g.final)}/{pts(g.max_score)}'}", ""]
+    # (the points are the grader's own words: no escaping needed)
+    out += [f"- {md(label, 500)}" + (f": {points}" if points else "") for label, points in g.lines()]
+    if kept_points(g):
+        out.append(f"- {md(kept_points(g), 600)}")
+    return out + [""]
+
+
+def feedback_markdown(r: Row | None, grade: Grade | None = None) -> str:
     """The feedback file a student gets back, in markdown."""
-    return render_markdown(_student_view(r))
+    g = grade or _view([r], None).grades[0]
+    if r is None:
+        return f"### No submission from {md(g.student, 120)}\n" + "\n".join(grade_lines_md(g))
+    return render_markdown(_student_view(r)) + "\n".join(grade_lines_md(g))
 
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:72em;padding:0 1em;color:#222}
-table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:.3em .6em;
-text-align:left;vertical-align:top}th{background:#f2f2f2}td.n{text-align:right}
-.pass{color:#1a7f37}.fail,.error,.timeout{color:#b42318}.missing{color:#8a6d00}
-img{max-width:100%}code{background:#f5f5f5;padding:0 .2em}
-"""
-_CSP = ("<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-        "img-src data:; style-src 'unsafe-inline'\">")
+def grade_lines_html(g: Grade) -> list[str]:
+    """The course's part of the feedback page: each step to the final grade."""
+    rows = [[esc(label, 600), esc(points, 40)] for label, points in g.lines()]
+    if kept_points(g):
+        rows.append([esc(kept_points(g), 600), ""])
+    title = "excused" if g.final is None else f"{pts(g.final)}/{pts(g.max_score)}"
+    return [f"<h2>Final grade: {esc(title)}</h2>", table(["Step", "Points"], rows, "final-grade", {1})]
 
 
-def _e(text: object, limit: int = 2000) -> str:
-    return html.escape(inert(text, limit), quote=True)
-
-
-def _page(title: str, body: list[str]) -> str:
-    return "\n".join(["<!DOCTYPE html>", "<html lang=\"en\"><head><meta charset=\"utf-8\">", _CSP,
-                      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">",
-                      f"<title>{_e(title)}</title><style>{_STYLE}</style></head><body>", *body,
-                      "</body></html>", ""])
-
-
-def _table(head: list[str], rows: list[list[str]], table_id: str, numeric: set[int] = frozenset()) -> str:
-    """An HTML table; cells are already escaped."""
-    out = [f"<table id=\"{table_id}\"><thead><tr>" + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"]
-    for row in rows:
-        out.append("<tr>" + "".join(f"<td class=\"n\">{c}</td>" if i in numeric else f"<td>{c}</td>"
-                                    for i, c in enumerate(row)) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def feedback_html(r: Row) -> str:
+def feedback_html(r: Row | None, grade: Grade | None = None) -> str:
     """The feedback file a student gets back, as a standalone HTML page."""
+    g = grade or _view([r], None).grades[0]
+    if r is None:
+        return page(f"Feedback: {g.student}", [f"<h1>No submission from {esc(g.student)}</h1>",
+                                                *grade_lines_html(g)])
     rep = _student_view(r)
     a = rep.assignment
-    body = [f"<h1>Grade: {_e(headline(rep))}</h1>",
-            f"<p>Assignment <code>{_e(a.get('id', '?'))}</code> version {_e(a.get('version', '?'))}; "
-            f"notebook <code>{_e(rep.submission.get('path', ''))}</code>; seed {rep.seed}.</p>"]
+    body = [f"<h1>Grade: {esc(headline(rep))}</h1>",
+            f"<p>Assignment <code>{esc(a.get('id', '?'))}</code> version {esc(a.get('version', '?'))}; "
+            f"notebook <code>{esc(rep.submission.get('path', ''))}</code>; seed {rep.seed}.</p>"]
     if rep.status == "error":
-        body.append(f"<p class=\"error\">Could not finish grading: {_e(rep.error or 'unknown error')}</p>")
+        body.append(f"<p class=\"error\">Could not finish grading: {esc(rep.error or 'unknown error')}</p>")
     ex = rep.execution
-    notes = [f"cell {e.cell}: {_e(e.ename, 80)}: {_e(e.evalue, 300)}" for e in ex.cell_errors]
-    notes += [f"limit: {_e(e)}" for e in ex.limit_events]
+    notes = [f"cell {e.cell}: {esc(e.ename, 80)}: {esc(e.evalue, 300)}" for e in ex.cell_errors]
+    notes += [f"limit: {esc(e)}" for e in ex.limit_events]
     if notes:
         body.append("<h2>While running the notebook</h2><ul>" + "".join(f"<li>{n}</li>" for n in notes) + "</ul>")
-    rows = [[f"<span class=\"{_e(c.status)}\">{_e(verdict(c))}</span>",
-             _e(c.target) + (" (hidden)" if c.visibility == "hidden" else ""),
+    rows = [[f"<span class=\"{esc(c.status)}\">{esc(verdict(c))}</span>",
+             esc(c.target) + (" (hidden)" if c.visibility == "hidden" else ""),
              f"{pts(c.points)}/{pts(c.max_points)}",
-             "<br>".join(_e(line) for line in feedback(c))] for c in rep.checks]
-    rows += [["PENALTY", f"{_e(f.code, 60)}: {_e(f.target, 120)}", f"&minus;{pts(taken)}", _e(f.message)]
+             "<br>".join(esc(line) for line in feedback(c))] for c in rep.checks]
+    rows += [["PENALTY", f"{esc(f.code, 60)}: {esc(f.target, 120)}", f"&minus;{pts(taken)}", esc(f.message)]
              for f, taken in deductions(rep)]
     if rows:
-        body.append(_table(["", "Check", "Points", "Feedback"], rows, "checks", {2}))
-    return _page(f"Feedback: {r.student}", body)
+        body.append(table(["", "Check", "Points", "Feedback"], rows, "checks", {2}))
+    return page(f"Feedback: {r.student}", body + grade_lines_html(g))
 
 
-def write_feedback(rows: list[Row], folder: Path) -> None:
-    """feedback/<student>.md and .html for every student."""
-    folder.mkdir(parents=True, exist_ok=True)
+def feedback_names(view: ClassView) -> dict[str, str]:
+    """student -> the base name of their feedback files (their id, made safe and unique)."""
     taken: set[str] = set()
-    for r in rows:
-        name = safe_name(r.student, taken)
-        (folder / f"{name}.md").write_text(feedback_markdown(r), encoding="utf-8")
-        (folder / f"{name}.html").write_text(feedback_html(r), encoding="utf-8")
+    return {g.student: safe_name(g.student, taken) for g in view.grades}
 
 
-def summary(rows: list[Row]) -> dict[str, Any]:
-    """What the class report shows, computed once (also for tests and scripts)."""
-    graded = [r for r in rows if r.status == "graded"]
-    passing: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    diag: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for r in rows:
-        checks = r.report.get("checks") or []
-        for c in checks:
-            if r.status == "graded":
-                passing[c["id"]][0] += c["status"] == "pass"
-                passing[c["id"]][1] += 1
-            if c["status"] != "pass":
-                for code in dict.fromkeys(d["code"] for d in c.get("diagnosis") or []):
-                    diag[(code, c["target"])].append(r.student)
-        for f in r.report.get("flags") or []:
-            diag[(f["code"], f.get("target") or "")].append(r.student)
-    common = sorted(diag.items(), key=lambda kv: (-len(set(kv[1])), kv[0]))[:TOP_DIAGNOSES]
-    scores = [r.score for r in rows]
-    return {
-        "count": len(rows),
-        "status": dict(Counter(r.status for r in rows)),
-        "max_score": max((r.max_score for r in rows), default=0.0),
-        "scores": scores,
-        "mean": statistics.fmean(scores) if scores else 0.0,
-        "median": statistics.median(scores) if scores else 0.0,
-        "pass_rates": [(cid, p / n if n else 0.0) for cid, (p, n) in passing.items()],
-        "diagnoses": [(code, target, sorted(set(students))) for (code, target), students in common],
-        "problems": [r for r in rows if r.status != "graded"],
-        "slowest": sorted(graded, key=lambda r: -r.duration_s)[:SLOWEST],
-        "assignment": next((r.report.get("assignment") for r in rows), {}) or {},
-    }
+def write_feedback(view: ClassView, folder: Path) -> dict[str, str]:
+    """feedback/<student>.md and .html for every student (a missing one included)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = feedback_names(view)
+    for g in view.grades:
+        (folder / f"{names[g.student]}.md").write_text(feedback_markdown(g.row, g), encoding="utf-8")
+        (folder / f"{names[g.student]}.html").write_text(feedback_html(g.row, g), encoding="utf-8")
+    return names
 
 
-def report_html(rows: list[Row]) -> str:
-    """report.html: the class at a glance, in one page with its plots inside (works offline)."""
-    from grader.batch import plots
-
-    s = summary(rows)
-    a = s["assignment"]
-    st = s["status"]
-    body = [f"<h1>Class report: {_e(a.get('id', '?'))}</h1>",
-            f"<p>{s['count']} submissions: {st.get('graded', 0)} graded, {st.get('error', 0)} errors, "
-            f"{st.get('timeout', 0)} timeouts. Mean score {s['mean']:.2f}, median {pts(s['median'])} "
-            f"of {pts(s['max_score'])}.</p>",
-            "<h2>Scores</h2>",
-            f"<img id=\"histogram\" alt=\"Histogram of scores\" src=\"{plots.histogram(s['scores'], s['max_score'])}\">"]
-    if s["pass_rates"]:
-        body += ["<h2>Pass rate per check</h2>",
-                 f"<img id=\"pass-rates\" alt=\"Pass rate per check\" src=\"{plots.pass_rates(s['pass_rates'])}\">",
-                 _table(["Check", "Passing"], [[_e(c), f"{100 * r:.0f}%"] for c, r in s["pass_rates"]],
-                        "pass-rate-table", {1})]
-    body.append("<h2>Most common diagnoses</h2>")
-    if s["diagnoses"]:
-        labels = [(f"{code} ({target})" if target else code, len(students)) for code, target, students in s["diagnoses"]]
-        body += [f"<img id=\"diagnoses\" alt=\"Most common diagnoses\" src=\"{plots.diagnoses(labels)}\">",
-                 _table(["Diagnosis", "Check", "Students", "Who"],
-                        [[_e(code), _e(target), str(len(students)), _e(", ".join(students), 4000)]
-                         for code, target, students in s["diagnoses"]], "diagnosis-table", {2})]
-    else:
-        body.append("<p>No diagnoses: every check passed.</p>")
-    body.append("<h2>Errors and timeouts</h2>")
-    body.append(_table(["Student", "Status", "Reason"],
-                       [[_e(r.student), f"<span class=\"{r.status}\">{r.status}</span>", _e(r.reason, 500)]
-                        for r in s["problems"]], "problem-table") if s["problems"] else "<p>None.</p>")
-    body += ["<h2>Slowest submissions</h2>",
-             _table(["Student", "Seconds", "Score"],
-                    [[_e(r.student), f"{r.duration_s:.1f}", f"{pts(r.score)}/{pts(r.max_score)}"]
-                     for r in s["slowest"]], "slowest-table", {1, 2}),
-             "<h2>All submissions</h2>",
-             _table(["Student", "Name", "Score", "Status", "Notebook"],
-                    [[_e(r.student), _e(r.name), f"{pts(r.score)}/{pts(r.max_score)}", r.status, _e(r.path, 300)]
-                     for r in rows], "students-table", {2})]
-    return _page(f"Class report: {a.get('id', '?')}", body)
+def similarity_csv(view: ClassView) -> str:
+    """similarity.csv: one row per pair of students whose code is alike, most alike first."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["student_a", "name_a", "student_b", "name_b", "kind", "score", "shared_fingerprints"])
+    names = {g.student: g.name for g in view.grades}
+    for p in view.pairs:
+        w.writerow([_csv_cell(p.a), _csv_cell(names.get(p.a, "")), _csv_cell(p.b), _csv_cell(names.get(p.b, "")),
+                    p.kind, f"{p.score:.3f}", p.shared])
+    return buf.getvalue()
 
 
-def write_reports(rows: list[Row], out: Path) -> list[Path]:
-    """Every report into `out`: grades.csv, results.jsonl, feedback/, report.html."""
+def write_reports(rows: list[Row], out: Path, view: ClassView | None = None) -> list[Path]:
+    """Every report into `out`: grades.csv, results.jsonl, similarity.csv, feedback/, report.html."""
+    from grader.batch.classreport import report_html
+
+    view = _view(rows, view)
     out.mkdir(parents=True, exist_ok=True)
+    names = write_feedback(view, out / "feedback")
     written = []
-    for name, text in (("grades.csv", grades_csv(rows)), ("results.jsonl", results_jsonl(rows)),
-                       ("report.html", report_html(rows))):
+    for name, text in (("grades.csv", grades_csv(rows, view)), ("results.jsonl", results_jsonl(rows, view)),
+                       ("similarity.csv", similarity_csv(view)), ("report.html", report_html(view, names))):
         (out / name).write_text(text, encoding="utf-8")
         written.append(out / name)
-    write_feedback(rows, out / "feedback")
-    written.append(out / "feedback")
-    return written
+    return [*written, out / "feedback"]

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 from grader.assignment.load import find_assignment
 from grader.assignment.model import Assignment
-from grader.batch.gradebook import Gradebook, Result, now
+from grader.batch.classview import keep_starter
+from grader.batch.gradebook import Gradebook, Provenance, Result, now
+from grader.batch.rescore import rescore_unchanged
 from grader.batch.sources import Entry
 from grader.errors import GraderError, SubmissionError
 from grader.files import read_regular
@@ -88,6 +90,7 @@ class Job:
     seed: int
     files: dict[str, Path] = field(default_factory=dict)  # name in the workspace -> source file
     problem: str | None = None
+    provenance: Provenance = field(default_factory=Provenance)  # submission time, LMS name, fingerprints
 
     def payload(self) -> dict[str, bytes]:
         """The files' contents, to ship to a worker that cannot see them (regular files only)."""
@@ -96,16 +99,22 @@ class Job:
 
 def make_job(entry: Entry, batch_seed: int) -> Job:
     """The job of an entry: the notebook's hash and seed, or the entry's problem."""
+    from grader.course import similarity
+
+    prov = Provenance(entry.submitted_at, entry.submitted_how, entry.marked_late, entry.lms_key)
     if entry.notebook is None:
         sha = hashlib.sha256((entry.problem or "").encode()).hexdigest()
-        return Job(entry.student, entry.name, entry.relpath, "", sha, 0, problem=entry.problem)
+        return Job(entry.student, entry.name, entry.relpath, "", sha, 0, problem=entry.problem, provenance=prov)
     try:  # a link, device or pipe is refused unread: its row says so, and nothing it names is hashed
-        sha = hashlib.sha256(read_notebook_bytes(entry.notebook, entry.relpath)).hexdigest()
+        data = read_notebook_bytes(entry.notebook, entry.relpath)
     except SubmissionError as e:
-        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=str(e))
+        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=str(e), provenance=prov)
+    sha = hashlib.sha256(data).hexdigest()
+    code = similarity.code_of(data)  # (for the similarity report: the code only, normalised)
+    prov.code_sha256, prov.fingerprints = similarity.code_hash(code), similarity.encode(similarity.fingerprints(code))
     files = {**entry.companions, entry.graded_as: entry.notebook}
     return Job(entry.student, entry.name, entry.relpath, entry.graded_as, sha,
-               submission_seed(batch_seed, sha), files)
+               submission_seed(batch_seed, sha), files, provenance=prov)
 
 
 def environment(report: dict[str, Any]) -> dict[str, Any]:
@@ -187,13 +196,14 @@ def _problem_result(job: Job, settings: Settings, asg: Assignment) -> Result:
     rep = error_report(job.relpath, job.problem or "", info, asg.max_score).to_dict()
     t = now()
     return Result(job.student, job.name, job.relpath, job.sha256, settings.batch_seed, job.seed, t, t,
-                  "error", job.problem or "", rep, {"host": socket.gethostname()}, grader_version())
+                  "error", job.problem or "", rep, {"host": socket.gethostname()}, grader_version(), job.provenance)
 
 
 def _result(job: Job, settings: Settings, status: str, reason: str, report: dict[str, Any],
             started: float, finished: float, env: dict[str, Any] | None = None) -> Result:
     return Result(job.student, job.name, job.relpath, job.sha256, settings.batch_seed, job.seed,
-                  started, finished, status, reason, report, env or environment(report), grader_version())
+                  started, finished, status, reason, report, env or environment(report), grader_version(),
+                  job.provenance)
 
 
 def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, jobs_n: int,
@@ -425,6 +435,8 @@ class BatchSummary:
     graded_now: int
     skipped: int
     counts: dict[str, int]
+    rescored: int = 0  # re-scored from stored results: the spec only moved points or labels
+    spec_note: str = ""  # the parts of the spec that changed, when that needed grading again
 
     @property
     def failed(self) -> int:
@@ -432,9 +444,21 @@ class BatchSummary:
         return self.counts.get("error", 0) + self.counts.get("timeout", 0)
 
 
+def _regrade_set(regrade: bool | Iterable[str], jobs: list[Job]) -> set[str]:
+    """The students to grade again (True: everyone), each checked to be in the source."""
+    if isinstance(regrade, bool):
+        return {j.student for j in jobs} if regrade else set()
+    wanted = set(regrade)
+    unknown = sorted(wanted - {j.student for j in jobs})
+    if unknown:
+        raise GraderError(f"--regrade {unknown[0]}: no such student in the source")
+    return wanted
+
+
 def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path, *,
                 jobs: int | None = None, seed: int | None = None, cell_timeout: float | None = None,
-                total_timeout: float = 300.0, isolation: str | None = None, regrade: bool = False,
+                total_timeout: float = 300.0, isolation: str | None = None,
+                regrade: bool | Iterable[str] = False,
                 student_regex: str | None = None, scheduler: str | None = None,
                 progress: Callable[[int, int], Any] | None = None,
                 launcher: KernelLauncher | None = None, plan_ahead: bool = True,
@@ -449,6 +473,9 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
 
     `cell_timeout` (seconds per cell) overrides the assignment's limit (its spec's, else the one
     measured from its solution, else 30 s; see grading.limits).
+
+    `regrade`: True grades everything again; a list of student ids grades those again (and
+    whatever is new or changed), and an id that is in neither SOURCE nor the gradebook is refused.
 
     `progress(total, skipped)` makes the object told of each result (`.add(result)`, `.close()`).
     Raises GraderError for an unusable source, assignment or gradebook.
@@ -472,6 +499,7 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             raise GraderError(f"batch seed {batch_seed} is out of range (0 to {MAX_SEED})")
         book.set_meta("assignment", asg.id)
         book.set_meta("batch_seed", str(batch_seed))
+        keep_starter(book, asg)
         cell_seconds, cell_source = cell_limit(asg, cell_timeout)  # once, for every worker alike
         settings = Settings(assignment=str(assignment if isinstance(assignment, str) else asg.id),
                             spec_sha256=asg.spec_sha256, batch_seed=batch_seed,
@@ -482,8 +510,10 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
             own = [Path(f"{db}{end}") for end in ("", "-wal", "-shm", "-journal")]
             entries = collect(Path(source), student_regex, Path(unpack) / "src", exclude=[*own, *exclude])
             all_jobs = [make_job(e, batch_seed) for e in entries]
-            todo = [j for j in all_jobs if regrade or not book.is_current(
+            again = _regrade_set(regrade, all_jobs)
+            todo = [j for j in all_jobs if j.student in again or not book.is_current(
                 j.student, j.sha256, asg.spec_sha256, batch_seed)]
+            todo, rescored, spec_note = rescore_unchanged(book, asg, todo, batch_seed, again)
             client = connect(scheduler) if scheduler and todo else None
             if client is None and any(j.problem is None for j in todo):
                 # built here, once, before the progress bar (its own progress shows): an
@@ -514,6 +544,6 @@ def grade_batch(source: str | Path, assignment: str | Assignment, db: str | Path
         for row in book.current():
             if row.student in wanted:
                 counts[row.status] = counts.get(row.status, 0) + 1
-        return BatchSummary(students, len(todo), len(all_jobs) - len(todo), counts)
+        return BatchSummary(students, len(todo), len(all_jobs) - len(todo) - rescored, counts, rescored, spec_note)
     finally:
         book.close()

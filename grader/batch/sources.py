@@ -9,11 +9,18 @@ Student ids (first rule that applies):
 - Moodle folders, `Full Name_123456_assignsubmission_file_`: the id is the participant id.
 - Otherwise the sub-folder's name (per-student folders) or the file name without `.ipynb`.
 
-A student with several notebooks or none is an entry with a `problem`, never skipped.
+A student with several notebooks or none is an entry with a `problem`, never skipped (in a
+flat Canvas export too: a student whose files hold no notebook, a PDF only, gets one).
+
+Submission times: a zip's entry times (read as UTC: the zip format stores no zone), else the
+file times of an LMS-named file or folder; Canvas's `_LATE_` mark is kept beside them.
 """
 
 from __future__ import annotations
 
+import calendar
+import contextlib
+import os
 import re
 import shutil
 import stat
@@ -25,7 +32,7 @@ from pathlib import Path
 from grader.errors import GraderError
 from grader.files import refusal
 
-CANVAS = re.compile(r"^(?P<name>[^_/]+)_(?:LATE_)?(?P<student>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
+CANVAS = re.compile(r"^(?P<name>[^_/]+)_(?P<late>LATE_)?(?P<student>\d+)_(?P<submission>\d+)_(?P<file>.+)$")
 MOODLE = re.compile(r"^(?P<name>.+?)_(?P<student>\d+)_assign(?:submission|feedback)_\w*?_?$")
 IGNORED = {"__MACOSX", ".ipynb_checkpoints", "__pycache__"}
 MAX_ZIP_BYTES = 4 * 1024**3  # unpacked: far above any class's notebooks, far below a zip bomb
@@ -44,6 +51,10 @@ class Entry:
     relpath: str = ""  # where it was found, relative to the source
     companions: dict[str, Path] = field(default_factory=dict)  # name in the workspace -> file
     problem: str | None = None  # no notebook, several, or a name the regex does not match
+    submitted_at: float | None = None  # when it was handed in, if the export says
+    submitted_how: str = ""  # where that time came from
+    marked_late: bool = False  # the LMS marked it late (Canvas's _LATE_)
+    lms_key: str = ""  # the LMS's name for it: Canvas's file name, Moodle's folder
 
 
 def _visible(p: Path, root: Path, skip: frozenset[Path] = frozenset()) -> bool:
@@ -121,7 +132,8 @@ def collect(source: Path, student_regex: str | None = None, unpack_to: Path | No
     else:  # a device, a pipe, a socket
         raise GraderError(f"{source}: neither a folder nor a zip file")
     try:
-        entries = [_readable(e) for e in _flat(root, regex, skip) + _per_student(root, regex, skip)]
+        entries = [_readable(_timed(e, source.is_file()))
+                   for e in _flat(root, regex, skip) + _per_student(root, regex, skip)]
     except OSError as e:
         raise GraderError(f"{source}: cannot be read ({e.strerror or e})") from None
     by_student: dict[str, list[Entry]] = {}
@@ -148,8 +160,20 @@ def _text(name: str) -> str:
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
+def _timed(e: Entry, from_zip: bool) -> Entry:
+    """The submission time the export gives: its zip entry's, or an LMS-named file's own."""
+    if e.notebook is not None and (from_zip or e.lms_key):
+        try:
+            e.submitted_at = e.notebook.lstat().st_mtime
+            e.submitted_how = "the zip entry's time" if from_zip else "the file's time"
+        except OSError:
+            pass
+    return e
+
+
 def _readable(e: Entry) -> Entry:
     e.student, e.name, e.relpath, e.graded_as = _text(e.student), _text(e.name), _text(e.relpath), _text(e.graded_as)
+    e.lms_key = _text(e.lms_key)
     e.companions = {_text(k): v for k, v in e.companions.items()}
     return e
 
@@ -186,7 +210,17 @@ def _flat(root: Path, regex: re.Pattern[str] | None, skip: frozenset[Path]) -> l
             companions.update(canvas_extra.get(student, {}))
         else:
             student, name = p.stem, ""
-        out.append(Entry(student, name, p, graded_as, rel, companions))
+        out.append(Entry(student, name, p, graded_as, rel, companions, marked_late=bool(m and m["late"]),
+                         lms_key=p.name if m else ""))
+    if regex is None:  # a Canvas student whose files hold no notebook (a PDF only): a row saying so
+        with_nb = {e.student for e in out}
+        for p in files:
+            m = CANVAS.match(p.name)
+            if m and m["student"] not in with_nb and p.suffix.lower() != ".ipynb":
+                with_nb.add(m["student"])
+                names = ", ".join(sorted(canvas_extra.get(m["student"], {p.name: p})))
+                out.append(Entry(m["student"], m["name"], relpath=p.name, marked_late=bool(m["late"]),
+                                 lms_key=p.name, problem=f"no notebook among the files handed in ({names})"))
     return out
 
 
@@ -205,7 +239,8 @@ def _per_student(root: Path, regex: re.Pattern[str] | None, skip: frozenset[Path
             if regex is not None:
                 found = _match(regex, d.name)
                 student, name = found if found else (student, name)
-            out.append(Entry(student, name, relpath=d.name + "/", problem=f"no notebook in {d.name}/"))
+            out.append(Entry(student, name, relpath=d.name + "/", problem=f"no notebook in {d.name}/",
+                             lms_key=d.name if m else ""))
             continue
         for nb in notebooks:
             rel = nb.relative_to(root).as_posix()
@@ -216,7 +251,7 @@ def _per_student(root: Path, regex: re.Pattern[str] | None, skip: frozenset[Path
                     out.append(Entry(d.name, relpath=rel, problem=f"{rel}: the path does not match --student-regex"))
                     continue
                 s, n = found
-            out.append(Entry(s, n, nb, nb.name, rel, _siblings(nb, root, skip)))
+            out.append(Entry(s, n, nb, nb.name, rel, _siblings(nb, root, skip), lms_key=d.name if m else ""))
     return out
 
 
@@ -248,6 +283,10 @@ def unpack_zip(archive: Path, dest: Path) -> Path:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
+                # the entry's time is when the LMS stored the file: the submission time
+                with contextlib.suppress(ValueError, OverflowError, OSError):
+                    t = calendar.timegm((*info.date_time, 0, 0, 0))
+                    os.utime(target, (t, t))
     except (zipfile.BadZipFile, OSError, RuntimeError, ValueError, EOFError) as e:
         raise GraderError(f"{archive}: cannot be unpacked ({e})") from None
     # A zip holding one folder that holds everything (a common export): that folder is the root,
