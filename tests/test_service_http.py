@@ -170,7 +170,7 @@ def test_a_student_reaches_none_of_another_students_attempts_on_any_route(srv, g
 def test_without_a_login_pages_go_to_the_login_form_and_the_api_says_401(srv):
     with srv.api("s1") as c:
         c.headers.pop("Authorization")
-        assert c.get(f"/s/1").headers["location"] == "/login"
+        assert c.get("/s/1").headers["location"] == "/login"
         r = c.get("/api/submissions/1")
         assert r.status_code == 401 and "log in first" in r.json()["error"]
 
