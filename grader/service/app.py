@@ -293,6 +293,9 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         return FileResponse(STATIC / "app.js", media_type="text/javascript",
                             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)  # (no icon; a 404 would be an error in the browser's console)
+
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "queue": store.queue_counts()})
 
@@ -316,7 +319,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         Route("/api/submissions", endpoint(api_list)),
         Route("/api/submissions/{id}", endpoint(api_attempt)),
         Route("/api/submissions/{id}/report", endpoint(api_report)),
-        Route("/static/app.js", static),
+        Route("/static/app.js", static), Route("/favicon.ico", favicon),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed, 500: _internal})
     return app
