@@ -65,7 +65,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         if user is None:
             raise Refused(401, "log in first: open your personal link, or send your token (Authorization: Bearer)")
         if role and user.role != role:
-            raise Refused(403 if role == "instructor" else 404, f"for {role}s only")
+            raise Refused(403, f"for {role}s only")
         return user, cookie
 
     def csrf(cookie: str, given: str | None) -> None:
@@ -156,6 +156,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         data = await upload.read(p.max_upload + 1)
         name = upload.filename or "notebook.ipynb"
         service.check_upload(user, asg, name, data, time.time())
+        await run_in_threadpool(service.check_notebook, name, data)
         return name, data, form
 
     async def submit_form(request: Request) -> Response:
@@ -167,7 +168,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
             csrf(cookie, form.get("csrf"))
         else:
             raise Refused(400, "not a notebook upload (multipart/form-data with a field 'file')")
-        aid = await run_in_threadpool(service.accept, user, asg, name, data)
+        aid = await service.accept(user, asg, name, data)
         return RedirectResponse(f"/s/{aid}", 303)
 
     async def status_page(request: Request) -> Response:
@@ -258,7 +259,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         asg = request.path_params["assignment"]
         name, data, form = await read_upload(request, user, asg)
         csrf(cookie, request.headers.get("x-csrf-token") or form.get("csrf"))
-        aid = await run_in_threadpool(service.accept, user, asg, name, data)
+        aid = await service.accept(user, asg, name, data)
         return JSONResponse(attempt_json(store.attempt(aid, False)), 202)
 
     async def api_list(request: Request) -> Response:
