@@ -35,6 +35,8 @@ class Tab:
         return r["result"].get("value")
 
     def go(self, url: str) -> None:
+        # (a load event of an earlier, script-driven navigation is not this page's)
+        self.b.events = [e for e in self.b.events if e.get("method") != "Page.loadEventFired"]
         self.b.send("Page.navigate", {"url": url}, session=self.session)
         self.b.wait_event("Page.loadEventFired")
 

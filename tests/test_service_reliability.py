@@ -37,6 +37,7 @@ def test_kill_9_of_the_server_while_grading_then_a_restart_loses_nothing_and_gra
             srv.wait_done(s, i, timeout=300)
     finally:
         srv.stop()
+    assert worker_pids(srv.db) == []  # (stopped with SIGTERM, the server stopped its worker first)
     per_attempt = dict(srv.rows("SELECT j.attempt_id, count(r.job_id) FROM jobs j LEFT JOIN results r "
                                 "ON r.job_id = j.id GROUP BY j.attempt_id"))
     assert per_attempt == {i: 1 for i in ids}  # exactly one result each: none lost, none twice

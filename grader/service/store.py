@@ -334,6 +334,8 @@ class Store:
 
     def claim(self, lease: str) -> Claimed | None:
         """The oldest queued job, now this lease's (None when the queue is empty)."""
+        if self.db.execute("SELECT 1 FROM jobs WHERE state = 'queued' LIMIT 1").fetchone() is None:
+            return None  # (an idle worker's poll takes no write lock)
         with self.transaction() as db:
             row = db.execute("SELECT j.id, a.id, a.assignment, a.filename, a.sha256, a.stored FROM jobs j"
                              " JOIN attempts a ON a.id = j.attempt_id WHERE j.state = 'queued'"
