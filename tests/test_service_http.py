@@ -311,3 +311,12 @@ def test_one_command_serves_with_the_example_roster_and_prints_each_link_once(tm
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert out == ""
+
+
+def test_the_grading_worker_runs_at_a_lower_priority_than_the_server(srv):
+    from tests.conftest import proc_stat
+    from tests.service_support import worker_pids
+
+    (worker,) = worker_pids(srv.db)
+    nice = int(proc_stat(worker)[16])  # (field 19 of /proc/PID/stat)
+    assert nice == min(19, int(proc_stat(srv.proc.pid)[16]) + 5)

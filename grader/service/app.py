@@ -8,6 +8,7 @@ exist. Errors are one line: a JSON body `{"error": ...}` under /api, a message p
 
 from __future__ import annotations
 
+import hmac
 import time
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
     # ---------------------------------------------------------------- login
 
     async def login_page(request: Request) -> Response:
-        pre = auth.new_token()
+        pre = auth.new_key()
         resp = html(pages.login(pre))
         resp.set_cookie("nngrader_pre", pre, httponly=True, samesite="strict", secure=secure_cookies)
         return resp
@@ -105,11 +106,12 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
     async def login(request: Request) -> Response:
         form = await request.form()
         pre = request.cookies.get("nngrader_pre")
-        if not pre or form.get("csrf") != pre:  # (double submit: a form from another site has no cookie)
+        if not pre or not hmac.compare_digest(str(form.get("csrf") or ""), pre):
+            # (double submit: a form posted from another site comes without this cookie)
             raise Refused(403, "the login form is out of date: reload the page and try again")
         user, why = store.token_user(auth.token_hash(str(form.get("token") or "")))
         if user is None:
-            fresh = auth.new_token()
+            fresh = auth.new_key()
             resp = html(pages.login(fresh, why), 401)
             resp.set_cookie("nngrader_pre", fresh, httponly=True, samesite="strict", secure=secure_cookies)
             return resp
