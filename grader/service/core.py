@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ class Service:
     store: Store
     policies: dict[str, Policy]
     key: str
+    sources: dict[str, str] = field(default_factory=dict)  # id -> the id or folder `grade serve` was given
 
     @property
     def assignments(self) -> list[str]:

@@ -21,15 +21,17 @@ def open_service(db: Path, assignments: list[str], config: Path | None = None) -
 
     if not assignments:
         raise GraderError("no assignment to serve (give --assignment ID)")
-    ids = []
+    sources: dict[str, str] = {}
     for name in assignments:
-        ids.append(find_assignment(name).id)
-    if len(set(ids)) != len(ids):
-        raise GraderError("an assignment is given twice")
+        asg = find_assignment(name)
+        if asg.id in sources:
+            raise GraderError(f"assignment {asg.id} is given twice")
+        # (a folder as an absolute path: the worker finds the same one, whatever its folder)
+        sources[asg.id] = str(Path(name).resolve()) if Path(name).is_dir() else name
     store = Store(db)
     store.meta_default("batch_seed", lambda: secrets.randbelow(2**31))
     key = store.meta_default("session_key", lambda: secrets.token_hex(32))
-    return Service(store, load_config(config, ids), key)
+    return Service(store, load_config(config, list(sources)), key, sources)
 
 
 def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int = 8000, jobs: int = 1,
@@ -43,7 +45,7 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
 
     service = open_service(db, assignments, config)
     app = build_app(service, secure_cookies)
-    supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation)
+    supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation, service.sources)
     app.state.supervisor = supervisor
     supervisor.start()
     try:
