@@ -181,3 +181,27 @@ def test_an_assignment_not_open_yet_refuses_uploads_with_its_opening_time(store)
     with pytest.raises(Refused, match=r"a1 opens at \d{4}-\d\d-\d\d \d\d:\d\d UTC") as e:
         svc.check_upload(store.user("s1"), "a1", "hw.ipynb", b"{}", time.time())
     assert e.value.status == 403
+
+
+@pytest.mark.parametrize("args", [["serve", "--help"], ["submit", "--help"], ["serve", "roster", "--help"]])
+def test_the_service_commands_help_loads_no_web_stack_or_kernel_machinery(args):
+    from tests.test_startup import HEAVY, _modules
+
+    r, modules = _modules(*args)
+    assert r.returncode == 0, r.stderr
+    assert not modules & {*HEAVY, "starlette", "uvicorn", "httpx", "multipart"}
+
+
+@pytest.mark.parametrize("counts,expected", [("last", 1), ("best", 0)])
+def test_the_policy_says_whether_the_last_or_the_best_attempt_counts(store, counts, expected):
+    from grader.service.core import Service
+
+    ids = []
+    for n, score in enumerate((9.0, 4.0)):
+        ids.append(store.add_attempt("s1", "a1", "hw.ipynb", f"{n:064x}", b"{}"))
+        job = store.claim("w")
+        store.finish(job.job_id, "w", "graded", "", {"score": score, "max_score": 11.0, "checks": [],
+                                                     "assignment": {"id": "a1"}}, 0, 1, 1)
+    store.add_attempt("s1", "a1", "hw.ipynb", f"{7:064x}", b"{}")  # (queued: never counts)
+    svc = Service(store, {"a1": Policy(counts=counts)}, auth.new_key())
+    assert svc.counted(store.attempts("s1", "a1", with_report=True), "a1").id == ids[expected]
