@@ -217,6 +217,9 @@ def test_instructors_see_the_dashboard_gradebook_and_export_and_regrade_keeps_ol
     with srv.api("ta") as c:
         dash = c.get(f"/i/{ASSIGNMENT}/")
         assert dash.status_code == 200 and f"Class report: {ASSIGNMENT}" in dash.text
+        assert 'href="feedback/s1.html"' in dash.text  # (each student's link, relative, as in report.html)
+        r = c.get(f"/i/{ASSIGNMENT}/feedback/s1.html")
+        assert (r.status_code, r.headers["location"]) == (303, f"/s/{graded_s1['id']}/feedback")
         book = c.get(f"/i/{ASSIGNMENT}/gradebook")
         assert f"/s/{graded_s1['id']}" in book.text
         csv_text = c.get(f"/i/{ASSIGNMENT}/export.csv").text
