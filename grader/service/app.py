@@ -8,7 +8,9 @@ exist. Errors are one line: a JSON body `{"error": ...}` under /api, a message p
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,14 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from grader.service import auth, pages
@@ -27,6 +36,7 @@ from grader.service.store import User
 
 STATIC = Path(__file__).parent / "static"
 FORM_SLACK = 64 * 1024  # a multipart body's own bytes around the file
+EVENTS_S = 900.0  # an event stream ends after this long (the client reconnects)
 
 
 def _api(request: Request) -> bool:
@@ -272,6 +282,26 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         user, _ = need(request)
         return JSONResponse(attempt_json(service.visible_attempt(user, _id(request), False)))
 
+    async def api_events(request: Request) -> Response:
+        """Server-Sent Events: the submission's state each time it changes, until it is done."""
+        user, _ = need(request)
+        first = service.visible_attempt(user, _id(request), False)
+
+        async def events() -> Any:
+            last = None
+            deadline = time.monotonic() + EVENTS_S
+            while time.monotonic() < deadline and not await request.is_disconnected():
+                now = attempt_json(store.attempt(first.id, False))
+                if now != last:
+                    yield f"data: {json.dumps(now)}\n\n"
+                    last = now
+                    if now["state"] == "done":
+                        return
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
     async def api_report(request: Request) -> Response:
         user, _ = need(request)
         a = service.visible_attempt(user, _id(request))
@@ -322,6 +352,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         Route("/api/submissions", endpoint(api_list)),
         Route("/api/submissions/{id}", endpoint(api_attempt)),
         Route("/api/submissions/{id}/report", endpoint(api_report)),
+        Route("/api/submissions/{id}/events", endpoint(api_events)),
         Route("/static/app.js", static), Route("/favicon.ico", favicon),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed, 500: _internal})
