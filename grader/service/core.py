@@ -97,17 +97,18 @@ class Service:
             raise Refused(404, f"no submission {attempt_id}")
         return a
 
-    def counted(self, attempts: list[Attempt], assignment: str) -> Attempt | None:
+    def counted(self, attempts: list[Attempt], assignment: str, state: dict[str, Any] | None = None) -> Attempt | None:
         """The attempt that counts (the policy's last or best) among one student's attempts."""
         done = [a for a in attempts if a.status is not None]
         if not done:
             return None
         if self.policy(assignment).counts == "best":
-            return max(done, key=lambda a: (self.final_of(a), a.id))
+            state = state or self.state(assignment)  # (read once, not once per attempt)
+            return max(done, key=lambda a: (self.final_of(a, state), a.id))
         return done[-1]
 
-    def final_of(self, a: Attempt) -> float:
-        g = self.grade(a)
+    def final_of(self, a: Attempt, state: dict[str, Any] | None = None) -> float:
+        g = self.grade(a, state)
         return g.final if g.final is not None else 0.0
 
     def state(self, assignment: str) -> dict[str, Any]:
@@ -125,11 +126,11 @@ class Service:
                    a.score or 0.0, a.max_score or 0.0, a.penalties, a.duration_s, a.seed, report,
                    a.submitted_at, "uploaded to the service")
 
-    def grade(self, a: Attempt) -> Any:
+    def grade(self, a: Attempt, state: dict[str, Any] | None = None) -> Any:
         from grader.course.grades import grade_of
 
         row = self.row(a)
-        return grade_of(row, self.state(a.assignment), row.max_score)
+        return grade_of(row, state or self.state(a.assignment), row.max_score)
 
     def feedback_html(self, a: Attempt) -> str:
         """The batch's feedback page of one finished attempt (hidden checks show nothing)."""
@@ -157,8 +158,9 @@ class Service:
         for a in self.store.attempts(assignment=assignment, with_report=True):
             by.setdefault(a.user_id, []).append(a)
         rows, counted = [], {}
+        state = self.state(assignment)
         for uid, mine in sorted(by.items()):
-            c = self.counted(mine, assignment)
+            c = self.counted(mine, assignment, state)
             counted[uid] = c.id if c else None
             if c is not None:
                 rows.append(self.row(c))
