@@ -205,3 +205,18 @@ def test_the_policy_says_whether_the_last_or_the_best_attempt_counts(store, coun
     store.add_attempt("s1", "a1", "hw.ipynb", f"{7:064x}", b"{}")  # (queued: never counts)
     svc = Service(store, {"a1": Policy(counts=counts)}, auth.new_key())
     assert svc.counted(store.attempts("s1", "a1", with_report=True), "a1").id == ids[expected]
+
+
+def test_a_port_already_taken_is_one_line_before_anything_starts(tmp_path):
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "grader.cli", "serve", "-a", "sigmoid-2-3-1", "--db",
+                            str(tmp_path / "s.sqlite"), "--port", str(port)], capture_output=True, text=True,
+                           cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2
+    assert r.stderr == f"grade: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"

@@ -6,6 +6,7 @@ what it was grading is graded again at the next start).
 from __future__ import annotations
 
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,17 @@ def open_service(db: Path, assignments: list[str], config: Path | None = None) -
     return Service(store, load_config(config, list(sources)), key, sources)
 
 
+def check_port(host: str, port: int) -> None:
+    """GraderError (one line) when the address cannot be listened on: before any worker starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((host, port))
+    except OSError as e:
+        raise GraderError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+
+
 def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int = 8000, jobs: int = 1,
           config: Path | None = None, cell_timeout: float | None = None, total_timeout: float = 300.0,
           isolation: str | None = None, secure_cookies: bool = False, on_ready: Any = None) -> None:
@@ -44,6 +56,7 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
     from grader.service.supervisor import Supervisor
 
     service = open_service(db, assignments, config)
+    check_port(host, port)
     app = build_app(service, secure_cookies)
     supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation, service.sources)
     app.state.supervisor = supervisor
