@@ -220,3 +220,17 @@ def test_a_port_already_taken_is_one_line_before_anything_starts(tmp_path):
                            cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert r.returncode == 2
     assert r.stderr == f"grade: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_the_dashboard_view_pairs_identical_code_of_the_counted_attempts(store):
+    from grader.service.core import Service
+    from tests.batch_support import ASSIGNMENT, notebook_bytes
+
+    store.put_user(User("s2", "Alan", "", "", "student", True))
+    for n, (who, kind) in enumerate((("s1", "correct"), ("s2", "correct"))):
+        store.add_attempt(who, ASSIGNMENT, "hw.ipynb", f"{n:064x}", notebook_bytes(kind, who))
+        job = store.claim("w")
+        store.finish(job.job_id, "w", "graded", "", {"score": 11.0, "max_score": 11.0, "checks": [],
+                                                     "assignment": {"id": ASSIGNMENT}}, 0, 1, 1)
+    view = Service(store, {ASSIGNMENT: Policy()}, auth.new_key()).view(ASSIGNMENT)
+    assert [(p.a, p.b, p.kind) for p in view.pairs] == [("s1", "s2", "identical")]
