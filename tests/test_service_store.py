@@ -234,3 +234,11 @@ def test_the_dashboard_view_pairs_identical_code_of_the_counted_attempts(store):
                                                      "assignment": {"id": ASSIGNMENT}}, 0, 1, 1)
     view = Service(store, {ASSIGNMENT: Policy()}, auth.new_key()).view(ASSIGNMENT)
     assert [(p.a, p.b, p.kind) for p in view.pairs] == [("s1", "s2", "identical")]
+
+
+def test_grade_serve_without_the_web_stack_says_what_to_install(tmp_path):
+    code = ("import sys; sys.modules['uvicorn'] = None; from grader.cli import main; "
+            f"main(args=['serve', '-a', 'sigmoid-2-3-1', '--db', {str(tmp_path / 's.sqlite')!r}])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr == "grade: error: grade serve needs uvicorn: pip install 'nngrader[serve]'\n"

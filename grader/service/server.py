@@ -50,9 +50,12 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
           config: Path | None = None, cell_timeout: float | None = None, total_timeout: float = 300.0,
           isolation: str | None = None, secure_cookies: bool = False, on_ready: Any = None) -> None:
     """Serve until stopped."""
-    import uvicorn
+    try:
+        import uvicorn
 
-    from grader.service.app import build_app
+        from grader.service.app import build_app
+    except ImportError as e:  # (installed without the extra)
+        raise GraderError(f"grade serve needs {e.name or 'its web stack'}: pip install 'nngrader[serve]'") from None
     from grader.service.supervisor import Supervisor
 
     service = open_service(db, assignments, config)
