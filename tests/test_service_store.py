@@ -242,3 +242,18 @@ def test_grade_serve_without_the_web_stack_says_what_to_install(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 2
     assert r.stderr == "grade: error: grade serve needs uvicorn: pip install 'nngrader[serve]'\n"
+
+
+def test_a_late_upload_loses_what_the_late_policy_says(store):
+    from grader.course.late import LatePolicy
+    from grader.service.core import Service
+
+    aid = store.add_attempt("s1", "a1", "hw.ipynb", "ef" * 32, b"{}")
+    job = store.claim("w")
+    store.finish(job.job_id, "w", "graded", "", {"score": 10.0, "max_score": 10.0, "checks": [],
+                                                 "assignment": {"id": "a1"}}, 0, 1, 1)
+    due = time.time() - 36 * 3600  # a day and a half ago: two started days late
+    svc = Service(store, {"a1": Policy(due=due, late=LatePolicy(penalty=10, unit="day"))}, auth.new_key())
+    g = svc.grade(store.attempt(aid))
+    assert (g.late.state, g.late.penalty, g.final) == ("late", 2.0, 8.0)
+    assert "20% of the points" in g.late.note
