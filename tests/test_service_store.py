@@ -257,3 +257,28 @@ def test_a_late_upload_loses_what_the_late_policy_says(store):
     g = svc.grade(store.attempt(aid))
     assert (g.late.state, g.late.penalty, g.final) == ("late", 2.0, 8.0)
     assert "20% of the points" in g.late.note
+
+
+def test_an_extension_given_with_grade_serve_extend_removes_the_late_penalty(store, tmp_path):
+    import os
+
+    from grader.course.late import LatePolicy
+    from grader.service.core import Service
+
+    aid = store.add_attempt("s1", "a1", "hw.ipynb", "ef" * 32, b"{}")
+    job = store.claim("w")
+    store.finish(job.job_id, "w", "graded", "", {"score": 10.0, "max_score": 10.0, "checks": [],
+                                                 "assignment": {"id": "a1"}}, 0, 1, 1)
+    svc = Service(store, {"a1": Policy(due=time.time() - 86400, late=LatePolicy(penalty=10, unit="day"))},
+                  auth.new_key())
+    assert svc.grade(store.attempt(aid)).final == 9.0
+    r = subprocess.run([sys.executable, "-m", "grader.cli", "serve", "extend", "s1", "-a", "a1", "--due",
+                        "2099-01-01T00:00Z", "--comment", "illness", "--db", str(store.path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (r.returncode, r.stdout) == (0, "s1: a1 due 2099-01-01 00:00 UTC\n"), r.stderr
+    g = svc.grade(store.attempt(aid))
+    assert (g.final, g.late.state) == (10.0, "on_time")
+    r = subprocess.run([sys.executable, "-m", "grader.cli", "serve", "extend", "nobody", "-a", "a1", "--due",
+                        "2099-01-01T00:00Z", "--db", str(store.path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (r.returncode, r.stderr) == (2, "grade: error: no student 'nobody' (import the roster first)\n")

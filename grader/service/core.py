@@ -117,7 +117,8 @@ class Service:
         p = self.policy(assignment)
         roster = {u.id: (Student(u.id, u.name, u.email, u.section), "active" if u.active else "dropped")
                   for u in self.store.users("student")}
-        return {"roster": roster, "due": p.due, "policy": p.late, "extensions": {}, "overrides": {}}
+        return {"roster": roster, "due": p.due, "policy": p.late, "extensions": self.store.extensions(assignment),
+                "overrides": {}}
 
     def row(self, a: Attempt, code: bool = False) -> Row:
         """The attempt as a gradebook row, for the batch's renderers (with its code's hash and
