@@ -217,7 +217,8 @@ def test_instructors_see_the_dashboard_gradebook_and_export_and_regrade_keeps_ol
     with srv.api("ta") as c:
         dash = c.get(f"/i/{ASSIGNMENT}/")
         assert dash.status_code == 200 and f"Class report: {ASSIGNMENT}" in dash.text
-        assert 'href="feedback/s1.html"' in dash.text  # (each student's link, relative, as in report.html)
+        assert 'href="feedback/s1.html"' in dash.text
+        assert '<meta http-equiv="refresh" content="15">' in dash.text  # (live: the page reloads itself)  # (each student's link, relative, as in report.html)
         r = c.get(f"/i/{ASSIGNMENT}/feedback/s1.html")
         assert (r.status_code, r.headers["location"]) == (303, f"/s/{graded_s1['id']}/feedback")
         book = c.get(f"/i/{ASSIGNMENT}/gradebook")
