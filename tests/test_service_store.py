@@ -282,3 +282,26 @@ def test_an_extension_given_with_grade_serve_extend_removes_the_late_penalty(sto
                         "2099-01-01T00:00Z", "--db", str(store.path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (r.returncode, r.stderr) == (2, "grade: error: no student 'nobody' (import the roster first)\n")
+
+
+def test_grade_serve_instructor_and_token_print_a_link_and_a_new_token_replaces_the_old(tmp_path):
+    import os
+
+    db = str(tmp_path / "s.sqlite")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def grade(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "grader.cli", "serve", *args, "--db", db], capture_output=True,
+                              text=True, cwd=ROOT, timeout=60, env=env)
+
+    r = grade("instructor", "ta", "--name", "The TA")
+    assert r.returncode == 0 and r.stdout.startswith("ta\tThe TA\thttp://127.0.0.1:8000/login#ngt_"), r.stderr
+    old = r.stdout.strip().split("#")[1]
+    r = grade("token", "ta", "--url", "https://grader.example.edu/")
+    assert r.stdout.startswith("ta\tThe TA\thttps://grader.example.edu/login#ngt_")
+    new = r.stdout.strip().split("#")[1]
+    store = Store(tmp_path / "s.sqlite")
+    assert store.token_user(auth.token_hash(old))[0] is None
+    assert store.token_user(auth.token_hash(new))[0].role == "instructor"
+    assert grade("token", "nobody").stderr == ("grade: error: no user 'nobody' (import the roster, or add the "
+                                               "instructor)\n")
