@@ -25,6 +25,7 @@ __all__ = [
     "check",
     "grade_notebook",
     "grade_notebook_async",
+    "submit",
     "use",
 ]
 
@@ -33,4 +34,5 @@ __getattr__ = lazy_exports(__name__, {
     "grade_notebook": "grader.grading.grade",
     "grade_notebook_async": "grader.grading.grade",
     "Report": "grader.report",
+    "submit": "grader.service.client",  # (the standard library only: a notebook's kernel needs nothing more)
 })

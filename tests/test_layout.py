@@ -31,6 +31,7 @@ STAGES = (
     "authoring",  # drafting, validating and bundling assignments
     "course",  # the course: roster, deadlines, overrides, LMS exports, similarity
     "batch",  # a class at once, the gradebook
+    "service",  # the grading service: uploads, the queue, pages and API
     "cli",  # the commands, thin on top
 )
 MAX_LINES = 550

@@ -469,3 +469,6 @@ from grader.cli.batch import register as _register_batch  # noqa: E402  (after `
 
 _register_batch(main)
 
+from grader.cli.serve import register as _register_serve  # noqa: E402
+
+_register_serve(main)

@@ -1,0 +1,139 @@
+"""The service's grading worker: a process of its own (`python -m grader.service.worker`),
+started and watched by the server, grading `--jobs` queued submissions at a time through the
+batch's own path (grader.batch.run.grade_files, kernels forked from a warm parent).
+
+A worker dies with its server (PR_SET_PDEATHSIG, and a check of its parent), and it records a
+result only while its lease on the job holds (grader.service.store): a worker left behind can
+never record a result the restarted server has given to another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from grader.errors import GraderError
+from grader.service.store import Claimed, Store
+
+POLL_S = 0.2
+NICE = 5
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent (the server) dies, however it dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def failure_report(filename: str, reason: str, assignment: str) -> dict[str, Any]:
+    """The report of an attempt that could not be graded (an `error` row)."""
+    from grader.report import error_report
+
+    return error_report(filename, reason, {"id": assignment}, 0.0, stage="grading").to_dict()
+
+
+class Worker:
+    """Grades queued jobs, `jobs` at a time, until told to stop."""
+
+    def __init__(self, db: Path, lease: str, jobs: int, cell_timeout: float | None, total_timeout: float,
+                 isolation: str | None, sources: dict[str, str] | None = None):
+        self.store = Store(db)
+        self.sources = sources or {}  # assignment id -> what `grade serve` was given (an id or a folder)
+        self.lease, self.jobs = lease, max(1, jobs)
+        self.cell_timeout, self.total_timeout, self.isolation = cell_timeout, total_timeout, isolation
+        self.batch_seed = int(self.store.meta_default("batch_seed", lambda: 0))
+        self.parent = os.getppid()
+        self.assignments: dict[str, Any] = {}
+
+    def assignment(self, name: str) -> tuple[Any, float, str]:
+        """The assignment and its cell limit, read again for every job (a few ms): a spec fixed
+        on disk is the one a regrade uses."""
+        from grader.assignment.load import find_assignment
+        from grader.grading.limits import cell_limit
+
+        asg = find_assignment(self.sources.get(name, name))
+        key = (name, asg.spec_sha256)
+        if key not in self.assignments:
+            self.assignments[key] = cell_limit(asg, self.cell_timeout)
+        return (asg, *self.assignments[key])
+
+    async def grade(self, job: Claimed, launcher: Any) -> None:
+        from grader.batch.run import grade_files, submission_seed
+
+        started = time.time()
+        seed = submission_seed(self.batch_seed, job.sha256)
+        try:
+            asg, cell_s, cell_source = self.assignment(job.assignment)
+            data = (self.store.files / job.stored).read_bytes()
+            status, reason, report = await grade_files(
+                {"submission.ipynb": data}, "submission.ipynb", asg, seed, cell_s, self.total_timeout, launcher,
+                job.filename, cell_timeout_source=cell_source)
+        except (GraderError, OSError) as e:  # an assignment no longer found, a stored file gone
+            status, reason = "error", str(e)
+            report = failure_report(job.filename, reason, job.assignment)
+        report.pop("error_traceback", None)  # (kept out of every page: the grader's own internals)
+        self.store.finish(job.job_id, self.lease, status, reason, report, started, time.time(), seed)
+
+    async def loop(self) -> None:
+        from grader.kernels.teardown import in_background
+        from grader.kernels.warm import WarmKernelLauncher
+
+        with WarmKernelLauncher(isolation=self.isolation) as launcher:
+            launcher.ahead = self.jobs
+            async with in_background():
+                await asyncio.gather(*(self.slot(launcher) for _ in range(self.jobs)))
+
+    async def slot(self, launcher: Any) -> None:
+        while os.getppid() == self.parent:
+            job = await asyncio.to_thread(self.store.claim, self.lease)
+            if job is None:
+                await asyncio.sleep(POLL_S)
+                continue
+            await self.grade(job, launcher)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m grader.service.worker")
+    p.add_argument("db", type=Path)
+    p.add_argument("--lease", required=True)
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--cell-timeout", type=float, default=None)
+    p.add_argument("--total-timeout", type=float, default=300.0)
+    p.add_argument("--isolation", default=None)
+    p.add_argument("--assignment", action="append", default=[], metavar="ID=SOURCE")
+    a = p.parse_args(argv)
+    die_with_parent()
+    # grading is batch work: the server answering students goes first when the cores are busy
+    # (the kernels, forked from here, inherit it)
+    with contextlib.suppress(OSError):
+        os.nice(NICE)
+
+    def stop(signum: int, frame: Any) -> None:  # the server stops: no kernel left running
+        from grader.kernels.tracking import cleanup_all
+
+        cleanup_all()
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    from grader.kernels import leftovers
+
+    leftovers.sweep()  # what a killed worker left (its workspaces, cgroups)
+    sources = dict(x.split("=", 1) for x in a.assignment)
+    worker = Worker(a.db, a.lease, a.jobs, a.cell_timeout, a.total_timeout, a.isolation, sources)
+    try:
+        asyncio.run(worker.loop())
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
