@@ -319,6 +319,9 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         Route("/static/app.js", static),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed, 500: _internal})
+    from grader.service.lti_app import mount  # (the LTI 1.3 tool's routes; docs/lti.md)
+
+    mount(app, service, secure_cookies)
     return app
 
 

@@ -46,6 +46,9 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
     supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation)
     app.state.supervisor = supervisor
     supervisor.start()
+    from grader.service.lti_passback import start_sender  # (grades back to the LMS; docs/lti.md)
+
+    sender = start_sender(service, db)
     try:
         if on_ready is not None:
             on_ready(service)
@@ -53,5 +56,6 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
                                                proxy_headers=True, forwarded_allow_ips="127.0.0.1"))
         server.run()
     finally:
+        sender.stop()
         supervisor.stop()
         service.store.close()
