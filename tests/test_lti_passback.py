@@ -123,6 +123,8 @@ def test_the_lms_down_during_passback_is_retried_later_and_sent_exactly_once(too
         " WHERE j.attempt_id = ?", (aid,))
     assert (state, tries) == ("pending", 1) and "HTTP 503" in error and next_try > time.time() + 20
     teacher = tool.signed_in(lms.claims("pb-teacher", INSTRUCTOR))
+    dashboard = teacher.get(f"{tool.url}/i/{ASSIGNMENT}/")
+    assert dashboard.status_code == 200 and f'href="/i/{ASSIGNMENT}/lti"' in dashboard.text
     page = teacher.get(f"{tool.url}/i/{ASSIGNMENT}/lti").text
     assert re.search(r"\d+ sent, 1 pending, 0 failed", page) and "HTTP 503" in html.unescape(page)
     assert not scores_for(lms, "pb-down")

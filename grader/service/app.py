@@ -200,7 +200,8 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         service.policy(asg)
         page, _ = service.dashboard_html(asg)
         page = page.replace("<head>", "<head><meta http-equiv=\"refresh\" content=\"15\">", 1)  # (live)
-        return html(pages.with_nav(page, [("/", "Home"), (f"/i/{asg}/gradebook", "Gradebook")]), csp=CSP_STATIC)
+        return html(pages.with_nav(page, [("/", "Home"), (f"/i/{asg}/gradebook", "Gradebook"),
+                                          (f"/i/{asg}/lti", "Grades sent to the LMS")]), csp=CSP_STATIC)
 
     async def dashboard_feedback(request: Request) -> Response:
         need(request, "instructor")

@@ -40,6 +40,7 @@ from grader.service.lti_tokens import (
     deep_link_response,
     jwks,
     service_role,
+    signing_key,
 )
 from grader.service.store import User
 
@@ -67,6 +68,7 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
     """Add the LTI routes to the application, and let the registered platforms frame its pages."""
     lti = LtiStore(service.store)
     store, key = service.store, service.key
+    signing_key(lti)  # (the tool's key pair, made and stored on the first start)
 
     def base(request: Request) -> str:
         return str(request.base_url).rstrip("/")
