@@ -395,3 +395,25 @@ def test_a_learners_deep_linking_request_is_refused(tool, lms):
     claims = {**lms.claims("dl-learner", LEARNER), LTI + "message_type": "LtiDeepLinkingRequest",
               DL + "deep_linking_settings": {"deep_link_return_url": f"{lms.url}/dl-return"}}
     assert "only an instructor" in refused(tool, claims, 403)
+
+
+@pytest.mark.parametrize("change", [
+    {LTI + "roles": "Instructor"},  # (a string, not a list: no role at all)
+    {LTI + "resource_link": "link-as-text"},
+    {"nonce": "n\u00f6nce"},
+    {LTI + "custom": ["assignment"]},
+])
+def test_malformed_claims_get_a_one_line_refusal_never_a_server_error(tool, lms, change):
+    """Bad input from a (validly signed) token: a 4xx and one line, no traceback."""
+    c, r = tool.launch({**lms.claims("odd-1", LEARNER), **change})
+    assert 400 <= r.status_code < 500 or r.status_code == 303, r.text
+    assert "Traceback" not in r.text and (r.status_code == 303 or message(r))
+
+
+def test_garbage_posted_to_the_launch_and_resume_is_refused_in_one_line(tool):
+    for data in ({"id_token": "not.a.jwt", "state": "x"}, {"state": "x"}, {}):
+        r = httpx.post(f"{tool.url}/lti/launch", data=data, headers={"cookie": b"nngrader_lti_x=\xc3\xa9"})
+        assert r.status_code in (400, 401) and message(r)
+    for token in ("", "abc", "abc.\u00e9\u00e9", "YWJj.0000"):
+        r = httpx.get(f"{tool.url}/lti/resume", params={"r": token, "to": "//evil.example"})
+        assert r.status_code == 401 and "expired" in message(r)

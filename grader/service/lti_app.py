@@ -64,6 +64,12 @@ def _local(path: str | None) -> str:
     return path if path and path.startswith("/") and not path.startswith("//") and "\\" not in path else "/"
 
 
+def _obj(claims: dict[str, Any], name: str) -> dict[str, Any]:
+    """A claim that must be a JSON object ({} when absent or of another type)."""
+    value = claims.get(name)
+    return value if isinstance(value, dict) else {}
+
+
 def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
     """Add the LTI routes to the application, and let the registered platforms frame its pages."""
     lti = LtiStore(service.store)
@@ -92,13 +98,14 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
     def resume_user(token: str) -> str | None:
         text, _, mac = token.partition(".")
         good = hmac.new(bytes.fromhex(key), b"resume|" + text.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(mac, good):
+        if not hmac.compare_digest(mac.encode(), good.encode()):
             return None
         try:
             uid, expiry, _ = base64.urlsafe_b64decode(text.encode()).decode().rsplit("|", 2)
+            expiry = int(expiry)
         except ValueError:
             return None
-        if int(expiry) < time.time() or not lti.use_nonce("", f"resume:{mac}", float(expiry)):
+        if expiry < time.time() or not lti.use_nonce("", f"resume:{mac}", float(expiry)):
             return None  # (expired, or used once already)
         return uid
 
@@ -154,7 +161,7 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
                 "<h1>Open in a new tab</h1><p id=\"message\">Your browser blocks the cookies this tool needs inside"
                 " the course page.</p>", f"<p><a href=\"{esc(again)}\" target=\"_blank\" rel=\"noopener\">"
                 "Open the assignment in a new tab</a></p>"], 401)
-        if not hmac.compare_digest(cookie, state):
+        if not hmac.compare_digest(cookie.encode(), state.encode()):
             return failed("the launch's state is not this browser's login (Security Framework: state)", 403)
         try:
             platform, claims = check_id_token(lti, token, nonce, platform_id)
@@ -162,7 +169,8 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
             return failed(str(e), 401)
         if not lti.use_nonce(state, nonce, float(claims["exp"])):
             return failed("this id_token was used already (a replayed nonce)", 401)
-        role = service_role(list(claims.get(LTI + "roles") or []))
+        roles = claims.get(LTI + "roles")
+        role = service_role([str(r) for r in roles] if isinstance(roles, list) else [])
         if role is None:
             return failed("your role in this course is neither learner nor instructor: this tool has no page "
                           "for it", 403)
@@ -180,9 +188,9 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
             return failed("this link names no assignment of this tool: place it again through the tool's "
                           f"assignment picker (this tool serves {', '.join(service.assignments)})", 404)
         if role == "student":
-            ags = claims.get(AGS) or {}
+            ags = _obj(claims, AGS)
             lti.set_member(Member(uid, assignment, platform.id, str(claims["sub"]), str(ags.get("lineitems") or ""),
-                                  str(ags.get("lineitem") or ""), " ".join(ags.get("scope") or [])))
+                                  str(ags.get("lineitem") or ""), " ".join(map(str, ags.get("scope") or []))))
         to = f"/a/{assignment}" if role == "student" else f"/i/{assignment}/"
         resp = RedirectResponse("/lti/check?" + urllib.parse.urlencode({"to": to, "r": resume_token(uid)}), 303)
         resp.set_cookie(auth.SESSION_COOKIE, auth.session_cookie(key, uid), max_age=auth.SESSION_S,
@@ -193,10 +201,10 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
     def resource_assignment(platform_id: int, claims: dict[str, Any]) -> str | None:
         """The link's assignment: the one Deep Linking placed (custom parameter), else the one
         this link was first launched with, else the only one served."""
-        link = str((claims.get(LTI + "resource_link") or {}).get("id") or "")
+        link = str(_obj(claims, LTI + "resource_link").get("id") or "")
         if not link:
             return None
-        custom = str((claims.get(LTI + "custom") or {}).get("assignment") or "")
+        custom = str(_obj(claims, LTI + "custom").get("assignment") or "")
         known = lti.link(platform_id, link)
         chosen = custom if custom in service.policies else known if known in service.policies else \
             service.assignments[0] if len(service.assignments) == 1 else None
@@ -205,7 +213,7 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
         return chosen
 
     def deep_linking(claims: dict[str, Any], platform: Any) -> Response:
-        settings = claims.get(DL + "deep_linking_settings") or {}
+        settings = _obj(claims, DL + "deep_linking_settings")
         back = str(settings.get("deep_link_return_url") or "")
         if not back.startswith(("https://", "http://")):
             return failed("the Deep Linking request has no return address")

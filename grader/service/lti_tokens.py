@@ -143,7 +143,7 @@ def check_id_token(lti: LtiStore, token: str, expected_nonce: str, platform_id: 
     if (len(aud) > 1 or "azp" in claims) and claims.get("azp") != platform.client_id:
         raise LaunchError(f"the id_token's azp {claims.get('azp')!r} is not this tool")
     # step 9: the nonce is the one this browser's login was given (spent once: grader.service.lti_store)
-    if not secrets.compare_digest(str(claims["nonce"]), expected_nonce):
+    if not secrets.compare_digest(str(claims["nonce"]).encode(), expected_nonce.encode()):
         raise LaunchError("the id_token's nonce is not this login's")
     # LTI Core 5.3: version, message type, deployment
     if claims.get(LTI + "version") != "1.3.0":
