@@ -89,7 +89,7 @@ class Lms:
 
     def start(self) -> Lms:
         self.server, self.port = serve_in_thread(Starlette(routes=[
-            Route("/jwks", self.jwks), Route("/auth", self.authorize), Route("/token", self.token, methods=["POST"]),
+            Route("/jwks", self.jwks), Route("/auth", self.authorize), Route("/course", self.course), Route("/token", self.token, methods=["POST"]),
             Route("/lineitems", self.lineitems_endpoint, methods=["GET", "POST"]),
             Route("/lineitems/{n}/scores", self.score, methods=["POST"])]))
         return self
@@ -114,6 +114,17 @@ class Lms:
         if self.signer is not None:
             return self.signer(claims, self)
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
+
+    async def course(self, request: Request) -> Response:
+        """The course page: the assignment's link opened in a frame, as Canvas and Moodle embed it
+        (the frame starts the tool's login initiation for the user the hint names)."""
+        login = f"{self.tool_url}/lti/login?" + urllib.parse.urlencode({
+            "iss": self.issuer, "login_hint": request.query_params["hint"], "client_id": CLIENT_ID,
+            "target_link_uri": f"{self.tool_url}/lti/launch", "lti_deployment_id": DEPLOYMENT})
+        return HTMLResponse("<html><head><title>Course: Deep learning</title></head><body style=\"margin:0\">"
+                            "<div style=\"background:#394b58;color:#fff;padding:12px\">Course: Deep learning</div>"
+                            f"<iframe id=\"tool\" src=\"{html.escape(login)}\" style=\"width:100%;height:640px;"
+                            "border:0\"></iframe></body></html>")
 
     async def jwks(self, request: Request) -> Response:
         jwk = jwt.algorithms.RSAAlgorithm.to_jwk(self.key.public_key(), as_dict=True)
