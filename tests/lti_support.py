@@ -75,6 +75,7 @@ class Lms:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     lineitems: dict[str, dict[str, Any]] = field(default_factory=dict)
     launches: dict[str, dict[str, Any]] = field(default_factory=dict)  # login_hint -> claims to send
+    members: list[dict[str, Any]] = field(default_factory=list)  # the course's roster (NRPS)
     signer: Any = None  # (claims, lms) -> id_token text; default: RS256 with the LMS's key
     server: Any = None
     port: int = 0
@@ -91,7 +92,8 @@ class Lms:
         self.server, self.port = serve_in_thread(Starlette(routes=[
             Route("/jwks", self.jwks), Route("/auth", self.authorize), Route("/course", self.course), Route("/token", self.token, methods=["POST"]),
             Route("/lineitems", self.lineitems_endpoint, methods=["GET", "POST"]),
-            Route("/lineitems/{n}/scores", self.score, methods=["POST"])]))
+            Route("/lineitems/{n}/scores", self.score, methods=["POST"]),
+            Route("/memberships", self.memberships)]))
         return self
 
     def stop(self) -> None:
@@ -175,6 +177,19 @@ class Lms:
         n = str(len(self.lineitems) + 1)
         self.lineitems[n] = {**item, "id": f"{self.url}/lineitems/{n}"}
         return JSONResponse(self.lineitems[n], 201)
+
+    async def memberships(self, request: Request) -> Response:
+        """NRPS 2.0 membership container, two members a page (Link: rel="next")."""
+        if self.down:
+            return Response("down", 503)
+        if not self._authorized(request) or "membershipcontainer" not in request.headers.get("accept", ""):
+            return Response("refused", 401)
+        start = int(request.query_params.get("from", "0"))
+        page = self.members[start:start + 2]
+        headers = {"Link": f'<{self.url}/memberships?from={start + 2}>; rel="next"'} \
+            if start + 2 < len(self.members) else {}
+        return JSONResponse({"id": f"{self.url}/memberships", "context": {"id": "course-1"}, "members": page},
+                            headers=headers, media_type="application/vnd.ims.lti-nrps.v2.membershipcontainer+json")
 
     async def score(self, request: Request) -> Response:
         if self.down:

@@ -346,7 +346,7 @@ def test_the_configuration_json_names_the_tools_addresses(tool):
     assert "https://purl.imsglobal.org/spec/lti-ags/scope/score" in conf["scopes"]
 
 
-def test_add_platform_and_rotate_key_commands(tmp_path):
+def test_the_lti_commands_add_list_rotate_and_sync(tmp_path):
     """`grade serve lti add-platform` registers once; a second time is one clear line, exit 2."""
     from click.testing import CliRunner
 
@@ -361,6 +361,7 @@ def test_add_platform_and_rotate_key_commands(tmp_path):
     assert again.exit_code == 2 and "already registered" in again.output and "Traceback" not in again.output
     assert "https://lms.example\tc\td" in CliRunner().invoke(main, ["serve", "lti", "platforms", "--db", db]).output
     assert "new signing key" in CliRunner().invoke(main, ["serve", "lti", "rotate-key", "--db", db]).output
+    assert "no course yet" in CliRunner().invoke(main, ["serve", "lti", "sync-roster", "--db", db]).output
 
 
 # ---------------------------------------------------------------- Deep Linking

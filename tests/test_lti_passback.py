@@ -147,3 +147,39 @@ def test_a_refusal_by_the_lms_is_not_retried_and_the_page_says_why(tool, lms, se
                                             " j.id = p.job_id WHERE j.attempt_id = ?", (aid,))
     assert state == "failed" and "HTTP 404" in error
     assert sender.run_once(time.time() + 10**7) == (0, 0) and not scores_for(lms, "pb-gone")
+
+
+def test_the_roster_syncs_by_nrps_with_roles_status_and_every_page(tool, lms, sender):
+    """NRPS 2.0 (section 2, membership container; 2.4.1 paging by Link rel="next"): every member
+    of the course a launch came from becomes a user with the launch's id and role mapping;
+    an Inactive member is inactive; a Mentor gets no account."""
+    from grader.service.lti_roster import sync
+    from tests.lti_support import MEMBERSHIP
+
+    lms.members = [
+        {"user_id": "nr-1", "name": "Ada L", "email": "ada@example.edu", "status": "Active", "roles": [LEARNER]},
+        {"user_id": "nr-2", "name": "Bo D", "status": "Inactive", "roles": [LEARNER]},
+        {"user_id": "nr-t", "name": "Prof T", "status": "Active", "roles": [INSTRUCTOR]},
+        {"user_id": "nr-m", "name": "Mentor M", "status": "Active", "roles": [MEMBERSHIP + "Mentor"]},
+        {"user_id": "nr-5", "given_name": "Cy", "family_name": "E", "roles": [LEARNER]},
+    ]
+    claims = lms.claims("nr-t", INSTRUCTOR, **{
+        "https://purl.imsglobal.org/spec/lti/claim/context": {"id": "course-1", "title": "Deep learning"},
+        "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice": {
+            "context_memberships_url": f"{lms.url}/memberships", "service_versions": ["2.0"]}})
+    tool.signed_in(claims)
+    lines = sync(sender)
+    assert lines == ["Deep learning: 5 members, 3 new, 1 changed, 1 without a role here"]  # (nr-t: launched)
+    users = {u.id: u for u in Store(tool.store.path).users()}
+    ada, bo, prof = users["lti-1-nr-1"], users["lti-1-nr-2"], users["lti-1-nr-t"]
+    assert (ada.role, ada.name, ada.email, ada.active) == ("student", "Ada L", "ada@example.edu", True)
+    assert (bo.role, bo.active) == ("student", False) and prof.role == "instructor"
+    assert users["lti-1-nr-5"].name == "Cy E" and "lti-1-nr-m" not in users
+    assert "nrps/scope/contextmembership.readonly" in lms.token_requests[-1]["scope"]
+    lms.members[1]["status"] = "Active"
+    assert sync(sender) == ["Deep learning: 5 members, 0 new, 1 changed, 1 without a role here"]
+    lms.down = True
+    try:
+        assert "not synced: " in sync(sender)[0] and "HTTP 503" in sync(sender)[0]
+    finally:
+        lms.down = False

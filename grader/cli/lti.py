@@ -1,4 +1,4 @@
-"""`grade serve lti ...`: the LMS platforms this service trusts, and the tool's own keys
+"""`grade serve lti ...`: the LMS platforms this service trusts, the tool's own keys, rosters
 (thin commands over grader.service.lti_*; see docs/lti.md)."""
 
 from __future__ import annotations
@@ -71,6 +71,23 @@ def rotate_key(db: Path) -> None:
     except GraderError as e:
         _fail(str(e))
     click.echo(f"new signing key {kid}; the previous key stays in the JWKS for 7 days")
+
+
+@lti_group.command("sync-roster")
+@_db_option
+def sync_roster(db: Path) -> None:
+    """The roster of every course a launch came from, by Names and Role Provisioning."""
+    from grader.service.core import Service
+    from grader.service.lti_passback import Sender
+    from grader.service.lti_roster import sync
+
+    try:
+        lti = _lti(db)
+        lines = sync(Sender(Service(lti.store, {}, "")))
+    except GraderError as e:
+        _fail(str(e))
+    for line in lines or ["no course yet: the roster is known after a first launch from the course"]:
+        click.echo(line)
 
 
 @lti_group.command("config")

@@ -17,4 +17,5 @@ submit`, `submit()`), a queue grades them the way `grade batch` does, everyone r
 - lti_tokens.py: the tool's keys and JWKS, the launch's id_token checked, the JWTs it signs
 - lti_app.py: the LTI routes: login initiation, launch, Deep Linking, JWKS, configuration
 - lti_passback.py: grades back to the LMS by AGS, retried with backoff, sent once
+- lti_roster.py: the course's roster from the LMS by NRPS
 """

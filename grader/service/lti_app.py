@@ -35,6 +35,7 @@ from grader.service.lti_tokens import (
     AGS,
     DL,
     LTI,
+    NRPS_CLAIM,
     LaunchError,
     check_id_token,
     deep_link_response,
@@ -179,6 +180,10 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
         name = claims.get("name") or " ".join(filter(None, [claims.get("given_name"), claims.get("family_name")]))
         store.put_user(User(uid, str(name or claims["sub"])[:200], str(claims.get("email") or "")[:200], "",
                             role, True))
+        nrps, context = _obj(claims, NRPS_CLAIM), _obj(claims, LTI + "context")
+        if str(nrps.get("context_memberships_url") or "").startswith(("https://", "http://")) and context.get("id"):
+            lti.set_roster(platform.id, str(context["id"]), str(nrps["context_memberships_url"]),
+                           str(context.get("title") or ""))
         if claims[LTI + "message_type"] == "LtiDeepLinkingRequest":
             if role != "instructor":
                 return failed("only an instructor places assignments in the course", 403)
@@ -336,7 +341,8 @@ def tool_config(url: str, assignments: list[str]) -> dict[str, Any]:
         "redirect_uris": [launch],
         "scopes": ["https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
                    "https://purl.imsglobal.org/spec/lti-ags/scope/result.readonly",
-                   "https://purl.imsglobal.org/spec/lti-ags/scope/score"],
+                   "https://purl.imsglobal.org/spec/lti-ags/scope/score",
+                   "https://purl.imsglobal.org/spec/lti-nrps/scope/contextmembership.readonly"],
         "extensions": [{"platform": "canvas.instructure.com", "privacy_level": "public", "settings": {
             "placements": [{"placement": p, "message_type": "LtiDeepLinkingRequest", "target_link_uri": launch}
                            for p in ("assignment_selection", "link_selection")]}}],

@@ -41,7 +41,9 @@ class SendError(Exception):
 
 
 def _request(method: str, url: str, token: str | None = None, body: Any = None, content_type: str = "",
-             accept: str = "application/json", form: dict[str, str] | None = None) -> Any:
+             accept: str = "application/json", form: dict[str, str] | None = None, with_link: bool = False) -> Any:
+    """One request to the platform: its JSON answer (and its Link header, `with_link`), else
+    SendError saying what failed (permanent when the platform would answer the same again)."""
     headers = {"Accept": accept}
     data = None
     if form is not None:
@@ -53,7 +55,8 @@ def _request(method: str, url: str, token: str | None = None, body: Any = None, 
     req = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as r:
-            text = r.read(1 << 20).decode("utf-8", "replace")
+            text = r.read(16 << 20).decode("utf-8", "replace")
+            link = r.headers.get("Link", "")
     except urllib.error.HTTPError as e:
         detail = e.read(300).decode("utf-8", "replace").strip().replace("\n", " ")
         raise SendError(f"{method} {url}: HTTP {e.code} {detail}".strip(), e.code in PERMANENT) from None
@@ -61,7 +64,8 @@ def _request(method: str, url: str, token: str | None = None, body: Any = None, 
         reason = getattr(e, "reason", e)
         raise SendError(f"{method} {url}: {reason}") from None
     try:
-        return json.loads(text) if text.strip() else None
+        answer = json.loads(text) if text.strip() else None
+        return (answer, link) if with_link else answer
     except ValueError:
         raise SendError(f"{method} {url}: the answer is not JSON") from None
 
@@ -87,7 +91,7 @@ class Sender:
     def __init__(self, service: Service, backoff_s: float = 30.0, interval_s: float = 5.0):
         self.service, self.lti = service, LtiStore(service.store)
         self.backoff_s, self.interval_s = backoff_s, interval_s
-        self.tokens: dict[int, tuple[str, float]] = {}  # platform id -> (access token, expiry)
+        self.tokens: dict[tuple[int, str], tuple[str, float]] = {}  # (platform, scopes) -> (token, expiry)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -110,17 +114,18 @@ class Sender:
             n += self.lti.queue_passback(row[0], m.user_id, m.assignment, score_of(self.service, counted, m, base))
         return n
 
-    def token(self, platform: Platform) -> str:
-        held = self.tokens.get(platform.id)
+    def token(self, platform: Platform, scopes: tuple[str, ...] = SCOPES) -> str:
+        """An access token for these scopes (client credentials with a JWT assertion), cached."""
+        held = self.tokens.get((platform.id, " ".join(scopes)))
         if held and held[1] > time.time() + 30:
             return held[0]
         answer = _request("POST", platform.auth_token_url, form={
             "grant_type": "client_credentials",
             "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-            "client_assertion": client_assertion(self.lti, platform), "scope": " ".join(SCOPES)})
+            "client_assertion": client_assertion(self.lti, platform), "scope": " ".join(scopes)})
         if not isinstance(answer, dict) or not answer.get("access_token"):
             raise SendError(f"{platform.auth_token_url}: no access_token in the answer")
-        self.tokens[platform.id] = (answer["access_token"], time.time() + float(answer.get("expires_in") or 300))
+        self.tokens[(platform.id, " ".join(scopes))] = (answer["access_token"], time.time() + float(answer.get("expires_in") or 300))
         return answer["access_token"]
 
     def lineitem(self, platform: Platform, member: Member, token: str) -> str:
@@ -169,8 +174,8 @@ class Sender:
             try:
                 self.send(pb)
             except SendError as e:
-                if "HTTP 401" in str(e):
-                    self.tokens.pop(getattr(self.lti.member(pb.user_id, pb.assignment), "platform_id", -1), None)
+                if "HTTP 401" in str(e):  # (a token the platform no longer takes: ask for a new one)
+                    self.tokens.clear()
                 tries = pb.tries + 1
                 retry = None if e.permanent or tries >= MAX_TRIES else time.time() + self.backoff_s * 2 ** (tries - 1)
                 self.lti.passback_failed(pb.id, str(e), retry)

@@ -1,9 +1,10 @@
 """The LTI 1.3 tables of the service's database: registered platforms, the tool's own keys,
 login states and used nonces (each with an expiry), resource links mapped to assignments,
-what each LMS user launched from, and the grade passbacks (a durable outbox).
+what each LMS user launched from, the courses' membership (NRPS) addresses, and the grade
+passbacks (a durable outbox).
 
 They live beside the service's own tables (grader.service.store) in the same SQLite file and
-are created on first use, so a database without LTI is left exactly as it was.
+are created on first use (empty until a platform is registered).
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ CREATE TABLE IF NOT EXISTS lti_members (
     lineitem TEXT NOT NULL DEFAULT '',
     scopes TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (user_id, assignment)
+);
+CREATE TABLE IF NOT EXISTS lti_rosters (
+    platform_id INTEGER NOT NULL REFERENCES lti_platforms(id),
+    context_id TEXT NOT NULL,
+    memberships_url TEXT NOT NULL,
+    title TEXT NOT NULL DEFAULT '',
+    synced REAL,
+    PRIMARY KEY (platform_id, context_id)
 );
 CREATE TABLE IF NOT EXISTS lti_passbacks (
     id INTEGER PRIMARY KEY,
@@ -227,6 +236,24 @@ class LtiStore:
         with self.store.transaction() as db:
             db.execute("UPDATE lti_members SET lineitem = ? WHERE platform_id = ? AND lineitems = ? AND"
                        " assignment = ? AND lineitem = ''", (lineitem, platform_id, lineitems, assignment))
+
+    # ------------------------------------------------------------ rosters (NRPS)
+
+    def set_roster(self, platform_id: int, context_id: str, url: str, title: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("INSERT INTO lti_rosters (platform_id, context_id, memberships_url, title) VALUES (?,?,?,?)"
+                       " ON CONFLICT DO UPDATE SET memberships_url = excluded.memberships_url,"
+                       " title = excluded.title", (platform_id, context_id, url, title))
+
+    def rosters(self) -> list[tuple[int, str, str, str]]:
+        """(platform id, context id, memberships URL, course title) of every course seen."""
+        return list(self.db.execute("SELECT platform_id, context_id, memberships_url, title FROM lti_rosters"
+                                    " ORDER BY platform_id, context_id"))
+
+    def roster_synced(self, platform_id: int, context_id: str) -> None:
+        with self.store.transaction() as db:
+            db.execute("UPDATE lti_rosters SET synced = ? WHERE platform_id = ? AND context_id = ?",
+                       (time.time(), platform_id, context_id))
 
     # ------------------------------------------------------------ passbacks
 

@@ -23,6 +23,7 @@ from grader.service.lti_store import LtiStore, Platform
 LTI = "https://purl.imsglobal.org/spec/lti/claim/"
 DL = "https://purl.imsglobal.org/spec/lti-dl/claim/"
 AGS = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
+NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 LEEWAY_S = 60  # clocks of the platform and the tool may differ this much
 MESSAGE_TYPES = ("LtiResourceLinkRequest", "LtiDeepLinkingRequest")
 _jwks_clients: dict[str, jwt.PyJWKClient] = {}  # one per keyset URL: its keys cached, refetched for a new kid
