@@ -121,8 +121,10 @@ class Lms:
         """The course page: the assignment's link opened in a frame, as Canvas and Moodle embed it
         (the frame starts the tool's login initiation for the user the hint names)."""
         login = f"{self.tool_url}/lti/login?" + urllib.parse.urlencode({
-            "iss": self.issuer, "login_hint": request.query_params["hint"], "client_id": CLIENT_ID,
+            "iss": self.issuer, "login_hint": request.query_params.get("hint", ""), "client_id": CLIENT_ID,
             "target_link_uri": f"{self.tool_url}/lti/launch", "lti_deployment_id": DEPLOYMENT})
+        if request.query_params.get("page", "").startswith("/"):  # (a page of the tool, once signed in)
+            login = self.tool_url + request.query_params["page"]
         return HTMLResponse("<html><head><title>Course: Deep learning</title></head><body style=\"margin:0\">"
                             "<div style=\"background:#394b58;color:#fff;padding:12px\">Course: Deep learning</div>"
                             f"<iframe id=\"tool\" src=\"{html.escape(login)}\" style=\"width:100%;height:640px;"
