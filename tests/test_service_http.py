@@ -66,6 +66,7 @@ def test_an_upload_is_accepted_202_queued_then_graded_with_its_feedback_page(srv
         assert "script-src" not in r.headers["content-security-policy"]  # (the feedback page runs no script)
         rep = c.get(f"/api/submissions/{graded_s1['id']}/report").json()
         assert rep["final"] == 11.0 and {ch["status"] for ch in rep["report"]["checks"]} == {"pass"}
+        assert "folder" not in rep["report"]["assignment"]  # (no path of the server's)
 
 
 def test_hidden_checks_details_never_reach_a_student(srv):
@@ -170,7 +171,7 @@ def test_a_student_reaches_none_of_another_students_attempts_on_any_route(srv, g
 def test_without_a_login_pages_go_to_the_login_form_and_the_api_says_401(srv):
     with srv.api("s1") as c:
         c.headers.pop("Authorization")
-        assert c.get(f"/s/1").headers["location"] == "/login"
+        assert c.get("/s/1").headers["location"] == "/login"
         r = c.get("/api/submissions/1")
         assert r.status_code == 401 and "log in first" in r.json()["error"]
 
@@ -221,6 +222,10 @@ def test_instructors_see_the_dashboard_gradebook_and_export_and_regrade_keeps_ol
         csv_text = c.get(f"/i/{ASSIGNMENT}/export.csv").text
         assert re.search(r"^s1,Student s1,11,11,", csv_text, re.MULTILINE)
         assert c.get(f"/i/{ASSIGNMENT}/export.csv?format=nope").status_code == 400
+        canvas = c.get(f"/i/{ASSIGNMENT}/export.csv", params={"format": "canvas", "column": "HW1 (123)"}).text
+        assert canvas.splitlines()[:2] == ["Student,ID,SIS User ID,SIS Login ID,Section,HW1 (123)",
+                                           "Points Possible,,,,,11"]
+        assert c.get(f"/i/{ASSIGNMENT}/export.csv?format=moodle").text.startswith("Identifier,Full name,")
         before = srv.rows("SELECT count(*) FROM results")[0][0]
         attempts = srv.rows("SELECT count(*) FROM attempts")[0][0]
         r = c.post(f"/api/assignments/{ASSIGNMENT}/regrade")
@@ -262,3 +267,47 @@ def test_submit_in_a_notebook_hands_in_the_notebook_it_names(srv, tmp_path, monk
     sub = submit()
     assert sub["status"] == "graded" and sub["score"] < 11
     assert f"submitted hw.ipynb: {sub['score']:g}/11; feedback: {srv.url}/s/" in capsys.readouterr().out
+
+
+def test_a_cookie_session_posting_to_the_api_needs_the_csrf_header(srv):
+    c, token = srv.browser_session("s4")
+    files = {"file": ("hw.ipynb", b"not a notebook")}
+    r = c.post(f"/api/assignments/{ASSIGNMENT}/submissions", files=files)
+    assert r.status_code == 400  # (the upload is read first: not a notebook)
+    files = {"file": ("hw.ipynb", notebook_bytes("starter", "s4"))}
+    r = c.post(f"/api/assignments/{ASSIGNMENT}/submissions", files=files)
+    assert r.status_code == 403 and "CSRF" in r.json()["error"]
+    assert srv.rows("SELECT count(*) FROM attempts WHERE user_id = 's4'") == [(0,)]
+
+
+def test_one_command_serves_with_the_example_roster_and_prints_each_link_once(tmp_path):
+    from tests.service_support import free_port
+
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "grader.cli", "serve", "--assignment", ASSIGNMENT, "--roster",
+           str(ROOT / "docs" / "service-roster.csv"), "--instructor", "ta", "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        links = [proc.stdout.readline().rstrip("\n").split("\t") for _ in range(4)]
+        assert [(who, name) for who, name, _ in links] == [("s1", "Ada Lovelace"), ("s2", "Alan Turing"),
+                                                           ("s3", "Grace Hopper"), ("ta", "")]
+        assert all(link.startswith(f"http://127.0.0.1:{port}/login#ngt_") for _, _, link in links)
+        said = [proc.stderr.readline() for _ in range(3)]  # the note after each group of links, then this
+        assert said[2].startswith(f"serving sigmoid-2-3-1 at http://127.0.0.1:{port}"), said
+        import httpx
+
+        token = links[0][2].split("#")[1]
+        me = httpx.get(f"http://127.0.0.1:{port}/api/me", headers={"Authorization": f"Bearer {token}"}).json()
+        assert (me["id"], me["role"]) == ("s1", "student")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    # started again on the same database: nobody new, so no link is printed again
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving sigmoid-2-3-1" in proc.stderr.readline()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert out == ""

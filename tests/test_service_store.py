@@ -151,3 +151,33 @@ def test_importing_grader_and_its_submit_loads_no_web_stack():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[]"
+
+
+def test_the_notebook_is_fsynced_before_its_attempt_is_committed(store, monkeypatch):
+    import os
+
+    events = []
+    real_fsync, real_execute = os.fsync, store.db.execute
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+
+    class Spy:  # (sqlite3.Connection's methods cannot be patched: wrap it)
+        def __getattr__(self, name):
+            return getattr(store.db_real, name)
+
+        def execute(self, sql, *args):
+            if sql.startswith("INSERT INTO attempts"):
+                events.append("insert")
+            return real_execute(sql, *args)
+
+    store.db_real, store.db = store.db, Spy()
+    store.add_attempt("s1", "a1", "hw.ipynb", "cd" * 32, b"{}")
+    assert events[:3] == ["fsync", "fsync", "insert"]  # the file, then its folder, then the row
+
+
+def test_an_assignment_not_open_yet_refuses_uploads_with_its_opening_time(store):
+    from grader.service.core import Refused, Service
+
+    svc = Service(store, {"a1": Policy(opens=time.time() + 3600)}, auth.new_key())
+    with pytest.raises(Refused, match=r"a1 opens at \d{4}-\d\d-\d\d \d\d:\d\d UTC") as e:
+        svc.check_upload(store.user("s1"), "a1", "hw.ipynb", b"{}", time.time())
+    assert e.value.status == 403

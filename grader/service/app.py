@@ -65,7 +65,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         if user is None:
             raise Refused(401, "log in first: open your personal link, or send your token (Authorization: Bearer)")
         if role and user.role != role:
-            raise Refused(403 if role == "instructor" else 404, f"for {role}s only")
+            raise Refused(403, f"for {role}s only")
         return user, cookie
 
     def csrf(cookie: str, given: str | None) -> None:
@@ -156,6 +156,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         data = await upload.read(p.max_upload + 1)
         name = upload.filename or "notebook.ipynb"
         service.check_upload(user, asg, name, data, time.time())
+        await run_in_threadpool(service.check_notebook, name, data)
         return name, data, form
 
     async def submit_form(request: Request) -> Response:
@@ -167,7 +168,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
             csrf(cookie, form.get("csrf"))
         else:
             raise Refused(400, "not a notebook upload (multipart/form-data with a field 'file')")
-        aid = await run_in_threadpool(service.accept, user, asg, name, data)
+        aid = await service.accept(user, asg, name, data)
         return RedirectResponse(f"/s/{aid}", 303)
 
     async def status_page(request: Request) -> Response:
@@ -259,7 +260,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         asg = request.path_params["assignment"]
         name, data, form = await read_upload(request, user, asg)
         csrf(cookie, request.headers.get("x-csrf-token") or form.get("csrf"))
-        aid = await run_in_threadpool(service.accept, user, asg, name, data)
+        aid = await service.accept(user, asg, name, data)
         return JSONResponse(attempt_json(store.attempt(aid, False)), 202)
 
     async def api_list(request: Request) -> Response:
@@ -294,6 +295,9 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         return FileResponse(STATIC / "app.js", media_type="text/javascript",
                             headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache"})
 
+    async def favicon(request: Request) -> Response:
+        return Response(status_code=204)  # (no icon; a 404 would be an error in the browser's console)
+
     async def health(request: Request) -> Response:
         return JSONResponse({"ok": True, "queue": store.queue_counts()})
 
@@ -317,7 +321,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         Route("/api/submissions", endpoint(api_list)),
         Route("/api/submissions/{id}", endpoint(api_attempt)),
         Route("/api/submissions/{id}/report", endpoint(api_report)),
-        Route("/static/app.js", static),
+        Route("/static/app.js", static), Route("/favicon.ico", favicon),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed, 500: _internal})
     from grader.service.lti_app import mount  # (the LTI 1.3 tool's routes; docs/lti.md)

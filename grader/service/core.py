@@ -52,9 +52,7 @@ class Service:
         return self.policies[assignment]
 
     def check_upload(self, user: User, assignment: str, filename: str, data: bytes, now: float) -> None:
-        """Refuse (Refused) what cannot be accepted: closed, rate-limited, too big, not a notebook."""
-        from grader.submission.notebook import parse_notebook
-
+        """Refuse (Refused) what cannot be accepted: closed, rate-limited, too big, a zip."""
         p = self.policy(assignment)
         if user.role != "student":
             raise Refused(403, "only students hand in notebooks")
@@ -69,14 +67,25 @@ class Service:
             raise Refused(413, f"{filename}: {len(data)} bytes, over the limit of {p.max_upload} bytes")
         if data[:4] in ZIP_MAGIC:
             raise Refused(400, f"{filename}: a zip archive, not a notebook: upload the .ipynb file itself")
+
+    @staticmethod
+    def check_notebook(filename: str, data: bytes) -> None:
+        """Refuse what is not a notebook (run in a thread: parsing a large one takes a while)."""
+        from grader.submission.notebook import parse_notebook
+
         try:
             parse_notebook(data, filename)
         except SubmissionError as e:
             raise Refused(400, str(e)) from None
 
-    def accept(self, user: User, assignment: str, filename: str, data: bytes) -> int:
-        """Store an accepted notebook durably and queue it: its attempt id."""
+    async def accept(self, user: User, assignment: str, filename: str, data: bytes) -> int:
+        """Store an accepted notebook durably and queue it: its attempt id. The file is written
+        and fsynced in a thread (the server keeps answering meanwhile), the row on the loop's
+        thread, as every other use of the database in the server."""
+        from starlette.concurrency import run_in_threadpool
+
         sha = hashlib.sha256(data).hexdigest()
+        await run_in_threadpool(self.store.save_file, sha, data)
         return self.store.add_attempt(user.id, assignment, safe_filename(filename), sha, data)
 
     def visible_attempt(self, user: User, attempt_id: int, with_report: bool = True) -> Attempt:

@@ -144,5 +144,5 @@ def gradebook(assignment: str, users: list[User], attempts: dict[str, list[Attem
 
 def with_nav(page_html: str, links: list[tuple[str, str]]) -> str:
     """A batch page (feedback, dashboard) with links back into the service at its top."""
-    nav = "<nav>" + "".join(f"<a href=\"{html.escape(h)}\">{html.escape(t)}</a>" for h, t in links) + "</nav>"
+    nav = "<nav>" + " · ".join(f"<a href=\"{html.escape(h)}\">{html.escape(t)}</a>" for h, t in links) + "</nav>"
     return page_html.replace("<body>", "<body>" + nav, 1)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -168,6 +169,8 @@ class Store:
         except OSError as e:
             raise GraderError(f"{path}: cannot be created ({e.strerror or e})") from None
         self.path = path
+        # one connection shared by a process's threads: its transactions taken one at a time
+        self.lock = threading.RLock()
         self.files = Path(f"{path}.files")  # the uploaded notebooks, by content hash
         self.files.mkdir(mode=0o700, exist_ok=True)
 
@@ -177,13 +180,14 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction, taken at once (BEGIN IMMEDIATE), rolled back on any error."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM service_meta WHERE key = ?", (key,)).fetchone()
@@ -251,12 +255,17 @@ class Store:
 
     # ------------------------------------------------------------ attempts and the queue
 
+    def save_file(self, sha256: str, data: bytes) -> None:
+        """The notebook's bytes on disk, fsynced (once per content)."""
+        stored = self.files / f"{sha256}.ipynb"
+        if not stored.exists():  # (written whole or not at all: os.replace)
+            fsync_write(stored, data)
+
     def add_attempt(self, user_id: str, assignment: str, filename: str, sha256: str, data: bytes) -> int:
         """Store the notebook (fsync) then its attempt and first job (one transaction): when
         this returns, the submission survives a crash."""
+        self.save_file(sha256, data)
         stored = self.files / f"{sha256}.ipynb"
-        if not stored.exists():
-            fsync_write(stored, data)
         t = time.time()
         with self.transaction() as db:
             aid = db.execute("INSERT INTO attempts (user_id, assignment, filename, sha256, size, stored, submitted_at)"
@@ -325,6 +334,8 @@ class Store:
 
     def claim(self, lease: str) -> Claimed | None:
         """The oldest queued job, now this lease's (None when the queue is empty)."""
+        if self.db.execute("SELECT 1 FROM jobs WHERE state = 'queued' LIMIT 1").fetchone() is None:
+            return None  # (an idle worker's poll takes no write lock)
         with self.transaction() as db:
             row = db.execute("SELECT j.id, a.id, a.assignment, a.filename, a.sha256, a.stored FROM jobs j"
                              " JOIN attempts a ON a.id = j.attempt_id WHERE j.state = 'queued'"
