@@ -209,6 +209,7 @@ class Tool:
     folder: Path
     lms: Lms
     secure_cookies: bool = False
+    config: str = ""  # the service's policies (TOML), if any
     store: Store | None = None
     service: Service | None = None
     server: Any = None
@@ -220,7 +221,11 @@ class Tool:
 
     def start(self) -> Tool:
         self.store = Store(self.folder / "service.sqlite")
-        self.service = Service(self.store, load_config(None, [ASSIGNMENT]), auth.new_key())
+        conf = None
+        if self.config:
+            conf = self.folder / "service.toml"
+            conf.write_text(self.config, encoding="utf-8")
+        self.service = Service(self.store, load_config(conf, [ASSIGNMENT]), auth.new_key())
         LtiStore(self.store).add_platform(self.lms.issuer, CLIENT_ID, DEPLOYMENT, f"{self.lms.url}/auth",
                                           f"{self.lms.url}/token", f"{self.lms.url}/jwks")
         self.server, self.port = serve_in_thread(build_app(self.service, self.secure_cookies))

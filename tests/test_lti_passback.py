@@ -183,3 +183,20 @@ def test_the_roster_syncs_by_nrps_with_roles_status_and_every_page(tool, lms, se
         assert "not synced: " in sync(sender)[0] and "HTTP 503" in sync(sender)[0]
     finally:
         lms.down = False
+
+
+def test_under_the_best_policy_only_an_attempt_that_counts_is_sent(lms, tmp_path):
+    """AGS 3.4 scores follow the assignment's policy: with `counts = "best"` a worse later
+    attempt sends nothing (the LMS keeps the best), a better one sends its score."""
+    tool = Tool(tmp_path, lms, config=f'[assignments.{ASSIGNMENT}]\ncounts = "best"\n').start()
+    own = Store(tool.store.path)
+    try:
+        sender = Sender(Service(own, tool.service.policies, tool.service.key))
+        c = tool.signed_in(lms.claims("best-1", LEARNER))
+        for score, sent in ((9.0, 1), (5.0, 0), (11.0, 1)):
+            record(tool, upload(tool, c, "best-1"), score)
+            assert sender.run_once() == (sent, 0), score
+        assert [s["scoreGiven"] for s in scores_for(lms, "best-1")] == [9.0, 11.0]
+    finally:
+        own.close()
+        tool.stop()
