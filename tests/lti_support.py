@@ -11,6 +11,7 @@ by uvicorn in a thread, without a grading worker: a test records results itself.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 import secrets
@@ -71,6 +72,7 @@ class Lms:
     kid: str = "lms-key-1"
     tool_url: str = ""
     down: bool = False
+    slow_s: float = 0.0  # the token endpoint answers this late (a platform that hangs)
     scores: list[dict[str, Any]] = field(default_factory=list)
     token_requests: list[dict[str, str]] = field(default_factory=list)
     lineitems: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -150,9 +152,11 @@ class Lms:
             "<script>document.getElementById('f').submit()</script></body></html>")
 
     async def token(self, request: Request) -> Response:
+        form = {k: str(v) for k, v in (await request.form()).items()}
+        if self.slow_s:
+            await asyncio.sleep(self.slow_s)
         if self.down:
             return Response("down for maintenance", 503)
-        form = {k: str(v) for k, v in (await request.form()).items()}
         self.token_requests.append(form)
         assertion = form.get("client_assertion", "")
         client = jwt.PyJWKClient(f"{self.tool_url}/lti/jwks.json")

@@ -113,6 +113,21 @@ def test_a_replayed_id_token_is_refused_with_its_state_or_with_a_fresh_login(too
     assert replay.status_code == 401 and "nonce" in message(replay)
 
 
+def test_a_login_state_older_than_ten_minutes_is_refused(tool, lms):
+    """SF 5.1.1 (state) with an expiry: a launch posted after the login's state expired signs
+    no one in, even with its cookie and a valid token."""
+    c = httpx.Client(timeout=30)
+    lms.launches["late"] = lms.claims("late-1", LEARNER)
+    r = c.get(f"{tool.url}/lti/login", params={"iss": lms.issuer, "login_hint": "late"})
+    page = c.get(r.headers["location"]).text
+    state = re.search(r'name="state" value="([^"]+)"', page)[1]
+    with tool.store.transaction() as db:
+        db.execute("UPDATE lti_states SET expires = ? WHERE state = ?", (time.time() - 1, state))
+    late = c.post(f"{tool.url}/lti/launch", data={"state": state,
+                                                 "id_token": re.search(r'name="id_token" value="([^"]+)"', page)[1]})
+    assert late.status_code == 401 and "expired" in message(late) and "nngrader_session" not in c.cookies
+
+
 def test_a_nonce_is_spent_once_in_the_database(tool):
     """SF 5.1.3 step 9: the store refuses a nonce it has seen, even under another state."""
     lti = LtiStore(tool.store)

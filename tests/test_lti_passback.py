@@ -200,3 +200,34 @@ def test_under_the_best_policy_only_an_attempt_that_counts_is_sent(lms, tmp_path
     finally:
         own.close()
         tool.stop()
+
+
+def test_a_platform_that_hangs_or_refuses_connections_is_retried_with_the_reason(tool, lms, sender, monkeypatch):
+    """A timeout and a refused connection are failures to retry (not to give up on), each
+    kept with its reason; the score goes once the platform answers."""
+    import grader.service.lti_passback as passback
+    from tests.service_support import free_port
+
+    monkeypatch.setattr(passback, "TIMEOUT_S", 0.5)
+    c = tool.signed_in(lms.claims("pb-slow", LEARNER))
+    aid = upload(tool, c, "pb-slow")
+    record(tool, aid, 6.0)
+    query = "SELECT p.state, p.error FROM lti_passbacks p JOIN jobs j ON j.id = p.job_id WHERE j.attempt_id = ?"
+    lms.slow_s = 2.0
+    try:
+        assert sender.run_once() == (0, 1)
+    finally:
+        lms.slow_s = 0.0
+    (state, error), = tool.store.db.execute(query, (aid,))
+    assert state == "pending" and "timed out" in error
+    real = tool.store.db.execute("SELECT auth_token_url FROM lti_platforms WHERE id = 1").fetchone()[0]
+    with tool.store.transaction() as db:
+        db.execute("UPDATE lti_platforms SET auth_token_url = ? WHERE id = 1", (f"http://127.0.0.1:{free_port()}/t",))
+    try:
+        assert sender.run_once(time.time() + 10**4) == (0, 1)
+    finally:
+        with tool.store.transaction() as db:
+            db.execute("UPDATE lti_platforms SET auth_token_url = ? WHERE id = 1", (real,))
+    (state, error), = tool.store.db.execute(query, (aid,))
+    assert state == "pending" and "refused" in error.lower()
+    assert sender.run_once(time.time() + 10**5) == (1, 0) and len(scores_for(lms, "pb-slow")) == 1
