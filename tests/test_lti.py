@@ -184,6 +184,32 @@ def test_an_unknown_kid_is_refused(tool, lms):
         lms.signer = None
 
 
+def test_a_platform_that_rotates_its_key_is_followed_by_its_new_kid(lms, tmp_path, monkeypatch):
+    """SF 6.3 (key rotation): a kid not in the cached key set makes the tool fetch the
+    platform's JWKS again (once its refetch cooldown has passed: here none), so a launch
+    signed with the platform's new key is accepted."""
+    from grader.service import lti_tokens
+
+    monkeypatch.setattr(lti_tokens, "JWKS_COOLDOWN_S", 0.0)
+    monkeypatch.setattr(lti_tokens, "_jwks_clients", {})
+    tool = Tool(tmp_path, lms).start()
+    old = (lms.key, lms.kid)
+    try:
+        assert tool.launch(lms.claims("rot-1", LEARNER))[1].status_code == 303  # (keys now cached)
+        lms.key, lms.kid = rsa_key(), "lms-key-2"
+        assert tool.launch(lms.claims("rot-2", LEARNER))[1].status_code == 303
+    finally:
+        lms.key, lms.kid = old
+        tool.stop()
+
+
+def test_redirects_after_a_launch_stay_on_the_tool(tool, lms):
+    """The launch's landing address is a path of this tool, never another site."""
+    c = tool.signed_in(lms.claims("redir-1", LEARNER))
+    for to in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        assert c.get(f"{tool.url}/lti/check", params={"to": to}).headers["location"] == "/"
+
+
 def _unsigned(claims: dict, alg: str, key: bytes = b"") -> str:
     if alg == "none":
         head = base64.urlsafe_b64encode(json.dumps({"alg": "none", "kid": "lms-key-1"}).encode()).rstrip(b"=")

@@ -26,6 +26,7 @@ AGS = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 LEEWAY_S = 60  # clocks of the platform and the tool may differ this much
 MESSAGE_TYPES = ("LtiResourceLinkRequest", "LtiDeepLinkingRequest")
+JWKS_COOLDOWN_S = 10.0  # a new kid refetches the platform's keys, at most this often (no refetch storm)
 _jwks_clients: dict[str, jwt.PyJWKClient] = {}  # one per keyset URL: its keys cached, refetched for a new kid
 
 
@@ -98,7 +99,8 @@ def _platform_key(platform: Platform, kid: str) -> Any:
     client = _jwks_clients.get(platform.keyset_url)
     if client is None:
         client = _jwks_clients[platform.keyset_url] = jwt.PyJWKClient(platform.keyset_url, cache_keys=True,
-                                                                      lifespan=3600, timeout=10)
+                                                                      lifespan=3600, timeout=10,
+                                                                      cooldown_duration=JWKS_COOLDOWN_S)
     try:
         return client.get_signing_key(kid).key
     except jwt.PyJWKClientConnectionError as e:
