@@ -218,6 +218,7 @@ class Tool:
     service: Service | None = None
     server: Any = None
     port: int = 0
+    before: str = ""
 
     @property
     def url(self) -> str:
@@ -233,28 +234,16 @@ class Tool:
         LtiStore(self.store).add_platform(self.lms.issuer, CLIENT_ID, DEPLOYMENT, f"{self.lms.url}/auth",
                                           f"{self.lms.url}/token", f"{self.lms.url}/jwks")
         self.server, self.port = serve_in_thread(build_app(self.service, self.secure_cookies))
-        self.lms.tool_url = self.url
+        self.before, self.lms.tool_url = self.lms.tool_url, self.url
         return self
 
     def stop(self) -> None:
         self.server.should_exit = True
+        self.lms.tool_url = self.before  # (the LMS talks to the tool it had before this one again)
 
     def launch(self, claims: dict[str, Any], client: httpx.Client | None = None,
                hint: str | None = None) -> tuple[httpx.Client, httpx.Response]:
-        """A browser's launch: the login initiation, the LMS's authorization, the form posted back.
-        Returns the browser (its cookies) and the tool's answer to the launch (not followed)."""
-        c = client or httpx.Client(timeout=30)
-        hint = hint or secrets.token_hex(6)
-        self.lms.launches[hint] = claims
-        r = c.get(f"{self.url}/lti/login", params={"iss": self.lms.issuer, "login_hint": hint,
-                                                  "target_link_uri": f"{self.url}/lti/launch",
-                                                  "client_id": CLIENT_ID})
-        assert r.status_code == 302, r.text
-        auth_page = c.get(r.headers["location"])
-        assert auth_page.status_code == 200, auth_page.text
-        fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', auth_page.text))
-        action = html.unescape(re.search(r'action="([^"]+)"', auth_page.text)[1])
-        return c, c.post(action, data={k: html.unescape(v) for k, v in fields.items()})
+        return launch(self.url, self.lms, claims, client, hint)
 
     def signed_in(self, claims: dict[str, Any]) -> httpx.Client:
         """A browser signed in by a successful launch (its redirects followed)."""
@@ -263,5 +252,19 @@ class Tool:
         return c
 
 
-def location_query(r: httpx.Response) -> dict[str, str]:
-    return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(r.headers["location"]).query))
+def launch(tool_url: str, lms: Lms, claims: dict[str, Any], client: httpx.Client | None = None,
+           hint: str | None = None) -> tuple[httpx.Client, httpx.Response]:
+    """A browser's launch: the login initiation, the LMS's authorization, the form posted back.
+    Returns the browser (its cookies) and the tool's answer to the launch (not followed)."""
+    c = client or httpx.Client(timeout=30)
+    hint = hint or secrets.token_hex(6)
+    lms.launches[hint] = claims
+    r = c.get(f"{tool_url}/lti/login", params={"iss": lms.issuer, "login_hint": hint,
+                                              "target_link_uri": f"{tool_url}/lti/launch", "client_id": CLIENT_ID})
+    assert r.status_code == 302, r.text
+    auth_page = c.get(r.headers["location"])
+    assert auth_page.status_code == 200, auth_page.text
+    fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', auth_page.text))
+    action = html.unescape(re.search(r'action="([^"]+)"', auth_page.text)[1])
+    return c, c.post(action, data={k: html.unescape(v) for k, v in fields.items()})
+
