@@ -87,8 +87,8 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
             return {"samesite": "none", "secure": True, "httponly": True}
         return {"samesite": "lax", "secure": secure_cookies, "httponly": True}
 
-    def failed(message: str, status: int = 400) -> HTMLResponse:
-        return _page(f"Error {status}", [f"<h1>The LMS launch failed</h1><p class=\"error\" id=\"message\">"
+    def failed(message: str, status: int = 400, heading: str = "The LMS launch failed") -> HTMLResponse:
+        return _page(f"Error {status}", [f"<h1>{esc(heading)}</h1><p class=\"error\" id=\"message\">"
                                          f"{esc(message)}</p>"], status)
 
     def resume_token(uid: str) -> str:
@@ -279,12 +279,12 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
         if user is None:
             return RedirectResponse("/login", 303)
         if user.role != "instructor":
-            return failed("for instructors only", 403)
+            return failed("for instructors only", 403, "Error 403")
         asg = request.path_params["assignment"]
         try:
             service.policy(asg)
         except Refused as e:
-            return failed(e.message, e.status)
+            return failed(e.message, e.status, f"Error {e.status}")
         rows = [[pb.user_id, str(pb.job_id), pb.state, str(pb.tries),
                  "" if pb.score.get("scoreGiven") is None else f"{pb.score['scoreGiven']:g}/{pb.score['scoreMaximum']:g}",
                  time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(pb.sent_at)) if pb.sent_at else
