@@ -13,7 +13,10 @@ import json
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from grader.errors import GraderError
 from grader.service.store import Store
@@ -290,3 +293,36 @@ class LtiStore:
             db.execute("UPDATE lti_passbacks SET tries = tries + 1, error = ?, state = ?, next_try = ?"
                        " WHERE id = ? AND state = 'pending'",
                        (error[:500], "pending" if next_try is not None else "failed", next_try or 0.0, pid))
+
+
+CONFIG_KEYS = ("issuer", "client_id", "deployment_id", "auth_login_url", "auth_token_url", "keyset_url")
+
+
+def platforms_from_config(store: Store, path: Path | None) -> int:
+    """Register the `[[lti.platform]]` tables of the service's config (TOML) that are not yet
+    registered (each start: the file may gain one); how many were new. GraderError, one line,
+    for a table that is not complete."""
+    if path is None:
+        return 0
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise GraderError(f"{path}: cannot be read as TOML ({e})") from None
+    section = raw.get("lti") or {}
+    tables = section.get("platform") or [] if isinstance(section, dict) else None
+    if not isinstance(tables, list):
+        raise GraderError(f"{path}: [[lti.platform]] must be an array of tables")
+    lti, new = LtiStore(store), 0
+    for i, t in enumerate(tables, 1):
+        missing = [k for k in CONFIG_KEYS if not isinstance(t, dict) or not str(t.get(k) or "").strip()]
+        if missing:
+            raise GraderError(f"{path}: [[lti.platform]] number {i} lacks {', '.join(missing)}")
+        unknown = sorted(set(t) - set(CONFIG_KEYS))
+        if unknown:
+            raise GraderError(f"{path}: [[lti.platform]] number {i}: unknown key {unknown[0]!r}")
+        if any(p.deployment_id == str(t["deployment_id"]) for p in lti.platforms(str(t["issuer"]),
+                                                                              str(t["client_id"]))):
+            continue
+        lti.add_platform(*(str(t[k]).strip() for k in CONFIG_KEYS))
+        new += 1
+    return new

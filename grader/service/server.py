@@ -42,6 +42,9 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
     from grader.service.supervisor import Supervisor
 
     service = open_service(db, assignments, config)
+    from grader.service.lti_store import platforms_from_config
+
+    platforms_from_config(service.store, config)  # (the [[lti.platform]] tables; docs/lti.md)
     app = build_app(service, secure_cookies)
     supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation)
     app.state.supervisor = supervisor
