@@ -356,7 +356,7 @@ def test_pages_may_be_framed_by_the_registered_lms_only(tool, lms):
     """The pages' Content-Security-Policy lets the registered platform frame them, no one else."""
     c = tool.signed_in(lms.claims("framing-1", LEARNER))
     csp = c.get(f"{tool.url}/a/{ASSIGNMENT}").headers["content-security-policy"]
-    assert f"frame-ancestors 'self' {lms.url}" in csp and "'none'" not in csp.split("frame-ancestors")[1].split(";")[0]
+    assert f"frame-ancestors 'self' {lms.url};" in csp  # (its issuer, login and token URLs' one origin)
 
 
 # ---------------------------------------------------------------- the tool's keys and configuration

@@ -317,7 +317,10 @@ class FrameAncestors:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        origins = sorted({_origin(u) for p in self.lti.platforms() for u in (p.issuer, p.auth_login_url)
+        # (the LMS's pages are on one of these: Moodle's issuer is its site; Canvas's course pages
+        # are on the school's own host, the one of its token URL, not on its issuer's)
+        origins = sorted({_origin(u) for p in self.lti.platforms()
+                          for u in (p.issuer, p.auth_login_url, p.auth_token_url)
                           if u.startswith(("https://", "http://"))})
         allowed = ("frame-ancestors 'self' " + " ".join(origins)).encode()
 
