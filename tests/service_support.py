@@ -37,6 +37,7 @@ class Server:
     jobs: int = 1
     total_timeout: float = 60.0
     cell_timeout: float = 10.0
+    assignment: str = ASSIGNMENT  # an id, or an assignment's folder
     port: int = 0
     tokens: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
@@ -62,7 +63,7 @@ class Server:
 
     def start(self) -> Server:
         self.port = self.port or free_port()
-        cmd = [sys.executable, "-m", "grader.cli", "serve", "-a", ASSIGNMENT, "--db", str(self.db),
+        cmd = [sys.executable, "-m", "grader.cli", "serve", "-a", self.assignment, "--db", str(self.db),
                "--port", str(self.port), "--jobs", str(self.jobs), "--timeout", str(self.cell_timeout),
                "--total-timeout", str(self.total_timeout)]
         if self.config:

@@ -89,6 +89,7 @@ def course(tmp_path_factory):
     for fmt in ("canvas", "moodle"):
         steps[fmt] = grade("export", "--db", str(db), "--format", fmt, "--feedback", str(d / f"fb-{fmt}"))
     steps["jsonl"] = grade("export", "--db", str(db), "--format", "jsonl")
+    steps["brightspace"] = grade("export", "--db", str(db), "--format", "brightspace", "--column", "Homework 1")
     return {"dir": d, "db": db, "out": out, "steps": steps, "roster": roster}
 
 
@@ -201,6 +202,19 @@ def test_the_moodle_file_follows_the_grading_worksheet(course) -> None:
     assert by[f"Participant {uid('s002')}"]["Status"].endswith("late")
     folders = {p.name for p in (course["dir"] / "fb-moodle").iterdir()}
     assert f"Student, s001_{uid('s001')}_assignsubmission_file_" in folders
+
+
+def test_the_brightspace_file_follows_its_grade_import(course) -> None:
+    """Brightspace's grade import: `OrgDefinedId` (or `Username`) to match the student, the item's
+    `NAME Points Grade` column, `End-of-Line Indicator` with `#` on each row; no names or emails."""
+    rows = list(csv.reader(io.StringIO(course["steps"]["brightspace"].stdout)))
+    assert rows[0] == ["OrgDefinedId", "Homework 1 Points Grade", "End-of-Line Indicator"]
+    body = {r[0]: r for r in rows[1:]}
+    assert set(body) == {uid(s) for s in course["roster"][:-1]} and all(r[2] == "#" for r in rows[1:])
+    assert body[uid("s005")][1] == "" and body[uid("s006")][1] == "9"
+    assert float(body[uid("s002")][1]) == pytest.approx(float(_grades(course)[uid("s002")]["final"]))
+    r = grade("export", "--db", str(course["db"]), "--format", "brightspace")
+    assert r.returncode == 2 and "give --column NAME" in r.stderr
 
 
 def test_copies_and_the_edited_copy_are_flagged(course) -> None:

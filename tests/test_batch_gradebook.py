@@ -130,3 +130,13 @@ def test_summary_counts_diagnoses_and_pass_rates(tmp_path: Path) -> None:
     assert s["diagnoses"][0] == ("sign_flip", 3, [("gradients.W1", ["bob", "carol", "dave"])])
     assert dict(s["pass_rates"]) == {"sigmoid": 1.0, "gradients.W1": pytest.approx(1 / 3)}
     assert [r.student for r in s["problems"]] == ["dave"]
+
+
+def test_an_error_row_that_keeps_points_says_why_and_jsonl_keeps_its_status(tmp_path: Path) -> None:
+    rows = _rows(tmp_path, _result("alice", "h1", 1.0, status="error"), _result("bob", "h2", 0.0, status="timeout"))
+    alice = next(r for r in rows if r.student == "alice")
+    for text in (feedback_markdown(alice), feedback_html(alice)):
+        assert "1 point kept: the checks graded before the problem (why) count" in text
+    assert "points kept" not in feedback_markdown(next(r for r in rows if r.student == "bob"))
+    # the report inside says "graded" (its own status): the line says what the batch recorded
+    assert [json.loads(x)["status"] for x in results_jsonl(rows).splitlines()] == ["error", "timeout"]

@@ -282,8 +282,8 @@ def test_the_action_writes_summary_and_annotations_and_fails_below_full_marks(tm
     assert list(run.ran) == ["choose", "grade"] and run.ran["choose"].stdout == "notebook: submission.ipynb\n"
     assert p.returncode == 1, p.stdout + p.stderr  # 5.5/11 is under the default 100%
     summary = (tmp_path / "summary.md").read_text()
-    assert summary.startswith("### Grade: 5.5/11 for sigmoid\\-2\\-3\\-1")
-    assert summary.count("| ✅ PASS |") == 8 and "| ➖ PENALTY | forbidden\\_import: torch | −5.5 |" in summary
+    assert summary.startswith("### Grade: 5.5/11 for sigmoid-2-3-1")
+    assert summary.count("| ✅ PASS |") == 8 and "| ➖ PENALTY | forbidden_import: torch | −5.5 |" in summary
     commands = _commands(p.stdout + p.stderr)
     assert all(OWN_COMMAND.match(c) for c in commands), commands
     errors = [c for c in commands if c.startswith("::error ")]

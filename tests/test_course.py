@@ -157,7 +157,7 @@ def test_a_version_1_gradebook_is_migrated_in_place_and_keeps_its_results(tmp_pa
     book = Gradebook(db, create=False)  # (reading a report is enough to migrate it)
     assert book.meta("schema") == SCHEMA_VERSION
     [row] = list(book.current())
-    assert (row.student, row.score, row.submitted_at, row.lms_key) == ("alice", 3.0, None, "")
+    assert (row.student, row.score, row.provenance.submitted_at, row.provenance.lms_key) == ("alice", 3.0, None, "")
     book.course.override("alice", "", 2.0, False, "late registration", "ta", row.score)
     assert load(book).grades[0].final == 2.0
     book.close()
@@ -189,3 +189,32 @@ def test_histogram_bins_separate_every_score() -> None:
         inside = [i for i in range(len(edges) - 1) if edges[i] <= s < edges[i + 1]]
         assert len(inside) == 1
     assert len(edges) - 1 == len(set(scores))
+
+
+def test_a_roster_column_gives_the_submission_time_the_export_lacks(tmp_path: Path) -> None:
+    book = Gradebook(tmp_path / "gb.sqlite")
+    book.record(_result("alice", "h1", 3.0))  # (a folder source: no time from the export)
+    (tmp_path / "r.csv").write_text("id,name,submitted\nalice,Alice,2026-03-02T05:59Z\n")
+    book.course.import_roster(read_roster(tmp_path / "r.csv"))
+    book.course.set_deadline(DUE, LatePolicy.parse("10%/day"))
+    [g] = load(book).grades
+    assert g.late.state == "late" and g.late.how == "the roster's submitted column" and g.final == pytest.approx(2.7)
+    (tmp_path / "bad.csv").write_text("id,name,submitted\nalice,Alice,yesterday\n")
+    with pytest.raises(GraderError, match="not a date and time"):
+        read_roster(tmp_path / "bad.csv")
+
+
+def test_identical_code_is_flagged_however_many_share_it() -> None:
+    code = similarity.code_of(notebook_bytes("sign", "x"))
+    fps = similarity.fingerprints(code)
+    subs = {f"s{i:03d}": (similarity.code_hash(code), fps) for i in range(60)}  # more than the boilerplate cut
+    pairs = similarity.similar_pairs(subs)
+    assert len(pairs) == 60 * 59 // 2 and {p.kind for p in pairs} == {"identical"}
+
+
+def test_a_bad_roster_file_is_one_line_and_leaves_no_gradebook(tmp_path: Path) -> None:
+    (tmp_path / "r.csv").write_text("name,email\nA,a@x\n")
+    for f in ("r.csv", "missing.csv"):
+        r = grade("roster", "import", str(tmp_path / f), "--db", str(tmp_path / "gb.sqlite"))
+        assert r.returncode == 2 and r.stderr.startswith("grade: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "gb.sqlite").exists()

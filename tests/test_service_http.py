@@ -28,7 +28,7 @@ from tests.conftest import ROOT
 from tests.service_support import Server
 
 CONFIG = f'[assignments.{ASSIGNMENT}]\nmax_upload = "1MB"\nmax_submissions = 3\nwindow = "1h"\n'
-STUDENTS = ["s1", "s2", "s3", "s4", "s5", "s6"]
+STUDENTS = ["s1", "s2", "s3", "s4", "s5", "s6", "s7"]
 
 
 @pytest.fixture(scope="module")
@@ -217,6 +217,10 @@ def test_instructors_see_the_dashboard_gradebook_and_export_and_regrade_keeps_ol
     with srv.api("ta") as c:
         dash = c.get(f"/i/{ASSIGNMENT}/")
         assert dash.status_code == 200 and f"Class report: {ASSIGNMENT}" in dash.text
+        assert 'href="feedback/s1.html"' in dash.text
+        assert '<meta http-equiv="refresh" content="15">' in dash.text  # (live: the page reloads itself)  # (each student's link, relative, as in report.html)
+        r = c.get(f"/i/{ASSIGNMENT}/feedback/s1.html")
+        assert (r.status_code, r.headers["location"]) == (303, f"/s/{graded_s1['id']}/feedback")
         book = c.get(f"/i/{ASSIGNMENT}/gradebook")
         assert f"/s/{graded_s1['id']}" in book.text
         csv_text = c.get(f"/i/{ASSIGNMENT}/export.csv").text
@@ -311,3 +315,27 @@ def test_one_command_serves_with_the_example_roster_and_prints_each_link_once(tm
         proc.terminate()
         out, _ = proc.communicate(timeout=30)
     assert out == ""
+
+
+def test_the_grading_worker_runs_at_a_lower_priority_than_the_server(srv):
+    from tests.conftest import proc_stat
+    from tests.service_support import worker_pids
+
+    (worker,) = worker_pids(srv.db)
+    nice = int(proc_stat(worker)[16])  # (field 19 of /proc/PID/stat)
+    assert nice == min(19, int(proc_stat(srv.proc.pid)[16]) + 5)
+
+
+def test_the_status_is_pushed_as_server_sent_events_until_done(srv):
+    sub = srv.submit("s7", "correct")
+    seen = []
+    with srv.api("s7") as c, c.stream("GET", f"/api/submissions/{sub['id']}/events", timeout=300) as r:
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                seen.append(json.loads(line[6:]))
+    assert seen[0]["state"] in ("queued", "grading") and seen[-1]["state"] == "done"
+    assert seen[-1]["message"] == "done: 11/11"
+    assert all(a != b for a, b in zip(seen, seen[1:]))  # (an event only when something changed)
+    with srv.api("s5") as c:  # another student's stream: 404, as every other route
+        assert c.get(f"/api/submissions/{sub['id']}/events").status_code == 404

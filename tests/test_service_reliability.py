@@ -108,3 +108,30 @@ def test_hostile_notebooks_are_one_row_each_while_another_students_status_page_k
     assert len(latencies) >= 20
     latencies.sort()
     assert latencies[len(latencies) // 2] < 0.5 and latencies[-1] < 3.0, latencies[-5:]
+
+
+def test_a_regrade_after_a_spec_fix_grades_with_the_fixed_spec_and_keeps_the_old_result(tmp_path):
+    import shutil
+
+    from tests.batch_support import ASSIGNMENT
+    from tests.conftest import ASSIGNMENTS
+
+    folder = tmp_path / "course" / ASSIGNMENT
+    shutil.copytree(ASSIGNMENTS / ASSIGNMENT, folder)
+    srv = Server(tmp_path, ["f1"], assignment=str(folder)).setup().start()
+    try:
+        first = srv.wait_done("f1", srv.submit("f1", "correct")["id"])
+        assert (first["score"], first["max_score"]) == (11.0, 11.0)
+        spec = folder / "assignment.toml"
+        text = spec.read_text()
+        assert text.count('visibility = "hidden"\npoints = 2') >= 1
+        spec.write_text(text.replace('visibility = "hidden"\npoints = 2', 'visibility = "hidden"\npoints = 4', 1))
+        with srv.api("ta") as c:
+            assert c.post(f"/api/assignments/{ASSIGNMENT}/regrade").json() == {"queued": 1}
+        wait_for(lambda: srv.rows("SELECT count(*) FROM jobs WHERE state != 'done'") == [(0,)], 240)
+        again = srv.wait_done("f1", first["id"])
+    finally:
+        srv.stop()
+    assert (again["score"], again["max_score"]) == (13.0, 13.0)
+    assert srv.rows(f"SELECT r.score, r.max_score FROM results r JOIN jobs j ON j.id = r.job_id "
+                    f"WHERE j.attempt_id = {first['id']} ORDER BY j.round") == [(11.0, 11.0), (13.0, 13.0)]

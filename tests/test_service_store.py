@@ -181,3 +181,104 @@ def test_an_assignment_not_open_yet_refuses_uploads_with_its_opening_time(store)
     with pytest.raises(Refused, match=r"a1 opens at \d{4}-\d\d-\d\d \d\d:\d\d UTC") as e:
         svc.check_upload(store.user("s1"), "a1", "hw.ipynb", b"{}", time.time())
     assert e.value.status == 403
+
+
+@pytest.mark.parametrize("args", [["serve", "--help"], ["submit", "--help"], ["serve", "roster", "--help"]])
+def test_the_service_commands_help_loads_no_web_stack_or_kernel_machinery(args):
+    from tests.test_startup import HEAVY, _modules
+
+    r, modules = _modules(*args)
+    assert r.returncode == 0, r.stderr
+    assert not modules & {*HEAVY, "starlette", "uvicorn", "httpx", "multipart"}
+
+
+@pytest.mark.parametrize("counts,expected", [("last", 1), ("best", 0)])
+def test_the_policy_says_whether_the_last_or_the_best_attempt_counts(store, counts, expected):
+    from grader.service.core import Service
+
+    ids = []
+    for n, score in enumerate((9.0, 4.0)):
+        ids.append(store.add_attempt("s1", "a1", "hw.ipynb", f"{n:064x}", b"{}"))
+        job = store.claim("w")
+        store.finish(job.job_id, "w", "graded", "", {"score": score, "max_score": 11.0, "checks": [],
+                                                     "assignment": {"id": "a1"}}, 0, 1, 1)
+    store.add_attempt("s1", "a1", "hw.ipynb", f"{7:064x}", b"{}")  # (queued: never counts)
+    svc = Service(store, {"a1": Policy(counts=counts)}, auth.new_key())
+    assert svc.counted(store.attempts("s1", "a1", with_report=True), "a1").id == ids[expected]
+
+
+def test_a_port_already_taken_is_one_line_before_anything_starts(tmp_path):
+    import os
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = subprocess.run([sys.executable, "-m", "grader.cli", "serve", "-a", "sigmoid-2-3-1", "--db",
+                            str(tmp_path / "s.sqlite"), "--port", str(port)], capture_output=True, text=True,
+                           cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2
+    assert r.stderr == f"grade: error: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_the_dashboard_view_pairs_identical_code_of_the_counted_attempts(store):
+    from grader.service.core import Service
+    from tests.batch_support import ASSIGNMENT, notebook_bytes
+
+    store.put_user(User("s2", "Alan", "", "", "student", True))
+    for n, (who, kind) in enumerate((("s1", "correct"), ("s2", "correct"))):
+        store.add_attempt(who, ASSIGNMENT, "hw.ipynb", f"{n:064x}", notebook_bytes(kind, who))
+        job = store.claim("w")
+        store.finish(job.job_id, "w", "graded", "", {"score": 11.0, "max_score": 11.0, "checks": [],
+                                                     "assignment": {"id": ASSIGNMENT}}, 0, 1, 1)
+    view = Service(store, {ASSIGNMENT: Policy()}, auth.new_key()).view(ASSIGNMENT)
+    assert [(p.a, p.b, p.kind) for p in view.pairs] == [("s1", "s2", "identical")]
+
+
+def test_grade_serve_without_the_web_stack_says_what_to_install(tmp_path):
+    code = ("import sys; sys.modules['uvicorn'] = None; from grader.cli import main; "
+            f"main(args=['serve', '-a', 'sigmoid-2-3-1', '--db', {str(tmp_path / 's.sqlite')!r}])")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr == "grade: error: grade serve needs uvicorn: pip install 'nngrader[serve]'\n"
+
+
+def test_a_late_upload_loses_what_the_late_policy_says(store):
+    from grader.course.late import LatePolicy
+    from grader.service.core import Service
+
+    aid = store.add_attempt("s1", "a1", "hw.ipynb", "ef" * 32, b"{}")
+    job = store.claim("w")
+    store.finish(job.job_id, "w", "graded", "", {"score": 10.0, "max_score": 10.0, "checks": [],
+                                                 "assignment": {"id": "a1"}}, 0, 1, 1)
+    due = time.time() - 36 * 3600  # a day and a half ago: two started days late
+    svc = Service(store, {"a1": Policy(due=due, late=LatePolicy(penalty=10, unit="day"))}, auth.new_key())
+    g = svc.grade(store.attempt(aid))
+    assert (g.late.state, g.late.penalty, g.final) == ("late", 2.0, 8.0)
+    assert "20% of the points" in g.late.note
+
+
+def test_an_extension_given_with_grade_serve_extend_removes_the_late_penalty(store, tmp_path):
+    import os
+
+    from grader.course.late import LatePolicy
+    from grader.service.core import Service
+
+    aid = store.add_attempt("s1", "a1", "hw.ipynb", "ef" * 32, b"{}")
+    job = store.claim("w")
+    store.finish(job.job_id, "w", "graded", "", {"score": 10.0, "max_score": 10.0, "checks": [],
+                                                 "assignment": {"id": "a1"}}, 0, 1, 1)
+    svc = Service(store, {"a1": Policy(due=time.time() - 86400, late=LatePolicy(penalty=10, unit="day"))},
+                  auth.new_key())
+    assert svc.grade(store.attempt(aid)).final == 9.0
+    r = subprocess.run([sys.executable, "-m", "grader.cli", "serve", "extend", "s1", "-a", "a1", "--due",
+                        "2099-01-01T00:00Z", "--comment", "illness", "--db", str(store.path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (r.returncode, r.stdout) == (0, "s1: a1 due 2099-01-01 00:00 UTC\n"), r.stderr
+    g = svc.grade(store.attempt(aid))
+    assert (g.final, g.late.state) == (10.0, "on_time")
+    r = subprocess.run([sys.executable, "-m", "grader.cli", "serve", "extend", "nobody", "-a", "a1", "--due",
+                        "2099-01-01T00:00Z", "--db", str(store.path)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert (r.returncode, r.stderr) == (2, "grade: error: no student 'nobody' (import the roster first)\n")

@@ -138,9 +138,10 @@ def report_html(view: ClassView | list[Row], names: dict[str, str] | None = None
                         "pass-rate-table", {1})]
     body += _diagnosis_section(view, s, names)
     body.append("<h2>Errors and timeouts</h2>")
-    body.append(table(["Student", "Status", "Reason"],
-                       [[_who(view, [r.student], names), f"<span class=\"{r.status}\">{r.status}</span>",
-                         esc(r.reason, 500)] for r in s["problems"]], "problem-table") if s["problems"] else "<p>None.</p>")
+    body.append(table(["Student", "Status", "Reason", "Points kept"],
+                      [[_who(view, [r.student], names), f"<span class=\"{r.status}\">{r.status}</span>",
+                        esc(r.reason, 500), pts(r.score)] for r in s["problems"]], "problem-table", {3})
+                if s["problems"] else "<p>None.</p>")
     body += _course_sections(view, names)
     body += ["<h2>Slowest submissions</h2>",
              table(["Student", "Seconds", "Score"],

@@ -22,10 +22,8 @@ class ClassView:
     state: dict[str, Any] = field(default_factory=dict)
     pairs: list[similarity.Pair] = field(default_factory=list)
 
-    def grade(self, student: str) -> Grade | None:
-        return next((g for g in self.grades if g.student == student), None)
-
     def similar(self, student: str) -> list[similarity.Pair]:
+        """The pairs this student is in."""
         return [p for p in self.pairs if student in (p.a, p.b)]
 
 
@@ -34,7 +32,8 @@ def view_of(rows: list[Row], state: dict[str, Any] | None = None,
     """The class view of some rows (no roster, deadline or override unless `state` gives them)."""
     state = state or {}
     top = max((r.max_score for r in rows), default=0.0)
-    subs = {r.student: (r.code_sha256, similarity.decode(r.fingerprints)) for r in rows if r.code_sha256}
+    subs = {r.student: (r.provenance.code_sha256, similarity.decode(r.provenance.fingerprints))
+            for r in rows if r.provenance.code_sha256}
     return ClassView(rows, class_grades(rows, state, top), state, similarity.similar_pairs(subs, starter))
 
 

@@ -35,6 +35,10 @@ def export_text(view: ClassView, fmt: str, column: str | None = None) -> str:
         return exports.canvas_csv(view.grades, canvas_column(view, column))
     if fmt == "moodle":
         return exports.moodle_csv(view.grades)
+    if fmt == "brightspace":
+        if not column:
+            raise GraderError("give --column NAME: the grade item's name as Brightspace shows it")
+        return exports.brightspace_csv(view.grades, column)
     raise GraderError(f"unknown export format {fmt!r}")
 
 
@@ -47,7 +51,7 @@ def write_lms_feedback(view: ClassView, fmt: str, folder: Path) -> list[Path]:
     for g in view.grades:
         if g.flags:  # not on the roster, or dropped: the LMS has no one to give it to
             continue
-        key = g.row.lms_key if g.row is not None else ""
+        key = g.row.provenance.lms_key if g.row is not None else ""
         if fmt == "canvas":
             name = exports.canvas_feedback_name(key)
         else:

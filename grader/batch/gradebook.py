@@ -11,7 +11,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,19 @@ CREATE TABLE IF NOT EXISTS checks (
 
 
 @dataclass
+class Provenance:
+    """What the export says of a submission beside its notebook: when and how it was handed in,
+    the LMS's name for it, and its normalised code's hash and fingerprints (for similarity)."""
+
+    submitted_at: float | None = None
+    submitted_how: str = ""
+    marked_late: bool = False
+    lms_key: str = ""
+    code_sha256: str = ""
+    fingerprints: str = ""
+
+
+@dataclass
 class Result:
     """One finished grading, ready to be recorded."""
 
@@ -98,12 +111,7 @@ class Result:
     report: dict[str, Any]
     environment: dict[str, Any]
     grader_version: str
-    submitted_at: float | None = None
-    submitted_how: str = ""
-    marked_late: bool = False
-    lms_key: str = ""
-    code_sha256: str = ""
-    fingerprints: str = ""
+    provenance: Provenance = field(default_factory=Provenance)
 
 
 @dataclass
@@ -122,12 +130,7 @@ class Row:
     duration_s: float
     seed: int
     report: dict[str, Any]
-    submitted_at: float | None = None
-    submitted_how: str = ""
-    marked_late: bool = False
-    lms_key: str = ""
-    code_sha256: str = ""
-    fingerprints: str = ""
+    provenance: Provenance = field(default_factory=Provenance)
 
 
 class Gradebook:
@@ -214,8 +217,7 @@ class Gradebook:
                 " submitted_how = excluded.submitted_how, marked_late = excluded.marked_late,"
                 " lms_key = excluded.lms_key, code_sha256 = excluded.code_sha256,"
                 " fingerprints = excluded.fingerprints",
-                (r.student, r.name, r.path, r.sha256, r.submitted_at, r.submitted_how, int(r.marked_late),
-                 r.lms_key, r.code_sha256, r.fingerprints))
+                (r.student, r.name, r.path, r.sha256, *astuple(r.provenance)))
             sid = db.execute("SELECT id FROM submissions WHERE student = ?", (r.student,)).fetchone()[0]
             db.execute("UPDATE runs SET current = 0 WHERE submission_id = ? AND current = 1", (sid,))
             asg = rep.get("assignment") or {}
@@ -248,7 +250,7 @@ class Gradebook:
         except sqlite3.DatabaseError as e:
             raise GraderError(f"{self.path}: not a usable gradebook ({e})") from None
         for row in rows:
-            yield Row(*row[:11], json.loads(row[11]), row[12], row[13], bool(row[14]), *row[15:])
+            yield Row(*row[:11], json.loads(row[11]), Provenance(row[12], row[13], bool(row[14]), *row[15:]))
 
     def counts(self) -> dict[str, int]:
         """How many submissions' current runs are graded, errors and timeouts."""

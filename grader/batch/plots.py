@@ -22,9 +22,9 @@ def histogram(scores: list[float], max_score: float) -> str:
     top = max([max_score, *scores, 1.0])
     ax.hist(scores, bins=score_bins(scores), color="#3a6ea5", edgecolor="white")
     ax.set_xlim(min([0.0, *scores]) - 0.5, top + 0.5)
-    ax.set_xlabel(f"score (of {top:g})")
+    ax.set_xlabel(f"grade (of {top:g})")
     ax.set_ylabel("submissions")
-    ax.set_title(f"Scores of {len(scores)} submissions")
+    ax.set_title(f"Final grades of {len(scores)} students (the excused not counted)")
     return _data_uri(fig)
 
 

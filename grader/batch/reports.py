@@ -1,5 +1,5 @@
-"""Reports from a gradebook: grades.csv for the LMS, results.jsonl, per-student feedback (markdown
-and HTML) and report.html, one self-contained page for the instructor.
+"""Reports from a gradebook: grades.csv (every step to each final grade), results.jsonl,
+similarity.csv and per-student feedback (markdown and HTML); report.html is classreport.py.
 
 Everything a notebook wrote is escaped for the format it lands in; feedback files show what
 the student may see (hidden checks' inputs and expected values are never in a report).
@@ -20,6 +20,7 @@ from grader.batch.gradebook import Row
 from grader.batch.pages import esc, page, table
 from grader.course.grades import Grade
 from grader.course.late import show_time
+from grader.course.store import points_text
 from grader.inert import inert, md
 from grader.render.common import deductions, feedback, headline, pts, verdict
 from grader.render.markdown import render_markdown
@@ -136,7 +137,7 @@ def kept_points(g: Grade) -> str:
     """Why an error or timeout row still holds points ("" when it holds none)."""
     if g.row is None or g.status == "graded" or g.auto <= 0:
         return ""
-    return (f"{pts(g.auto)} points kept: the checks graded before the problem ({g.reason or g.status}) "
+    return (f"{points_text(g.auto)} kept: the checks graded before the problem ({g.reason or g.status}) "
             "count; the rest could not be graded")
 
 

@@ -84,7 +84,7 @@ def rescore_unchanged(book: Gradebook, asg: Assignment, jobs: list[Any], batch_s
         t = time.time()
         book.record(Result(job.student, job.name, job.relpath, job.sha256, batch_seed, job.seed, t, t,
                            run["status"], run["reason"], report,
-                           {"rescored_from_spec": run["spec_sha256"]}, run["grader_version"], **job.course))
+                           {"rescored_from_spec": run["spec_sha256"]}, run["grader_version"], job.provenance))
         done += 1
     note = ", ".join(sorted(changed)[:8]) + (" …" if len(changed) > 8 else "")
     return todo, done, note

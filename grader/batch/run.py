@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from grader.assignment.load import find_assignment
 from grader.assignment.model import Assignment
 from grader.batch.classview import keep_starter
-from grader.batch.gradebook import Gradebook, Result, now
+from grader.batch.gradebook import Gradebook, Provenance, Result, now
 from grader.batch.rescore import rescore_unchanged
 from grader.batch.sources import Entry
 from grader.errors import GraderError, SubmissionError
@@ -90,7 +90,7 @@ class Job:
     seed: int
     files: dict[str, Path] = field(default_factory=dict)  # name in the workspace -> source file
     problem: str | None = None
-    course: dict[str, Any] = field(default_factory=dict)  # submission time, LMS name, code fingerprints
+    provenance: Provenance = field(default_factory=Provenance)  # submission time, LMS name, fingerprints
 
     def payload(self) -> dict[str, bytes]:
         """The files' contents, to ship to a worker that cannot see them (regular files only)."""
@@ -101,21 +101,20 @@ def make_job(entry: Entry, batch_seed: int) -> Job:
     """The job of an entry: the notebook's hash and seed, or the entry's problem."""
     from grader.course import similarity
 
-    course = {"submitted_at": entry.submitted_at, "submitted_how": entry.submitted_how,
-              "marked_late": entry.marked_late, "lms_key": entry.lms_key}
+    prov = Provenance(entry.submitted_at, entry.submitted_how, entry.marked_late, entry.lms_key)
     if entry.notebook is None:
         sha = hashlib.sha256((entry.problem or "").encode()).hexdigest()
-        return Job(entry.student, entry.name, entry.relpath, "", sha, 0, problem=entry.problem, course=course)
+        return Job(entry.student, entry.name, entry.relpath, "", sha, 0, problem=entry.problem, provenance=prov)
     try:  # a link, device or pipe is refused unread: its row says so, and nothing it names is hashed
         data = read_notebook_bytes(entry.notebook, entry.relpath)
     except SubmissionError as e:
-        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=str(e), course=course)
+        return Job(entry.student, entry.name, entry.relpath, "", "", 0, problem=str(e), provenance=prov)
     sha = hashlib.sha256(data).hexdigest()
     code = similarity.code_of(data)  # (for the similarity report: the code only, normalised)
-    course |= {"code_sha256": similarity.code_hash(code), "fingerprints": similarity.encode(similarity.fingerprints(code))}
+    prov.code_sha256, prov.fingerprints = similarity.code_hash(code), similarity.encode(similarity.fingerprints(code))
     files = {**entry.companions, entry.graded_as: entry.notebook}
     return Job(entry.student, entry.name, entry.relpath, entry.graded_as, sha,
-               submission_seed(batch_seed, sha), files, course=course)
+               submission_seed(batch_seed, sha), files, provenance=prov)
 
 
 def environment(report: dict[str, Any]) -> dict[str, Any]:
@@ -197,14 +196,14 @@ def _problem_result(job: Job, settings: Settings, asg: Assignment) -> Result:
     rep = error_report(job.relpath, job.problem or "", info, asg.max_score).to_dict()
     t = now()
     return Result(job.student, job.name, job.relpath, job.sha256, settings.batch_seed, job.seed, t, t,
-                  "error", job.problem or "", rep, {"host": socket.gethostname()}, grader_version(), **job.course)
+                  "error", job.problem or "", rep, {"host": socket.gethostname()}, grader_version(), job.provenance)
 
 
 def _result(job: Job, settings: Settings, status: str, reason: str, report: dict[str, Any],
             started: float, finished: float, env: dict[str, Any] | None = None) -> Result:
     return Result(job.student, job.name, job.relpath, job.sha256, settings.batch_seed, job.seed,
                   started, finished, status, reason, report, env or environment(report), grader_version(),
-                  **job.course)
+                  job.provenance)
 
 
 def run_local(jobs: Iterable[Job], settings: Settings, asg: Assignment, book: Gradebook, jobs_n: int,

@@ -88,11 +88,24 @@ def batch_cmd(source: Path, assignment: str, db: Path, out: Path | None, jobs: i
         click.echo(f"batch: {summary.rescored} re-scored without running: the spec only moved points or labels")
     if summary.spec_note:
         click.echo(f"batch: graded again because the spec changed: {summary.spec_note}")
+    _roster_line(db)
     if out is not None:
         _reports(db, out)
     # 1: the batch ran, and some submissions are errors or timeouts (each one has its row);
     # 3 is kept for the grader itself failing (see _internal)
     sys.exit(1 if summary.failed else 0)
+
+
+def _roster_line(db: Path) -> None:
+    """With a roster: who handed in nothing, and whose submission is not on it (one line)."""
+    try:
+        grades = _view(db).grades
+    except Exception:  # (the reports say it in their own words)
+        return
+    missing = sum(g.status == "missing" for g in grades)
+    strangers = sum("not on the roster" in g.flags for g in grades)
+    if missing or strangers or any(g.roster for g in grades):
+        click.echo(f"roster: {missing} handed in nothing (missing rows), {strangers} not on the roster")
 
 
 def _view(db: Path):  # -> ClassView
@@ -130,17 +143,18 @@ def report_cmd(db: Path, out: Path) -> None:
     _reports(db, out)
 
 
-EXPORTS = ("csv", "jsonl", "canvas", "moodle", "similarity")
+EXPORTS = ("csv", "jsonl", "canvas", "moodle", "brightspace", "similarity")
 
 
 @click.command("export")
 @click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True,
               help="The gradebook to read.")
 @click.option("--format", "fmt", type=click.Choice(EXPORTS), default="csv", show_default=True,
-              help="csv/jsonl for scripts; canvas/moodle for the LMS's grade import; similarity.")
+              help="csv/jsonl for scripts; canvas/moodle/brightspace for the LMS's grade import; similarity.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), help="Write here instead of stdout.")
 @click.option("--column", metavar="'NAME (ID)'",
-              help="Canvas: the assignment's column (default: the one the Canvas roster lists).")
+              help="Canvas: the assignment's column (default: the one the Canvas roster lists); "
+                   "Brightspace: the grade item's name.")
 @click.option("--feedback", "feedback_dir", type=click.Path(path_type=Path),
               help="Canvas/Moodle: also write each student's feedback file here, named for the LMS's upload.")
 def export_cmd(db: Path, fmt: str, output: Path | None, column: str | None, feedback_dir: Path | None) -> None:

@@ -63,8 +63,12 @@ def roster_import(file: Path, fmt: str | None, db: Path) -> None:
     from grader.course.exports import canvas_assignment_columns
     from grader.course.roster import detect, read_roster
 
-    with _book(db) as book:
+    try:  # read before the gradebook is opened: a bad file leaves nothing behind
         students = read_roster(file, fmt)
+    except GraderError as e:
+        _fail(str(e))
+        return
+    with _book(db) as book:
         counts = book.course.import_roster(students)
         if (fmt or detect(_header(file))) == "canvas":
             book.course.set_setting("canvas_columns", json.dumps(canvas_assignment_columns(_header(file))))
@@ -144,7 +148,7 @@ def override_cmd(student: str, check_id: str, points: float | None, excuse: bool
     """Set a student's grade, or one check's points, by hand; kept across regrades."""
     import math
 
-    from grader.course.store import who
+    from grader.course.store import points_text, who
 
     if points is not None and not math.isfinite(points):
         _fail(f"--points {points}: not a number of points")
@@ -158,7 +162,7 @@ def override_cmd(student: str, check_id: str, points: float | None, excuse: bool
             return
         auto = _auto_points(rows.get(student), check_id)
         book.course.override(student, check_id, points, excuse, comment, by or who(), auto)
-        what = "excused" if excuse else f"{points:g} points"
+        what = "excused" if excuse else points_text(points or 0.0)
         click.echo(f"override: {student} {'check ' + check_id if check_id else 'grade'} set to {what} "
                    f"(automatic: {'-' if auto is None else f'{auto:g}'})")
 

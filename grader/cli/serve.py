@@ -129,6 +129,30 @@ def token_cmd(user_id: str, db: Path, expires: str | None, base_url: str) -> Non
         _fail(str(e))
 
 
+@serve_group.command("extend")
+@click.argument("user_id")
+@click.option("--assignment", "-a", required=True, help="The assignment's id.")
+@click.option("--due", required=True, metavar="WHEN", help="The student's own due date (ISO 8601).")
+@click.option("--comment", default="", help="Why (shown with the grade).")
+@_db_option
+def extend_cmd(user_id: str, assignment: str, due: str, comment: str, db: Path) -> None:
+    """Give a student their own due date for an assignment."""
+    from grader.course.late import parse_time, show_time
+    from grader.service.store import Store
+
+    try:
+        store = Store(db)
+        user = store.user(user_id)
+        if user is None or user.role != "student":
+            raise GraderError(f"no student {user_id!r} (import the roster first)")
+        when = parse_time(due)
+        store.extend(user_id, assignment, when, comment)
+    except GraderError as e:
+        _fail(str(e))
+        return
+    click.echo(f"{user_id}: {assignment} due {show_time(when)}")
+
+
 @click.command("submit")
 @click.argument("notebook", type=click.Path(path_type=Path))
 @click.option("--server", help="The service's address (default: $NNGRADER_SERVER).")

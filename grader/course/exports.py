@@ -15,7 +15,13 @@ feedback column. `Last modified (grade)` is left out on purpose: with it, Moodle
 grade changed since the worksheet was downloaded. Feedback files go in a zip of folders
 `Full Name_N_assignsubmission_file_/` (its "Upload multiple feedback files in a zip").
 
-Both files leave out a submission whose student is not on the roster, or was dropped from it
+Brightspace (Grades > Import): a CSV with `OrgDefinedId` (the roster's id), the grade item's
+`NAME Points Grade` column (the item's name as Brightspace shows it: an unknown name would
+create a new item) and `End-of-Line Indicator` (`#` on every row), as in Brightspace's
+Grades_Sample_Import_File; no names or emails (Brightspace says not to import them). An excused
+student's cell is empty (left as it is). Brightspace takes no feedback in this file.
+
+Every file leaves out a submission whose student is not on the roster, or was dropped from it
 (the LMS has no one to give it to): the reports flag it for a person to sort out.
 """
 
@@ -100,6 +106,21 @@ def moodle_csv(grades: list[Grade]) -> str:
         w.writerow([f"Participant {g.student}", _cell(g.name), _cell(r.email if r else ""), status,
                     "" if g.final is None else f"{g.final:.2f}", f"{g.max_score:.2f}", "Yes",
                     moodle_time(g.late.submitted), _cell(moodle_comment(g))])
+    return buf.getvalue()
+
+
+def brightspace_csv(grades: list[Grade], item: str) -> str:
+    """The Brightspace grade import file for one grade item."""
+    if not item.strip() or "," in item or item.strip().endswith("Points Grade"):
+        raise GraderError(f"Brightspace grade item {item!r}: give its name as Brightspace shows it "
+                          "(without 'Points Grade' and without commas)")
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["OrgDefinedId", f"{item.strip()} Points Grade", "End-of-Line Indicator"])
+    for g in grades:
+        if g.flags:  # not enrolled: Brightspace has no one to give it to
+            continue
+        w.writerow([_cell(g.student), "" if g.final is None else _num(g.final), "#"])
     return buf.getvalue()
 
 

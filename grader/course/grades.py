@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from grader.course.late import Lateness, LatePolicy, lateness
+from grader.course.late import Lateness, LatePolicy, lateness, parse_time
 from grader.course.roster import Student
-from grader.course.store import Override
+from grader.course.store import Override, points_text
 
 
 @dataclass
@@ -44,7 +44,7 @@ class Grade:
         for o in self.overrides:
             if o.check_id:
                 out.append((f"override of {o.check_id} by {o.by}: {o.comment}",
-                            "excused" if o.excused else f"{_p(o.points or 0.0)} points"))
+                            "excused" if o.excused else points_text(o.points or 0.0)))
         if self.late.state in ("late", "no_credit"):
             out.append((f"late penalty: {self.late.note}", f"-{_p(self.late.penalty)}"))
         elif self.late.state == "unknown":
@@ -63,23 +63,34 @@ def _p(x: float) -> str:
 
 def grade_of(row: Any, state: dict[str, Any], max_score: float) -> Grade:
     """The grade of a gradebook row (or of a roster student with no row: pass their id as a str)."""
-    roster: dict[str, tuple[Student, str]] = state.get("roster") or {}
     sid = row if isinstance(row, str) else row.student
-    entry = roster.get(sid)
-    student = entry[0] if entry else None
-    flags = []
-    if roster and entry is None:
-        flags.append("not on the roster")
-    elif entry and entry[1] == "dropped":
-        flags.append("dropped from the roster")
+    student, flags = _on_roster(sid, state.get("roster") or {})
     overrides = (state.get("overrides") or {}).get(sid, [])
     if isinstance(row, str):
         g = Grade(sid, student.name if student else "", "missing", "no submission", 0.0, max_score, 0.0,
                   Lateness("none"), overrides, flags=flags, roster=student)
         return _apply_whole(g)
+    score, top, notes = _check_overrides(row, overrides, row.max_score or max_score)
+    late = _lateness(row, student, state, top, score)
+    g = Grade(sid, (student.name if student and student.name else row.name), row.status, row.reason, row.score,
+              top, score - late.penalty, late, overrides, notes, flags, student, row)
+    return _apply_whole(g)
+
+
+def _on_roster(sid: str, roster: dict[str, tuple[Student, str]]) -> tuple[Student | None, list[str]]:
+    """The student's roster entry and the flags it gives (none without a roster)."""
+    entry = roster.get(sid)
+    if roster and entry is None:
+        return None, ["not on the roster"]
+    if entry and entry[1] == "dropped":
+        return entry[0], ["dropped from the roster"]
+    return (entry[0] if entry else None), []
+
+
+def _check_overrides(row: Any, overrides: list[Override], top: float) -> tuple[float, float, list[str]]:
+    """The score and maximum once each check override replaces that check's points."""
     checks = {c["id"]: c for c in row.report.get("checks") or []}
-    auto, top = row.score, row.max_score or max_score
-    score, notes = auto, []
+    score, notes = row.score, []
     for o in overrides:
         c = checks.get(o.check_id)
         if not o.check_id or c is None:
@@ -89,21 +100,20 @@ def grade_of(row: Any, state: dict[str, Any], max_score: float) -> Grade:
         if o.auto_points is not None and abs(o.auto_points - c["points"]) > 1e-9:
             notes.append(f"a regrade changed the automatic points of {o.check_id} from {_p(o.auto_points)} "
                          f"to {_p(c['points'])}; the override stands")
-    due, how = _due(sid, state)
-    submitted = getattr(row, "submitted_at", None)
-    if student and student.submitted and submitted is None:
-        from grader.course.late import parse_time
+    return score, top, notes
 
+
+def _lateness(row: Any, student: Student | None, state: dict[str, Any], top: float, score: float) -> Lateness:
+    """The row's lateness against the student's due date (their extension's, else the course's)."""
+    due, how = _due(row.student, state)
+    prov = row.provenance  # (the gradebook's: when and how it was handed in)
+    submitted, how_time = prov.submitted_at, prov.submitted_how
+    if student and student.submitted and submitted is None:
         submitted, how_time = parse_time(student.submitted), "the roster's submitted column"
-    else:
-        how_time = getattr(row, "submitted_how", "") or ""
-    late = lateness(due, submitted, how_time, state.get("policy") or LatePolicy(), top, score,
-                    bool(getattr(row, "marked_late", False)))
+    late = lateness(due, submitted, how_time, state.get("policy") or LatePolicy(), top, score, prov.marked_late)
     if how and late.note:
         late.note += f" ({how})"
-    g = Grade(sid, (student.name if student and student.name else row.name), row.status, row.reason, auto, top,
-              score - late.penalty, late, overrides, notes, flags, student, row)
-    return _apply_whole(g)
+    return late
 
 
 def _due(student: str, state: dict[str, Any]) -> tuple[float | None, str]:

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.course.late import parse_time
 from grader.errors import GraderError
 
 FORMATS = ("canvas", "moodle", "csv")
@@ -134,6 +135,9 @@ def _plain(rows: list[dict[str, str]], path: Path) -> list[Student]:
         sid = _get(r, "id", "student_id")
         if not sid:
             raise GraderError(f"{path}: a row without an id")
+        submitted = _get(r, "submitted")
+        if submitted:  # (checked now: a report must not fail on it later)
+            parse_time(submitted)
         out.append(Student(sid, _get(r, "name"), _get(r, "email"), _get(r, "section"),
-                           _get(r, "sis_user_id"), _get(r, "sis_login_id"), _get(r, "submitted")))
+                           _get(r, "sis_user_id"), _get(r, "sis_login_id"), submitted))
     return out

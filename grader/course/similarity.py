@@ -82,23 +82,40 @@ def similar_pairs(subs: dict[str, tuple[str, set[int]]], starter: tuple[str, set
     """Every pair of students whose code is alike, most alike first. `subs`: student -> (code
     hash, fingerprints); `starter`: the starter notebook's, not counted."""
     start_hash, start_fps = starter or ("", set())
+    out = _identical(subs, start_hash)
+    same = {(p.a, p.b) for p in out}
     own = {s: fps - start_fps for s, (_, fps) in subs.items()}
+    for (a, b), n in _shared(own).items():
+        union = len(own[a] | own[b])
+        score = n / union if union else 0.0
+        if (a, b) not in same and score >= threshold:
+            out.append(Pair(a, b, "near", round(score, 3), n))
+    return sorted(out, key=lambda p: (-p.score, p.a, p.b))
+
+
+def _identical(subs: dict[str, tuple[str, set[int]]], starter_hash: str) -> list[Pair]:
+    """Every pair handing in the same normalised code (the starter's own excepted), however many."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for s in sorted(subs):
+        if subs[s][0] and subs[s][0] != starter_hash:
+            groups[subs[s][0]].append(s)
+    return [Pair(a, b, "identical", 1.0, len(subs[a][1]))
+            for group in groups.values() for i, a in enumerate(group) for b in group[i + 1:]]
+
+
+def _shared(own: dict[str, set[int]]) -> dict[tuple[str, str], int]:
+    """(a, b) -> how many fingerprints they share, a fingerprint that most of a big class has
+    (boilerplate everyone writes) not counted: it is evidence of nothing."""
     index: dict[int, list[str]] = defaultdict(list)
     for s in sorted(own):
         for h in own[s]:
             index[h].append(s)
+    common = max(50, len(own) // 10)
     shared: dict[tuple[str, str], int] = defaultdict(int)
     for students in index.values():
-        if len(students) > 50:  # boilerplate everyone writes: no evidence of anything
+        if len(students) > common:
             continue
         for i, a in enumerate(students):
             for b in students[i + 1:]:
                 shared[(a, b)] += 1
-    out = []
-    for (a, b), n in shared.items():
-        union = len(own[a] | own[b])
-        score = n / union if union else 0.0
-        same = subs[a][0] and subs[a][0] == subs[b][0] and subs[a][0] != start_hash
-        if same or score >= threshold:
-            out.append(Pair(a, b, "identical" if same else "near", 1.0 if same else round(score, 3), n))
-    return sorted(out, key=lambda p: (-p.score, p.a, p.b))
+    return shared

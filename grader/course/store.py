@@ -67,9 +67,14 @@ class Override:
     auto_points: float | None  # the automatic points when the override was made
 
     def describe(self) -> str:
-        what = "excused" if self.excused else f"{self.points:g} points"
+        what = "excused" if self.excused else points_text(self.points or 0.0)
         where = f"check {self.check_id}" if self.check_id else "grade"
         return f"{where} set to {what} by {self.by} ({self.comment})"
+
+
+def points_text(x: float) -> str:
+    """`1 point`, `2.5 points`."""
+    return f"{x:g} point" + ("" if x == 1 else "s")
 
 
 def who() -> str:

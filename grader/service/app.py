@@ -8,6 +8,9 @@ exist. Errors are one line: a JSON body `{"error": ...}` under /api, a message p
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -15,17 +18,26 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from grader.service import auth, pages
 from grader.service.core import Refused, Service
+from grader.service.lti_app import mount as mount_lti
 from grader.service.openapi import SPEC
 from grader.service.pages import CSP, CSP_STATIC
 from grader.service.store import User
 
 STATIC = Path(__file__).parent / "static"
 FORM_SLACK = 64 * 1024  # a multipart body's own bytes around the file
+EVENTS_S = 900.0  # an event stream ends after this long (the client reconnects)
 
 
 def _api(request: Request) -> bool:
@@ -97,7 +109,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
     # ---------------------------------------------------------------- login
 
     async def login_page(request: Request) -> Response:
-        pre = auth.new_token()
+        pre = auth.new_key()
         resp = html(pages.login(pre))
         resp.set_cookie("nngrader_pre", pre, httponly=True, samesite="strict", secure=secure_cookies)
         return resp
@@ -105,11 +117,12 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
     async def login(request: Request) -> Response:
         form = await request.form()
         pre = request.cookies.get("nngrader_pre")
-        if not pre or form.get("csrf") != pre:  # (double submit: a form from another site has no cookie)
+        if not pre or not hmac.compare_digest(str(form.get("csrf") or ""), pre):
+            # (double submit: a form posted from another site comes without this cookie)
             raise Refused(403, "the login form is out of date: reload the page and try again")
         user, why = store.token_user(auth.token_hash(str(form.get("token") or "")))
         if user is None:
-            fresh = auth.new_token()
+            fresh = auth.new_key()
             resp = html(pages.login(fresh, why), 401)
             resp.set_cookie("nngrader_pre", fresh, httponly=True, samesite="strict", secure=secure_cookies)
             return resp
@@ -271,6 +284,26 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         user, _ = need(request)
         return JSONResponse(attempt_json(service.visible_attempt(user, _id(request), False)))
 
+    async def api_events(request: Request) -> Response:
+        """Server-Sent Events: the submission's state each time it changes, until it is done."""
+        user, _ = need(request)
+        first = service.visible_attempt(user, _id(request), False)
+
+        async def events() -> Any:
+            last = None
+            deadline = time.monotonic() + EVENTS_S
+            while time.monotonic() < deadline and not await request.is_disconnected():
+                now = attempt_json(store.attempt(first.id, False))
+                if now != last:
+                    yield f"data: {json.dumps(now)}\n\n"
+                    last = now
+                    if now["state"] == "done":
+                        return
+                await asyncio.sleep(0.5)
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
     async def api_report(request: Request) -> Response:
         user, _ = need(request)
         a = service.visible_attempt(user, _id(request))
@@ -321,12 +354,11 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         Route("/api/submissions", endpoint(api_list)),
         Route("/api/submissions/{id}", endpoint(api_attempt)),
         Route("/api/submissions/{id}/report", endpoint(api_report)),
+        Route("/api/submissions/{id}/events", endpoint(api_events)),
         Route("/static/app.js", static), Route("/favicon.ico", favicon),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed, 500: _internal})
-    from grader.service.lti_app import mount  # (the LTI 1.3 tool's routes; docs/lti.md)
-
-    mount(app, service, secure_cookies)
+    mount_lti(app, service, secure_cookies)  # (the LTI 1.3 tool's routes; docs/lti.md)
     return app
 
 

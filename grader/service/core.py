@@ -11,11 +11,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader.batch.gradebook import Row
+from grader.batch.gradebook import Provenance, Row
 from grader.course.late import show_time
 from grader.course.roster import Student
 from grader.errors import SubmissionError
@@ -40,6 +40,8 @@ class Service:
     store: Store
     policies: dict[str, Policy]
     key: str
+    sources: dict[str, str] = field(default_factory=dict)  # id -> the id or folder `grade serve` was given
+    _code: dict[str, tuple[str, str]] = field(default_factory=dict, repr=False)
 
     @property
     def assignments(self) -> list[str]:
@@ -96,17 +98,18 @@ class Service:
             raise Refused(404, f"no submission {attempt_id}")
         return a
 
-    def counted(self, attempts: list[Attempt], assignment: str) -> Attempt | None:
+    def counted(self, attempts: list[Attempt], assignment: str, state: dict[str, Any] | None = None) -> Attempt | None:
         """The attempt that counts (the policy's last or best) among one student's attempts."""
         done = [a for a in attempts if a.status is not None]
         if not done:
             return None
         if self.policy(assignment).counts == "best":
-            return max(done, key=lambda a: (self.final_of(a), a.id))
+            state = state or self.state(assignment)  # (read once, not once per attempt)
+            return max(done, key=lambda a: (self.final_of(a, state), a.id))
         return done[-1]
 
-    def final_of(self, a: Attempt) -> float:
-        g = self.grade(a)
+    def final_of(self, a: Attempt, state: dict[str, Any] | None = None) -> float:
+        g = self.grade(a, state)
         return g.final if g.final is not None else 0.0
 
     def state(self, assignment: str) -> dict[str, Any]:
@@ -114,21 +117,49 @@ class Service:
         p = self.policy(assignment)
         roster = {u.id: (Student(u.id, u.name, u.email, u.section), "active" if u.active else "dropped")
                   for u in self.store.users("student")}
-        return {"roster": roster, "due": p.due, "policy": p.late, "extensions": {}, "overrides": {}}
+        return {"roster": roster, "due": p.due, "policy": p.late, "extensions": self.store.extensions(assignment),
+                "overrides": {}}
 
-    def row(self, a: Attempt) -> Row:
-        """The attempt as a gradebook row, for the batch's renderers."""
+    def row(self, a: Attempt, code: bool = False) -> Row:
+        """The attempt as a gradebook row, for the batch's renderers (with its code's hash and
+        fingerprints if `code`, for the similarity of the class views)."""
         user = self.store.user(a.user_id)
         report = a.report if a.report is not None else (self.store.attempt(a.id, True).report or {})
+        prov = Provenance(a.submitted_at, "uploaded to the service")
+        if code:
+            prov.code_sha256, prov.fingerprints = self.code(a)
         return Row(a.user_id, user.name if user else "", a.filename, a.sha256, a.status or "error", a.reason,
-                   a.score or 0.0, a.max_score or 0.0, a.penalties, a.duration_s, a.seed, report,
-                   a.submitted_at, "uploaded to the service")
+                   a.score or 0.0, a.max_score or 0.0, a.penalties, a.duration_s, a.seed, report, prov)
 
-    def grade(self, a: Attempt) -> Any:
+    def code(self, a: Attempt) -> tuple[str, str]:
+        """The normalised code's hash and fingerprints of an attempt's notebook (kept by content)."""
+        from grader.course import similarity
+
+        if a.sha256 not in self._code:
+            try:
+                code = similarity.code_of((self.store.files / a.stored).read_bytes())
+                self._code[a.sha256] = (similarity.code_hash(code), similarity.encode(similarity.fingerprints(code)))
+            except OSError:
+                self._code[a.sha256] = ("", "")
+        return self._code[a.sha256]
+
+    def starter(self, assignment: str) -> tuple[str, set[int]] | None:
+        """The starter notebook's code (never counted as similar), if the assignment has one."""
+        from grader.assignment.load import find_assignment
+        from grader.course import similarity
+
+        try:
+            data = find_assignment(self.sources.get(assignment, assignment)).path("starter.ipynb").read_bytes()
+        except Exception:  # (no starter, or the assignment moved: nothing to leave out)
+            return None
+        code = similarity.code_of(data)
+        return similarity.code_hash(code), similarity.fingerprints(code)
+
+    def grade(self, a: Attempt, state: dict[str, Any] | None = None) -> Any:
         from grader.course.grades import grade_of
 
         row = self.row(a)
-        return grade_of(row, self.state(a.assignment), row.max_score)
+        return grade_of(row, state or self.state(a.assignment), row.max_score)
 
     def feedback_html(self, a: Attempt) -> str:
         """The batch's feedback page of one finished attempt (hidden checks show nothing)."""
@@ -156,18 +187,19 @@ class Service:
         for a in self.store.attempts(assignment=assignment, with_report=True):
             by.setdefault(a.user_id, []).append(a)
         rows, counted = [], {}
+        state = self.state(assignment)
         for uid, mine in sorted(by.items()):
-            c = self.counted(mine, assignment)
+            c = self.counted(mine, assignment, state)
             counted[uid] = c.id if c else None
             if c is not None:
-                rows.append(self.row(c))
+                rows.append(self.row(c, code=True))
         return rows, by, counted
 
     def view(self, assignment: str) -> Any:
         from grader.batch.classview import view_of
 
         rows, _, _ = self.class_rows(assignment)
-        return view_of(rows, self.state(assignment))
+        return view_of(rows, self.state(assignment), self.starter(assignment))
 
     def dashboard_html(self, assignment: str) -> tuple[str, dict[str, str]]:
         """The batch's report.html of the counted attempts, and student -> feedback page name."""

@@ -218,7 +218,7 @@ class Sender:
 
 def start_sender(service: Service, db: Path) -> Sender:
     """A sender on its own connection to the database, running in the background."""
-    own = Service(Store(db), service.policies, service.key)
+    own = Service(Store(db), service.policies, service.key, service.sources)
     sender = Sender(own)
     sender.start()
     return sender

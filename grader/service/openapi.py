@@ -50,6 +50,10 @@ SPEC: dict[str, Any] = {
         "/api/submissions/{id}": {"get": {"summary": "Where a submission stands", "parameters": _ID,
                                           "responses": {"200": _ATTEMPT | {"description": "The submission"},
                                                         **_ERRORS}}},
+        "/api/submissions/{id}/events": {"get": {
+            "summary": "Server-Sent Events: the Submission each time its state changes, until it is done",
+            "parameters": _ID, "responses": {"200": {"description": "text/event-stream of Submission",
+                                                     "content": {"text/event-stream": {}}}, **_ERRORS}}},
         "/api/submissions/{id}/report": {"get": {
             "summary": "The feedback: the grader.report/1 report (hidden checks without details), the final "
                        "grade and lateness", "parameters": _ID,

@@ -66,6 +66,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     UNIQUE (attempt_id, round)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs(state, id);
+CREATE TABLE IF NOT EXISTS extensions (
+    user_id TEXT NOT NULL REFERENCES users(id),
+    assignment TEXT NOT NULL,
+    due REAL NOT NULL,
+    comment TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL,
+    PRIMARY KEY (user_id, assignment)
+);
 CREATE TABLE IF NOT EXISTS results (
     job_id INTEGER PRIMARY KEY REFERENCES jobs(id),
     status TEXT NOT NULL CHECK (status IN ('graded', 'error', 'timeout')),
@@ -252,6 +260,17 @@ class Store:
         if user is None or not user.active:
             return None, "this account is not active"
         return user, ""
+
+    def extend(self, user_id: str, assignment: str, due: float, comment: str) -> None:
+        """A student's own due date for one assignment (replacing an earlier one)."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO extensions VALUES (?,?,?,?,?)",
+                       (user_id, assignment, due, comment, time.time()))
+
+    def extensions(self, assignment: str) -> dict[str, tuple[float, str]]:
+        """student -> (due, comment) for one assignment, as grader.course.grades reads them."""
+        rows = self.db.execute("SELECT user_id, due, comment FROM extensions WHERE assignment = ?", (assignment,))
+        return {u: (due, comment) for u, due, comment in rows}
 
     # ------------------------------------------------------------ attempts and the queue
 

@@ -24,8 +24,8 @@ class Supervisor:
     """One worker process at a time, restarted when it dies, stopped with the server."""
 
     def __init__(self, db: Path, jobs: int, cell_timeout: float | None, total_timeout: float,
-                 isolation: str | None):
-        self.db, self.jobs = db, jobs
+                 isolation: str | None, sources: dict[str, str] | None = None):
+        self.db, self.jobs, self.sources = db, jobs, sources or {}
         self.cell_timeout, self.total_timeout, self.isolation = cell_timeout, total_timeout, isolation
         self.proc: subprocess.Popen[bytes] | None = None
         self.lease = ""
@@ -49,6 +49,8 @@ class Supervisor:
             cmd += ["--cell-timeout", str(self.cell_timeout)]
         if self.isolation:
             cmd += ["--isolation", self.isolation]
+        for asg, source in self.sources.items():
+            cmd += ["--assignment", f"{asg}={source}"]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 
     def start(self) -> None:

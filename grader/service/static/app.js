@@ -2,7 +2,8 @@
 // - the login page: a personal link's token (after `#`) fills the form and logs in, then
 //   leaves the address bar, so it is in no history and was never sent in a URL;
 // - the upload page: a notebook dropped on the drop zone goes into the form's file input;
-// - the status page: the state is asked again every second until the feedback is ready.
+// - the status page: the state pushed by the server (Server-Sent Events; else asked every
+//   second) until the feedback is ready, then the feedback page.
 "use strict";
 
 function setupLogin() {
@@ -34,17 +35,27 @@ function setupDrop() {
   input.addEventListener("change", show);
 }
 
+function show(box, s) {
+  box.textContent = s.message;
+  box.className = "state " + s.state;
+  if (s.state === "done") location.href = s.feedback_url;
+}
+
 function setupStatus() {
   const box = document.getElementById("state");
   if (!box || !box.dataset.poll) return;
+  if (window.EventSource) {  // pushed by the server as it changes; polling where there is none
+    const events = new EventSource(box.dataset.poll + "/events");
+    events.onmessage = (e) => { const s = JSON.parse(e.data); if (s.state === "done") events.close(); show(box, s); };
+    return;
+  }
   const poll = async () => {
     try {
       const r = await fetch(box.dataset.poll, {credentials: "same-origin", cache: "no-store"});
       const s = await r.json();
       if (r.ok) {
-        box.textContent = s.message;
-        box.className = "state " + s.state;
-        if (s.state === "done") { location.href = s.feedback_url; return; }
+        show(box, s);
+        if (s.state === "done") return;
       }
     } catch (e) { /* the server restarting: ask again */ }
     setTimeout(poll, 1000);
