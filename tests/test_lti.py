@@ -459,3 +459,11 @@ def test_garbage_posted_to_the_launch_and_resume_is_refused_in_one_line(tool):
     for token in ("", "abc", "abc.\u00e9\u00e9", "YWJj.0000"):
         r = httpx.get(f"{tool.url}/lti/resume", params={"r": token, "to": "//evil.example"})
         assert r.status_code == 401 and "expired" in message(r)
+
+
+def test_the_lti_commands_help_loads_no_crypto_or_web_stack():
+    from tests.test_startup import HEAVY, _modules
+
+    r, modules = _modules("serve", "lti", "--help")
+    assert r.returncode == 0 and "add-platform" in r.stdout, r.stderr
+    assert not modules & {*HEAVY, "jwt", "cryptography", "starlette", "uvicorn", "httpx"}
