@@ -13,6 +13,7 @@ sent once, and a sent row is never sent again.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.error
@@ -212,7 +213,8 @@ class Sender:
             try:
                 if self.lti.platforms():
                     self.run_once()
-            except Exception:  # (a bad row must not stop the passback of every other one)
+            except Exception as e:  # (a bad row must not stop the passback of every other one)
+                sys.stderr.write(f"grade serve: the grade passback failed a round: {type(e).__name__}: {e}\n")
                 time.sleep(self.interval_s)
 
 
