@@ -159,9 +159,8 @@ class Lms:
             return Response("down for maintenance", 503)
         self.token_requests.append(form)
         assertion = form.get("client_assertion", "")
-        client = jwt.PyJWKClient(f"{self.tool_url}/lti/jwks.json")
         try:  # (the LMS checks the tool's signature against the tool's published keys)
-            key = client.get_signing_key_from_jwt(assertion).key
+            key = jwt.PyJWKClient(f"{self.tool_url}/lti/jwks.json").get_signing_key_from_jwt(assertion).key
             jwt.decode(assertion, key, algorithms=["RS256"], audience=f"{self.url}/token", issuer=CLIENT_ID)
         except jwt.PyJWTError as e:
             return JSONResponse({"error": "invalid_client", "error_description": str(e)}, 401)
