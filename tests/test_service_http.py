@@ -28,7 +28,7 @@ from tests.conftest import ROOT
 from tests.service_support import Server
 
 CONFIG = f'[assignments.{ASSIGNMENT}]\nmax_upload = "1MB"\nmax_submissions = 3\nwindow = "1h"\n'
-STUDENTS = ["s1", "s2", "s3", "s4", "s5", "s6", "s7"]
+STUDENTS = ["s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8"]
 
 
 @pytest.fixture(scope="module")
@@ -339,3 +339,17 @@ def test_the_status_is_pushed_as_server_sent_events_until_done(srv):
     assert all(a != b for a, b in zip(seen, seen[1:]))  # (an event only when something changed)
     with srv.api("s5") as c:  # another student's stream: 404, as every other route
         assert c.get(f"/api/submissions/{sub['id']}/events").status_code == 404
+
+
+def test_a_replaced_token_ends_the_sessions_opened_with_it(srv):
+    from grader.service import people
+
+    c, _ = srv.browser_session("s8")
+    assert c.get("/").status_code == 200
+    store = Store(srv.db)
+    srv.tokens["s8"] = people.issue(store, "s8").token  # (the link leaked: a new one)
+    store.close()
+    r = c.get("/")
+    assert (r.status_code, r.headers["location"]) == (303, "/login")
+    c2, _ = srv.browser_session("s8")  # the new link logs in
+    assert c2.get("/").status_code == 200

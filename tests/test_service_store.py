@@ -112,15 +112,14 @@ def test_a_roster_import_drops_who_left_and_issues_tokens_only_to_new_students(s
 
 def test_a_session_cookie_is_refused_when_tampered_with_or_expired():
     key = auth.new_key()
-    cookie = auth.session_cookie(key, "s1")
-    assert auth.session_user(key, cookie) == "s1"
-    uid, exp, sig = cookie.split("|")
-    forged = auth.session_cookie(key, "s2").split("|")[0]
-    assert auth.session_user(key, f"{forged}|{exp}|{sig}") is None
-    assert auth.session_user(auth.new_key(), cookie) is None
-    assert auth.session_user(key, auth.session_cookie(key, "s1", now=time.time() - auth.SESSION_S - 5)) is None
+    cookie = auth.session_cookie(key, "h1")
+    assert auth.session_token(key, cookie) == "h1"
+    _, exp, sig = cookie.split("|")
+    assert auth.session_token(key, f"h2|{exp}|{sig}") is None
+    assert auth.session_token(auth.new_key(), cookie) is None
+    assert auth.session_token(key, auth.session_cookie(key, "h1", now=time.time() - auth.SESSION_S - 5)) is None
     assert auth.csrf_ok(key, cookie, auth.csrf_token(key, cookie))
-    assert not auth.csrf_ok(key, cookie, auth.csrf_token(key, auth.session_cookie(key, "s2")))
+    assert not auth.csrf_ok(key, cookie, auth.csrf_token(key, auth.session_cookie(key, "h2")))
 
 
 def test_the_submission_limit_names_the_time_of_the_next_allowed_one():
@@ -282,3 +281,26 @@ def test_an_extension_given_with_grade_serve_extend_removes_the_late_penalty(sto
                         "2099-01-01T00:00Z", "--db", str(store.path)],
                        capture_output=True, text=True, cwd=ROOT, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert (r.returncode, r.stderr) == (2, "grade: error: no student 'nobody' (import the roster first)\n")
+
+
+def test_grade_serve_instructor_and_token_print_a_link_and_a_new_token_replaces_the_old(tmp_path):
+    import os
+
+    db = str(tmp_path / "s.sqlite")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+    def grade(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "grader.cli", "serve", *args, "--db", db], capture_output=True,
+                              text=True, cwd=ROOT, timeout=60, env=env)
+
+    r = grade("instructor", "ta", "--name", "The TA")
+    assert r.returncode == 0 and r.stdout.startswith("ta\tThe TA\thttp://127.0.0.1:8000/login#ngt_"), r.stderr
+    old = r.stdout.strip().split("#")[1]
+    r = grade("token", "ta", "--url", "https://grader.example.edu/")
+    assert r.stdout.startswith("ta\tThe TA\thttps://grader.example.edu/login#ngt_")
+    new = r.stdout.strip().split("#")[1]
+    store = Store(tmp_path / "s.sqlite")
+    assert store.token_user(auth.token_hash(old))[0] is None
+    assert store.token_user(auth.token_hash(new))[0].role == "instructor"
+    assert grade("token", "nobody").stderr == ("grade: error: no user 'nobody' (import the roster, or add the "
+                                               "instructor)\n")

@@ -3,7 +3,9 @@ commands over grader.service. Nothing of the web stack is imported before a comm
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -25,6 +27,17 @@ def _show(issued: list, base: str) -> None:  # type: ignore[type-arg]
     if issued:
         click.echo("(each link is shown once: hand it to its owner; `grade serve token ID` makes a new one)",
                    err=True)
+
+
+def _links(db: Path, base: str, make: Callable[[Any, Any], list]) -> None:  # type: ignore[type-arg]
+    """Print the links `make(people, store)` issues (one line on an error)."""
+    from grader.service import people
+    from grader.service.store import Store
+
+    try:
+        _show(make(people, Store(db)), base)
+    except GraderError as e:
+        _fail(str(e))
 
 
 @click.group("serve", invoke_without_command=True)
@@ -87,14 +100,7 @@ def roster_group() -> None:
               help="The service's address, for the links.")
 def roster_import_cmd(file: Path, db: Path, fmt: str | None, expires: str | None, base_url: str) -> None:
     """Add the roster's students; print a personal link for each new one (shown once)."""
-    from grader.service import people
-    from grader.service.store import Store
-
-    try:
-        store = Store(db)
-        _show(people.import_roster(store, file, fmt, expires), base_url)
-    except GraderError as e:
-        _fail(str(e))
+    _links(db, base_url, lambda people, store: people.import_roster(store, file, fmt, expires))
 
 
 @serve_group.command("instructor")
@@ -104,13 +110,7 @@ def roster_import_cmd(file: Path, db: Path, fmt: str | None, expires: str | None
 @click.option("--url", "base_url", default="http://127.0.0.1:8000", show_default=True)
 def instructor_cmd(user_id: str, db: Path, name: str, base_url: str) -> None:
     """Add an instructor (or TA) and print their link (shown once)."""
-    from grader.service import people
-    from grader.service.store import Store
-
-    try:
-        _show([people.add_instructor(Store(db), user_id, name)], base_url)
-    except GraderError as e:
-        _fail(str(e))
+    _links(db, base_url, lambda people, store: [people.add_instructor(store, user_id, name)])
 
 
 @serve_group.command("token")
@@ -120,13 +120,7 @@ def instructor_cmd(user_id: str, db: Path, name: str, base_url: str) -> None:
 @click.option("--url", "base_url", default="http://127.0.0.1:8000", show_default=True)
 def token_cmd(user_id: str, db: Path, expires: str | None, base_url: str) -> None:
     """A new link for a user (a lost one stops working)."""
-    from grader.service import people
-    from grader.service.store import Store
-
-    try:
-        _show([people.issue(Store(db), user_id, expires)], base_url)
-    except GraderError as e:
-        _fail(str(e))
+    _links(db, base_url, lambda people, store: [people.issue(store, user_id, expires)])
 
 
 @serve_group.command("extend")

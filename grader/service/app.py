@@ -66,9 +66,9 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
                 raise Refused(401, why)
             return user, ""
         cookie = request.cookies.get(auth.SESSION_COOKIE)
-        uid = auth.session_user(key, cookie)
-        user = store.user(uid) if uid else None
-        if user is None or not user.active:
+        token = auth.session_token(key, cookie)
+        user = store.token_user(token)[0] if token else None  # (the token still valid, its user active)
+        if user is None:
             return None, ""
         return user, cookie or ""
 
@@ -120,14 +120,15 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         if not pre or not hmac.compare_digest(str(form.get("csrf") or ""), pre):
             # (double submit: a form posted from another site comes without this cookie)
             raise Refused(403, "the login form is out of date: reload the page and try again")
-        user, why = store.token_user(auth.token_hash(str(form.get("token") or "")))
+        token = auth.token_hash(str(form.get("token") or ""))
+        user, why = store.token_user(token)
         if user is None:
             fresh = auth.new_key()
             resp = html(pages.login(fresh, why), 401)
             resp.set_cookie("nngrader_pre", fresh, httponly=True, samesite="strict", secure=secure_cookies)
             return resp
         resp = RedirectResponse("/", 303)
-        resp.set_cookie(auth.SESSION_COOKIE, auth.session_cookie(key, user.id), max_age=auth.SESSION_S,
+        resp.set_cookie(auth.SESSION_COOKIE, auth.session_cookie(key, token), max_age=auth.SESSION_S,
                         httponly=True, samesite="lax", secure=secure_cookies)
         resp.delete_cookie("nngrader_pre")
         return resp

@@ -2,7 +2,7 @@
 CSRF token of every form.
 
 A token is 32 random bytes (URL-safe text); the database keeps only its SHA-256, so a copy of
-the database lets no one in. A session cookie is `user|expiry|signature`, signed with the
+the database lets no one in. A session cookie is `token hash|expiry|signature`, signed with the
 service's key (HMAC-SHA256, kept in the database); the CSRF token of a session is an HMAC of
 the cookie, so a page of another site cannot make a form the service accepts.
 """
@@ -40,26 +40,23 @@ def _sign(key: str, text: str) -> str:
     return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
 
-def session_cookie(key: str, user_id: str, now: float | None = None) -> str:
-    """A signed session for `user_id`, valid SESSION_S seconds."""
-    uid = base64.urlsafe_b64encode(user_id.encode()).decode().rstrip("=")
-    text = f"{uid}|{int((now or time.time()) + SESSION_S)}"
+def session_cookie(key: str, token_hash: str, now: float | None = None) -> str:
+    """A signed session for the token (by its hash) it was opened with, valid SESSION_S seconds:
+    a token replaced, expired or whose user left the roster ends its sessions too."""
+    text = f"{token_hash}|{int((now or time.time()) + SESSION_S)}"
     return f"{text}|{_sign(key, text)}"
 
 
-def session_user(key: str, cookie: str | None) -> str | None:
-    """The user id of a valid, unexpired session cookie, else None."""
+def session_token(key: str, cookie: str | None) -> str | None:
+    """The token hash of a valid, unexpired session cookie, else None."""
     if not cookie or cookie.count("|") != 2:
         return None
-    uid, expiry, sig = cookie.split("|")
-    if not hmac.compare_digest(sig, _sign(key, f"{uid}|{expiry}")):
+    token, expiry, sig = cookie.split("|")
+    if not hmac.compare_digest(sig, _sign(key, f"{token}|{expiry}")):
         return None
     if not expiry.isdigit() or int(expiry) < time.time():
         return None
-    try:
-        return base64.urlsafe_b64decode(uid + "=" * (-len(uid) % 4)).decode()
-    except ValueError:
-        return None
+    return token
 
 
 def csrf_token(key: str, cookie: str) -> str:
