@@ -467,3 +467,17 @@ def test_the_lti_commands_help_loads_no_crypto_or_web_stack():
     r, modules = _modules("serve", "lti", "--help")
     assert r.returncode == 0 and "add-platform" in r.stdout, r.stderr
     assert not modules & {*HEAVY, "jwt", "cryptography", "starlette", "uvicorn", "httpx"}
+
+
+def test_an_lms_session_ends_when_the_user_is_dropped(tool, lms):
+    """A launch's session is bound to a token of its own: a member the roster sync marks
+    inactive is signed out at the next request; a new launch (the LMS still lets them in)
+    makes them active again."""
+    from dataclasses import replace
+
+    c = tool.signed_in(lms.claims("dropped-1", LEARNER))
+    assert c.get(f"{tool.url}/api/me").status_code == 200
+    tool.store.put_user(replace(tool.store.user("lti-1-dropped-1"), active=False))
+    assert c.get(f"{tool.url}/api/me").status_code == 401
+    again = tool.signed_in(lms.claims("dropped-1", LEARNER))
+    assert again.get(f"{tool.url}/api/me").status_code == 200

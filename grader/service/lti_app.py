@@ -87,6 +87,19 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
             return {"samesite": "none", "secure": True, "httponly": True}
         return {"samesite": "lax", "secure": secure_cookies, "httponly": True}
 
+    def signed_in(resp: Response, uid: str, top_level: bool = False) -> Response:
+        """A session for `uid` on this response: a token of its own (a session is bound to a token,
+        grader.service.auth), kept as long as the session, beside the user's other tokens."""
+        token = auth.token_hash(auth.new_token())
+        store.add_token(uid, token, time.time() + auth.SESSION_S, replace=False)
+        resp.set_cookie(auth.SESSION_COOKIE, auth.session_cookie(key, token), max_age=auth.SESSION_S,
+                        **cookie_kwargs(top_level))
+        return resp
+
+    def session_user(request: Request) -> User | None:
+        token = auth.session_token(key, request.cookies.get(auth.SESSION_COOKIE))
+        return store.token_user(token)[0] if token else None
+
     def failed(message: str, status: int = 400, heading: str = "The LMS launch failed") -> HTMLResponse:
         return _page(f"Error {status}", [f"<h1>{esc(heading)}</h1><p class=\"error\" id=\"message\">"
                                          f"{esc(message)}</p>"], status)
@@ -198,10 +211,8 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
                                   str(ags.get("lineitem") or ""), " ".join(map(str, ags.get("scope") or []))))
         to = f"/a/{assignment}" if role == "student" else f"/i/{assignment}/"
         resp = RedirectResponse("/lti/check?" + urllib.parse.urlencode({"to": to, "r": resume_token(uid)}), 303)
-        resp.set_cookie(auth.SESSION_COOKIE, auth.session_cookie(key, uid), max_age=auth.SESSION_S,
-                        **cookie_kwargs())
         resp.delete_cookie(STATE_COOKIE + state[:12])
-        return resp
+        return signed_in(resp, uid)
 
     def resource_assignment(platform_id: int, claims: dict[str, Any]) -> str | None:
         """The link's assignment: the one Deep Linking placed (custom parameter), else the one
@@ -242,8 +253,7 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
 
     async def check(request: Request) -> Response:
         to, r = _local(request.query_params.get("to")), request.query_params.get("r", "")
-        uid = auth.session_user(key, request.cookies.get(auth.SESSION_COOKIE))
-        if uid is not None:
+        if session_user(request) is not None:
             return RedirectResponse(to, 303)
         resume = "/lti/resume?" + urllib.parse.urlencode({"to": to, "r": r})
         return _page("Open in a new tab", [
@@ -257,10 +267,7 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
         uid = resume_user(request.query_params.get("r", ""))
         if uid is None or store.user(uid) is None:
             return failed("this link has expired or was used: launch the assignment again from the course", 401)
-        resp = RedirectResponse(to, 303)
-        resp.set_cookie(auth.SESSION_COOKIE, auth.session_cookie(key, uid), max_age=auth.SESSION_S,
-                        **cookie_kwargs(top_level=True))
-        return resp
+        return signed_in(RedirectResponse(to, 303), uid, top_level=True)
 
     # ------------------------------------------------------------ the tool's keys and configuration
 
@@ -271,8 +278,7 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
         return JSONResponse(tool_config(base(request), service.assignments))
 
     async def passbacks(request: Request) -> Response:
-        uid = auth.session_user(key, request.cookies.get(auth.SESSION_COOKIE))
-        user = store.user(uid) if uid else None
+        user = session_user(request)
         header = request.headers.get("authorization", "")
         if header.lower().startswith("bearer "):
             user, _ = store.token_user(auth.token_hash(header[7:]))
