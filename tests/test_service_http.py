@@ -302,6 +302,15 @@ def test_one_command_serves_with_the_example_roster_and_prints_each_link_once(tm
         import httpx
 
         token = links[0][2].split("#")[1]
+        from tests.service_support import wait_for
+
+        def up() -> bool:  # (the line comes just before uvicorn listens)
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/api/health").status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 30)
         me = httpx.get(f"http://127.0.0.1:{port}/api/me", headers={"Authorization": f"Bearer {token}"}).json()
         assert (me["id"], me["role"]) == ("s1", "student")
     finally:

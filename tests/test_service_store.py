@@ -304,3 +304,19 @@ def test_grade_serve_instructor_and_token_print_a_link_and_a_new_token_replaces_
     assert store.token_user(auth.token_hash(new))[0].role == "instructor"
     assert grade("token", "nobody").stderr == ("grade: error: no user 'nobody' (import the roster, or add the "
                                                "instructor)\n")
+
+
+def test_the_submission_limit_is_checked_again_in_the_transaction_that_adds_the_attempt(store):
+    from grader.service.core import Refused, Service
+
+    svc = Service(store, {"a1": Policy(max_submissions=1, window_s=3600)}, auth.new_key())
+    user = store.user("s1")
+    svc.check_upload(user, "a1", "hw.ipynb", b"{}", time.time())  # two uploads at once both pass this...
+    svc.check_upload(user, "a1", "hw.ipynb", b"{}", time.time())
+    import asyncio
+
+    asyncio.run(svc.accept(user, "a1", "hw.ipynb", b"{}"))
+    with pytest.raises(Refused, match="at most 1 submissions per 1 h") as e:  # ...only one is stored
+        asyncio.run(svc.accept(user, "a1", "hw.ipynb", b"{ }"))
+    assert e.value.status == 429
+    assert store.db.execute("SELECT count(*) FROM attempts").fetchone()[0] == 1

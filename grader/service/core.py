@@ -60,15 +60,20 @@ class Service:
             raise Refused(403, "only students hand in notebooks")
         if p.opens is not None and now < p.opens:
             raise Refused(403, f"{assignment} opens at {show_time(p.opens)}")
-        nxt = p.next_allowed(self.store.recent_attempts(user.id, assignment, now - p.window_s), now)
-        if nxt is not None:
-            raise Refused(429, f"at most {p.max_submissions} submissions per {p.window_s / 3600:g} h: the next one "
-                               f"is allowed at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(nxt))}",
-                          retry_after=nxt - now)
+        self.check_limit(p, self.store.recent_attempts(user.id, assignment, now - p.window_s), now)
         if len(data) > p.max_upload:
             raise Refused(413, f"{filename}: {len(data)} bytes, over the limit of {p.max_upload} bytes")
         if data[:4] in ZIP_MAGIC:
             raise Refused(400, f"{filename}: a zip archive, not a notebook: upload the .ipynb file itself")
+
+    @staticmethod
+    def check_limit(p: Policy, recent: list[float], now: float) -> None:
+        """Refuse (429) a submission past the limit, saying when the next one is allowed."""
+        nxt = p.next_allowed(recent, now)
+        if nxt is not None:
+            raise Refused(429, f"at most {p.max_submissions} submissions per {p.window_s / 3600:g} h: the next one "
+                               f"is allowed at {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime(nxt))}",
+                          retry_after=nxt - now)
 
     @staticmethod
     def check_notebook(filename: str, data: bytes) -> None:
@@ -88,7 +93,9 @@ class Service:
 
         sha = hashlib.sha256(data).hexdigest()
         await run_in_threadpool(self.store.save_file, sha, data)
-        return self.store.add_attempt(user.id, assignment, safe_filename(filename), sha, data)
+        p = self.policy(assignment)
+        return self.store.add_attempt(user.id, assignment, safe_filename(filename), sha, data,
+                                      lambda recent, now: self.check_limit(p, recent, now), p.window_s)
 
     def visible_attempt(self, user: User, attempt_id: int, with_report: bool = True) -> Attempt:
         """An attempt this user may see (their own; any, for an instructor), else 404 alike

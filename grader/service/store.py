@@ -15,7 +15,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,13 +280,18 @@ class Store:
         if not stored.exists():  # (written whole or not at all: os.replace)
             fsync_write(stored, data)
 
-    def add_attempt(self, user_id: str, assignment: str, filename: str, sha256: str, data: bytes) -> int:
+    def add_attempt(self, user_id: str, assignment: str, filename: str, sha256: str, data: bytes,
+                    check: Callable[[list[float], float], None] | None = None, window_s: float = 0.0) -> int:
         """Store the notebook (fsync) then its attempt and first job (one transaction): when
-        this returns, the submission survives a crash."""
+        this returns, the submission survives a crash. `check(recent, now)`, given the times of
+        this user's attempts in the last `window_s`, may refuse it (by raising) inside the same
+        transaction, so two uploads at once cannot both pass a submission limit."""
         self.save_file(sha256, data)
         stored = self.files / f"{sha256}.ipynb"
         t = time.time()
         with self.transaction() as db:
+            if check is not None:
+                check(self.recent_attempts(user_id, assignment, t - window_s), t)
             aid = db.execute("INSERT INTO attempts (user_id, assignment, filename, sha256, size, stored, submitted_at)"
                              " VALUES (?,?,?,?,?,?,?)", (user_id, assignment, filename, sha256, len(data),
                                                          stored.name, t)).lastrowid
