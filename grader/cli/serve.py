@@ -177,5 +177,8 @@ def submit_cmd(notebook: Path, server: str | None, assignment: str | None, token
 
 
 def register(main: click.Group) -> None:
+    from grader.cli.lti import lti_group
+
+    serve_group.add_command(lti_group)
     main.add_command(serve_group)
     main.add_command(submit_cmd)

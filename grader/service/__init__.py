@@ -13,4 +13,9 @@ submit`, `submit()`), a queue grades them the way `grade batch` does, everyone r
 - supervisor.py: the worker started, watched, restarted; its jobs taken back when it dies
 - server.py: `grade serve`: all of the above under uvicorn
 - client.py: `grade submit` and `submit()` in a notebook (standard library only)
+- lti_store.py: the LTI 1.3 tables (platforms, keys, states and nonces, links, passbacks)
+- lti_tokens.py: the tool's keys and JWKS, the launch's id_token checked, the JWTs it signs
+- lti_app.py: the LTI routes: login initiation, launch, Deep Linking, JWKS, configuration
+- lti_passback.py: grades back to the LMS by AGS, retried with backoff, sent once
+- lti_roster.py: the course's roster from the LMS by NRPS
 """

@@ -30,6 +30,7 @@ from starlette.routing import Route
 
 from grader.service import auth, pages
 from grader.service.core import Refused, Service
+from grader.service.lti_app import mount as mount_lti
 from grader.service.openapi import SPEC
 from grader.service.pages import CSP, CSP_STATIC
 from grader.service.store import User
@@ -214,7 +215,8 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         service.policy(asg)
         page, _ = service.dashboard_html(asg)
         page = page.replace("<head>", "<head><meta http-equiv=\"refresh\" content=\"15\">", 1)  # (live)
-        return html(pages.with_nav(page, [("/", "Home"), (f"/i/{asg}/gradebook", "Gradebook")]), csp=CSP_STATIC)
+        return html(pages.with_nav(page, [("/", "Home"), (f"/i/{asg}/gradebook", "Gradebook"),
+                                          (f"/i/{asg}/lti", "Grades sent to the LMS")]), csp=CSP_STATIC)
 
     async def dashboard_feedback(request: Request) -> Response:
         need(request, "instructor")
@@ -357,6 +359,7 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         Route("/static/app.js", static), Route("/favicon.ico", favicon),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_allowed, 500: _internal})
+    mount_lti(app, service, secure_cookies)  # (the LTI 1.3 tool's routes; docs/lti.md)
     return app
 
 

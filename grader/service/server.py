@@ -60,10 +60,16 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
 
     service = open_service(db, assignments, config)
     check_port(host, port)
+    from grader.service.lti_store import platforms_from_config
+
+    platforms_from_config(service.store, config)  # (the [[lti.platform]] tables; docs/lti.md)
     app = build_app(service, secure_cookies)
     supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation, service.sources)
     app.state.supervisor = supervisor
     supervisor.start()
+    from grader.service.lti_passback import start_sender  # (grades back to the LMS; docs/lti.md)
+
+    sender = start_sender(service, db)
     try:
         if on_ready is not None:
             on_ready(service)
@@ -71,5 +77,6 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
                                                proxy_headers=True, forwarded_allow_ips="127.0.0.1"))
         server.run()
     finally:
+        sender.stop()
         supervisor.stop()
         service.store.close()
