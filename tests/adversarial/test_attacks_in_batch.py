@@ -42,7 +42,7 @@ def test_a_class_of_attacks_graded_at_once_leaks_nothing_and_earns_nothing_unear
     out = tmp_path / "out"
     p, peak = run_grade(["batch", str(src), "--assignment", ASSIGNMENT, "--db", str(tmp_path / "g.sqlite"),
                          "--out", str(out), "--jobs", "2", "--seed", "3"], timeout=900)
-    assert p.returncode == 3, p.stdout + p.stderr  # some submissions are errors (the link and the pipe)
+    assert p.returncode == 1, p.stdout + p.stderr  # some submissions are errors (the link and the pipe)
     assert "Traceback" not in p.stderr
     rows = {r["student"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert set(rows) == {"ann", "ben", "cat", "dan", "eve", "fay"}
