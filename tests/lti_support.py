@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import jwt
+import pytest
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
@@ -267,3 +268,18 @@ def launch(tool_url: str, lms: Lms, claims: dict[str, Any], client: httpx.Client
     action = html.unescape(re.search(r'action="([^"]+)"', auth_page.text)[1])
     return c, c.post(action, data={k: html.unescape(v) for k, v in fields.items()})
 
+
+
+# The simulated LMS and a tool registered with it, one pair per test module that imports them.
+@pytest.fixture(scope="module", name="lms")
+def lms_fixture():
+    s = Lms().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module", name="tool")
+def tool_fixture(lms, tmp_path_factory):
+    t = Tool(tmp_path_factory.mktemp("lti"), lms).start()
+    yield t
+    t.stop()

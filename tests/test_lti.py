@@ -29,22 +29,10 @@ from tests.lti_support import (
     MEMBERSHIP,
     Lms,
     Tool,
+    lms_fixture,  # noqa: F401 (the fixture lms)
     rsa_key,
+    tool_fixture,  # noqa: F401 (the fixture tool)
 )
-
-
-@pytest.fixture(scope="module")
-def lms():
-    s = Lms().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def tool(lms, tmp_path_factory):
-    t = Tool(tmp_path_factory.mktemp("lti"), lms).start()
-    yield t
-    t.stop()
 
 
 def message(r: httpx.Response) -> str:

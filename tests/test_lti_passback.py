@@ -18,21 +18,7 @@ from grader.service.core import Service
 from grader.service.lti_passback import Sender
 from grader.service.store import Store
 from tests.batch_support import ASSIGNMENT, notebook_bytes
-from tests.lti_support import INSTRUCTOR, LEARNER, Lms, Tool
-
-
-@pytest.fixture(scope="module")
-def lms():
-    s = Lms().start()
-    yield s
-    s.stop()
-
-
-@pytest.fixture(scope="module")
-def tool(lms, tmp_path_factory):
-    t = Tool(tmp_path_factory.mktemp("passback"), lms).start()
-    yield t
-    t.stop()
+from tests.lti_support import INSTRUCTOR, LEARNER, Lms, Tool, lms_fixture, tool_fixture  # noqa: F401 (fixtures lms, tool)
 
 
 @pytest.fixture

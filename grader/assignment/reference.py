@@ -99,11 +99,9 @@ def import_reference(path: Path, spec_sha256: str) -> ModuleType:
         module = importlib.util.module_from_spec(spec)
         try:
             spec.loader.exec_module(module)
-        except ModuleNotFoundError as e:
-            if (e.name or "").split(".")[0] == "torch":
-                raise TorchMissing() from None
-            raise SpecError(f"{path}: fails to import: {type(e).__name__}: {e}") from None
         except Exception as e:  # an instructor's file: say what broke, in one line
+            if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "torch":
+                raise TorchMissing() from None  # (not the instructor's: the install's)
             raise SpecError(f"{path}: fails to import: {type(e).__name__}: {e}") from None
         sys.modules[modname] = module
         return module
