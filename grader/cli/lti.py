@@ -9,17 +9,11 @@ from pathlib import Path
 import click
 
 from grader.cli.batch import _fail
+from grader.cli.serve import _db_option
 from grader.errors import GraderError
 
-DEFAULT_DB = Path("service.sqlite")
 
-
-def _db_option(f):  # type: ignore[no-untyped-def]
-    return click.option("--db", type=click.Path(path_type=Path), default=DEFAULT_DB, show_default=True,
-                        help="The service's database (SQLite).")(f)
-
-
-def _lti(db: Path):  # type: ignore[no-untyped-def]
+def _lti(db: Path | str):  # type: ignore[no-untyped-def]
     from grader.service.lti_store import LtiStore
     from grader.service.store import Store
 
@@ -39,7 +33,7 @@ def lti_group() -> None:
 @click.option("--auth-login-url", required=True, help="The platform's OIDC authorization endpoint.")
 @click.option("--auth-token-url", required=True, help="The platform's OAuth2 token endpoint.")
 @click.option("--keyset-url", required=True, help="The platform's public keys (JWKS).")
-def add_platform(db: Path, issuer: str, client_id: str, deployment_id: str, auth_login_url: str,
+def add_platform(db: Path | str, issuer: str, client_id: str, deployment_id: str, auth_login_url: str,
                  auth_token_url: str, keyset_url: str) -> None:
     """Trust an LMS: its launches sign users in, grades go back to it."""
     try:
@@ -51,7 +45,7 @@ def add_platform(db: Path, issuer: str, client_id: str, deployment_id: str, auth
 
 @lti_group.command("platforms")
 @_db_option
-def platforms(db: Path) -> None:
+def platforms(db: Path | str) -> None:
     """The registered platforms, one a line."""
     try:
         for p in _lti(db).platforms():
@@ -62,7 +56,7 @@ def platforms(db: Path) -> None:
 
 @lti_group.command("rotate-key")
 @_db_option
-def rotate_key(db: Path) -> None:
+def rotate_key(db: Path | str) -> None:
     """A new signing key; the old one stays published a week for tokens already signed."""
     from grader.service.lti_tokens import new_key
 
@@ -75,7 +69,7 @@ def rotate_key(db: Path) -> None:
 
 @lti_group.command("sync-roster")
 @_db_option
-def sync_roster(db: Path) -> None:
+def sync_roster(db: Path | str) -> None:
     """The roster of every course a launch came from, by Names and Role Provisioning."""
     from grader.service.core import Service
     from grader.service.lti_passback import Sender

@@ -144,7 +144,7 @@ class Service:
 
         if a.sha256 not in self._code:
             try:
-                code = similarity.code_of((self.store.files / a.stored).read_bytes())
+                code = similarity.code_of(self.store.notebook(a.stored))
                 self._code[a.sha256] = (similarity.code_hash(code), similarity.encode(similarity.fingerprints(code)))
             except OSError:
                 self._code[a.sha256] = ("", "")

@@ -211,14 +211,15 @@ class Sender:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                if self.lti.platforms():
+                # one sender among the processes sharing a PostgreSQL database: a score is posted once
+                if self.lti.platforms() and self.service.store.db.singleton("nngrader-lti-passback"):
                     self.run_once()
             except Exception as e:  # (a bad row must not stop the passback of every other one)
                 sys.stderr.write(f"grade serve: the grade passback failed a round: {type(e).__name__}: {e}\n")
                 time.sleep(self.interval_s)
 
 
-def start_sender(service: Service, db: Path) -> Sender:
+def start_sender(service: Service, db: Path | str) -> Sender:
     """A sender on its own connection to the database, running in the background."""
     own = Service(Store(db), service.policies, service.key, service.sources)
     sender = Sender(own)

@@ -3,14 +3,13 @@ login states and used nonces (each with an expiry), resource links mapped to ass
 what each LMS user launched from, the courses' membership (NRPS) addresses, and the grade
 passbacks (a durable outbox).
 
-They live beside the service's own tables (grader.service.store) in the same SQLite file and
+They live beside the service's own tables (grader.service.store) in the same database and
 are created on first use (empty until a platform is registered).
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,7 +132,7 @@ class LtiStore:
 
     def __init__(self, store: Store):
         self.store, self.db = store, store.db
-        self.db.executescript(f"BEGIN; {_DDL}; COMMIT;")
+        self.db.create(_DDL, "lti")
 
     # ------------------------------------------------------------ platforms
 
@@ -147,11 +146,10 @@ class LtiStore:
             raise GraderError("the issuer, client id and deployment id must not be empty")
         try:
             with self.store.transaction() as db:
-                return int(db.execute("INSERT INTO lti_platforms (issuer, client_id, deployment_id, auth_login_url,"
-                                      " auth_token_url, keyset_url) VALUES (?,?,?,?,?,?)",
-                                      (issuer, client_id, deployment_id, auth_login_url, auth_token_url,
-                                       keyset_url)).lastrowid)
-        except sqlite3.IntegrityError:
+                return db.insert("INSERT INTO lti_platforms (issuer, client_id, deployment_id, auth_login_url,"
+                                 " auth_token_url, keyset_url) VALUES (?,?,?,?,?,?)",
+                                 (issuer, client_id, deployment_id, auth_login_url, auth_token_url, keyset_url))
+        except self.db.IntegrityError:
             raise GraderError(f"platform {issuer} (client {client_id}, deployment {deployment_id}) is already "
                               "registered") from None
 
@@ -206,7 +204,7 @@ class LtiStore:
                 db.execute("DELETE FROM lti_nonces WHERE expires < ?", (t,))
                 db.execute("DELETE FROM lti_states WHERE state = ?", (state,))
                 db.execute("INSERT INTO lti_nonces VALUES (?, ?)", (nonce, max(expires, t) + NONCE_KEEP_S))
-        except sqlite3.IntegrityError:
+        except self.db.IntegrityError:
             return False
         return True
 
@@ -219,11 +217,14 @@ class LtiStore:
 
     def set_link(self, platform_id: int, resource_link_id: str, assignment: str) -> None:
         with self.store.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO lti_links VALUES (?,?,?)", (platform_id, resource_link_id, assignment))
+            db.execute("INSERT INTO lti_links VALUES (?,?,?) ON CONFLICT (platform_id, resource_link_id) DO UPDATE"
+                       " SET assignment = excluded.assignment", (platform_id, resource_link_id, assignment))
 
     def set_member(self, m: Member) -> None:
         with self.store.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO lti_members VALUES (?,?,?,?,?,?,?)",
+            db.execute("INSERT INTO lti_members VALUES (?,?,?,?,?,?,?) ON CONFLICT (user_id, assignment) DO UPDATE"
+                       " SET platform_id = excluded.platform_id, sub = excluded.sub, lineitems = excluded.lineitems,"
+                       " lineitem = excluded.lineitem, scopes = excluded.scopes",
                        (m.user_id, m.assignment, m.platform_id, m.sub, m.lineitems, m.lineitem, m.scopes))
 
     def member(self, user_id: str, assignment: str) -> Member | None:
@@ -245,7 +246,7 @@ class LtiStore:
     def set_roster(self, platform_id: int, context_id: str, url: str, title: str) -> None:
         with self.store.transaction() as db:
             db.execute("INSERT INTO lti_rosters (platform_id, context_id, memberships_url, title) VALUES (?,?,?,?)"
-                       " ON CONFLICT DO UPDATE SET memberships_url = excluded.memberships_url,"
+                       " ON CONFLICT (platform_id, context_id) DO UPDATE SET memberships_url = excluded.memberships_url,"
                        " title = excluded.title", (platform_id, context_id, url, title))
 
     def rosters(self) -> list[tuple[int, str, str, str]]:
@@ -263,8 +264,8 @@ class LtiStore:
     def queue_passback(self, job_id: int, user_id: str, assignment: str, score: dict[str, Any]) -> bool:
         """Queue a result's score once (a second call for the same result does nothing)."""
         with self.store.transaction() as db:
-            return bool(db.execute("INSERT OR IGNORE INTO lti_passbacks (job_id, user_id, assignment, score, state,"
-                                   " next_try) VALUES (?,?,?,?,'pending',?)",
+            return bool(db.execute("INSERT INTO lti_passbacks (job_id, user_id, assignment, score, state, next_try)"
+                                   " VALUES (?,?,?,?,'pending',?) ON CONFLICT DO NOTHING",
                                    (job_id, user_id, assignment, json.dumps(score), time.time())).rowcount)
 
     def known_jobs(self) -> set[int]:

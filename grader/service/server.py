@@ -16,7 +16,7 @@ from grader.service.policy import load_config
 from grader.service.store import Store
 
 
-def open_service(db: Path, assignments: list[str], config: Path | None = None) -> Service:
+def open_service(db: Path | str, assignments: list[str], config: Path | None = None) -> Service:
     """The Service over `db` for these assignments (each found, else GraderError)."""
     from grader.assignment.load import find_assignment
 
@@ -46,10 +46,12 @@ def check_port(host: str, port: int) -> None:
         raise GraderError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
-def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int = 8000, jobs: int = 1,
+def serve(db: Path | str, assignments: list[str], host: str = "127.0.0.1", port: int = 8000, jobs: int = 1,
           config: Path | None = None, cell_timeout: float | None = None, total_timeout: float = 300.0,
-          isolation: str | None = None, secure_cookies: bool = False, on_ready: Any = None) -> None:
-    """Serve until stopped."""
+          isolation: str | None = None, secure_cookies: bool = False, on_ready: Any = None,
+          scheduler: str | None = None) -> None:
+    """Serve until stopped. `jobs` 0: no grading worker here (`grade worker` processes grade);
+    `scheduler`: the worker hands its jobs to that Dask cluster."""
     try:
         import uvicorn
 
@@ -64,7 +66,11 @@ def serve(db: Path, assignments: list[str], host: str = "127.0.0.1", port: int =
 
     platforms_from_config(service.store, config)  # (the [[lti.platform]] tables; docs/lti.md)
     app = build_app(service, secure_cookies)
-    supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation, service.sources)
+    if scheduler:
+        from grader.batch.run import connect
+
+        connect(scheduler).close()  # (an unreachable scheduler: one line now, not a worker restarting)
+    supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation, service.sources, scheduler)
     app.state.supervisor = supervisor
     supervisor.start()
     from grader.service.lti_passback import start_sender  # (grades back to the LMS; docs/lti.md)

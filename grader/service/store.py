@@ -1,10 +1,19 @@
-"""The service's database: one SQLite file (WAL, synchronous=FULL) holding its users, their
+"""The service's database: one SQLite file (WAL, synchronous=FULL), or a PostgreSQL database
+shared by several web and worker processes (grader.service.database), holding its users, their
 tokens (hashed), every attempt, the queue of grading jobs and every result.
 
 The queue is the `jobs` table: a job is claimed by one worker (its `lease`) in a transaction,
 and its result is committed in the same transaction that marks it done, only while the lease
 still holds; so a worker killed mid-job, or one left running by a killed server, can never
-record a result twice. A regrade adds a new job (the next `round`) for an attempt: the old
+record a result twice. On PostgreSQL a job is taken with `FOR UPDATE SKIP LOCKED`: workers on
+several hosts share the queue and none takes a job another holds.
+
+A worker holds a lease, registered in `workers` with its host and process and renewed every
+few seconds (its heartbeat). A job held by a lease that is gone (its process ended on this
+host, or its heartbeat stopped for STALE_S) goes back to the queue once, then it is an `error`
+row: whichever process of the service looks first (any worker, any server) takes it back.
+
+A regrade adds a new job (the next `round`) for an attempt: the old
 result stays beside the new one, and the newest finished round is the attempt's result.
 """
 
@@ -12,8 +21,7 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
-import threading
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,9 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import GraderError
+from grader.service.database import Database, connect, shown
 
 SCHEMA = "service/1"
 MAX_TRIES = 2  # a job whose worker died is queued once more at most, then it is an error row
+BEAT_S = 2.0  # a worker renews its lease this often
+STALE_S = float(os.environ.get("NNGRADER_LEASE_STALE_S", "30"))  # a lease not renewed this long is gone
+HOST = socket.gethostname()
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS service_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -74,6 +86,13 @@ CREATE TABLE IF NOT EXISTS extensions (
     at REAL NOT NULL,
     PRIMARY KEY (user_id, assignment)
 );
+CREATE TABLE IF NOT EXISTS workers (
+    lease TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    started REAL NOT NULL,
+    beat REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS results (
     job_id INTEGER PRIMARY KEY REFERENCES jobs(id),
     status TEXT NOT NULL CHECK (status IN ('graded', 'error', 'timeout')),
@@ -88,6 +107,8 @@ CREATE TABLE IF NOT EXISTS results (
     report TEXT NOT NULL
 );
 """
+# On PostgreSQL the notebooks live in the database too: every host reads them from there.
+_NOTEBOOKS = "CREATE TABLE IF NOT EXISTS notebooks (sha256 TEXT PRIMARY KEY, data BLOB NOT NULL);"
 
 
 @dataclass
@@ -156,53 +177,51 @@ def fsync_write(path: Path, data: bytes) -> None:
 
 
 class Store:
-    """The service's database (one connection per thread or process)."""
+    """The service's database (one connection per process, shared by its threads)."""
 
-    def __init__(self, path: Path):
+    def __init__(self, db: Path | str):
+        self.db: Database = connect(db)
+        self.path = db
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            tables = {n for (n,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = self.db.tables()
             if tables and "service_meta" not in tables:
-                raise GraderError(f"{path}: not a database this service wrote")
-            self.db.executescript(f"BEGIN; {_DDL}; INSERT OR IGNORE INTO service_meta VALUES ('schema', "
-                                  f"'{SCHEMA}'); COMMIT;")
+                raise GraderError(f"{shown(db)}: not a database this service wrote")
+            extra = _NOTEBOOKS if self.db.dialect == "postgresql" else ""
+            self.db.create(f"{_DDL} {extra} INSERT INTO service_meta VALUES ('schema', '{SCHEMA}')"
+                           " ON CONFLICT DO NOTHING;", "service")
             if self.meta("schema") != SCHEMA:
-                raise GraderError(f"{path}: written by another version of the service")
-        except sqlite3.DatabaseError as e:
-            raise GraderError(f"{path}: not a usable database ({e})") from None
-        except OSError as e:
-            raise GraderError(f"{path}: cannot be created ({e.strerror or e})") from None
-        self.path = path
-        # one connection shared by a process's threads: its transactions taken one at a time
-        self.lock = threading.RLock()
-        self.files = Path(f"{path}.files")  # the uploaded notebooks, by content hash
-        self.files.mkdir(mode=0o700, exist_ok=True)
+                raise GraderError(f"{shown(db)}: written by another version of the service")
+        except GraderError:
+            self.db.close()
+            raise
+        except Exception as e:
+            self.db.close()
+            if type(e).__module__.split(".")[0] in ("sqlite3", "psycopg"):
+                raise GraderError(f"{shown(db)}: not a usable database ({e})") from None
+            raise
+        self.lock = self.db.lock
+        # the uploaded notebooks, by content hash: files beside a SQLite database, rows in PostgreSQL
+        self.files: Path | None = None
+        if self.db.dialect == "sqlite":
+            self.files = Path(f"{db}.files")
+            self.files.mkdir(mode=0o700, exist_ok=True)
 
     def close(self) -> None:
         self.db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction, taken at once (BEGIN IMMEDIATE), rolled back on any error."""
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-                self.db.execute("COMMIT")
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
+    def transaction(self) -> Iterator[Database]:
+        """One write transaction, rolled back on any error."""
+        with self.db.transaction() as db:
+            yield db
 
     def meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM service_meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
     def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO service_meta VALUES (?, ?)", (key, value))
+        self.db.execute("INSERT INTO service_meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+                        " value = excluded.value", (key, value))
 
     def meta_default(self, key: str, make: Any) -> str:
         """A setting kept from the first start (the session key, the seed), made once."""
@@ -211,8 +230,8 @@ class Store:
             if row:
                 return row[0]
             value = str(make())
-            db.execute("INSERT INTO service_meta VALUES (?, ?)", (key, value))
-            return value
+            db.execute("INSERT INTO service_meta VALUES (?, ?) ON CONFLICT DO NOTHING", (key, value))
+        return self.meta(key) or value  # (another process made it first: theirs is kept)
 
     # ------------------------------------------------------------ users and tokens
 
@@ -264,7 +283,8 @@ class Store:
     def extend(self, user_id: str, assignment: str, due: float, comment: str) -> None:
         """A student's own due date for one assignment (replacing an earlier one)."""
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO extensions VALUES (?,?,?,?,?)",
+            db.execute("INSERT INTO extensions VALUES (?,?,?,?,?) ON CONFLICT (user_id, assignment) DO UPDATE SET"
+                       " due = excluded.due, comment = excluded.comment, at = excluded.at",
                        (user_id, assignment, due, comment, time.time()))
 
     def extensions(self, assignment: str) -> dict[str, tuple[float, str]]:
@@ -274,11 +294,24 @@ class Store:
 
     # ------------------------------------------------------------ attempts and the queue
 
-    def save_file(self, sha256: str, data: bytes) -> None:
-        """The notebook's bytes on disk, fsynced (once per content)."""
-        stored = self.files / f"{sha256}.ipynb"
-        if not stored.exists():  # (written whole or not at all: os.replace)
-            fsync_write(stored, data)
+    def save_file(self, sha256: str, data: bytes) -> str:
+        """The notebook's bytes stored durably (once per content): fsynced on disk beside a SQLite
+        database, a committed row in PostgreSQL. Returns the name it is stored under."""
+        name = f"{sha256}.ipynb"
+        if self.files is None:
+            self.db.execute("INSERT INTO notebooks VALUES (?, ?) ON CONFLICT DO NOTHING", (name, data))
+        elif not (self.files / name).exists():  # (written whole or not at all: os.replace)
+            fsync_write(self.files / name, data)
+        return name
+
+    def notebook(self, stored: str) -> bytes:
+        """A stored notebook's bytes (OSError when it is gone)."""
+        if self.files is not None:
+            return (self.files / stored).read_bytes()
+        row = self.db.execute("SELECT data FROM notebooks WHERE sha256 = ?", (stored,)).fetchone()
+        if row is None:
+            raise FileNotFoundError(f"notebook {stored} is not in the database")
+        return bytes(row[0])
 
     def add_attempt(self, user_id: str, assignment: str, filename: str, sha256: str, data: bytes,
                     check: Callable[[list[float], float], None] | None = None, window_s: float = 0.0) -> int:
@@ -286,15 +319,14 @@ class Store:
         this returns, the submission survives a crash. `check(recent, now)`, given the times of
         this user's attempts in the last `window_s`, may refuse it (by raising) inside the same
         transaction, so two uploads at once cannot both pass a submission limit."""
-        self.save_file(sha256, data)
-        stored = self.files / f"{sha256}.ipynb"
+        stored = self.save_file(sha256, data)
         t = time.time()
         with self.transaction() as db:
             if check is not None:
+                db.lock_row("users", "id", user_id)  # (two uploads of one student: one checks after the other)
                 check(self.recent_attempts(user_id, assignment, t - window_s), t)
-            aid = db.execute("INSERT INTO attempts (user_id, assignment, filename, sha256, size, stored, submitted_at)"
-                             " VALUES (?,?,?,?,?,?,?)", (user_id, assignment, filename, sha256, len(data),
-                                                         stored.name, t)).lastrowid
+            aid = db.insert("INSERT INTO attempts (user_id, assignment, filename, sha256, size, stored, submitted_at)"
+                            " VALUES (?,?,?,?,?,?,?)", (user_id, assignment, filename, sha256, len(data), stored, t))
             db.execute("INSERT INTO jobs (attempt_id, round, state, queued_at) VALUES (?, 1, 'queued', ?)", (aid, t))
         return int(aid)
 
@@ -361,9 +393,9 @@ class Store:
         if self.db.execute("SELECT 1 FROM jobs WHERE state = 'queued' LIMIT 1").fetchone() is None:
             return None  # (an idle worker's poll takes no write lock)
         with self.transaction() as db:
-            row = db.execute("SELECT j.id, a.id, a.assignment, a.filename, a.sha256, a.stored FROM jobs j"
-                             " JOIN attempts a ON a.id = j.attempt_id WHERE j.state = 'queued'"
-                             " ORDER BY j.id LIMIT 1").fetchone()
+            row = db.execute(db.skip_locked("SELECT j.id, a.id, a.assignment, a.filename, a.sha256, a.stored"
+                                            " FROM jobs j JOIN attempts a ON a.id = j.attempt_id WHERE"
+                                            " j.state = 'queued' ORDER BY j.id LIMIT 1", of="j")).fetchone()
             if row is None:
                 return None
             db.execute("UPDATE jobs SET state = 'grading', lease = ?, tries = tries + 1, started = ? WHERE id = ?",
@@ -387,17 +419,59 @@ class Store:
                         seed, started, finished, json.dumps(report)))
         return True
 
-    def recover(self, keep_lease: str = "", error_report: Any = None) -> tuple[int, int]:
-        """Jobs held by any lease but `keep_lease` (a worker that died, a server killed): back
-        to the queue if tried fewer than MAX_TRIES times, else an error result saying why.
-        Returns (requeued, failed)."""
+    # ------------------------------------------------------------ leases (who is alive)
+
+    def register(self, lease: str) -> None:
+        """A worker's lease, alive from now on while it beats."""
+        t = time.time()
+        self.db.execute("INSERT INTO workers VALUES (?,?,?,?,?) ON CONFLICT (lease) DO UPDATE SET beat = excluded.beat",
+                        (lease, HOST, os.getpid(), t, t))
+
+    def beat(self, lease: str) -> None:
+        """Renew a lease (registered again if it was taken for dead during a long pause: the jobs
+        taken back from it are not its own any more, the rest are)."""
+        if not self.db.execute("UPDATE workers SET beat = ? WHERE lease = ?", (time.time(), lease)).rowcount:
+            self.register(lease)
+
+    def unregister(self, lease: str) -> None:
+        self.db.execute("DELETE FROM workers WHERE lease = ?", (lease,))
+
+    def workers(self) -> list[tuple[str, str, int, float, float]]:
+        """(lease, host, pid, started, last beat) of every registered worker."""
+        return list(self.db.execute("SELECT lease, host, pid, started, beat FROM workers ORDER BY started"))
+
+    @staticmethod
+    def _alive(host: str, pid: int, beat: float, now: float) -> bool:
+        if beat < now - STALE_S:
+            return False
+        if host != HOST:
+            return True  # (another host's processes are judged by their heartbeat alone)
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            pass
+        return True
+
+    def recover(self, error_report: Any = None, dead: str = "") -> tuple[int, int]:
+        """Jobs held by a lease that is gone (never registered, its process ended on this host,
+        its heartbeat stale, or `dead`, which the caller saw end): back to the queue if tried
+        fewer than MAX_TRIES times, else an error result saying why. Returns (requeued, failed)."""
         requeued = failed = 0
         t = time.time()
         with self.transaction() as db:
-            rows = db.execute("SELECT j.id, j.tries, a.filename, a.assignment FROM jobs j JOIN attempts a"
-                              " ON a.id = j.attempt_id WHERE j.state = 'grading' AND j.lease != ?",
-                              (keep_lease,)).fetchall()
-            for job_id, tries, filename, assignment in rows:
+            rows = db.execute("SELECT lease, host, pid, beat FROM workers").fetchall()
+            live = {lease for lease, host, pid, beat in rows if lease != dead and self._alive(host, pid, beat, t)}
+            for lease, *_ in rows:
+                if lease not in live:
+                    db.execute("DELETE FROM workers WHERE lease = ?", (lease,))
+            held = db.execute(db.skip_locked("SELECT j.id, j.tries, j.lease, a.filename, a.assignment FROM jobs j"
+                                             " JOIN attempts a ON a.id = j.attempt_id WHERE j.state = 'grading'",
+                                             of="j")).fetchall()
+            for job_id, tries, lease, filename, assignment in held:
+                if lease in live:
+                    continue
                 if tries < MAX_TRIES:
                     db.execute("UPDATE jobs SET state = 'queued', lease = '' WHERE id = ?", (job_id,))
                     requeued += 1
