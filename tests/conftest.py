@@ -18,6 +18,9 @@ ASSIGNMENTS = ROOT / "assignments"
 
 _cache: dict[tuple[Any, ...], Report] = {}
 
+# A private PostgreSQL server per session and a fresh database per test (`postgres_server`, `pg_url`).
+pytest_plugins = ["tests.pg_support"]
+
 # Cell limits measured from solutions (`grade validate`, `grade prepare`) change the limit every
 # later grade of that assignment gets: the suite keeps them away from the user's cache, and each
 # test has its own (so one test's measurement never shortens another's limit). Every `grade`
