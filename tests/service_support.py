@@ -1,5 +1,6 @@
 """A real grading service for the tests: `grade serve` in a subprocess on a free loopback port,
-its own SQLite database, a roster of students and an instructor with their tokens."""
+its own database (a SQLite file, or a PostgreSQL URL), a roster of students and an instructor
+with their tokens; and `grade worker` processes beside it."""
 
 from __future__ import annotations
 
@@ -41,10 +42,13 @@ class Server:
     port: int = 0
     tokens: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    database: str = ""  # a PostgreSQL URL (default: service.sqlite in the folder)
+    extra: list[str] = field(default_factory=list)  # more `grade serve` options
+    name: str = "server"
 
     @property
-    def db(self) -> Path:
-        return self.folder / "service.sqlite"
+    def db(self) -> Path | str:
+        return self.database or self.folder / "service.sqlite"
 
     @property
     def url(self) -> str:
@@ -68,13 +72,15 @@ class Server:
                "--total-timeout", str(self.total_timeout)]
         if self.config:
             cmd += ["--config", str(self.folder / "service.toml")]
+        cmd += self.extra
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        log = self.folder / f"{self.name}.log"
         self.proc = subprocess.Popen(cmd, cwd=self.folder, env=env, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.folder / "server.log", "ab"), start_new_session=True)
+                                     stderr=open(log, "ab"), start_new_session=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError((self.folder / "server.log").read_text())
+                raise RuntimeError(log.read_text())
             try:
                 if httpx.get(f"{self.url}/api/health", timeout=2).status_code == 200:
                     return self
@@ -123,11 +129,37 @@ class Server:
         raise TimeoutError(f"attempt {attempt} not graded in {timeout} s")
 
     def rows(self, query: str) -> list[tuple]:
-        db = sqlite3.connect(self.db, timeout=30)
-        try:
-            return db.execute(query).fetchall()
-        finally:
-            db.close()
+        return rows(self.db, query)
+
+
+def rows(db: Path | str, query: str) -> list[tuple]:
+    """A query's rows, read by a connection of the test's own."""
+    if isinstance(db, str):
+        import psycopg
+
+        with psycopg.connect(db) as conn:
+            return conn.execute(query).fetchall()
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return conn.execute(query).fetchall()
+    finally:
+        conn.close()
+
+
+def start_worker(folder: Path, db: Path | str, *args: str, name: str = "worker") -> subprocess.Popen:
+    """`grade worker` on the database, in a session of its own; ready when its lease is registered."""
+    before = {r[0] for r in rows(db, "SELECT lease FROM workers")}
+    cmd = [sys.executable, "-m", "grader.cli", "worker", "-a", ASSIGNMENT, "--db", str(db), *args]
+    proc = subprocess.Popen(cmd, cwd=folder, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL,
+                            stderr=open(folder / f"{name}.log", "ab"), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError((folder / f"{name}.log").read_text())
+        if {r[0] for r in rows(db, "SELECT lease FROM workers")} - before:
+            return proc
+        time.sleep(0.2)
+    raise RuntimeError("the worker did not start")
 
 
 def wait_for(predicate, timeout: float) -> None:

@@ -6,12 +6,10 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -20,63 +18,16 @@ import pytest
 from grader.batch.run import grade_batch
 from grader.kernels.warm import WarmKernelLauncher
 from tests.batch_support import ASSIGNMENT, make_flat, notebook_bytes
+from tests.dask_support import loopback_cluster
+from tests.service_support import free_port
 from tests.test_batch import batch_with_a_first_result, current, run_count
 from tests.torch_failure import torch_fails_once
 
 ROOT = Path(__file__).resolve().parent.parent
-DASK_CLI = str(Path(sys.executable).parent / "dask")  # the `dask` command of this environment
-DASK = [DASK_CLI, "scheduler"]
-WORKER = [DASK_CLI, "worker"]
 # A warm parent's command line (it and the keepers and kernels forked from it carry it).
 WARM_PARENT = "PRELOAD = ("
 WARM = WarmKernelLauncher().warm  # whether kernels can be forked here (root and the sandbox level)
 KINDS = ["correct", "sign", "scaled", "starter", "broken", "hostile", "forbidden", "correct", "sign", "starter"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_workers(address: str, n: int, timeout: float = 180) -> None:
-    from distributed import Client
-
-    with Client(address, timeout="60s") as c:
-        c.wait_for_workers(n, timeout=timeout)
-
-
-@contextlib.contextmanager
-def loopback_cluster(d: Path, workers: int = 2, per_worker: dict[int, dict[str, str]] | None = None,
-                     **extra_env: str) -> Iterator[dict]:
-    """`dask scheduler` and `workers` `dask worker` processes (one thread each, no nanny) on 127.0.0.1;
-    `extra_env` is the workers' environment's additions, `per_worker[i]` worker i's own."""
-    d.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "DASK_DISTRIBUTED__WORKER__DAEMON": "False"}
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    procs = [subprocess.Popen([*DASK, "--host", "127.0.0.1", "--port", str(port), "--dashboard-address",
-                               "127.0.0.1:0"], env=env, cwd=d, stdout=subprocess.DEVNULL,
-                              stderr=open(d / "scheduler.log", "w"))]
-    try:
-        for i in range(workers):
-            procs.append(subprocess.Popen(
-                [*WORKER, address, "--host", "127.0.0.1", "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                 "--name", f"w{i}", "--local-directory", str(d / f"w{i}")],
-                env={**env, **extra_env, **(per_worker or {}).get(i, {})}, cwd=d, stdout=subprocess.DEVNULL,
-                stderr=open(d / f"worker{i}.log", "w")))
-        _wait_workers(address, workers)
-        yield {"address": address, "workers": procs[1:], "dir": d}
-    finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +90,7 @@ def test_dying_worker_loses_and_duplicates_nothing(cluster, submissions, tmp_pat
 def test_unreachable_scheduler_is_one_line(submissions, tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-c", "from grader.cli import main; main()", "batch", str(submissions),
                         "-a", ASSIGNMENT, "--db", str(tmp_path / "gb.sqlite"),
-                        "--scheduler", f"tcp://127.0.0.1:{_free_port()}"],
+                        "--scheduler", f"tcp://127.0.0.1:{free_port()}"],
                        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
     assert r.returncode == 2 and r.stderr.startswith("grade: error: cannot reach the Dask scheduler")
     assert r.stderr.count("\n") == 1

@@ -1,0 +1,194 @@
+"""The service on PostgreSQL (a real server, tests/pg_support.py): the same store as on SQLite,
+a queue that several processes share with no job taken twice, leases judged by their heartbeat,
+and two web processes with two `grade worker` processes, each kind killed with `kill -9`
+mid-grade, losing nothing and grading nothing twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from grader.service.core import Refused, Service
+from grader.service.policy import Policy
+from grader.service.store import MAX_TRIES, Store, User
+from grader.service.worker import failure_report
+from tests.conftest import NOTEBOOKS, ROOT
+from tests.service_support import Server, rows, start_worker, wait_for
+
+LOOP = (NOTEBOOKS / "adversarial" / "infinite_loop.ipynb").read_bytes()
+
+
+def students(store: Store, n: int) -> list[str]:
+    ids = [f"s{i}" for i in range(n)]
+    for sid in ids:
+        store.put_user(User(sid, sid, "", "", "student", True))
+    return ids
+
+
+@pytest.fixture
+def store(pg_url):
+    s = Store(pg_url)
+    yield s
+    s.close()
+
+
+def test_many_workers_taking_jobs_at_once_never_take_one_twice(pg_url, store):
+    (sid,) = students(store, 1)
+    ids = {store.add_attempt(sid, "a1", f"{i}.ipynb", f"{i:064x}", b"{}") for i in range(60)}
+    taken: list[int] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        own = Store(pg_url)
+        try:
+            while (job := own.claim(f"w{n}")) is not None:
+                with lock:
+                    taken.append(job.attempt_id)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert sorted(taken) == sorted(ids)  # every job taken, none twice
+    assert rows(pg_url, "SELECT count(DISTINCT lease) FROM jobs")[0][0] > 1  # (shared, not one worker's)
+
+
+def test_two_uploads_at_once_cannot_both_pass_the_submission_limit(pg_url, store):
+    (sid,) = students(store, 1)
+    policy = Policy(max_submissions=1, window_s=3600)
+    accepted, refused = [], []
+    barrier = threading.Barrier(4)
+
+    def upload(n: int) -> None:
+        own = Store(pg_url)
+        try:
+            barrier.wait()
+            own.add_attempt(sid, "a1", "hw.ipynb", f"{n:064x}", b"{}",
+                            check=lambda recent, now: Service.check_limit(policy, recent, now),
+                            window_s=policy.window_s)
+            accepted.append(n)
+        except Refused:
+            refused.append(n)
+        finally:
+            own.close()
+
+    threads = [threading.Thread(target=upload, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert (len(accepted), len(refused)) == (1, 3)
+    assert rows(pg_url, "SELECT count(*) FROM attempts")[0][0] == 1
+
+
+def test_a_lease_is_alive_while_it_beats_here_or_on_another_host(pg_url, store):
+    (sid,) = students(store, 1)
+    store.add_attempt(sid, "a1", "hw.ipynb", "ab" * 32, b"{}")
+    store.register("elsewhere")
+    store.db.execute("UPDATE workers SET host = 'grading-host-2', pid = 1 WHERE lease = 'elsewhere'")
+    store.claim("elsewhere")
+    assert store.recover(failure_report) == (0, 0)  # (another host's worker, beating: kept)
+    store.db.execute("UPDATE workers SET beat = beat - 3600 WHERE lease = 'elsewhere'")
+    assert store.recover(failure_report) == (1, 0)  # its heartbeat stopped: the job goes back once
+    assert rows(pg_url, "SELECT lease FROM workers") == []
+
+
+def test_a_lease_whose_process_ended_on_this_host_is_taken_back_at_once(pg_url, store):
+    (sid,) = students(store, 1)
+    aid = store.add_attempt(sid, "a1", "hw.ipynb", "ab" * 32, b"{}")
+    code = f"from grader.service.store import Store; s = Store({pg_url!r}); s.register('gone'); s.claim('gone')"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+    assert store.recover(failure_report) == (1, 0)  # (its beat is fresh, but its process is gone)
+    store.claim("gone-again")
+    assert store.recover(failure_report) == (0, 1)
+    a = store.attempt(aid)
+    assert (a.state, a.status, a.reason) == ("done", "error", f"the grading worker stopped {MAX_TRIES} times "
+                                                              "while grading this notebook")
+
+
+def test_uploaded_notebooks_are_in_the_database_for_workers_on_other_hosts(pg_url, store):
+    (sid,) = students(store, 1)
+    store.add_attempt(sid, "a1", "hw.ipynb", "cd" * 32, b'{"cells": []}')
+    assert store.files is None
+    other = Store(pg_url)
+    try:
+        job = other.claim("w")
+        assert other.notebook(job.stored) == b'{"cells": []}'
+    finally:
+        other.close()
+
+
+def test_processes_starting_at_once_on_an_empty_database_all_create_it_or_find_it(pg_url):
+    code = f"from grader.service.store import Store; Store({pg_url!r}).close()"
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    assert rows(pg_url, "SELECT value FROM service_meta WHERE key = 'schema'") == [("service/1",)]
+
+
+def test_an_unreachable_or_foreign_database_is_one_line(pg_url, tmp_path):
+    def serve(url: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "grader.cli", "serve", "-a", "sigmoid-2-3-1", "--db", url],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    r = serve("postgresql://nobody:secret@127.0.0.1:1/nothing")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert r.stderr.startswith("grade: error: cannot connect to postgresql://nobody:***@127.0.0.1:1/nothing")
+    assert "secret" not in r.stderr
+    rows(pg_url, "SELECT 1")
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE grades (student text)")
+    r = serve(pg_url)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a database this service wrote" in r.stderr
+
+
+def holder(db: str, attempt: int) -> int | None:
+    """The process id of the worker grading an attempt now, if any."""
+    found = rows(db, f"SELECT w.pid FROM jobs j JOIN workers w ON w.lease = j.lease WHERE j.attempt_id = {attempt}"
+                     " AND j.state = 'grading'")
+    return found[0][0] if found else None
+
+
+def test_two_servers_and_two_workers_lose_nothing_when_one_of_each_is_killed(pg_url, tmp_path):
+    names = ["k1", "k2", "k3", "k4", "k5", "k6"]
+    a = Server(tmp_path, names, cell_timeout=5, total_timeout=40, jobs=0, database=pg_url, name="web-a").setup()
+    b = Server(tmp_path, names, cell_timeout=5, total_timeout=40, jobs=0, database=pg_url, name="web-b")
+    b.tokens = a.tokens
+    a.start()
+    b.start()
+    args = ("--jobs", "1", "--timeout", "5", "--total-timeout", "40")
+    workers = [start_worker(tmp_path, pg_url, *args, name=f"worker-{i}") for i in (1, 2)]
+    try:
+        first = a.submit("k1", data=LOOP)["id"]  # (runs until its cell limit: time to kill its worker)
+        ids = [first] + [(a if i % 2 else b).submit(s, "correct")["id"] for i, s in enumerate(names[1:4])]
+        wait_for(lambda: holder(pg_url, first) is not None, 120)
+        victim = holder(pg_url, first)
+        os.kill(victim, signal.SIGKILL)  # a worker dies mid-grade
+        a.stop(signal.SIGKILL)  # and so does a web process
+        ids += [b.submit(s, "correct")["id"] for s in names[4:]]  # the other one takes uploads on
+        for s, i in zip(names, ids):
+            b.wait_done(s, i, timeout=300)
+    finally:
+        for w in workers:
+            w.terminate()
+            w.wait(30)
+        b.stop()
+    per_attempt = dict(rows(pg_url, "SELECT j.attempt_id, count(r.job_id) FROM jobs j LEFT JOIN results r"
+                                    " ON r.job_id = j.id GROUP BY j.attempt_id"))
+    assert per_attempt == {i: 1 for i in ids}  # exactly one result each: none lost, none twice
+    assert rows(pg_url, f"SELECT tries FROM jobs WHERE attempt_id = {first}") == [(2,)]
+    statuses = dict(rows(pg_url, "SELECT a.user_id, r.status FROM attempts a JOIN jobs j ON j.attempt_id = a.id"
+                                 " JOIN results r ON r.job_id = j.id"))
+    assert statuses == {"k1": "timeout"} | {s: "graded" for s in names[1:]}
