@@ -112,14 +112,15 @@ class DaskGrading:
             fut, job, seed, seen = self.inflight[key]
             if n <= seen:
                 continue
-            self.inflight[key] = (fut, job, seed, n)
-            with self.store.transaction() as db:
-                db.execute("UPDATE jobs SET tries = tries + ? WHERE id = ? AND lease = ?",
-                           (n - seen, job.job_id, self.worker.lease))
             if n >= MAX_TRIES:
                 fut.cancel()
                 del self.inflight[key]
                 self.record_failure(job, seed, f"the grading worker stopped {n} times while grading this notebook")
+                continue
+            self.inflight[key] = (fut, job, seed, n)
+            # (the scheduler runs it again: one more try, as a job put back in the queue is)
+            self.store.db.execute("UPDATE jobs SET tries = tries + ? WHERE id = ? AND lease = ?",
+                                  (n - seen, job.job_id, self.worker.lease))
 
     def run(self) -> None:
         from grader.batch.dask_worker import WarmKernels
