@@ -1,7 +1,8 @@
-"""The service on PostgreSQL (a real server, tests/pg_support.py): the same store as on SQLite,
-a queue that several processes share with no job taken twice, leases judged by their heartbeat,
-and two web processes with two `grade worker` processes, each kind killed with `kill -9`
-mid-grade, losing nothing and grading nothing twice."""
+"""The service on PostgreSQL (a real server, tests/pg_support.py): the same store as on SQLite
+(the store's tests here run on both), a queue that several processes share with no job taken
+twice, leases judged by their process and heartbeat, a worker stopped on purpose giving its
+jobs back, and two web processes with two `grade worker` processes, each kind killed with
+`kill -9` mid-grade, losing nothing and grading nothing twice."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -31,25 +33,34 @@ def students(store: Store, n: int) -> list[str]:
     return ids
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path) -> Path | str:
+    return tmp_path / "service.sqlite" if request.param == "sqlite" else request.getfixturevalue("pg_url")
+
+
 @pytest.fixture
-def store(pg_url):
-    s = Store(pg_url)
+def store(db):
+    s = Store(db)
     yield s
     s.close()
 
 
-def test_many_workers_taking_jobs_at_once_never_take_one_twice(pg_url, store):
+def test_many_workers_taking_jobs_at_once_never_take_one_twice(db, store):
     (sid,) = students(store, 1)
     ids = {store.add_attempt(sid, "a1", f"{i}.ipynb", f"{i:064x}", b"{}") for i in range(60)}
     taken: list[int] = []
     lock = threading.Lock()
 
+    barrier = threading.Barrier(6)
+
     def worker(n: int) -> None:
-        own = Store(pg_url)
+        own = Store(db)
         try:
+            barrier.wait()
             while (job := own.claim(f"w{n}")) is not None:
                 with lock:
                     taken.append(job.attempt_id)
+                time.sleep(0.005)  # (grading it)
         finally:
             own.close()
 
@@ -59,17 +70,17 @@ def test_many_workers_taking_jobs_at_once_never_take_one_twice(pg_url, store):
     for t in threads:
         t.join(120)
     assert sorted(taken) == sorted(ids)  # every job taken, none twice
-    assert rows(pg_url, "SELECT count(DISTINCT lease) FROM jobs")[0][0] > 1  # (shared, not one worker's)
+    assert rows(db, "SELECT count(DISTINCT lease) FROM jobs")[0][0] > 1  # (shared, not one worker's)
 
 
-def test_two_uploads_at_once_cannot_both_pass_the_submission_limit(pg_url, store):
+def test_two_uploads_at_once_cannot_both_pass_the_submission_limit(db, store):
     (sid,) = students(store, 1)
     policy = Policy(max_submissions=1, window_s=3600)
     accepted, refused = [], []
     barrier = threading.Barrier(4)
 
     def upload(n: int) -> None:
-        own = Store(pg_url)
+        own = Store(db)
         try:
             barrier.wait()
             own.add_attempt(sid, "a1", "hw.ipynb", f"{n:064x}", b"{}",
@@ -87,10 +98,10 @@ def test_two_uploads_at_once_cannot_both_pass_the_submission_limit(pg_url, store
     for t in threads:
         t.join(60)
     assert (len(accepted), len(refused)) == (1, 3)
-    assert rows(pg_url, "SELECT count(*) FROM attempts")[0][0] == 1
+    assert rows(db, "SELECT count(*) FROM attempts")[0][0] == 1
 
 
-def test_a_lease_is_alive_while_it_beats_here_or_on_another_host(pg_url, store):
+def test_a_lease_is_alive_while_it_beats_here_or_on_another_host(db, store):
     (sid,) = students(store, 1)
     store.add_attempt(sid, "a1", "hw.ipynb", "ab" * 32, b"{}")
     store.register("elsewhere")
@@ -99,13 +110,13 @@ def test_a_lease_is_alive_while_it_beats_here_or_on_another_host(pg_url, store):
     assert store.recover(failure_report) == (0, 0)  # (another host's worker, beating: kept)
     store.db.execute("UPDATE workers SET beat = beat - 3600 WHERE lease = 'elsewhere'")
     assert store.recover(failure_report) == (1, 0)  # its heartbeat stopped: the job goes back once
-    assert rows(pg_url, "SELECT lease FROM workers") == []
+    assert rows(db, "SELECT lease FROM workers") == []
 
 
-def test_a_lease_whose_process_ended_on_this_host_is_taken_back_at_once(pg_url, store):
+def test_a_lease_whose_process_ended_on_this_host_is_taken_back_at_once(db, store):
     (sid,) = students(store, 1)
     aid = store.add_attempt(sid, "a1", "hw.ipynb", "ab" * 32, b"{}")
-    code = f"from grader.service.store import Store; s = Store({pg_url!r}); s.register('gone'); s.claim('gone')"
+    code = f"from grader.service.store import Store; s = Store({str(db)!r}); s.register('gone'); s.claim('gone')"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
     assert store.recover(failure_report) == (1, 0)  # (its beat is fresh, but its process is gone)
     store.claim("gone-again")
@@ -115,7 +126,8 @@ def test_a_lease_whose_process_ended_on_this_host_is_taken_back_at_once(pg_url, 
                                                               "while grading this notebook")
 
 
-def test_uploaded_notebooks_are_in_the_database_for_workers_on_other_hosts(pg_url, store):
+def test_uploaded_notebooks_are_in_the_database_for_workers_on_other_hosts(pg_url):
+    store = Store(pg_url)
     (sid,) = students(store, 1)
     store.add_attempt(sid, "a1", "hw.ipynb", "cd" * 32, b'{"cells": []}')
     assert store.files is None
@@ -125,14 +137,15 @@ def test_uploaded_notebooks_are_in_the_database_for_workers_on_other_hosts(pg_ur
         assert other.notebook(job.stored) == b'{"cells": []}'
     finally:
         other.close()
+        store.close()
 
 
-def test_processes_starting_at_once_on_an_empty_database_all_create_it_or_find_it(pg_url):
-    code = f"from grader.service.store import Store; Store({pg_url!r}).close()"
+def test_processes_starting_at_once_on_an_empty_database_all_create_it_or_find_it(db):
+    code = f"from grader.service.store import Store; Store({str(db)!r}).close()"
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE) for _ in range(4)]
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
-    assert rows(pg_url, "SELECT value FROM service_meta WHERE key = 'schema'") == [("service/1",)]
+    assert rows(db, "SELECT value FROM service_meta WHERE key = 'schema'") == [("service/1",)]
 
 
 def test_an_unreachable_or_foreign_database_is_one_line(pg_url, tmp_path):
@@ -192,3 +205,18 @@ def test_two_servers_and_two_workers_lose_nothing_when_one_of_each_is_killed(pg_
     statuses = dict(rows(pg_url, "SELECT a.user_id, r.status FROM attempts a JOIN jobs j ON j.attempt_id = a.id"
                                  " JOIN results r ON r.job_id = j.id"))
     assert statuses == {"k1": "timeout"} | {s: "graded" for s in names[1:]}
+
+
+def test_grade_worker_stopped_with_sigterm_gives_its_job_back_without_counting_a_try(db, store, tmp_path):
+    (sid,) = students(store, 1)
+    aid = store.add_attempt(sid, "sigmoid-2-3-1", "hw.ipynb", "ef" * 32, LOOP)
+    proc = start_worker(tmp_path, db, "--timeout", "60", "--total-timeout", "120")
+    try:
+        wait_for(lambda: rows(db, f"SELECT state FROM jobs WHERE attempt_id = {aid}") == [("grading",)], 120)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert rows(db, f"SELECT state, tries, lease FROM jobs WHERE attempt_id = {aid}") == [("queued", 0, "")]
+    assert rows(db, "SELECT lease FROM workers") == []

@@ -469,6 +469,9 @@ from grader.cli.batch import register as _register_batch  # noqa: E402  (after `
 
 _register_batch(main)
 
+from grader.cli.lti import lti_group  # noqa: E402
 from grader.cli.serve import register as _register_serve  # noqa: E402
+from grader.cli.serve import serve_group  # noqa: E402
 
 _register_serve(main)
+serve_group.add_command(lti_group)  # `grade serve lti …`

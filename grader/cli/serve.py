@@ -227,9 +227,6 @@ def worker_cmd(assignments: tuple[str, ...], db: Path | str, jobs: int, schedule
 
 
 def register(main: click.Group) -> None:
-    from grader.cli.lti import lti_group
-
-    serve_group.add_command(lti_group)
     main.add_command(serve_group)
     main.add_command(submit_cmd)
     main.add_command(worker_cmd)

@@ -13,13 +13,10 @@ The scheduler's own count (its tasks' `suspicious`) says how many workers died r
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from grader.errors import GraderError
 from grader.service.store import MAX_TRIES, Claimed
-
-if TYPE_CHECKING:
-    from grader.service.worker import Worker
 
 POLL_S = 0.2
 WATCH_S = 1.0  # how often the scheduler is asked which tasks lost a worker
@@ -38,7 +35,8 @@ def _deaths(dask_scheduler: Any, keys: list[str]) -> dict[str, int]:
 class DaskGrading:
     """Feeds the service's queue to a Dask cluster and records what comes back."""
 
-    def __init__(self, worker: Worker, address: str):
+    def __init__(self, worker: Any, address: str):
+        """`worker`: the grader.service.worker.Worker whose lease, store and settings are used."""
         from grader.batch.run import connect
 
         self.worker, self.store = worker, worker.store
@@ -62,7 +60,7 @@ class DaskGrading:
             asg, cell_s, cell_source = w.assignment(job.assignment)
             data = self.store.notebook(job.stored)
         except (GraderError, OSError) as e:
-            self.record_failure(job, seed, str(e))
+            w.fail(job, seed, str(e))
             return
         payload = {"files": {"submission.ipynb": data}, "graded_as": "submission.ipynb",
                    "assignment": w.sources.get(job.assignment, job.assignment), "spec_sha256": asg.spec_sha256,
@@ -71,13 +69,6 @@ class DaskGrading:
         key = f"nngrader-service-{w.lease}-{job.job_id}"
         fut = self.client.submit(grade_remote, payload, key=key, pure=False, retries=1)
         self.inflight[key] = (fut, job, seed, 0)
-
-    def record_failure(self, job: Claimed, seed: int, reason: str) -> None:
-        from grader.service.worker import failure_report
-
-        t = time.time()
-        self.store.finish(job.job_id, self.worker.lease, "error", reason,
-                          failure_report(job.filename, reason, job.assignment), t, t, seed)
 
     def collect(self) -> None:
         """Record every task that ended (its result, or why it failed)."""
@@ -91,14 +82,12 @@ class DaskGrading:
                 name = type(e).__name__
                 reason = (f"the grading worker stopped {MAX_TRIES} times while grading this notebook"
                           if name == "KilledWorker" else f"the Dask task failed: {name}: {e}"[:1000])
-                self.record_failure(job, seed, reason)
+                self.worker.fail(job, seed, reason)
                 continue
             finally:
                 fut.release()
-            report = out["report"]
-            report.pop("error_traceback", None)  # (kept out of every page: the grader's own internals)
-            self.store.finish(job.job_id, self.worker.lease, out["status"], out["reason"], report,
-                              out["started"], out["finished"], seed)
+            self.worker.record(job, seed, out["status"], out["reason"], out["report"], out["started"],
+                               out["finished"])
 
     def watch(self) -> None:
         """Count each worker death under a task as a try of its job; past MAX_TRIES, give up."""
@@ -115,7 +104,7 @@ class DaskGrading:
             if n >= MAX_TRIES:
                 fut.cancel()
                 del self.inflight[key]
-                self.record_failure(job, seed, f"the grading worker stopped {n} times while grading this notebook")
+                self.worker.fail(job, seed, f"the grading worker stopped {n} times while grading this notebook")
                 continue
             self.inflight[key] = (fut, job, seed, n)
             # (the scheduler runs it again: one more try, as a job put back in the queue is)

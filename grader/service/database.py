@@ -130,7 +130,8 @@ class SqliteDatabase(Database):
                 raise
 
     def create(self, ddl: str, tag: str) -> None:
-        self.conn.executescript(f"BEGIN; {ddl}; COMMIT;")
+        # (IMMEDIATE: a process starting beside another waits for its turn, not "database is locked")
+        self.conn.executescript(f"BEGIN IMMEDIATE; {ddl}; COMMIT;")
 
     def tables(self) -> set[str]:
         return {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

@@ -436,6 +436,15 @@ class Store:
     def unregister(self, lease: str) -> None:
         self.db.execute("DELETE FROM workers WHERE lease = ?", (lease,))
 
+    def release(self, lease: str) -> int:
+        """A worker that stops on purpose: the jobs it holds back to the queue, the try not
+        counted, and its lease gone. How many jobs."""
+        with self.transaction() as db:
+            n = db.execute("UPDATE jobs SET state = 'queued', lease = '', tries = tries - 1 WHERE state = 'grading'"
+                           " AND lease = ?", (lease,)).rowcount
+            db.execute("DELETE FROM workers WHERE lease = ?", (lease,))
+        return int(n)
+
     def workers(self) -> list[tuple[str, str, int, float, float]]:
         """(lease, host, pid, started, last beat) of every registered worker."""
         return list(self.db.execute("SELECT lease, host, pid, started, beat FROM workers ORDER BY started"))

@@ -108,10 +108,20 @@ class Worker:
                 {"submission.ipynb": data}, "submission.ipynb", asg, seed, cell_s, self.total_timeout, launcher,
                 job.filename, cell_timeout_source=cell_source)
         except (GraderError, OSError) as e:  # an assignment no longer found, a stored file gone
-            status, reason = "error", str(e)
-            report = failure_report(job.filename, reason, job.assignment)
+            self.fail(job, seed, str(e))
+            return
+        self.record(job, seed, status, reason, report, started, time.time())
+
+    def record(self, job: Claimed, seed: int, status: str, reason: str, report: dict[str, Any],
+               started: float, finished: float) -> None:
+        """A job's result, under this worker's lease."""
         report.pop("error_traceback", None)  # (kept out of every page: the grader's own internals)
-        self.store.finish(job.job_id, self.lease, status, reason, report, started, time.time(), seed)
+        self.store.finish(job.job_id, self.lease, status, reason, report, started, finished, seed)
+
+    def fail(self, job: Claimed, seed: int, reason: str) -> None:
+        """A job that could not be graded: an `error` row saying why."""
+        t = time.time()
+        self.record(job, seed, "error", reason, failure_report(job.filename, reason, job.assignment), t, t)
 
     async def loop(self) -> None:
         from grader.kernels.teardown import in_background
@@ -131,6 +141,13 @@ class Worker:
             await self.grade(job, launcher)
 
 
+def give_back(db: Path | str, lease: str) -> None:
+    with contextlib.suppress(Exception):
+        store = Store(db)
+        store.release(lease)
+        store.close()
+
+
 def new_lease() -> str:
     """A lease no other worker holds: this host and process, and a random part."""
     return f"{HOST}-{os.getpid()}-{secrets.token_hex(6)}"
@@ -145,10 +162,15 @@ def run(db: Path | str, lease: str, jobs: int, cell_timeout: float | None, total
     with contextlib.suppress(OSError):
         os.nice(NICE)
 
-    def stop(signum: int, frame: Any) -> None:  # stopped: no kernel left running
+    def stop(signum: int, frame: Any) -> None:  # stopped: no kernel left running, the jobs given back
         from grader.kernels.tracking import cleanup_all
 
         cleanup_all()
+        # (on a connection of its own, in a thread with a time limit: this handler may have
+        # interrupted a transaction of this very thread; if so, the jobs are taken back later)
+        t = threading.Thread(target=give_back, args=(db, lease), daemon=True)
+        t.start()
+        t.join(5)
         os._exit(0)
 
     signal.signal(signal.SIGTERM, stop)
