@@ -20,6 +20,7 @@ from grader.service.store import MAX_TRIES, Claimed
 
 POLL_S = 0.2
 WATCH_S = 1.0  # how often the scheduler is asked which tasks lost a worker
+SIZE_S = 5.0  # how often it is asked how many threads the cluster has
 
 
 def _deaths(dask_scheduler: Any, keys: list[str]) -> dict[str, int]:
@@ -116,10 +117,12 @@ class DaskGrading:
 
         # closes each Dask worker's warm launcher when that worker stops (tasks start it on first use)
         self.client.register_plugin(WarmKernels())
-        last_watch = 0.0
+        last_watch = last_size = 0.0
+        window = self.window()
         try:
             while self.worker.running():
-                window = self.window()
+                if time.monotonic() - last_size >= SIZE_S:  # (workers join and leave the cluster)
+                    last_size, window = time.monotonic(), self.window()
                 while len(self.inflight) < window:
                     job = self.store.claim(self.worker.lease)
                     if job is None:

@@ -169,7 +169,9 @@ class PostgresDatabase(Database):
 
     def execute(self, sql: str, args: Any = ()) -> Any:
         with self.lock:  # (a statement of another thread must not land inside this one's transaction)
-            return self.conn.execute(self._translate(sql), tuple(args) if args else None)  # type: ignore[arg-type]
+            if not args:  # (no parameters: psycopg reads no placeholders, so nothing to translate)
+                return self.conn.execute(sql.encode())
+            return self.conn.execute(self._translate(sql), tuple(args))  # type: ignore[arg-type]
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
