@@ -219,6 +219,7 @@ class Tool:
     server: Any = None
     port: int = 0
     before: str = ""
+    assignments: tuple[str, ...] = (ASSIGNMENT,)
 
     @property
     def url(self) -> str:
@@ -230,7 +231,7 @@ class Tool:
         if self.config:
             conf = self.folder / "service.toml"
             conf.write_text(self.config, encoding="utf-8")
-        self.service = Service(self.store, load_config(conf, [ASSIGNMENT]), auth.new_key())
+        self.service = Service(self.store, load_config(conf, list(self.assignments)), auth.new_key())
         LtiStore(self.store).add_platform(self.lms.issuer, CLIENT_ID, DEPLOYMENT, f"{self.lms.url}/auth",
                                           f"{self.lms.url}/token", f"{self.lms.url}/jwks")
         self.server, self.port = serve_in_thread(build_app(self.service, self.secure_cookies))

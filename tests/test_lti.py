@@ -303,6 +303,33 @@ def test_one_students_launch_neither_reads_nor_posts_another_students_results(to
     assert owners[alices].endswith("-alice") and owners[bobs].endswith("-bob")
 
 
+def test_an_instructor_of_one_course_is_a_student_in_another_and_no_more(lms, tmp_path):
+    """Core A.2 (the roles claim is the user's role in the launch's context): one LMS user, a
+    TA in one course and a Learner in another, reaches the instructor pages of the first
+    course's assignment only, whichever launch came last; the other course's attempts stay
+    hidden from them, and there they hand in as a student."""
+    other = "relu-sigmoid-3-3-1"
+    tool = Tool(tmp_path, lms, assignments=(ASSIGNMENT, other)).start()
+    try:
+        lti = LtiStore(tool.store)
+        lti.set_link(1, "course-a", other)
+        lti.set_link(1, "course-b", ASSIGNMENT)
+        alice = tool.signed_in(lms.claims("alice-x", LEARNER, "course-b"))
+        alices = _upload(tool, alice, "alice-x")
+        tool.signed_in(lms.claims("ta-x", INSTRUCTOR, "course-a"))
+        as_student = tool.signed_in(lms.claims("ta-x", LEARNER, "course-b"))
+        _upload(tool, as_student, "ta-x")  # (a student there: hands in like one)
+        ta = tool.signed_in(lms.claims("ta-x", INSTRUCTOR, "course-a"))  # the last launch: as a TA
+        assert ta.get(f"{tool.url}/i/{other}/").status_code == 200
+        for path in (f"/i/{ASSIGNMENT}/", f"/i/{ASSIGNMENT}/gradebook", f"/i/{ASSIGNMENT}/lti",
+                     f"/i/{ASSIGNMENT}/export.csv", f"/api/assignments/{ASSIGNMENT}/gradebook"):
+            assert ta.get(tool.url + path).status_code == 403, path
+        for path in (f"/s/{alices}/feedback", f"/api/submissions/{alices}"):
+            assert ta.get(tool.url + path).status_code == 404, path
+    finally:
+        tool.stop()
+
+
 # ---------------------------------------------------------------- inside the LMS frame
 
 

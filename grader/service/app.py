@@ -78,6 +78,9 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
             raise Refused(401, "log in first: open your personal link, or send your token (Authorization: Bearer)")
         if role and user.role != role:
             raise Refused(403, f"for {role}s only")
+        asg = request.path_params.get("assignment")
+        if role == "instructor" and asg is not None and not store.teaches(user, asg):
+            raise Refused(403, f"you are not an instructor of {asg}")
         return user, cookie
 
     def csrf(cookie: str, given: str | None) -> None:

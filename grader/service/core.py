@@ -98,10 +98,10 @@ class Service:
                                       lambda recent, now: self.check_limit(p, recent, now), p.window_s)
 
     def visible_attempt(self, user: User, attempt_id: int, with_report: bool = True) -> Attempt:
-        """An attempt this user may see (their own; any, for an instructor), else 404 alike
-        whether it exists or not."""
+        """An attempt this user may see (their own; any of their assignments', for an
+        instructor), else 404 alike whether it exists or not."""
         a = self.store.attempt(attempt_id, with_report)
-        if a is None or (user.role != "instructor" and a.user_id != user.id):
+        if a is None or (a.user_id != user.id and not self.store.teaches(user, a.assignment)):
             raise Refused(404, f"no submission {attempt_id}")
         return a
 

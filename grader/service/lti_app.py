@@ -205,6 +205,7 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
         if assignment is None:
             return failed("this link names no assignment of this tool: place it again through the tool's "
                           f"assignment picker (this tool serves {', '.join(service.assignments)})", 404)
+        store.grant(uid, assignment, role)  # (this course's role: it may differ in another course)
         if role == "student":
             ags = _obj(claims, AGS)
             lti.set_member(Member(uid, assignment, platform.id, str(claims["sub"]), str(ags.get("lineitems") or ""),
@@ -284,9 +285,9 @@ def mount(app: Starlette, service: Service, secure_cookies: bool) -> None:
             user, _ = store.token_user(auth.token_hash(header[7:]))
         if user is None:
             return RedirectResponse("/login", 303)
-        if user.role != "instructor":
-            return failed("for instructors only", 403, "Error 403")
         asg = request.path_params["assignment"]
+        if not store.teaches(user, asg):
+            return failed("for instructors of this assignment only", 403, "Error 403")
         try:
             service.policy(asg)
         except Refused as e:

@@ -86,6 +86,12 @@ CREATE TABLE IF NOT EXISTS extensions (
     at REAL NOT NULL,
     PRIMARY KEY (user_id, assignment)
 );
+CREATE TABLE IF NOT EXISTS grants (
+    user_id TEXT NOT NULL REFERENCES users(id),
+    assignment TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('student', 'instructor')),
+    PRIMARY KEY (user_id, assignment)
+);
 CREATE TABLE IF NOT EXISTS workers (
     lease TEXT PRIMARY KEY,
     host TEXT NOT NULL,
@@ -254,6 +260,20 @@ class Store:
         rows = self.db.execute("SELECT id, name, email, section, role, active FROM users"
                                + (" WHERE role = ?" if role else "") + " ORDER BY id", (role,) if role else ())
         return [User(*r[:5], bool(r[5])) for r in rows]
+
+    def grant(self, user_id: str, assignment: str, role: str) -> None:
+        """A user's role on one assignment (an LTI launch says it, course by course)."""
+        self.db.execute("INSERT INTO grants VALUES (?,?,?) ON CONFLICT (user_id, assignment) DO UPDATE SET"
+                        " role = excluded.role", (user_id, assignment, role))
+
+    def teaches(self, user: User, assignment: str) -> bool:
+        """Whether an instructor's rights reach this assignment: everywhere for an instructor
+        the service made (roster, command line), only where a launch said so for one the LMS
+        made (an instructor of one course may be a student of another)."""
+        if user.role != "instructor":
+            return False
+        roles = dict(self.db.execute("SELECT assignment, role FROM grants WHERE user_id = ?", (user.id,)).fetchall())
+        return not roles or roles.get(assignment) == "instructor"
 
     def has_token(self, user_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM tokens WHERE user_id = ? AND revoked = 0",
