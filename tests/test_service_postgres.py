@@ -45,30 +45,36 @@ def store(db):
     s.close()
 
 
-def test_many_workers_taking_jobs_at_once_never_take_one_twice(db, store):
-    (sid,) = students(store, 1)
-    ids = {store.add_attempt(sid, "a1", f"{i}.ipynb", f"{i:064x}", b"{}") for i in range(60)}
-    taken: list[int] = []
-    lock = threading.Lock()
+def at_once(db: Path | str, n: int, body) -> None:
+    """`body(store, i)` in n threads at once, each on a connection of its own."""
+    barrier = threading.Barrier(n)
 
-    barrier = threading.Barrier(6)
-
-    def worker(n: int) -> None:
+    def run(i: int) -> None:
         own = Store(db)
         try:
             barrier.wait()
-            while (job := own.claim(f"w{n}")) is not None:
-                with lock:
-                    taken.append(job.attempt_id)
-                time.sleep(0.005)  # (grading it)
+            body(own, i)
         finally:
             own.close()
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(120)
+
+
+def test_many_workers_taking_jobs_at_once_never_take_one_twice(db, store):
+    (sid,) = students(store, 1)
+    ids = {store.add_attempt(sid, "a1", f"{i}.ipynb", f"{i:064x}", b"{}") for i in range(60)}
+    taken: list[int] = []
+
+    def worker(own: Store, n: int) -> None:
+        while (job := own.claim(f"w{n}")) is not None:
+            taken.append(job.attempt_id)
+            time.sleep(0.005)  # (grading it)
+
+    at_once(db, 6, worker)
     assert sorted(taken) == sorted(ids)  # every job taken, none twice
     assert rows(db, "SELECT count(DISTINCT lease) FROM jobs")[0][0] > 1  # (shared, not one worker's)
 
@@ -77,26 +83,17 @@ def test_two_uploads_at_once_cannot_both_pass_the_submission_limit(db, store):
     (sid,) = students(store, 1)
     policy = Policy(max_submissions=1, window_s=3600)
     accepted, refused = [], []
-    barrier = threading.Barrier(4)
 
-    def upload(n: int) -> None:
-        own = Store(db)
+    def upload(own: Store, n: int) -> None:
         try:
-            barrier.wait()
             own.add_attempt(sid, "a1", "hw.ipynb", f"{n:064x}", b"{}",
                             check=lambda recent, now: Service.check_limit(policy, recent, now),
                             window_s=policy.window_s)
             accepted.append(n)
         except Refused:
             refused.append(n)
-        finally:
-            own.close()
 
-    threads = [threading.Thread(target=upload, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    at_once(db, 4, upload)
     assert (len(accepted), len(refused)) == (1, 3)
     assert rows(db, "SELECT count(*) FROM attempts")[0][0] == 1
 
