@@ -15,6 +15,7 @@ import sys
 import time
 import zipfile
 
+import httpx
 import nbformat
 import pytest
 
@@ -114,6 +115,29 @@ def test_bad_uploads_get_a_clear_status_and_one_line(srv, name, data, status, wo
     assert r.status_code == status
     assert words in r.json()["error"] and "\n" not in r.json()["error"]
     assert srv.rows("SELECT count(*) FROM attempts WHERE user_id = 's4'") == [(0,)]  # nothing kept
+
+
+def test_an_upload_without_a_content_length_is_refused_once_past_the_limit(srv):
+    sent = []
+
+    def body():  # (a generator: httpx sends it chunked, with no Content-Length)
+        yield (b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.ipynb\"\r\n"
+               b"Content-Type: application/octet-stream\r\n\r\n{")
+        for _ in range(64):  # 64 MB, far past the 1 MB limit
+            sent.append(1)
+            yield b" " * (1 << 20)
+        yield b"}\r\n--b--\r\n"
+
+    with srv.api("s4") as c:
+        try:
+            r = c.post(f"/api/assignments/{ASSIGNMENT}/submissions", content=body(),
+                       headers={"Content-Type": "multipart/form-data; boundary=b"})
+        except httpx.HTTPError:  # (the server may close the connection before all is sent)
+            r = None
+    if r is not None:
+        assert r.status_code == 413 and "over the limit of 1048576 bytes" in r.json()["error"]
+    assert len(sent) < 64  # the server stopped reading: the sender never got to the end
+    assert srv.rows("SELECT count(*) FROM attempts WHERE user_id = 's4'") == [(0,)]
 
 
 def test_a_wrong_assignment_an_expired_token_and_no_file_are_refused(srv):

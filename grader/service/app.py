@@ -40,6 +40,22 @@ FORM_SLACK = 64 * 1024  # a multipart body's own bytes around the file
 EVENTS_S = 900.0  # an event stream ends after this long (the client reconnects)
 
 
+def bounded(request: Request, limit: int) -> Request:
+    """The request, its body refused (413) once past `limit` bytes as it arrives: an upload sent
+    without a Content-Length (chunked) is not read, nor spooled to disk, beyond the limit."""
+    seen = 0
+
+    async def receive() -> Any:
+        nonlocal seen
+        message = await request.receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise Refused(413, f"the upload is over the limit of {limit - FORM_SLACK} bytes")
+        return message
+
+    return Request(request.scope, receive)
+
+
 def _api(request: Request) -> bool:
     return request.url.path.startswith("/api/")
 
@@ -89,6 +105,8 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
 
     def error(request: Request, e: Refused) -> Response:
         headers = {"Retry-After": str(max(1, int(e.retry_after)))} if e.retry_after else {}
+        if e.status == 413:  # (the rest of the body is not wanted: the connection ends with the answer)
+            headers["Connection"] = "close"
         if _api(request):
             return JSONResponse({"error": e.message}, e.status, headers={**headers, "Cache-Control": "no-store"})
         if e.status == 401 and request.method == "GET":
@@ -164,7 +182,9 @@ def build_app(service: Service, secure_cookies: bool = False) -> Starlette:
         if length and length.isdigit() and int(length) > p.max_upload + FORM_SLACK:
             raise Refused(413, f"the upload is {int(length)} bytes, over the limit of {p.max_upload} bytes")
         try:
-            form = await request.form(max_files=1, max_fields=5)
+            form = await bounded(request, p.max_upload + FORM_SLACK).form(max_files=1, max_fields=5)
+        except Refused:
+            raise
         except Exception as e:  # (a body that is not multipart, a form with too many parts)
             raise Refused(400, f"not a notebook upload (multipart/form-data with a field 'file'): {e}") from None
         upload = form.get("file")
