@@ -156,13 +156,18 @@ class Pace:
     and the throughput measured over the last minute (so the polls close in on the moment)."""
 
     def __init__(self) -> None:
-        self.rate = 0.5  # jobs a second, until measured
+        self.rate = 1.0  # jobs a second, until measured (a guess on the high side: polls early)
 
     def update(self, samples: list[Sample]) -> None:
+        """The grading rate over the last minute's busy intervals: those with a queue waiting
+        (idle time, before the first uploads or between bursts, would make it look slower)."""
         recent = [s for s in samples if s.done is not None and s.t >= samples[-1].t - 60]
-        if len(recent) < 2 or recent[-1].t - recent[0].t < 10 or recent[-1].done <= recent[0].done:
-            return  # (nothing finished yet: keep the last estimate rather than assume none will)
-        self.rate = (recent[-1].done - recent[0].done) / (recent[-1].t - recent[0].t)
+        busy = done = 0.0
+        for a, b in zip(recent, recent[1:]):
+            if a.queued:
+                busy, done = busy + b.t - a.t, done + b.done - a.done
+        if busy >= 10 and done > 0:
+            self.rate = done / busy
 
     def delay(self, state: dict[str, Any]) -> float:
         base = MIN_POLL_S  # grading, or at the head of the queue: 1-2 s
@@ -500,10 +505,10 @@ def start(cluster: Cluster, a: argparse.Namespace) -> None:
     separate = a.workers > 0 or a.dask_workers > 0
     if a.dask_workers:
         cluster.start_dask(a.dask_workers)
+    limits = ["--timeout", str(CELL_TIMEOUT), "--total-timeout", str(TOTAL_TIMEOUT)]
     if separate:
-        cluster.start_workers(max(a.workers, 1), ASSIGNMENT, a.jobs)
-    cluster.start_web(a.web, ASSIGNMENT, 0 if separate else a.jobs,
-                      ["--timeout", str(CELL_TIMEOUT), "--total-timeout", str(TOTAL_TIMEOUT)])
+        cluster.start_workers(max(a.workers, 1), ASSIGNMENT, a.jobs, limits)
+    cluster.start_web(a.web, ASSIGNMENT, 0 if separate else a.jobs, limits)
 
 
 def keep_logs(logs: Path, out: Path) -> None:

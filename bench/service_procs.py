@@ -31,6 +31,7 @@ START_S = 180.0  # a web process's start (imports, database) on a busy machine
 WORKER_GRACE_S = 8.0  # a refused option ends `grade worker` well within this
 STOP_S = 30.0
 ROSTER_S = 900.0  # 2,000 students: two committed transactions each
+STOP_ORDER = ("web", "worker", "dask-worker", "dask-scheduler")
 
 
 class Refused(Exception):
@@ -154,9 +155,9 @@ class Cluster:
         for proc, url in zip(self.web, self.urls):
             wait_healthy(proc, url)
 
-    def start_workers(self, w: int, assignment: str, jobs: int) -> None:
+    def start_workers(self, w: int, assignment: str, jobs: int, extra: list[str]) -> None:
         """`w` `grade worker` processes; refused when one exits within the grace period."""
-        cmd = [*GRADE, "worker", "-a", assignment, "--db", self.db, "--jobs", str(jobs)]
+        cmd = [*GRADE, "worker", "-a", assignment, "--db", self.db, "--jobs", str(jobs), *extra]
         if self.scheduler:
             cmd += ["--scheduler", self.scheduler]
         started = [self.spawn(f"worker{i}", cmd) for i in range(w)]
@@ -171,21 +172,33 @@ class Cluster:
         return [p for p in self.procs if not p.alive()]
 
     def stop(self) -> None:
-        """SIGTERM to all, the last started first (web processes, then grading workers, then the
-        Dask cluster), then SIGKILL to the process group of any still running."""
+        """Stop every process, a tier at a time (web processes, grading workers, Dask workers,
+        the scheduler: each tier's work ends before what it relies on): SIGTERM, then SIGKILL
+        to the process group of any still running."""
         if self.stopped:
             return
         self.stopped = True
-        for p in reversed(self.procs):
-            if p.alive():
-                p.popen.terminate()
-        end = time.monotonic() + STOP_S
-        for p in reversed(self.procs):
-            try:
-                p.popen.wait(max(0.1, end - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                _kill_group(p)
-            _kill_group(p, only_stragglers=True)
+        for t in sorted({tier(p) for p in self.procs}):
+            stop_all([p for p in self.procs if tier(p) == t])
+
+
+def tier(p: Proc) -> int:
+    """Its place in the order of stopping (a name of no tier: last)."""
+    name = p.name.rstrip("0123456789")
+    return STOP_ORDER.index(name) if name in STOP_ORDER else len(STOP_ORDER)
+
+
+def stop_all(procs: list[Proc]) -> None:
+    for p in procs:
+        if p.alive():
+            p.popen.terminate()
+    end = time.monotonic() + STOP_S
+    for p in procs:
+        try:
+            p.popen.wait(max(0.1, end - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(p)
+        _kill_group(p, only_stragglers=True)
 
 
 def _kill_group(p: Proc, only_stragglers: bool = False) -> None:
