@@ -7,7 +7,8 @@ import`), then `--web K` `grade serve` processes. Alone (the default), a web pro
 its own worker, `--jobs J`; with `--workers W` separate `grade worker --jobs J` processes grade
 and the web processes only serve (`--jobs 0`); with `--dask-workers D` a loopback Dask scheduler
 and D single-thread `dask worker`s grade what the `grade worker` processes (one unless
---workers) hand them (`--scheduler`; `--jobs` defaults to D there).
+--workers) hand them (`--scheduler`: such a process takes as many jobs as the cluster has
+threads, whatever its --jobs).
 
 N students (200 by default) each upload one notebook of sigmoid-2-3-1 (correct, a sign mistake,
 a scaled gradient or the starter, in turn; tests/batch_support.py, each made once before the
@@ -46,8 +47,9 @@ Ctrl-C too. Exit status 0 when every upload was accepted and graded exactly once
 
 Run by hand:  .venv/bin/python bench/service_load.py [-n 200] [--window 60] [--jobs 2]
 At scale:     .venv/bin/python bench/service_load.py -n 2000 --window 600 --arrivals deadline \\
-                  --db postgresql://USER@127.0.0.1:5432/DB --web 2 --dask-workers 2 \\
-                  --deadline 5400 --out bench-out/service-load
+                  --db postgresql://USER@127.0.0.1:5432/DBNAME --web 2 --dask-workers 2 \\
+                  --deadline 5400 --out service-load-2000
+              (DBNAME: an empty database, `createdb DBNAME`; the service creates its tables)
 """
 
 from __future__ import annotations
@@ -409,15 +411,19 @@ def table(s: dict[str, Any]) -> list[str]:
 
 
 def outcome(s: dict[str, Any]) -> list[str]:
-    peak = ", ".join(f"{x:.0f}" for x in s["web_rss_peak_mb"])
-    end = ", ".join(f"{x:.0f}" for x in s["web_rss_end_mb"])
-    lines = [f"accepted {s['accepted']} of {s['students']}, graded {s['graded']}, lost {s['lost']}, "
-             f"graded twice {s['twice']}, stored without a 202 {s['unanswered']}; "
-             f"{s['throughput_per_min']:.0f} notebooks/min over {s['span_s']:.0f} s "
-             f"(first upload to last result); wall {s['wall_s']:.0f} s",
-             f"web process memory (RSS, each): peak {peak} MB, at the end {end} MB; "
-             f"{s['polls']} status polls ({s['polls_per_s']:.1f}/s); results: "
-             + (", ".join(f"{k} {v}" for k, v in s["statuses"].items()) or "none"),
+    """The second table: what became of the uploads, the throughput and the web processes."""
+    rss = "; ".join(f"{p:.0f} MB / {e:.0f} MB" for p, e in zip(s["web_rss_peak_mb"], s["web_rss_end_mb"]))
+    rows = [("accepted (202)", f"{s['accepted']} of {s['students']}"),
+            ("graded (a result in the database)", s["graded"]),
+            ("lost (a 202 without a result)", s["lost"]),
+            ("graded twice (a 202 with two results or more)", s["twice"]),
+            ("stored without a 202 (the client gave up)", s["unanswered"]),
+            ("throughput, first upload to last result", f"{s['throughput_per_min']:.0f} notebooks/min over "
+                                                        f"{s['span_s']:.0f} s"),
+            ("web process RSS, peak / at the end (each)", rss or "-"),
+            ("status polls", f"{s['polls']} ({s['polls_per_s']:.1f}/s over {s['wall_s']:.0f} s)"),
+            ("results", ", ".join(f"{k} {v}" for k, v in s["statuses"].items()) or "none")]
+    lines = ["| outcome | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
              "machine: {} cores, {:.1f} GB; load average {:.2f} {:.2f} {:.2f} at the start, 1-min peak {:.2f} "
              "during the run, {:.2f} {:.2f} {:.2f} at the end".format(
                  s["cores"], s["memory_gb"], *s["load_start"], s["load1_peak"], *s["load_end"])]
@@ -431,7 +437,7 @@ def outcome(s: dict[str, Any]) -> list[str]:
 def topology(a: argparse.Namespace) -> str:
     db = "PostgreSQL" if a.db and is_url(a.db) else "SQLite"
     if a.dask_workers:
-        grading = (f"{max(a.workers, 1)} `grade worker` --jobs {a.jobs} handing to a loopback Dask cluster of "
+        grading = (f"{max(a.workers, 1)} `grade worker` handing to a loopback Dask cluster of "
                    f"{a.dask_workers} single-thread workers")
     elif a.workers:
         grading = f"{a.workers} `grade worker` --jobs {a.jobs}"
@@ -560,14 +566,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--web", type=int, default=1, help="Web processes; students go to them in turn.")
     p.add_argument("--workers", type=int, default=0, help="Separate `grade worker` processes.")
     p.add_argument("--dask-workers", type=int, default=0, help="A loopback Dask cluster of this many workers.")
-    p.add_argument("--jobs", type=int, help="Each grading process's jobs at once (default 2; with Dask, "
-                                            "the number of Dask workers).")
+    p.add_argument("--jobs", type=int, default=2, help="Each grading process's jobs at once (on Dask: the "
+                                                       "cluster's threads).")
     p.add_argument("--connections", type=int, default=64, help="The client's connections per web process.")
     p.add_argument("--deadline", type=float, default=1800.0, help="Seconds before the run gives up.")
     p.add_argument("--out", help="Folder for service_load.json, service_load.png and the logs.")
     a = p.parse_args(argv)
-    if a.jobs is None:
-        a.jobs = a.dask_workers or 2
     if min(a.students, a.web, a.jobs, a.connections) < 1 or min(a.workers, a.dask_workers) < 0:
         p.error("--students, --web, --jobs and --connections take 1 or more; --workers, --dask-workers 0 or more")
     return a
