@@ -494,12 +494,24 @@ def plot(path: Path, subs: list[Submission], run: Run) -> None:
     plt.close(fig)
 
 
+def jsonable(x: Any) -> Any:
+    """NaN (a measure not taken) as null: standard JSON."""
+    if isinstance(x, float):
+        return None if math.isnan(x) else x
+    if isinstance(x, dict):
+        return {k: jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    return x
+
+
 def write_out(out: Path, a: argparse.Namespace, subs: list[Submission], run: Run, summary: dict[str, Any]) -> None:
     out.mkdir(parents=True, exist_ok=True)
     doc = {"config": {k: v for k, v in vars(a).items() if k != "out"}, "topology": topology(a),
            "t0_wall": run.t0_wall, "summary": summary, "samples": [asdict(s) for s in run.samples],
            "submissions": [asdict(s) for s in subs]}
-    (out / "service_load.json").write_text(json.dumps(doc, indent=1, default=str), encoding="utf-8")
+    text = json.dumps(jsonable(doc), indent=1, default=str, allow_nan=False)
+    (out / "service_load.json").write_text(text, encoding="utf-8")
     plot(out / "service_load.png", subs, run)
 
 
@@ -546,8 +558,8 @@ def bench(a: argparse.Namespace) -> int:
     print(topology(a) + "\n")
     print("\n".join(table(summary)) + "\n")
     print("\n".join(outcome(summary)))
-    for e in [s for s in subs if s.error][:10]:
-        print(f"error: {e.student}: {e.error}")
+    for s in [s for s in subs if s.error][:10]:
+        print(f"error: {s.student}: {s.error}")
     if a.out:
         write_out(Path(a.out), a, subs, run, summary)
         print(f"measurements and plot: {Path(a.out) / 'service_load.json'}, {Path(a.out) / 'service_load.png'}")
@@ -569,7 +581,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=2, help="Each grading process's jobs at once (on Dask: the "
                                                        "cluster's threads).")
     p.add_argument("--connections", type=int, default=64, help="The client's connections per web process.")
-    p.add_argument("--deadline", type=float, default=1800.0, help="Seconds before the run gives up.")
+    p.add_argument("--deadline", type=float, default=1800.0, help="Seconds after the first upload before the run gives up "
+                                                                "(each step of the setup has its own bound).")
     p.add_argument("--out", help="Folder for service_load.json, service_load.png and the logs.")
     a = p.parse_args(argv)
     if min(a.students, a.web, a.jobs, a.connections) < 1 or min(a.workers, a.dask_workers) < 0:

@@ -11,6 +11,7 @@ open) is a `Refused` carrying the last line of its log. The roster goes in throu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -111,8 +112,7 @@ class Cluster:
         with open(log, "ab") as err:  # (the child keeps its own copy)
             popen = subprocess.Popen(cmd, cwd=self.folder, env=self.env, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
-        what = " ".join(["grade", *cmd[len(GRADE):][:1]] if cmd[:len(GRADE)] == GRADE else ["dask", cmd[1]])
-        proc = Proc(name, f"`{what}`", popen, log)
+        proc = Proc(name, describe(cmd), popen, log)
         self.procs.append(proc)
         return proc
 
@@ -182,6 +182,12 @@ class Cluster:
             stop_all([p for p in self.procs if tier(p) == t])
 
 
+def describe(cmd: list[str]) -> str:
+    """`grade serve`, `grade worker`, `dask scheduler`...: a command without its arguments."""
+    words = ["grade", cmd[len(GRADE)]] if cmd[:len(GRADE)] == GRADE else [Path(cmd[0]).name, cmd[1]]
+    return f"`{' '.join(words)}`"
+
+
 def tier(p: Proc) -> int:
     """Its place in the order of stopping (a name of no tier: last)."""
     name = p.name.rstrip("0123456789")
@@ -202,13 +208,13 @@ def stop_all(procs: list[Proc]) -> None:
 
 
 def _kill_group(p: Proc, only_stragglers: bool = False) -> None:
-    """SIGKILL to the process group the run started (its kernels too), then reap it."""
-    try:
+    """SIGKILL to the process group the run started (what is left of it: kernels), then reap
+    the process (only_stragglers: it has already ended)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(p.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
     if not only_stragglers:
-        p.popen.wait(STOP_S)
+        with contextlib.suppress(subprocess.TimeoutExpired):  # (stuck in the kernel: the rest go on)
+            p.popen.wait(STOP_S)
 
 
 def wait_healthy(proc: Proc, url: str) -> None:
@@ -258,7 +264,7 @@ def token_of(link: str) -> str:
 
 # ---------------------------------------------------------------- the database's account
 
-SAFE = re.compile(r"^[A-Za-z0-9_-]+$")
+SAFE = re.compile(r"^[A-Za-z0-9-]+$")  # (no LIKE wildcard, no quote)
 
 
 def query(db: str, sql: str) -> list[tuple]:
