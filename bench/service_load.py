@@ -135,6 +135,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     events: list[str] = field(default_factory=list)  # processes that exited during the run
     deadline_hit: bool = False
+    client_cpu_s: float = 0.0  # this process's CPU time while it simulated the class
 
 
 # ---------------------------------------------------------------- the class
@@ -239,6 +240,11 @@ def note(line: str) -> None:
     print(f"service_load: {line}", file=sys.stderr, flush=True)
 
 
+def cpu_s() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
 def rss(p: psutil.Process) -> int:
     try:
         return p.memory_info().rss
@@ -292,6 +298,7 @@ async def simulate(subs: list[Submission], tokens: dict[str, str], data: dict[st
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     clients = [httpx.AsyncClient(base_url=u, limits=limits, timeout=POLL_S) for u in cluster.urls]
     run, pace, stop = Run(time.time()), Pace(), asyncio.Event()
+    cpu0 = cpu_s()
     t0 = time.monotonic()
     deadline = t0 + deadline_s
     probe = asyncio.create_task(sampler(cluster, subs, run, pace, t0, stop))
@@ -313,6 +320,7 @@ async def simulate(subs: list[Submission], tokens: dict[str, str], data: dict[st
         for c in clients:
             await c.aclose()
     run.wall_s = time.monotonic() - t0
+    run.client_cpu_s = cpu_s() - cpu0
     run.deadline_hit = run.deadline_hit or any(s.error == "not graded before the deadline" for s in subs)
     return run
 
@@ -380,7 +388,7 @@ def summarize(subs: list[Submission], run: Run, acc: Account, load0: tuple[float
         "seen_s": three([s.seen_s for s in ok]), "queued": three(queued), "grading": three(grading),
         "health_ms": three([s.health_ms for s in run.samples]),
         "throughput_per_min": len(ends) / span * 60 if span and span > 0 else math.nan,
-        "span_s": span, "wall_s": run.wall_s, "polls": polls, "polls_per_s": polls / run.wall_s if run.wall_s else 0,
+        "span_s": span, "wall_s": run.wall_s, "client_cpu_s": run.client_cpu_s, "polls": polls, "polls_per_s": polls / run.wall_s if run.wall_s else 0,
         "web_rss_peak_mb": [max(s.rss[i] for s in run.samples) / MB for i in range(len(last.rss))] if last else [],
         "web_rss_end_mb": [r / MB for r in last.rss] if last else [],
         "statuses": {k: sum(s.status == k for s in ok) for k in sorted({s.status for s in ok if s.status})},
@@ -422,6 +430,8 @@ def outcome(s: dict[str, Any]) -> list[str]:
                                                         f"{s['span_s']:.0f} s"),
             ("web process RSS, peak / at the end (each)", rss or "-"),
             ("status polls", f"{s['polls']} ({s['polls_per_s']:.1f}/s over {s['wall_s']:.0f} s)"),
+            ("the simulated class's own CPU (this process)", f"{s['client_cpu_s']:.1f} s "
+                                                              f"({s['client_cpu_s'] / s['wall_s']:.0%} of a core)"),
             ("results", ", ".join(f"{k} {v}" for k, v in s["statuses"].items()) or "none")]
     lines = ["| outcome | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows), "",
              "machine: {} cores, {:.1f} GB; load average {:.2f} {:.2f} {:.2f} at the start, 1-min peak {:.2f} "
