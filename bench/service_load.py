@@ -135,6 +135,7 @@ class Run:
     samples: list[Sample] = field(default_factory=list)
     events: list[str] = field(default_factory=list)  # processes that exited during the run
     deadline_hit: bool = False
+    halted: str = ""  # why the run stopped before every student was done (the service crippled)
     client_cpu_s: float = 0.0  # this process's CPU time while it simulated the class
 
 
@@ -270,9 +271,10 @@ def progress(sample: Sample, subs: list[Submission]) -> None:
 
 
 async def sampler(cluster: Cluster, subs: list[Submission], run: Run, pace: Pace, t0: float,
-                  stop: asyncio.Event) -> None:
+                  stop: asyncio.Event, halt: asyncio.Event) -> None:
     """Every SAMPLE_S until stopped, and once more at the end; notes any process that exited,
-    and the progress every PROGRESS_S."""
+    and the progress every PROGRESS_S; sets `halt` when the service can no longer grade (rather
+    than leave every student waiting until the deadline)."""
     web = [psutil.Process(p.pid) for p in cluster.web]
     noted: set[str] = set()
     # (a client of its own: the probe's latency is the server's, not the students' pool's)
@@ -287,6 +289,9 @@ async def sampler(cluster: Cluster, subs: list[Submission], run: Run, pace: Pace
                     noted.add(p.name)
                     run.events.append(f"{run.samples[-1].t:.0f} s: {p.name} exited with status "
                                       f"{p.popen.returncode}: {p.last_line()}")
+            if not run.halted and cluster.crippled():
+                run.halted = cluster.crippled()
+                halt.set()
             if stop.is_set():
                 return
             with contextlib.suppress(TimeoutError):
@@ -297,23 +302,26 @@ async def simulate(subs: list[Submission], tokens: dict[str, str], data: dict[st
                    connections: int, deadline_s: float) -> Run:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     clients = [httpx.AsyncClient(base_url=u, limits=limits, timeout=POLL_S) for u in cluster.urls]
-    run, pace, stop = Run(time.time()), Pace(), asyncio.Event()
+    run, pace, stop, halt = Run(time.time()), Pace(), asyncio.Event(), asyncio.Event()
     cpu0 = cpu_s()
     t0 = time.monotonic()
     deadline = t0 + deadline_s
-    probe = asyncio.create_task(sampler(cluster, subs, run, pace, t0, stop))
+    probe = asyncio.create_task(sampler(cluster, subs, run, pace, t0, stop, halt))
     tasks = [asyncio.create_task(student(s, clients[s.web], tokens[s.student], data[s.student], t0, deadline,
                                          pace)) for s in subs]
+    everyone = asyncio.gather(*tasks, return_exceptions=True)
+    halted = asyncio.create_task(halt.wait())
     try:
-        _, pending = await asyncio.wait(tasks, timeout=deadline_s + UPLOAD_S)
-        run.deadline_hit = bool(pending)
+        await asyncio.wait([everyone, halted], timeout=deadline_s + UPLOAD_S, return_when=asyncio.FIRST_COMPLETED)
         for sub, task in zip(subs, tasks):
-            if task.done() and not task.cancelled() and task.exception() is not None:
+            if not task.done():
+                sub.error = "the run stopped early" if run.halted else "not done before the deadline"
+            elif not task.cancelled() and task.exception() is not None:
                 sub.error = f"the client failed: {task.exception()!r}"  # (an answer not as documented)
     finally:  # (on Ctrl-C too: no task left behind)
-        for task in tasks:
+        for task in [*tasks, halted]:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, halted, return_exceptions=True)
         stop.set()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(probe, HEALTH_S + 5)
@@ -321,7 +329,8 @@ async def simulate(subs: list[Submission], tokens: dict[str, str], data: dict[st
             await c.aclose()
     run.wall_s = time.monotonic() - t0
     run.client_cpu_s = cpu_s() - cpu0
-    run.deadline_hit = run.deadline_hit or any(s.error == "not graded before the deadline" for s in subs)
+    run.deadline_hit = any(s.error in ("not graded before the deadline", "not done before the deadline")
+                           for s in subs)
     return run
 
 
@@ -395,7 +404,7 @@ def summarize(subs: list[Submission], run: Run, acc: Account, load0: tuple[float
         "load_start": load0, "load1_peak": max((s.load1 for s in run.samples), default=math.nan),
         "load_end": os.getloadavg(), "cores": os.cpu_count(),
         "memory_gb": psutil.virtual_memory().total / 1024**3,
-        "deadline_hit": run.deadline_hit, "events": run.events,
+        "deadline_hit": run.deadline_hit, "halted": run.halted, "events": run.events,
     }
 
 
@@ -441,7 +450,18 @@ def outcome(s: dict[str, Any]) -> list[str]:
         lines.append(f"the database check failed: {s['error']}")
     if s["deadline_hit"]:
         lines.append("the deadline passed before every submission was graded")
+    if s["halted"]:
+        lines.append(f"the run stopped early: {s['halted']}")
     return lines + [f"process: {e}" for e in s["events"]]
+
+
+def errors(subs: list[Submission], most: int = 10) -> list[str]:
+    """The students' errors, alike ones counted together (the first student named)."""
+    by: dict[str, list[str]] = {}
+    for s in subs:
+        if s.error:
+            by.setdefault(s.error, []).append(s.student)
+    return [f"error: {len(who)} x {msg} (first {who[0]})" for msg, who in list(by.items())[:most]]
 
 
 def topology(a: argparse.Namespace) -> str:
@@ -568,8 +588,8 @@ def bench(a: argparse.Namespace) -> int:
     print(topology(a) + "\n")
     print("\n".join(table(summary)) + "\n")
     print("\n".join(outcome(summary)))
-    for s in [s for s in subs if s.error][:10]:
-        print(f"error: {s.student}: {s.error}")
+    for line in errors(subs):
+        print(line)
     if a.out:
         write_out(Path(a.out), a, subs, run, summary)
         print(f"measurements and plot: {Path(a.out) / 'service_load.json'}, {Path(a.out) / 'service_load.png'}")

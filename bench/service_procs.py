@@ -171,6 +171,15 @@ class Cluster:
     def dead(self) -> list[Proc]:
         return [p for p in self.procs if not p.alive()]
 
+    def crippled(self) -> str:
+        """Why the service can no longer grade or answer ("" while it can): every process of a
+        tier it needs has exited (a web process restarts its own worker; nothing restarts these)."""
+        for t in STOP_ORDER:
+            procs = [p for p in self.procs if tier(p) == STOP_ORDER.index(t)]
+            if procs and not any(p.alive() for p in procs):
+                return f"every {t} process has exited ({procs[0].name}: {procs[0].last_line()})"
+        return ""
+
     def stop(self) -> None:
         """Stop every process, a tier at a time (web processes, grading workers, Dask workers,
         the scheduler: each tier's work ends before what it relies on): SIGTERM, then SIGKILL
