@@ -15,7 +15,7 @@ a scaled gradient or the starter, in turn; tests/batch_support.py, each made onc
 clock starts) through the JSON API, to the web processes in turn, their uploads spread over the
 window (60 s by default): evenly (`--arrivals uniform`) or rising toward its end as students
 hand in before a due date (`--arrivals deadline`: density growing as e^(3x), the last tenth of
-the window at three times the mean rate). One asyncio process simulates them all, with one httpx
+the window at about three times the mean rate). One asyncio process simulates them all, with one httpx
 client per web process and a bounded connection pool.
 
 Measured: per upload its latency (request to 202, the client's wait for a pooled connection
@@ -42,7 +42,8 @@ measurement to DIR/service_load.json, the plot to DIR/service_load.png (the queu
 arrival rate over time, each submission's time to feedback against its upload time, web memory
 and load) and the processes' logs to DIR/logs. Bounded: every request has a timeout, the whole
 run a deadline (--deadline), and every process started is stopped at the end, on an error or
-Ctrl-C too. Exit status 0 when every upload was accepted and graded exactly once, 1 otherwise,
+Ctrl-C too; the run stops early when every process of a tier the service needs (web
+processes, grading workers, Dask workers, the scheduler) has exited. Exit status 0 when every upload was accepted and graded exactly once, 1 otherwise,
 2 when the service would not start (one line: which process, and the last line of its log).
 
 Run by hand:  .venv/bin/python bench/service_load.py [-n 200] [--window 60] [--jobs 2]
