@@ -69,10 +69,21 @@ class Database:
         yield self
 
     def create(self, ddl: str, tag: str) -> None:
-        """Create what `ddl` (SQLite words, `CREATE … IF NOT EXISTS`) lacks, in one transaction."""
+        """Create what `ddl` (SQLite words, `CREATE … IF NOT EXISTS`) lacks, in one transaction;
+        nothing at all when every table and index it names exists (each process opens the
+        database often: on PostgreSQL even a `CREATE INDEX IF NOT EXISTS` locks its table)."""
+        wanted = set(re.findall(r"CREATE (?:TABLE|INDEX) IF NOT EXISTS (\w+)", ddl))
+        if not wanted <= self.names():
+            self._create(ddl, tag)
+
+    def _create(self, ddl: str, tag: str) -> None:
         raise NotImplementedError
 
     def tables(self) -> set[str]:
+        raise NotImplementedError
+
+    def names(self) -> set[str]:
+        """The tables and indexes there are."""
         raise NotImplementedError
 
     def skip_locked(self, select: str, of: str) -> str:
@@ -129,12 +140,15 @@ class SqliteDatabase(Database):
                 self.conn.execute("ROLLBACK")
                 raise
 
-    def create(self, ddl: str, tag: str) -> None:
+    def _create(self, ddl: str, tag: str) -> None:
         # (IMMEDIATE: a process starting beside another waits for its turn, not "database is locked")
         self.conn.executescript(f"BEGIN IMMEDIATE; {ddl}; COMMIT;")
 
     def tables(self) -> set[str]:
         return {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def names(self) -> set[str]:
+        return {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
 
     def close(self) -> None:
         self.conn.close()
@@ -178,7 +192,7 @@ class PostgresDatabase(Database):
         with self.lock, self.conn.transaction():
             yield self
 
-    def create(self, ddl: str, tag: str) -> None:
+    def _create(self, ddl: str, tag: str) -> None:
         with self.transaction():
             # (two processes starting at once: one creates, the other waits, then finds it done)
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(tag.encode()),))
@@ -187,6 +201,11 @@ class PostgresDatabase(Database):
     def tables(self) -> set[str]:
         rows = self.conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema ="
                                  " current_schema()")
+        return {r[0] for r in rows}
+
+    def names(self) -> set[str]:
+        rows = self.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                            " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'i')")
         return {r[0] for r in rows}
 
     def skip_locked(self, select: str, of: str) -> str:

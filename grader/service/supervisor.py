@@ -33,14 +33,13 @@ class Supervisor:
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
         self.restarts = 0
+        self.store: Store | None = None  # (the watcher's own connection, opened once)
 
     def recover(self, dead: str = "") -> tuple[int, int]:
         """Jobs of leases that are gone (and of `dead`) back to the queue (or an error row)."""
-        store = Store(self.db)
-        try:
-            return store.recover(failure_report, dead)
-        finally:
-            store.close()
+        if self.store is None:
+            self.store = Store(self.db)
+        return self.store.recover(failure_report, dead)
 
     def _spawn(self) -> None:
         self.lease = new_lease()
@@ -93,6 +92,10 @@ class Supervisor:
     def stop(self) -> None:
         """Stop the worker (it stops its kernels); its unfinished jobs stay for the next start."""
         self.stopping.set()
+        if self.thread is not None:
+            self.thread.join(10)
+        if self.store is not None:
+            self.store.close()
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
