@@ -26,6 +26,11 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from grader.service.database import is_url  # noqa: E402
+from tests.service_support import free_port  # noqa: E402
+
 GRADE = [sys.executable, "-m", "grader.cli"]
 DASK = str(Path(sys.executable).with_name("dask"))
 START_S = 180.0  # a web process's start (imports, database) on a busy machine
@@ -37,18 +42,6 @@ STOP_ORDER = ("web", "worker", "dask-worker", "dask-scheduler")
 
 class Refused(Exception):
     """A process would not start: one line saying which and why."""
-
-
-def is_url(db: str) -> bool:
-    return db.startswith(("postgresql://", "postgres://"))
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
