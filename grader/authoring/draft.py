@@ -304,22 +304,3 @@ def local_packages(notebook: Path, sol: Solution) -> list[str]:
             if (notebook.parent / top).is_dir() and not (notebook.parent / top).is_symlink() and top not in out:
                 out.append(top)
     return out
-
-
-def register(group: Any) -> None:
-    """Add `new FOLDER --from solution.ipynb` to the command-line group."""
-    import click
-
-    @group.command("new")
-    @click.argument("folder", type=click.Path(path_type=Path))
-    @click.option("--from", "solution", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                  help="The solution notebook to draft from.")
-    def new_cmd(folder: Path, solution: Path) -> None:
-        """Draft an assignment folder (spec, reference skeleton, starter) from a solution notebook."""
-        try:
-            written = draft(folder, solution)
-        except GraderError as e:
-            click.echo(f"grade: error: {e}", err=True)
-            raise SystemExit(2) from None
-        click.echo("wrote " + ", ".join(str(p) for p in written))
-        click.echo(f"next: write the bodies of {folder / 'reference.py'} in torch, then: grade validate {folder}")

@@ -21,7 +21,6 @@ from typing import Any, NoReturn
 
 import click
 
-from grader.authoring import draft
 from grader.cli.env import env_group, showing_builds
 from grader.errors import GraderError, TorchMissing
 from grader.inert import inert
@@ -402,6 +401,23 @@ def validate_cmd(assignments: tuple[str, ...], no_notebooks: bool) -> None:
     sys.exit(1 if failed else 0)
 
 
+@main.command("new")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--from", "solution", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The solution notebook to draft from.")
+def new_cmd(folder: Path, solution: Path) -> None:
+    """Draft an assignment folder (spec, reference skeleton, starter) from a solution notebook."""
+    from grader.authoring.draft import draft
+
+    try:
+        written = draft(folder, solution)
+    except GraderError as e:
+        _fail(str(e))
+        return
+    click.echo("wrote " + ", ".join(str(p) for p in written))
+    click.echo(f"next: write the bodies of {folder / 'reference.py'} in torch, then: grade validate {folder}")
+
+
 @main.command("prepare")
 @click.argument("assignments", nargs=-1)
 @click.option("--size", type=click.IntRange(min=1), default=None,
@@ -464,7 +480,6 @@ def _measure(asg: Any, again: bool = True) -> None:
 
 
 main.add_command(env_group)
-draft.register(main)  # `grade new`
 from grader.cli.batch import register as _register_batch  # noqa: E402  (after `main` exists)
 
 _register_batch(main)
