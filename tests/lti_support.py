@@ -39,7 +39,7 @@ from grader.service.lti_store import LtiStore
 from grader.service.lti_tokens import LTI
 from grader.service.policy import load_config
 from grader.service.store import Store
-from tests.batch_support import ASSIGNMENT
+from tests.batch_support import ASSIGNMENT, notebook_bytes
 from tests.service_support import free_port
 
 MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership#"
@@ -253,10 +253,10 @@ class Tool:
         return c
 
 
-def launch(tool_url: str, lms: Lms, claims: dict[str, Any], client: httpx.Client | None = None,
-           hint: str | None = None) -> tuple[httpx.Client, httpx.Response]:
-    """A browser's launch: the login initiation, the LMS's authorization, the form posted back.
-    Returns the browser (its cookies) and the tool's answer to the launch (not followed)."""
+def authorize(tool_url: str, lms: Lms, claims: dict[str, Any], client: httpx.Client | None = None,
+              hint: str | None = None) -> tuple[httpx.Client, str, dict[str, str]]:
+    """A browser's login initiation and the LMS's authorization: the browser (its cookies), and
+    the form the LMS has it post back (its action, and its fields: id_token and state)."""
     c = client or httpx.Client(timeout=30)
     hint = hint or secrets.token_hex(6)
     lms.launches[hint] = claims
@@ -267,7 +267,25 @@ def launch(tool_url: str, lms: Lms, claims: dict[str, Any], client: httpx.Client
     assert auth_page.status_code == 200, auth_page.text
     fields = dict(re.findall(r'name="(\w+)" value="([^"]*)"', auth_page.text))
     action = html.unescape(re.search(r'action="([^"]+)"', auth_page.text)[1])
-    return c, c.post(action, data={k: html.unescape(v) for k, v in fields.items()})
+    return c, action, {k: html.unescape(v) for k, v in fields.items()}
+
+
+def launch(tool_url: str, lms: Lms, claims: dict[str, Any], client: httpx.Client | None = None,
+           hint: str | None = None) -> tuple[httpx.Client, httpx.Response]:
+    """A browser's launch: the login initiation, the LMS's authorization, the form posted back.
+    Returns the browser (its cookies) and the tool's answer to the launch (not followed)."""
+    c, action, fields = authorize(tool_url, lms, claims, client, hint)
+    return c, c.post(action, data=fields)
+
+
+def upload(tool: Tool, c: httpx.Client, who: str) -> int:
+    """Hand in a right notebook through the upload form of a signed-in browser; the attempt's id."""
+    page = c.get(f"{tool.url}/a/{ASSIGNMENT}").text
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)[1]
+    r = c.post(f"{tool.url}/a/{ASSIGNMENT}/submit", data={"csrf": csrf},
+               files={"file": ("hw.ipynb", notebook_bytes("correct", who))})
+    assert r.status_code == 303, r.text
+    return int(r.headers["location"].rsplit("/", 1)[1])
 
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from grader.service.lti_store import KEY_GRACE_S, LtiStore
 from grader.service.lti_tokens import DL, LTI, jwks, new_key, service_role, signing_key
-from tests.batch_support import ASSIGNMENT, notebook_bytes
+from tests.batch_support import ASSIGNMENT
 from tests.lti_support import (
     CLIENT_ID,
     DEPLOYMENT,
@@ -29,9 +29,11 @@ from tests.lti_support import (
     MEMBERSHIP,
     Lms,
     Tool,
+    authorize,
     lms_fixture,  # noqa: F401 (the fixture lms)
     rsa_key,
     tool_fixture,  # noqa: F401 (the fixture tool)
+    upload,
 )
 
 
@@ -245,12 +247,8 @@ def test_a_learners_token_tampered_into_an_instructors_fails_its_signature(tool,
 def test_a_launch_from_another_browser_than_the_login_is_refused(tool, lms):
     """SF 5.1.1.1 (state bound to the browser): the id_token posted by a browser without the
     login's state cookie signs no one in; with a different cookie, 403."""
-    c = httpx.Client(timeout=30)
-    lms.launches["csrf"] = lms.claims("csrf-1", LEARNER)
-    r = c.get(f"{tool.url}/lti/login", params={"iss": lms.issuer, "login_hint": "csrf"})
-    page = c.get(r.headers["location"]).text
-    token = re.search(r'name="id_token" value="([^"]+)"', page)[1]
-    state = re.search(r'name="state" value="([^"]+)"', page)[1]
+    _, _, form = authorize(tool.url, lms, lms.claims("csrf-1", LEARNER))
+    token, state = form["id_token"], form["state"]
     wrong = httpx.post(f"{tool.url}/lti/launch", data={"id_token": token, "state": state},
                        cookies={f"nngrader_lti_{state[:12]}": "another"})
     assert wrong.status_code == 403 and "nngrader_session" not in wrong.cookies
@@ -279,26 +277,17 @@ def test_a_learner_from_the_lms_cannot_open_instructor_pages(tool, lms):
         assert r.status_code == 403, path
 
 
-def _upload(tool: Tool, c: httpx.Client, who: str) -> int:
-    page = c.get(f"{tool.url}/a/{ASSIGNMENT}").text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page)[1]
-    r = c.post(f"{tool.url}/a/{ASSIGNMENT}/submit", data={"csrf": csrf},
-               files={"file": ("hw.ipynb", notebook_bytes("correct", who))})
-    assert r.status_code == 303, r.text
-    return int(r.headers["location"].rsplit("/", 1)[1])
-
-
 def test_one_students_launch_neither_reads_nor_posts_another_students_results(tool, lms):
     """Core 5.3.6 (sub identifies the user): a session from one student's launch reaches only
     that student's attempts; another's answer 404 like one that does not exist, and an upload
     is always the signed-in student's own."""
     alice = tool.signed_in(lms.claims("alice", LEARNER))
     bob = tool.signed_in(lms.claims("bob", LEARNER))
-    bobs = _upload(tool, bob, "bob")
+    bobs = upload(tool, bob, "bob")
     for path in (f"/s/{bobs}", f"/s/{bobs}/feedback", f"/api/submissions/{bobs}",
                  f"/api/submissions/{bobs}/report"):
         assert alice.get(tool.url + path).status_code == 404, path
-    alices = _upload(tool, alice, "alice")
+    alices = upload(tool, alice, "alice")
     owners = dict(tool.store.db.execute("SELECT id, user_id FROM attempts WHERE id IN (?, ?)", (alices, bobs)))
     assert owners[alices].endswith("-alice") and owners[bobs].endswith("-bob")
 
@@ -315,10 +304,10 @@ def test_an_instructor_of_one_course_is_a_student_in_another_and_no_more(lms, tm
         lti.set_link(1, "course-a", other)
         lti.set_link(1, "course-b", ASSIGNMENT)
         alice = tool.signed_in(lms.claims("alice-x", LEARNER, "course-b"))
-        alices = _upload(tool, alice, "alice-x")
+        alices = upload(tool, alice, "alice-x")
         tool.signed_in(lms.claims("ta-x", INSTRUCTOR, "course-a"))
         as_student = tool.signed_in(lms.claims("ta-x", LEARNER, "course-b"))
-        _upload(tool, as_student, "ta-x")  # (a student there: hands in like one)
+        upload(tool, as_student, "ta-x")  # (a student there: hands in like one)
         ta = tool.signed_in(lms.claims("ta-x", INSTRUCTOR, "course-a"))  # the last launch: as a TA
         assert ta.get(f"{tool.url}/i/{other}/").status_code == 200
         for path in (f"/i/{ASSIGNMENT}/", f"/i/{ASSIGNMENT}/gradebook", f"/i/{ASSIGNMENT}/lti",

@@ -11,14 +11,21 @@ import html
 import re
 import time
 
-import httpx
 import pytest
 
 from grader.service.core import Service
 from grader.service.lti_passback import Sender
 from grader.service.store import Store
-from tests.batch_support import ASSIGNMENT, notebook_bytes
-from tests.lti_support import INSTRUCTOR, LEARNER, Lms, Tool, lms_fixture, tool_fixture  # noqa: F401 (fixtures lms, tool)
+from tests.batch_support import ASSIGNMENT
+from tests.lti_support import (  # noqa: F401 (fixtures lms, tool)
+    INSTRUCTOR,
+    LEARNER,
+    Lms,
+    Tool,
+    lms_fixture,
+    tool_fixture,
+    upload,
+)
 
 
 @pytest.fixture
@@ -26,15 +33,6 @@ def sender(tool):
     own = Store(tool.store.path)
     yield Sender(Service(own, tool.service.policies, tool.service.key), backoff_s=30.0)
     own.close()
-
-
-def upload(tool: Tool, c: httpx.Client, who: str) -> int:
-    page = c.get(f"{tool.url}/a/{ASSIGNMENT}").text
-    csrf = re.search(r'name="csrf" value="([^"]+)"', page)[1]
-    r = c.post(f"{tool.url}/a/{ASSIGNMENT}/submit", data={"csrf": csrf},
-               files={"file": ("hw.ipynb", notebook_bytes("correct", who))})
-    assert r.status_code == 303, r.text
-    return int(r.headers["location"].rsplit("/", 1)[1])
 
 
 def record(tool: Tool, attempt: int, score: float, status: str = "graded") -> None:

@@ -207,16 +207,14 @@ def worker_cmd(assignments: tuple[str, ...], db: Path | str, jobs: int, schedule
                cell_timeout: float | None, total_timeout: float, isolation: str | None) -> None:
     """Grade the queue of a grading service's database, beside its servers (Ctrl-C stops)."""
     from grader.service.database import shown
-    from grader.service.server import open_service
+    from grader.service.server import check_scheduler, open_service
     from grader.service.worker import new_lease, run
 
     try:
         service = open_service(db, list(assignments))
         service.store.close()
         if scheduler:
-            from grader.batch.run import connect
-
-            connect(scheduler).close()
+            check_scheduler(scheduler)
     except GraderError as e:
         _fail(str(e))
         return

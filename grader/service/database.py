@@ -18,8 +18,9 @@ import re
 import sqlite3
 import threading
 import zlib
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,28 +46,29 @@ def _pg_ddl(ddl: str) -> str:
     return re.sub(r"\bBLOB\b", "BYTEA", ddl)
 
 
-class Database:
-    """One connection, shared by a process's threads: a transaction is taken by one thread at a
-    time (`lock`); outside one, each statement commits by itself."""
+class Database(ABC):
+    """One connection (`conn`), shared by a process's threads: a transaction is taken by one
+    thread at a time (`lock`); outside one, each statement commits by itself."""
 
     dialect = ""
     IntegrityError: type[Exception] = Exception
+    conn: Any
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
 
+    @abstractmethod
     def execute(self, sql: str, args: Any = ()) -> Any:
-        raise NotImplementedError
+        """Run one statement (`?` placeholders); its cursor."""
 
     def insert(self, sql: str, args: Any = ()) -> int:
         """Run an INSERT into a table with an `id` column; the new row's id."""
         with self.lock:
             return int(self.execute(f"{sql} RETURNING id", args).fetchall()[0][0])
 
-    @contextmanager
-    def transaction(self) -> Iterator[Database]:
-        raise NotImplementedError
-        yield self
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Database]:
+        """One write transaction, rolled back on any error."""
 
     def create(self, ddl: str, tag: str) -> None:
         """Create what `ddl` (SQLite words, `CREATE … IF NOT EXISTS`) lacks, in one transaction;
@@ -76,15 +78,13 @@ class Database:
         if not wanted <= self.names():
             self._create(ddl, tag)
 
+    @abstractmethod
     def _create(self, ddl: str, tag: str) -> None:
-        raise NotImplementedError
+        """Run `ddl`, one process at a time."""
 
-    def tables(self) -> set[str]:
-        raise NotImplementedError
-
+    @abstractmethod
     def names(self) -> set[str]:
         """The tables and indexes there are."""
-        raise NotImplementedError
 
     def skip_locked(self, select: str, of: str) -> str:
         """`select` (a query in a transaction) taking the rows it returns of table (alias) `of`,
@@ -92,6 +92,7 @@ class Database:
         several processes take back a dead worker's jobs, none of them twice."""
         return select
 
+    @abstractmethod
     def lock_row(self, table: str, key_column: str, key: Any) -> None:
         """Hold one row until the transaction ends (two uploads of one student, one at a time)."""
 
@@ -101,7 +102,7 @@ class Database:
         return True
 
     def close(self) -> None:
-        raise NotImplementedError
+        self.conn.close()
 
 
 class SqliteDatabase(Database):
@@ -144,15 +145,11 @@ class SqliteDatabase(Database):
         # (IMMEDIATE: a process starting beside another waits for its turn, not "database is locked")
         self.conn.executescript(f"BEGIN IMMEDIATE; {ddl}; COMMIT;")
 
-    def tables(self) -> set[str]:
-        return {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
     def names(self) -> set[str]:
         return {n for (n,) in self.conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
 
-    def close(self) -> None:
-        self.conn.close()
-
+    def lock_row(self, table: str, key_column: str, key: Any) -> None:
+        return None  # (a BEGIN IMMEDIATE transaction holds the whole database already)
 
 class PostgresDatabase(Database):
     """A PostgreSQL database (psycopg 3), in autocommit mode between transactions; a
@@ -198,11 +195,6 @@ class PostgresDatabase(Database):
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (zlib.crc32(tag.encode()),))
             self.conn.execute(_pg_ddl(ddl).encode())
 
-    def tables(self) -> set[str]:
-        rows = self.conn.execute("SELECT table_name FROM information_schema.tables WHERE table_schema ="
-                                 " current_schema()")
-        return {r[0] for r in rows}
-
     def names(self) -> set[str]:
         rows = self.execute("SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
                             " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'i')")
@@ -217,9 +209,6 @@ class PostgresDatabase(Database):
     def singleton(self, name: str) -> bool:
         row = self.execute("SELECT pg_try_advisory_lock(?)", (zlib.crc32(name.encode()),)).fetchone()
         return bool(row[0])
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def connect(db: str | Path) -> Database:

@@ -46,6 +46,14 @@ def check_port(host: str, port: int) -> None:
         raise GraderError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
+def check_scheduler(address: str) -> None:
+    """GraderError (one line) when the Dask scheduler cannot be reached: said at start, not by a
+    worker restarting over and over."""
+    from grader.batch.run import connect
+
+    connect(address).close()
+
+
 def serve(db: Path | str, assignments: list[str], host: str = "127.0.0.1", port: int = 8000, jobs: int = 1,
           config: Path | None = None, cell_timeout: float | None = None, total_timeout: float = 300.0,
           isolation: str | None = None, secure_cookies: bool = False, on_ready: Any = None,
@@ -67,9 +75,7 @@ def serve(db: Path | str, assignments: list[str], host: str = "127.0.0.1", port:
     platforms_from_config(service.store, config)  # (the [[lti.platform]] tables; docs/lti.md)
     app = build_app(service, secure_cookies)
     if scheduler:
-        from grader.batch.run import connect
-
-        connect(scheduler).close()  # (an unreachable scheduler: one line now, not a worker restarting)
+        check_scheduler(scheduler)
     supervisor = Supervisor(db, jobs, cell_timeout, total_timeout, isolation, service.sources, scheduler)
     app.state.supervisor = supervisor
     supervisor.start()

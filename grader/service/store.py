@@ -189,8 +189,8 @@ class Store:
         self.db: Database = connect(db)
         self.path = db
         try:
-            tables = self.db.tables()
-            if tables and "service_meta" not in tables:
+            names = self.db.names()
+            if names and "service_meta" not in names:
                 raise GraderError(f"{shown(db)}: not a database this service wrote")
             extra = _NOTEBOOKS if self.db.dialect == "postgresql" else ""
             self.db.create(f"{_DDL} {extra} INSERT INTO service_meta VALUES ('schema', '{SCHEMA}')"
@@ -453,9 +453,6 @@ class Store:
         if not self.db.execute("UPDATE workers SET beat = ? WHERE lease = ?", (time.time(), lease)).rowcount:
             self.register(lease)
 
-    def unregister(self, lease: str) -> None:
-        self.db.execute("DELETE FROM workers WHERE lease = ?", (lease,))
-
     def release(self, lease: str) -> int:
         """A worker that stops on purpose: the jobs it holds back to the queue, the try not
         counted, and its lease gone. How many jobs."""
@@ -464,10 +461,6 @@ class Store:
                            " AND lease = ?", (lease,)).rowcount
             db.execute("DELETE FROM workers WHERE lease = ?", (lease,))
         return int(n)
-
-    def workers(self) -> list[tuple[str, str, int, float, float]]:
-        """(lease, host, pid, started, last beat) of every registered worker."""
-        return list(self.db.execute("SELECT lease, host, pid, started, beat FROM workers ORDER BY started"))
 
     @staticmethod
     def _alive(host: str, pid: int, beat: float, now: float) -> bool:
