@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from grader.service.core import Refused, Service
+from grader.service.lti_passback import SENDER_LOCK
 from grader.service.policy import Policy
 from grader.service.store import MAX_TRIES, Store, User
 from grader.service.worker import failure_report
@@ -217,3 +218,15 @@ def test_grade_worker_stopped_with_sigterm_gives_its_job_back_without_counting_a
             proc.kill()
     assert rows(db, f"SELECT state, tries, lease FROM jobs WHERE attempt_id = {aid}") == [("queued", 0, "")]
     assert rows(db, "SELECT lease FROM workers") == []
+
+
+def test_one_process_at_a_time_posts_grades_to_the_lms_and_another_takes_over_when_it_ends(pg_url):
+    first, second = Store(pg_url), Store(pg_url)
+    try:
+        assert first.db.singleton(SENDER_LOCK)
+        assert first.db.singleton(SENDER_LOCK)  # (still its own, round after round)
+        assert not second.db.singleton(SENDER_LOCK)
+        first.close()  # (its process ended: the lock goes with its connection, once the server sees it)
+        wait_for(lambda: second.db.singleton(SENDER_LOCK), 30)  # (the sender tries every round, likewise)
+    finally:
+        second.close()

@@ -31,6 +31,7 @@ from grader.service.store import Store
 SCOPES = ("https://purl.imsglobal.org/spec/lti-ags/scope/lineitem",
           "https://purl.imsglobal.org/spec/lti-ags/scope/score")
 TIMEOUT_S = 10.0
+SENDER_LOCK = "nngrader-lti-passback"  # one sender among the processes sharing a database
 MAX_TRIES = 12  # with backoff doubling from 30 s: about a day and a half of retries
 FULL_EVERY = 120  # rounds between looks at every student (10 minutes at one round in 5 s)
 PERMANENT = {400, 403, 404, 405, 409, 410, 413, 415, 422}  # the platform will say the same again
@@ -212,7 +213,7 @@ class Sender:
         while not self._stop.wait(self.interval_s):
             try:
                 # one sender among the processes sharing a PostgreSQL database: a score is posted once
-                if self.lti.platforms() and self.service.store.db.singleton("nngrader-lti-passback"):
+                if self.lti.platforms() and self.service.store.db.singleton(SENDER_LOCK):
                     self.run_once()
             except Exception as e:  # (a bad row must not stop the passback of every other one)
                 sys.stderr.write(f"grade serve: the grade passback failed a round: {type(e).__name__}: {e}\n")
