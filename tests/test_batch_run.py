@@ -52,21 +52,21 @@ def test_a_changed_notebook_is_graded_again(tmp_path: Path) -> None:
 
 def test_a_batch_grades_the_same_with_its_reference_values_from_a_child_or_its_own(
         tmp_path: Path, monkeypatch) -> None:
-    import grader.grading.grade as grade
+    import grader.grading.stages as stages
     from grader.batch.gradebook import Gradebook
     from grader.pool import child as pool_worker
     from grader.pool.store import pool_key
 
     src = make_flat(tmp_path / "src", [("alice", "correct"), ("bob", "sign"), ("carol", "scaled")])
     planned: list[bool] = []
-    real_plan = grade._plan
+    real_plan = stages._plan
 
     def spy(asg, seed, checks, pool=None, given=None):  # type: ignore[no-untyped-def]
         # an entry for this very seed and assignment version (one _plan would not throw away)
         planned.append(given is not None and given.seed == seed and given.key == pool_key(asg))
         return real_plan(asg, seed, checks, pool, given)
 
-    monkeypatch.setattr(grade, "_plan", spy)
+    monkeypatch.setattr(stages, "_plan", spy)
 
     def scores(db: Path) -> dict[str, Any]:
         book = Gradebook(db)

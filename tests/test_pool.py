@@ -172,7 +172,7 @@ def test_a_damaged_entry_is_ignored_and_removed(cache, damage):
     assert pool.read_entry(asg, seed) is None
     assert not path.exists()  # so the pool fills that place again
 
-    from grader.grading.grade import _plan
+    from grader.grading.stages import _plan
     reference, plans = _plan(asg, seed, asg.spec.checks)  # the run computes live
     assert isinstance(reference, Reference) and plans
 

@@ -88,7 +88,7 @@ def _ends_with_its_grader(grader_source: str, env: dict[str, str] | None = None)
 
 
 def test_a_live_run_starts_filling_the_pool_once_its_own_values_are_computed(cache, monkeypatch):
-    from grader.grading.grade import _plan
+    from grader.grading.stages import _plan
 
     monkeypatch.setenv(pool.POOL_SIZE_VARIABLE, "2")
     asg = find_assignment("sigmoid-2-3-1")

@@ -53,7 +53,7 @@ def test_the_probe_sees_heavy_imports():
     # the check above can fail: grading a missing notebook loads the grading machinery
     r, modules = _modules("/nonexistent/x.ipynb", "--assignment", "sigmoid-2-3-1")
     assert r.returncode == 2
-    assert "pydantic" in modules and "nbclient" in modules
+    assert "pydantic" in modules and "jupyter_client" in modules
 
 
 def test_grading_imports_torch_only_when_it_computes():

@@ -33,7 +33,7 @@ from grader.batch.rescore import rescore_unchanged
 from grader.batch.sources import Entry
 from grader.errors import GraderError, SubmissionError
 from grader.files import read_regular
-from grader.grading.grade import EntrySource, grade_notebook_async
+from grader.grading.grade import grade_notebook_async
 from grader.grading.limits import cell_limit
 from grader.kernels import leftovers
 from grader.kernels.launch import KernelLauncher
@@ -43,6 +43,7 @@ from grader.report import Report, error_report
 from grader.submission.notebook import MAX_NOTEBOOK_BYTES, read_notebook_bytes
 
 if TYPE_CHECKING:
+    from grader.grading.stages import EntrySource
     from grader.pool.child import Planner
 
 # Kernel starts (and restarts after a dead kernel) are outside a submission's own time limit;

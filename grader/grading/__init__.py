@@ -1,9 +1,11 @@
 """Grading one notebook, end to end: the stages put together.
 
-- `grade`: `grade_notebook` / `grade_notebook_async`: read the submission, plan the checks,
-  start a kernel in the assignment's environment, execute, probe, re-run with a fresh sample,
-  judge, score, and return the `Report`; any failure of the grader's own becomes a report with
-  `status: "error"` and the failing stage.
+- `grade`: `grade_notebook` / `grade_notebook_async`: read the submission, resolve the
+  assignment, start the first kernel in the assignment's environment, hand over to the stages,
+  and return the `Report`.
+- `stages`: plan the checks, execute, probe, re-run with a fresh sample, judge, score; any
+  failure of the grader's own becomes a report with `status: "error"` and the failing stage
+  (imported once the first kernel is started, so that it loads while the kernel boots).
 - `limits`: the default cell limit measured from the assignment's solution (kept in the cache),
   and which limit a grade uses: --timeout, the spec's, the measured one, else 30 s.
 - `selection`: grading some checks only (`--check NAME`, `--public`).

@@ -22,7 +22,7 @@ Modules, from the bottom up:
 - warm_parent.py: the program of the warm parent, which forks each kernel into its own sandbox.
 - warm.py: `WarmKernelLauncher`, kernels forked from a warm parent.
 - ahead.py: kernels started ahead of the submission they will run.
-- standby.py: `StandbyKernel`, a kernel started early for a re-run.
+- standby.py: `StandbyKernel`, a kernel started ahead of need: the first run's, and the re-run's beside it.
 - teardown.py: stopping kernels and removing workspaces in the background.
 - envs.py: kernel environments (one virtual environment per set of packages), built on demand,
   from binary wheels unless source builds are allowed, within a time limit, told to a reporter.

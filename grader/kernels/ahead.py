@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
 from grader.kernels.standby import stop_started
-from grader.kernels.workspace import Workspace, make_workspace, new_workspace
+from grader.kernels.workspace import Workspace, new_workspace
 
 
 class KernelsAhead:
@@ -66,11 +65,11 @@ class KernelsAhead:
             await stop_started(task)
 
 
-def workspace_for(launcher: Any, notebook: Path, extra_files: list[Path],
-                  folders: list[str] | None = None) -> Workspace:
-    """The submission's workspace: one whose kernel the launcher started ahead, where it has one."""
+def empty_workspace(launcher: Any) -> Workspace:
+    """The submission's workspace, still empty (its files go in with `make_workspace(into=...)`):
+    one whose kernel the launcher started ahead, where it has one, else a new one."""
     take = getattr(launcher, "take_workspace", None)
-    return make_workspace(notebook, extra_files, into=take() if callable(take) else None, folders=folders)
+    return (take() if callable(take) else None) or new_workspace()
 
 
 def _retrieved(task: asyncio.Task[Any]) -> None:

@@ -1,10 +1,13 @@
-"""A kernel started ahead of need, so that a later run does not wait for one to start.
+"""A kernel started ahead of need, so that a run does not wait for one to start.
 
+The first run's kernel is started as soon as the assignment and its environment are known,
+in an empty workspace, before the grader loads the stages that follow (they load while the
+kernel boots); the submission's files go into that workspace before the kernel runs anything.
 The hard-coding re-run needs a second kernel after the first run is done. Starting a kernel
 is most of what that costs, and it needs nothing of the first run: so the re-run's kernel is
-started, in a workspace of its own, as soon as the first one is, and waits there idle. No code
-of the submission runs in it until the re-run's session takes it (and starting kernels is not
-charged to the submission's time limit, so the budget is the same as without it).
+started, in a workspace of its own, beside the first one, and waits there idle. No code of
+the submission runs in either until a session takes it (and starting kernels is not charged
+to the submission's time limit, so the budget is the same as without them).
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ class StandbyKernel:
         self._task: asyncio.Task[AsyncKernelManager] | None = asyncio.ensure_future(
             launcher.start(workspace))
         self._task.add_done_callback(_retrieved)
+        self._discarded = False
+
+    async def started(self) -> None:
+        """Wait until the kernel is started (its process running, not yet ready), or failed to."""
+        if self._task is not None:
+            await asyncio.wait([self._task])
 
     async def start(self, workspace: Workspace) -> AsyncKernelManager:
         """The kernel started ahead, the first time; a fresh one from the launcher after that."""
@@ -54,7 +63,10 @@ class StandbyKernel:
 
     async def discard(self) -> None:
         """Stop the kernel if no session took it, and remove the workspace; in the background
-        where a teardown is in use (see teardown.py)."""
+        where a teardown is in use (see teardown.py). Once: asked again, nothing more is done."""
+        if self._discarded:
+            return
+        self._discarded = True
         task, self._task = self._task, None
         teardown = current()
         if teardown is None:

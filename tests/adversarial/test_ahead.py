@@ -11,9 +11,9 @@ import nbformat
 import pytest
 
 from grader.batch.run import grade_batch
-from grader.kernels.ahead import KernelsAhead, workspace_for
+from grader.kernels.ahead import KernelsAhead, empty_workspace
 from grader.kernels.warm import WarmKernelLauncher
-from grader.kernels.workspace import Workspace
+from grader.kernels.workspace import Workspace, make_workspace
 from tests.batch_support import ASSIGNMENT, SOLUTION
 
 from .helpers import processes_mentioning
@@ -51,7 +51,7 @@ def test_a_launcher_keeps_none_ahead_unless_asked(tmp_path: Path, private_tmp: P
         launcher = WarmKernelLauncher()
         try:
             (tmp_path / "a.ipynb").write_text("{}")
-            ws = workspace_for(launcher, tmp_path / "a.ipynb", [])
+            ws = make_workspace(tmp_path / "a.ipynb", [], into=empty_workspace(launcher))
             assert launcher.take_workspace() is None
             assert [p.name for p in ws.work.iterdir()] == ["a.ipynb"]
             ws.cleanup()

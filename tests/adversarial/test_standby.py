@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-import grader.grading.grade as grade_mod
+import grader.grading.stages as stages_mod
 from grader.assignment.load import find_assignment
 from grader.grading.grade import grade_notebook
 from grader.judging.rerun import rerun_standby
@@ -35,7 +35,7 @@ def notebook(tmp_path: Path, *cells: str) -> Path:
 def spy_starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
     """Record when kernels are started and when the first run's cells are done."""
     events: list[tuple[str, float]] = []
-    real_start, real_execute = LocalKernelLauncher.start, grade_mod.execute
+    real_start, real_execute = LocalKernelLauncher.start, stages_mod.execute
 
     async def start(self: LocalKernelLauncher, workspace: object) -> object:
         events.append(("start", time.monotonic()))
@@ -47,7 +47,7 @@ def spy_starts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float]]:
         return session
 
     monkeypatch.setattr(LocalKernelLauncher, "start", start)
-    monkeypatch.setattr(grade_mod, "execute", execute)
+    monkeypatch.setattr(stages_mod, "execute", execute)
     return events
 
 
@@ -79,7 +79,7 @@ def test_a_failure_in_the_first_run_stops_the_standby_kernel(monkeypatch: pytest
     async def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a grader bug")
 
-    monkeypatch.setattr(grade_mod, "localise", broken)
+    monkeypatch.setattr(stages_mod, "localise", broken)
     r = grade_notebook(ASSIGNMENTS / ASSIGNMENT / "solution.ipynb", ASSIGNMENT, seed=4)
     assert r.status == "error" and "a grader bug" in r.error
     assert processes_mentioning(str(private_tmp)) == []
