@@ -73,6 +73,11 @@ if TYPE_CHECKING:
 PASSTHROUGH_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "TZ")
 # The program run as `python -c` between the grader and the kernel (see limited_exec.py).
 _LIMITED_EXEC = (Path(__file__).parent / "limited_exec.py").read_text(encoding="utf-8")
+# The kernel's program: numpy (which the probe runner imports first thing) loaded while the
+# kernel boots, as a warm parent has it loaded: a kernel started ahead (the re-run's) then has
+# it before it is needed. Nothing else: ipykernel then starts as `python -m ipykernel_launcher` would.
+_KERNEL_MAIN = ("import numpy, runpy\n"
+                "runpy.run_module('ipykernel_launcher', run_name='__main__', alter_sys=True)")
 
 
 class KernelLauncher(Protocol):
@@ -286,8 +291,8 @@ class LocalKernelLauncher:
         """The kernel command: limits first, then the namespaces, then ipykernel of our interpreter."""
         kernel = [
             self.python,
-            "-m",
-            "ipykernel_launcher",
+            "-c",
+            _KERNEL_MAIN,
             "-f",
             "{connection_file}",
             "--HistoryManager.enabled=False",

@@ -108,7 +108,7 @@ def run_attack(name: str, level: str, query: str, *, cgroup: bool = True, files:
 @pytest.mark.parametrize("level", LEVELS)
 def test_as_root_the_kernel_is_an_unprivileged_user_of_its_own(level: str, tmp_path: Path):
     def host_users(session: Session) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
-        return [(" ".join(p.cmdline())[:80], tuple(p.uids()), tuple(p.gids())) for p in kernel_processes(session)]
+        return [(" ".join(p.cmdline())[:200], tuple(p.uids()), tuple(p.gids())) for p in kernel_processes(session)]
 
     r = run_attack("kernel_user", level, "me", tmp=tmp_path, inspect=host_users)
     me, procs, uid = r["value"], r["inspected"], r["uid"]
