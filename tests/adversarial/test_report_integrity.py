@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import grader.grading.grade
+import grader.grading.stages
 from grader import grade_notebook
 from grader.cli import main
 from grader.errors import UnknownAssignment
@@ -163,7 +163,7 @@ def test_a_failure_inside_grading_is_a_report_with_the_stage_and_what_was_graded
     async def broken(*args, **kwargs):
         raise ZeroDivisionError("a grader bug")
 
-    monkeypatch.setattr(grader.grading.grade, "localise", broken)
+    monkeypatch.setattr(grader.grading.stages, "localise", broken)
     r = grade_notebook(ASSIGNMENTS / ASSIGNMENT / "solution.ipynb", ASSIGNMENT, seed=4)
     assert r.status == "error"
     assert r.error_stage == "locating wrong intermediate values"
@@ -182,7 +182,7 @@ def test_the_command_exits_three_with_a_report_when_grading_fails(monkeypatch, t
     async def broken(*args, **kwargs):
         raise RecursionError("maximum recursion depth exceeded")
 
-    monkeypatch.setattr(grader.grading.grade, "check_consistency", broken)
+    monkeypatch.setattr(grader.grading.stages, "check_consistency", broken)
     out = tmp_path / "r.json"
     res = CliRunner().invoke(main, [str(ASSIGNMENTS / ASSIGNMENT / "solution.ipynb"), "--format", "json",
                                     "-o", str(out), "--seed", "1"])
@@ -195,7 +195,7 @@ def test_exit_three_is_not_the_exit_of_a_low_score(monkeypatch):
     async def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(grader.grading.grade, "localise", broken)
+    monkeypatch.setattr(grader.grading.stages, "localise", broken)
     res = CliRunner().invoke(main, [str(ASSIGNMENTS / ASSIGNMENT / "solution.ipynb"), "--seed", "1",
                                     "--fail-under", "1"])
     assert res.exit_code == 3
