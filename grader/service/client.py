@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.errors import GraderError
+from grader.submission.notebook import declared_in
 
 TOKEN_ENV, SERVER_ENV = "NNGRADER_TOKEN", "NNGRADER_SERVER"
 TOKEN_FILE = Path.home() / ".config" / "nngrader" / "token"
@@ -69,11 +70,9 @@ def _call(method: str, url: str, token: str, body: bytes | None = None, ctype: s
 def declared_assignment(data: bytes) -> str | None:
     """`metadata.grader.assignment` of a notebook, if it names one."""
     try:
-        meta = json.loads(data).get("metadata", {}).get("grader", {})
-        value = meta.get("assignment") if isinstance(meta, dict) else None
-    except (ValueError, AttributeError):
+        return declared_in(json.loads(data))
+    except (ValueError, RecursionError):
         return None
-    return value if isinstance(value, str) and value else None
 
 
 def upload(path: Path, server: str | None = None, assignment: str | None = None,

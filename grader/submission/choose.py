@@ -17,6 +17,7 @@ from pathlib import Path
 
 from grader.errors import SubmissionError
 from grader.files import NotRegularFile, read_regular
+from grader.submission.notebook import declared_in
 
 DEFAULT_PATTERN = "*.ipynb"
 # folders whose notebooks are never the submission (hidden folders are skipped as the shell does)
@@ -72,10 +73,7 @@ def declared_assignment(path: Path) -> str | None:
         raw = json.loads(read_regular(path, _METADATA_BYTES))
     except (NotRegularFile, OSError, ValueError, RecursionError):
         return None
-    meta = raw.get("metadata") if isinstance(raw, dict) else None
-    grader = meta.get("grader") if isinstance(meta, dict) else None
-    value = grader.get("assignment") if isinstance(grader, dict) else None
-    return value if isinstance(value, str) and value else None
+    return declared_in(raw)
 
 
 def assignment_id(assignment: str) -> str:

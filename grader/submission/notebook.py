@@ -1,4 +1,10 @@
-"""Reading a submission: bytes to a validated nbformat-4 notebook, or one clear sentence why not."""
+"""Reading a submission: bytes to a validated nbformat-4 notebook, or one clear sentence why not.
+
+In two steps: `open_notebook` reads the file and its JSON (enough to know the assignment its
+metadata names), `OpenedNotebook.submission` has nbformat upgrade and validate it. Grading
+starts the first kernel between the two, so nbformat (and its schema validator) loads while
+that kernel boots.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +15,13 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import nbformat
-from nbformat import NotebookNode
-from nbformat.validator import ValidationError as NbValidationError
+from typing import TYPE_CHECKING, Any
 
 from grader.errors import SubmissionError
 from grader.files import NotRegularFile, read_regular
+
+if TYPE_CHECKING:
+    from nbformat import NotebookNode
 
 MAX_NOTEBOOK_BYTES = 200 * 1024 * 1024
 # The longest cell the grader's own analyses read (its syntax tree costs ~100x its text in
@@ -58,17 +63,46 @@ class Submission:
     @property
     def declared_assignment(self) -> str | None:
         """`metadata.grader.assignment`, which starter notebooks carry."""
-        meta = self.nb.get("metadata", {}).get("grader", {})
-        value = meta.get("assignment") if isinstance(meta, dict) else None
-        return value if isinstance(value, str) and value else None
+        return declared_in(self.nb)
+
+
+@dataclass
+class OpenedNotebook:
+    """A notebook file read, its JSON parsed and shaped like a notebook (outputs dropped), not yet
+    validated: enough to know the assignment it names."""
+
+    path: Path
+    raw: dict[str, Any]
+    sha256: str
+
+    @property
+    def declared_assignment(self) -> str | None:
+        """`metadata.grader.assignment`, which starter notebooks carry."""
+        return declared_in(self.raw)
+
+    def submission(self) -> Submission:
+        """The notebook upgraded to nbformat 4 and validated; SubmissionError in one sentence if it cannot be."""
+        return Submission(self.path, to_notebook(self.raw, str(self.path)), self.sha256)
+
+
+def declared_in(notebook: Any) -> str | None:
+    """`metadata.grader.assignment` of a notebook's JSON (a dict, or a NotebookNode), if it names one."""
+    meta = notebook.get("metadata") if isinstance(notebook, dict) else None
+    grader = meta.get("grader") if isinstance(meta, dict) else None
+    value = grader.get("assignment") if isinstance(grader, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def read_submission(path: str | Path) -> Submission:
     """Read and validate a notebook file; nbformat 3 is upgraded, kernelspecs are ignored."""
+    return open_notebook(path).submission()
+
+
+def open_notebook(path: str | Path) -> OpenedNotebook:
+    """Read a notebook file and parse its JSON (the first step of `read_submission`)."""
     p = Path(path)
     data = read_notebook_bytes(p)
-    nb = parse_notebook(data, str(p))
-    return Submission(p, nb, hashlib.sha256(data).hexdigest())
+    return OpenedNotebook(p, load_json(data, str(p)), hashlib.sha256(data).hexdigest())
 
 
 def read_notebook_bytes(path: Path, name: str | None = None) -> bytes:
@@ -96,6 +130,12 @@ def _notebook_words(why: str) -> str:
 
 def parse_notebook(data: bytes, name: str = "notebook") -> NotebookNode:
     """Bytes to a v4 notebook with outputs dropped; SubmissionError if it is not one."""
+    return to_notebook(load_json(data, name), name)
+
+
+def load_json(data: bytes, name: str = "notebook") -> dict[str, Any]:
+    """A notebook file's JSON, shaped like a notebook, its outputs dropped and the fields
+    nbformat requires but grading never reads filled in; SubmissionError if it is not one."""
     if not data.strip():
         raise SubmissionError(f"{name}: the file is empty")
     try:
@@ -115,8 +155,15 @@ def parse_notebook(data: bytes, name: str = "notebook") -> NotebookNode:
     # notebook is almost all outputs), so only the cells' sources are parsed again.
     _drop_outputs(raw)
     _fill_defaults(raw)
+    return raw
+
+
+def to_notebook(raw: dict[str, Any], name: str = "notebook") -> NotebookNode:
+    """A notebook's JSON (from `load_json`) as a validated v4 notebook; SubmissionError if it is not one."""
+    import nbformat  # (here: reading a notebook's JSON, and knowing its assignment, do not need it)
+    from nbformat.validator import ValidationError as NbValidationError
+
     text = json.dumps(raw)
-    del raw
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
