@@ -17,7 +17,6 @@ from typing import Any
 import tomllib
 from pydantic import ValidationError
 
-from grader.assignment import defaults as spec_defaults
 from grader.assignment.model import SPEC_FILE, Assignment, FieldError, Spec
 from grader.cachefiles import PACKAGE_DIR, hash_package_files, hash_python_files, write_atomic
 from grader.errors import SpecError, UnknownAssignment
@@ -90,6 +89,9 @@ def load_spec(folder: Path) -> Assignment:
 
 def _complete_and_check(folder: Path, file: Path, raw: dict[str, Any], sha: str) -> tuple[Spec, dict[str, Any]]:
     """The spec with its defaults inferred from the reference, which is run once on each check."""
+    # (here: a spec whose completed table is remembered loads without numpy, torch or the reference)
+    from grader.assignment import defaults as spec_defaults
+
     module = _reference_module(folder, raw, sha)
     try:
         sampler = spec_defaults.Sampler(raw, module)

@@ -9,6 +9,7 @@ lives in the grader.
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
@@ -147,6 +148,11 @@ class Assignment:
     def path(self, name: str) -> Path:
         """A file of the assignment folder."""
         return self.folder / name
+
+    def info(self) -> dict[str, Any]:
+        """The report's `assignment`: what was graded against, and from which folder."""
+        return {"id": self.id, "version": self.spec.version, "spec_sha256": self.spec_sha256,
+                "folder": str(self.folder)}
 
     def __repr__(self) -> str:
         return f"Assignment({self.id!r}, {str(self.folder)!r})"

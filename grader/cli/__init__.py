@@ -221,13 +221,12 @@ def notebook_cmd(notebook: Path, assignment: str | None, fmt: str, output: Path 
 def _unusable(notebook: Path, assignment: str | None, reason: str) -> Report:
     """The report of a notebook that could not be graded: score 0 out of the assignment's points, the reason."""
     from grader.assignment.load import find_assignment
-    from grader.grading.grade import assignment_info
 
     info, max_score = None, 0.0
     if assignment:
         try:
             asg = find_assignment(assignment)
-            info, max_score = assignment_info(asg), asg.max_score
+            info, max_score = asg.info(), asg.max_score
         except GraderError:
             info = {"id": assignment}
     return error_report(str(notebook), inert(reason, 500), info, max_score)

@@ -7,34 +7,30 @@ import asyncio
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from grader.assignment.load import find_assignment, find_known_assignment, known_assignments
 from grader.assignment.model import Assignment
 from grader.errors import UnknownAssignment
 from grader.grading.limits import cell_limit
-from grader.grading.selection import check_points, select_checks, selection_info
-from grader.judging.hidden import hidden_view
-from grader.judging.labels import label_results
+from grader.grading.selection import select_checks
 from grader.kernels.ahead import empty_workspace
 from grader.kernels.envs import KernelEnv, ensure_assignment_env
 from grader.kernels.launch import KernelLauncher, LocalKernelLauncher
 from grader.kernels.standby import StandbyKernel
 from grader.kernels.tracking import cleanup_all, interrupted, interruptible
 from grader.options import TOTAL_TIMEOUT
-from grader.pool.child import Builder, Planner
-from grader.pool.store import choose_seed
-from grader.report import Report
-from grader.submission.notebook import Submission, read_submission
+from grader.submission.notebook import OpenedNotebook, Submission, open_notebook
 
 if TYPE_CHECKING:
     from grader.grading.stages import EntrySource
+    from grader.report import Report
 
-# Only what comes before the first kernel starts is imported here: the stages (the probes,
-# judging, the re-run, nbclient) are imported once it has started, and load while it boots.
+# Only what comes before the first kernel starts is imported here: the stages (nbformat,
+# numpy, the probes, judging, the re-run) are imported once it has started, and load while it boots.
 
 
-def resolve_assignment(name: str | Assignment | None, submission: Submission) -> Assignment:
+def resolve_assignment(name: str | Assignment | None, submission: Submission | OpenedNotebook) -> Assignment:
     """The assignment named (id or folder), else the one the notebook's metadata declares (by id only)."""
     if isinstance(name, Assignment):
         return name
@@ -115,51 +111,34 @@ async def grade_notebook_async(
     stage that failed and what was graded before it.
     """
     started = time.monotonic()
-    submission = read_submission(path)
-    asg = resolve_assignment(assignment, submission)
+    opened = open_notebook(path)  # its JSON: which assignment it is (nbformat validates it later)
+    asg = resolve_assignment(assignment, opened)
     chosen = select_checks(asg, checks, public_only)
-    # a run without a seed draws one from the assignment's pool, whose entries need no torch
-    seed, fill_pool = choose_seed(asg) if seed is None else (int(seed), False)
-    report = Report(
-        assignment=assignment_info(asg),
-        submission={"path": str(submission.path), "sha256": submission.sha256},
-        seed=seed,
-        max_score=sum(check_points(c) for c in chosen),
-        selection=selection_info(asg, checks, public_only),
-    )
-    # Without a complete pool, this run's entry is computed in a child process from the start:
-    # torch loads there, on another core, while this process starts the kernel and runs the
-    # notebook (in a thread of this process it held the interpreter lock the kernel's driving
-    # needs, and a first grade cost about 2.8x the floor). A child that cannot help: live here.
-    planner = Planner(asg, [seed], window=1) if fill_pool and entries is None else None
-    if planner is not None:
-        await planner.start()
-        entries = planner.entry
+    # The kernel runs from the assignment's own environment (built the first time it is needed).
+    env = await asyncio.to_thread(ensure_assignment_env, asg)
+    launcher = bind_env(launcher or LocalKernelLauncher(), env)
+    if cell_timeout is None:
+        cell_timeout, cell_timeout_source = cell_limit(asg)
+    # the first run's kernel starts now, in an empty workspace its stage fills before the
+    # kernel runs anything; the rest (nbformat, numpy, the stages) is imported while it boots
+    first = StandbyKernel(launcher, empty_workspace(launcher))
+    second: StandbyKernel | None = None
     try:
-        # The kernel runs from the assignment's own environment (built the first time it is needed).
-        env = await asyncio.to_thread(ensure_assignment_env, asg)
-        report.environment = env.describe()
-        launcher = bind_env(launcher or LocalKernelLauncher(), env)
-        if cell_timeout is None:
-            cell_timeout, cell_timeout_source = cell_limit(asg)
-        # the first run's kernel starts now, in an empty workspace its stage fills before the
-        # kernel runs anything; the stages are imported once its process is started
-        first = StandbyKernel(launcher, empty_workspace(launcher))
-        try:
-            await first.started()
-            from grader.grading.stages import Run, grade_stages
+        await first.started()
+        # the re-run's kernel starts now too, at a lower priority: it boots on what the first
+        # run's kernel and this process leave, and is ready when the re-run comes
+        from grader.judging.rerun import rerun_kernel
 
-            run = Run(launcher, cell_timeout, total_timeout, checks=chosen, cell_timeout_source=cell_timeout_source,
-                      pool=Builder(asg) if fill_pool else None, entries=entries)
-            await grade_stages(report, run, submission, asg, first)
-        finally:
-            await first.discard()  # (where the stages did not get to it)
-    finally:
-        if planner is not None:
-            await planner.close()
-    label_results(report.checks, asg.spec.checks)
-    # the one place every output's hidden results pass through: only grader-side facts stay
-    report.checks = [hidden_view(c) for c in report.checks]
+        second = rerun_kernel(opened.path, asg, launcher)
+        from grader.grading.stages import Run, grade_started
+
+        run = Run(launcher, cell_timeout, total_timeout, checks=chosen, cell_timeout_source=cell_timeout_source,
+                  entries=entries)
+        report = await grade_started(opened, asg, run, first, second, seed, checks, public_only, env)
+    finally:  # (where the stages did not get to them)
+        await first.discard()
+        if second is not None:
+            await second.discard()
     report.duration_s = round(time.monotonic() - started, 3)
     return report
 
@@ -168,8 +147,3 @@ def bind_env(launcher: KernelLauncher, env: KernelEnv) -> KernelLauncher:
     """The launcher starting kernels from `env` (a launcher without `with_env` chooses its own Python)."""
     with_env = getattr(launcher, "with_env", None)
     return with_env(env) if callable(with_env) else launcher
-
-
-def assignment_info(asg: Assignment) -> dict[str, Any]:
-    """The report's `assignment`: what was graded against, and from which folder."""
-    return {"id": asg.id, "version": asg.spec.version, "spec_sha256": asg.spec_sha256, "folder": str(asg.folder)}

@@ -1,9 +1,10 @@
 """The stages of grading one notebook, once its first kernel is starting: execute, probe, judge,
 check consistency, localise, check imports, re-run on a fresh sample, score.
 
-`grade_notebook_async` (grade.py) reads the submission, resolves the assignment, starts the
-first run's kernel, and only then imports this module: what it loads (the probes, judging,
-the re-run, nbclient) loads while that kernel boots.
+`grade_notebook_async` (grade.py) reads the submission's JSON, resolves the assignment, starts
+the first run's kernel, and only then imports this module: what it loads (nbformat, numpy, the
+pool, the probes, judging, the re-run, nbclient) loads while that kernel boots. `grade_started`
+then validates the notebook, draws the run's seed and makes the report.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,20 +22,24 @@ from grader.assignment.model import Assignment
 from grader.assignment.reference import Reference, ReferenceLike
 from grader.assignment.tables import Check, Policy
 from grader.errors import GraderError
+from grader.grading.selection import check_points, selection_info
 from grader.inert import inert, inert_block
 from grader.judging.consistency import check_consistency
+from grader.judging.hidden import hidden_view
 from grader.judging.judge import judge
+from grader.judging.labels import label_results
 from grader.judging.localise import localise
-from grader.judging.rerun import rerun_given, rerun_standby
+from grader.judging.rerun import rerun_given, rerun_possible
 from grader.judging.rerun_sample import note_reassigned
 from grader.judging.score import total
 from grader.judging.snapshots import Snapshots
+from grader.kernels.envs import KernelEnv
 from grader.kernels.launch import KernelLauncher
 from grader.kernels.standby import StandbyKernel
 from grader.kernels.workspace import make_workspace
 from grader.plan.checks import CheckPlan, plan, probe_items
-from grader.pool.child import Builder
-from grader.pool.store import Entry, PooledReference, pool_key, read_entry
+from grader.pool.child import Builder, Planner
+from grader.pool.store import Entry, PooledReference, choose_seed, pool_key, read_entry
 from grader.report import CellError, CheckResult, Diagnosis, Execution, Flag, Report
 from grader.run.budget import Budget
 from grader.run.client import MAX_CELL_OUTPUT_BYTES
@@ -44,7 +49,7 @@ from grader.run.probe import Answer, locate, new_module_name, prelude_source, pr
 from grader.run.record import CellRun, ExecutionRecord, unrun_definitions
 from grader.run.session import Session
 from grader.run.tolerant import tolerant_imports
-from grader.submission.notebook import Submission
+from grader.submission.notebook import OpenedNotebook, Submission
 
 # a run's pool entry computed elsewhere, by seed (None: compute it here)
 EntrySource = Callable[[int], Awaitable[Entry | None]]
@@ -65,19 +70,71 @@ class Run:
     entries: EntrySource | None = None  # the run's pool entry, computed elsewhere
 
 
+async def grade_started(opened: OpenedNotebook, asg: Assignment, run: Run, first: StandbyKernel,
+                        second: StandbyKernel | None, seed: int | None, checks: Sequence[str] | None,
+                        public_only: bool, env: KernelEnv) -> Report:
+    """The report on the notebook `opened`: its first run in `first` (its kernel started), the
+    re-run in `second` (see rerun_kernel), then the stages after them; SubmissionError if the
+    notebook is not a valid one.
+
+    Without a seed the run draws one from the assignment's pool; `checks` and `public_only`
+    are the selection (`run.checks` the checks it chose)."""
+    standby = second
+    try:
+        submission = opened.submission()
+        if standby is not None and not rerun_possible(submission, asg):  # it assigns nothing a re-run reads
+            await standby.discard()
+            standby = None
+        return await _graded(submission, asg, run, first, standby, seed, checks, public_only, env)
+    finally:
+        if standby is not None:  # not taken (no re-run needed, or a failure before it): stopped
+            await standby.discard()
+
+
+async def _graded(submission: Submission, asg: Assignment, run: Run, first: StandbyKernel,
+                  standby: StandbyKernel | None, seed: int | None, checks: Sequence[str] | None,
+                  public_only: bool, env: KernelEnv) -> Report:
+    chosen = asg.spec.checks if run.checks is None else run.checks
+    # a run without a seed draws one from the assignment's pool, whose entries need no torch
+    seed, fill_pool = choose_seed(asg) if seed is None else (int(seed), False)
+    report = Report(
+        assignment=asg.info(),
+        submission={"path": str(submission.path), "sha256": submission.sha256},
+        seed=seed,
+        max_score=sum(check_points(c) for c in chosen),
+        selection=selection_info(asg, checks, public_only),
+        environment=env.describe(),
+    )
+    # Without a complete pool, this run's entry is computed in a child process from the start:
+    # torch loads there, on another core, while this process drives the kernel (in a thread of
+    # this process it held the interpreter lock the kernel's driving needs, and a first grade
+    # cost about 2.8x the floor). A child that cannot help: live here.
+    planner = Planner(asg, [seed], window=1) if fill_pool and run.entries is None else None
+    if planner is not None:
+        await planner.start()
+        run.entries = planner.entry
+    run.pool = Builder(asg) if fill_pool else None
+    try:
+        await grade_stages(report, run, submission, asg, first, standby)
+    finally:
+        if planner is not None:
+            await planner.close()
+    label_results(report.checks, asg.spec.checks)
+    # the one place every output's hidden results pass through: only grader-side facts stay
+    report.checks = [hidden_view(c) for c in report.checks]
+    return report
+
+
 async def grade_stages(report: Report, run: Run, submission: Submission, asg: Assignment,
-                       first: StandbyKernel) -> None:
+                       first: StandbyKernel, standby: StandbyKernel | None) -> None:
     """Every stage of grading, the first run in `first` (its kernel started, its workspace still
     empty); each stage adds what it finds to `report` as it goes, a failure its error."""
     try:
-        standby = rerun_standby(submission, asg, run.launcher)  # the re-run's kernel starts beside the first
         try:
             await _stages(report, run, submission, asg, first, standby)
         finally:
             if run.pool is not None:  # entries written so far stay; the next run goes on
                 run.pool.stop()
-            if standby is not None:  # not taken (no re-run needed, or a failure before it): stopped
-                await standby.discard()
     except Exception as e:  # (not cancellation or an interrupt: those stop the grader, not this report)
         _failed(report, run, e, asg.spec.policy)
 

@@ -16,6 +16,7 @@ re-run read, in rerun_judge.py.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from grader.assignment.model import Assignment
@@ -29,7 +30,7 @@ from grader.judging.rerun_sample import (
     with_fresh_sample,
 )
 from grader.kernels.launch import KernelLauncher
-from grader.kernels.standby import StandbyKernel
+from grader.kernels.standby import AHEAD_NICE, StandbyKernel
 from grader.kernels.teardown import remove_workspace
 from grader.kernels.workspace import make_workspace
 from grader.plan.checks import CheckPlan
@@ -157,15 +158,31 @@ def rerun_standby(submission: Submission, asg: Assignment, launcher: KernelLaunc
     """The re-run's kernel, started now beside the first run's (call from a running event loop);
     None where no re-run can follow: the assignment has none, or the notebook assigns none of the
     variables it would read."""
+    return rerun_kernel(submission.path, asg, launcher) if rerun_possible(submission, asg) else None
+
+
+def rerun_kernel(notebook: Path, asg: Assignment, launcher: KernelLauncher) -> StandbyKernel | None:
+    """The re-run's kernel for the notebook at `notebook`, started now (call from a running event
+    loop) at a lower CPU priority (AHEAD_NICE), in a workspace of its own; None when the assignment
+    has no re-run. It may start before the notebook is validated: discard it when
+    `rerun_possible` then says no re-run can follow."""
     spec = asg.spec
     if spec.rerun is None:
         return None
+    workspace = make_workspace(notebook, [asg.path(f) for f in spec.files], folders=spec.folders)
+    workspace.nice = AHEAD_NICE
+    return StandbyKernel(launcher, workspace)
+
+
+def rerun_possible(submission: Submission, asg: Assignment) -> bool:
+    """Whether a re-run can follow: the assignment has one, and the notebook assigns one of the
+    variables it would read."""
+    spec = asg.spec
+    if spec.rerun is None:
+        return False
     names = [n for c in spec.checks if c.kind == "variable" and c.inputs == spec.rerun.inputs
              for n in (c.target, *c.aliases)]
-    if not any(assigning_cells(submission.nb, n) for n in names):
-        return None
-    return StandbyKernel(launcher, make_workspace(submission.path, [asg.path(f) for f in spec.files],
-                                                     folders=spec.folders))
+    return any(assigning_cells(submission.nb, n) for n in names)
 
 
 def not_again(first_run: ExecutionRecord | None) -> dict[int, str]:

@@ -230,6 +230,8 @@ class LocalKernelLauncher:
             "cgroups": cgroup.procs_files() if cgroup else [],
             "pdeathsig": True,
         }
+        if workspace is not None and workspace.nice:
+            cfg["nice"] = workspace.nice
         inner: list[str] = []
         if uid is not None:
             cfg["reach"] = self._reach(workspace)

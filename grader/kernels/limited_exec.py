@@ -2,7 +2,7 @@
 kernel's interpreter (it never imports the grader; the standard library only).
 
 `sys.argv[1]` is its configuration (JSON), `sys.argv[2:]` the command it becomes. It joins the
-cgroups, applies the rlimits, and, when the grader is root, hands the connection file to the
+cgroups, applies the rlimits and the CPU priority, and, when the grader is root, hands the connection file to the
 kernel's user, makes the folders that user needs reachable (in a mount namespace of its own,
 when a folder above them is closed to others: a tmpfs over that folder holding only them), and
 becomes that user (no groups, no new privileges); then asks to die with its parent and becomes
@@ -102,6 +102,8 @@ def main():
     cfg = json.loads(sys.argv[1])
     join_cgroups(cfg.get("cgroups", []))
     apply_rlimits(cfg.get("rlimits", {}))
+    if cfg.get("nice"):  # a kernel started ahead of need: lower priority, never higher
+        os.nice(max(0, int(cfg["nice"])))
     uid = cfg.get("uid")
     try:
         for path in cfg.get("give", []):  # the connection file: the kernel's user may read it, no one else

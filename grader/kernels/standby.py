@@ -84,6 +84,10 @@ class StandbyKernel:
             self.workspace.cleanup()
 
 
+# The `nice` increment of a kernel started ahead of need (see Workspace.nice): while the first
+# run's kernel boots and the grader loads, a busy machine gives it only what they leave.
+AHEAD_NICE = 10
+
 # A start is quick (the process is spawned); one that takes longer than this is hung, and is
 # cancelled: a launcher stops whatever it had started when its start is cancelled.
 START_GRACE_S = 5.0

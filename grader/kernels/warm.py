@@ -441,6 +441,7 @@ class WarmKernelLauncher(LocalKernelLauncher):
             "rlimits": self.limits.rlimits(tasks),
             "connection_file": str(workspace.connection_file),
             "plan": sandbox_plan(self, workspace),
+            "nice": workspace.nice,
         }
         return provisioner
 

@@ -177,12 +177,14 @@ def loopback_up():
 
 
 def become(cfg):
-    """Limits, then the kernel's own user: no groups, no way back to root, no new privileges."""
+    """Limits and priority, then the kernel's own user: no groups, no way back to root, no new privileges."""
     for name, value in cfg["rlimits"].items():
         soft, hard = resource.getrlimit(getattr(resource, name))
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
         resource.setrlimit(getattr(resource, name), (value, value))
+    if cfg.get("nice"):  # a kernel started ahead of need: lower priority, never higher
+        os.nice(max(0, int(cfg["nice"])))
     uid = cfg["uid"]
     os.setgroups([])
     os.setgid(uid)

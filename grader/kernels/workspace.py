@@ -52,6 +52,9 @@ class Workspace:
     outside: list[Path] = field(default_factory=list, init=False)  # kernels' folders kept elsewhere
     # The current kernel's own folders (see new_kernel_dirs): fresh for every kernel started.
     kdirs: KernelDirs | None = field(init=False, default=None)
+    # How much lower than the grader's its kernels' CPU priority is (a `nice` increment): a
+    # kernel started ahead of need boots on what the running kernel and the grader leave.
+    nice: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         track(live_roots, self.root)
