@@ -5,10 +5,13 @@ registered by courses' packages and shipped with the grader, or by folder.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
 import os
+import time
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
@@ -179,8 +182,18 @@ def registered_folders() -> list[Path]:
     returning such a folder. One that fails to load is left out: a broken course package
     must not stop the grader from grading the others.
     """
+    return list(_registered(entry_points, int(time.monotonic() // _REGISTERED_FRESH_S)))
+
+
+_REGISTERED_FRESH_S = 10  # a long-running service sees a course package installed since within this
+
+
+@functools.lru_cache(maxsize=4)
+def _registered(lookup: Callable[..., Any], period: int) -> tuple[Path, ...]:
+    # Scanning every installed package's metadata costs ~15 ms, and one grade asks several
+    # times (the spec, each kernel's sandbox): once per lookup function and period.
     folders: list[Path] = []
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+    for ep in sorted(lookup(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
         try:
             obj = ep.load()
             if hasattr(obj, "__path__"):
@@ -191,7 +204,7 @@ def registered_folders() -> list[Path]:
                 folders.append(Path(obj()))
         except Exception:  # noqa: BLE001 (see above)
             continue
-    return folders
+    return tuple(folders)
 
 
 def known_assignments() -> dict[str, Path]:

@@ -50,12 +50,57 @@ def interpreter_dirs(python: str) -> tuple[str, ...]:
     if os.path.realpath(python) == os.path.realpath(sys.executable) and Path(python).parent == Path(sys.executable).parent:
         return (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                 *(p for p in sys.path if p and p.rstrip("/").endswith(("site-packages", "dist-packages"))))
+    # Asking costs an interpreter's start (tens of ms) before every first kernel: the answer is
+    # remembered, keyed by the interpreter, its target and its venv's configuration
+    key = _python_key(python)
+    remembered = _remembered_dirs().get(key)
+    if remembered is not None:
+        return tuple(remembered)
     try:  # -I: neither the grader's PYTHONPATH nor the user's site folder
         r = subprocess.run([python, "-I", "-c", _PYTHON_DIRS], capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL)
-        return tuple(json.loads(r.stdout))
+        dirs = json.loads(r.stdout)
+        if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+            raise ValueError(f"it printed {r.stdout[:80]!r}")
     except (OSError, subprocess.SubprocessError, ValueError) as e:
         raise GraderError(f"the kernel's Python {python} does not run ({e})") from None
+    _remember_dirs(key, dirs)
+    return tuple(dirs)
+
+
+def _python_key(python: str) -> str:
+    """What an interpreter's folders depend on: its path, what it runs, its venv's configuration."""
+    real = os.path.realpath(python)
+    facts = [python, real, stat_key(python), stat_key(real),
+             stat_key(str(Path(python).parent.parent / "pyvenv.cfg"))]
+    return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()
+
+
+def _remembered_dirs() -> dict[str, list[str]]:
+    base = cache_dir()
+    try:
+        data = json.loads((base / "pythons.json").read_text(encoding="utf-8")) if base else {}
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("dirs"), dict):
+        return {}
+    return {k: v for k, v in data["dirs"].items()
+            if isinstance(v, list) and all(isinstance(d, str) for d in v)}
+
+
+def _remember_dirs(key: str, dirs: list[str]) -> None:
+    base = cache_dir()
+    if base is None:
+        return
+    known = _remembered_dirs()
+    known.pop(key, None)
+    known[key] = dirs
+    try:
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = {"version": 1, "dirs": dict(list(known.items())[-_LEVEL_CACHE_MAX:])}
+        write_atomic(base / "pythons.json", json.dumps(data).encode("utf-8"), ".pythons.")
+    except OSError:  # a read-only or full disk: asked each time, as without a cache
+        pass
 
 
 def grader_dirs(visible: list[str]) -> list[str]:

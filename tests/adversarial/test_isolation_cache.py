@@ -161,3 +161,31 @@ def test_an_unwritable_cache_folder_only_means_probing_each_time(tmp_path: Path,
         assert a.level == b.level and not b.from_cache and calls
     finally:
         real.cache_clear()
+
+
+def test_a_kernel_interpreters_folders_are_asked_once_and_asked_again_when_its_venv_changes(
+        cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    from grader.kernels import isolation
+
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "pyvenv.cfg").write_text(f"home = {Path(sys.executable).parent}\n")
+    python = str(venv / "bin" / "python")
+    asked: list[list[str]] = []
+    real_run = isolation.subprocess.run
+
+    def run(argv, **kwargs):
+        asked.append(argv)
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(isolation.subprocess, "run", run)
+    first = isolation.interpreter_dirs.__wrapped__(python)
+    assert len(asked) == 1 and str(venv) in first  # the venv's own prefix, as the interpreter says
+    assert (cache.parent / "pythons.json").is_file()
+    assert isolation.interpreter_dirs.__wrapped__(python) == first and len(asked) == 1  # remembered
+    (venv / "pyvenv.cfg").write_text(f"home = {Path(sys.executable).parent}\ninclude-system-site-packages = true\n")
+    rebuilt = isolation.interpreter_dirs.__wrapped__(python)
+    assert len(asked) == 2  # rebuilt: asked again
+    (cache.parent / "pythons.json").write_text("{not json")
+    assert isolation.interpreter_dirs.__wrapped__(python) == rebuilt and len(asked) == 3  # unreadable: asked
