@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 
 import grader.grading.stages as stages_mod
@@ -14,9 +16,9 @@ from grader.assignment.load import find_assignment
 from grader.grading.grade import grade_notebook
 from grader.judging.rerun import rerun_standby
 from grader.kernels.launch import LocalKernelLauncher
-from grader.kernels.standby import StandbyKernel
+from grader.kernels.standby import AHEAD_NICE, StandbyKernel
 from grader.kernels.stop import stop_kernel
-from grader.kernels.workspace import make_workspace
+from grader.kernels.workspace import Workspace, make_workspace
 from grader.submission.notebook import read_submission
 from tests.conftest import ASSIGNMENTS, NOTEBOOKS
 
@@ -58,6 +60,28 @@ def test_the_re_run_kernel_starts_before_the_first_run_is_done(monkeypatch: pyte
     assert "hardcoded" in {code for c in r.checks for code in c.codes}  # the re-run still catches it
     assert [e for e, _ in events] == ["start", "start", "first run done"]
     assert list(private_tmp.iterdir()) == []
+
+
+def test_the_re_run_kernel_runs_at_a_lower_cpu_priority_than_the_first_runs(monkeypatch: pytest.MonkeyPatch,
+                                                                           private_tmp: Path):
+    seen: list[tuple[int, int]] = []  # (the workspace's nice increment, the kernel process's nice value)
+    real_start = LocalKernelLauncher.start
+
+    async def start(self: LocalKernelLauncher, workspace: Workspace) -> object:
+        km = await real_start(self, workspace)
+        proc = psutil.Process(km.provisioner.process.pid)  # (its wrapper sets the priority as it begins)
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if proc.nice() != 0:
+                break
+        seen.append((workspace.nice, proc.nice()))
+        return km
+
+    monkeypatch.setattr(LocalKernelLauncher, "start", start)
+    r = grade_notebook(NOTEBOOKS / "feedback" / "hardcoded_variables.ipynb", ASSIGNMENT, seed=3)
+    assert "hardcoded" in {code for c in r.checks for code in c.codes}  # the re-run ran, in that kernel
+    assert os.nice(0) == 0
+    assert sorted(seen) == [(0, 0), (AHEAD_NICE, AHEAD_NICE)]
 
 
 def test_a_standby_kernel_no_re_run_needs_is_stopped(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
