@@ -56,6 +56,34 @@ def test_the_probe_sees_heavy_imports():
     assert "pydantic" in modules and "jupyter_client" in modules
 
 
+# Grades the solution in a fresh interpreter and reports which modules were loaded when the
+# first kernel was spawned, and whether the grade went on to the end.
+_AT_FIRST_SPAWN = """
+import json, sys
+import grader.kernels.launch as launch
+real, seen = launch.LocalKernelLauncher.start, []
+async def start(self, workspace):
+    seen.append(sorted(sys.modules))
+    return await real(self, workspace)
+launch.LocalKernelLauncher.start = start
+from grader.grading.grade import grade_notebook
+report = grade_notebook(sys.argv[1], "sigmoid-2-3-1")
+print(json.dumps({"status": report.status, "score": report.score, "first": seen[0], "starts": len(seen)}))
+"""
+
+
+def test_the_first_kernel_is_spawned_before_numpy_nbformat_and_the_stages_load():
+    solution = ROOT / "assignments" / "sigmoid-2-3-1" / "solution.ipynb"
+    r = subprocess.run([sys.executable, "-c", _AT_FIRST_SPAWN, str(solution)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=300)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["status"] == "graded" and out["score"] == 11.0, r.stderr
+    assert out["starts"] == 2  # and the re-run's kernel after it
+    first = set(out["first"])
+    assert not first & {"numpy", "nbformat", "torch", "nbclient", "grader.grading.stages", "grader.judging.rerun",
+                        "grader.pool.store"}, sorted(first & {"numpy", "nbformat", "torch", "nbclient"})
+
+
 def test_grading_imports_torch_only_when_it_computes():
     code = ("import sys; import grader.grading.grade, grader.plan.checks, grader.assignment.reference; "
             "print('torch' in sys.modules)")
