@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -77,30 +78,11 @@ def _python_key(python: str) -> str:
 
 
 def _remembered_dirs() -> dict[str, list[str]]:
-    base = cache_dir()
-    try:
-        data = json.loads((base / "pythons.json").read_text(encoding="utf-8")) if base else {}
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("dirs"), dict):
-        return {}
-    return {k: v for k, v in data["dirs"].items()
-            if isinstance(v, list) and all(isinstance(d, str) for d in v)}
+    return _load_memory("pythons.json", lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v))
 
 
 def _remember_dirs(key: str, dirs: list[str]) -> None:
-    base = cache_dir()
-    if base is None:
-        return
-    known = _remembered_dirs()
-    known.pop(key, None)
-    known[key] = dirs
-    try:
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        data = {"version": 1, "dirs": dict(list(known.items())[-_LEVEL_CACHE_MAX:])}
-        write_atomic(base / "pythons.json", json.dumps(data).encode("utf-8"), ".pythons.")
-    except OSError:  # a read-only or full disk: asked each time, as without a cache
-        pass
+    _remember("pythons.json", key, dirs)
 
 
 def grader_dirs(visible: list[str]) -> list[str]:
@@ -223,35 +205,31 @@ def _kernel_code_digest() -> str:
 
 def remembered_levels() -> dict[str, str]:
     """The levels known to work (key -> level); nothing if there is no cache folder."""
-    path = level_cache_file()
-    return _load_levels(path) if path is not None else {}
+    return _load_memory("isolation.json", lambda v: v in ISOLATION_LEVELS)
 
 
 def remember_level(key: str, level: str) -> None:
     """Remember that `level` works for `key` (the newest last: the oldest entries go first)."""
-    path = level_cache_file()
-    if path is None:
-        return
-    works = remembered_levels()
-    works.pop(key, None)
-    works[key] = level
-    _save_levels(path, dict(list(works.items())[-_LEVEL_CACHE_MAX:]))
+    _remember("isolation.json", key, level)
 
 
 def forget_level(key: str) -> None:
     """Forget the level remembered for `key`, if any."""
-    path = level_cache_file()
-    if path is None:
-        return
     works = remembered_levels()
     if works.pop(key, None) is not None:
-        _save_levels(path, works)
+        _save_memory("isolation.json", works)
 
 
-def _load_levels(path: Path) -> dict[str, str]:
-    """The remembered levels (key -> level); anything unreadable or malformed is no memory at all."""
+# A memory is a small JSON map in the cache folder (key -> value), the newest entries last and
+# at most _LEVEL_CACHE_MAX of them; anything unreadable or malformed is no memory at all, and a
+# disk that cannot keep it only means asking again.
+
+def _load_memory(name: str, valid: Callable[[Any], bool]) -> dict[str, Any]:
+    base = cache_dir()
+    if base is None:
+        return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads((base / name).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     if not isinstance(data, dict) or data.get("version") != _LEVEL_CACHE_VERSION:
@@ -259,14 +237,24 @@ def _load_levels(path: Path) -> dict[str, str]:
     works = data.get("works")
     if not isinstance(works, dict):
         return {}
-    return {k: v for k, v in works.items() if isinstance(k, str) and v in ISOLATION_LEVELS}
+    return {k: v for k, v in works.items() if isinstance(k, str) and valid(v)}
 
 
-def _save_levels(path: Path, works: dict[str, str]) -> None:
-    """Write the remembered levels atomically (concurrent graders each leave a whole file)."""
+def _remember(name: str, key: str, value: Any) -> None:
+    known = _load_memory(name, lambda v: True)
+    known.pop(key, None)
+    known[key] = value
+    _save_memory(name, dict(list(known.items())[-_LEVEL_CACHE_MAX:]))
+
+
+def _save_memory(name: str, works: dict[str, Any]) -> None:
+    """Write a memory atomically (concurrent graders each leave a whole file)."""
+    base = cache_dir()
+    if base is None:
+        return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
         data = json.dumps({"version": _LEVEL_CACHE_VERSION, "works": works}).encode("utf-8")
-        write_atomic(path, data, ".isolation.")
-    except OSError:  # a read-only or full disk: levels are probed each time, as without a cache
+        write_atomic(base / name, data, "." + name.split(".")[0] + ".")
+    except OSError:  # a read-only or full disk: asked each time, as without a cache
         pass
