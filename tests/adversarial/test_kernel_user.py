@@ -351,10 +351,11 @@ def ordinary_user_grades(base: Path) -> None:
         assert iso["process_limit"].startswith("RLIMIT_NPROC (the grader user's processes")
         assert iso["user"] in ("the grader's user", "uid 65534 in a user namespace, no capabilities")
         left = sorted(str(p.relative_to(home)) for p in home.rglob("*"))
-        # nothing but the remembered isolation levels, inferred specs and pooled hidden runs
-        # (caches kept on purpose): no temporary file of any of them
+        # nothing but the remembered isolation levels and kernel interpreters' folders, inferred
+        # specs and pooled hidden runs (caches kept on purpose): no temporary file of any of them
         kept = [p for p in left if p in (".cache", ".cache/nngrader", ".cache/nngrader/isolation.json",
-                                         ".cache/nngrader/specs", ".cache/nngrader/pools")
+                                         ".cache/nngrader/pythons.json", ".cache/nngrader/specs",
+                                         ".cache/nngrader/pools")
                 or (p.startswith(".cache/nngrader/specs/") and p.endswith(".json"))
                 or re.fullmatch(r"\.cache/nngrader/pools/[\w.-]+(/\.lock|/\d+\.entry)?", p)]
         assert left == kept, left
