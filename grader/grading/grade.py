@@ -20,7 +20,7 @@ from grader.kernels.launch import KernelLauncher, LocalKernelLauncher
 from grader.kernels.standby import StandbyKernel
 from grader.kernels.tracking import cleanup_all, interrupted, interruptible
 from grader.options import TOTAL_TIMEOUT
-from grader.submission.notebook import OpenedNotebook, Submission, open_notebook
+from grader.submission.notebook import OpenedNotebook, open_notebook
 
 if TYPE_CHECKING:
     from grader.grading.stages import EntrySource
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 # numpy, the probes, judging, the re-run) are imported once it has started, and load while it boots.
 
 
-def resolve_assignment(name: str | Assignment | None, submission: Submission | OpenedNotebook) -> Assignment:
+def resolve_assignment(name: str | Assignment | None, submission: OpenedNotebook) -> Assignment:
     """The assignment named (id or folder), else the one the notebook's metadata declares (by id only)."""
     if isinstance(name, Assignment):
         return name

@@ -79,16 +79,12 @@ async def grade_started(opened: OpenedNotebook, asg: Assignment, run: Run, first
 
     Without a seed the run draws one from the assignment's pool; `checks` and `public_only`
     are the selection (`run.checks` the checks it chose)."""
-    standby = second
-    try:
-        submission = opened.submission()
-        if standby is not None and not rerun_possible(submission, asg):  # it assigns nothing a re-run reads
-            await standby.discard()
-            standby = None
-        return await _graded(submission, asg, run, first, standby, seed, checks, public_only, env)
-    finally:
-        if standby is not None:  # not taken (no re-run needed, or a failure before it): stopped
-            await standby.discard()
+    # (the caller discards both kernels where no stage took them)
+    submission = opened.submission()
+    if second is not None and not rerun_possible(submission, asg):  # it assigns nothing a re-run reads
+        await second.discard()
+        second = None
+    return await _graded(submission, asg, run, first, second, seed, checks, public_only, env)
 
 
 async def _graded(submission: Submission, asg: Assignment, run: Run, first: StandbyKernel,

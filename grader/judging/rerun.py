@@ -8,8 +8,8 @@ Variables the notebook computes follow; numbers typed or printed in do not. A va
 was right on the given sample and, in the re-run, is missing, not numbers of its size, or
 does not follow the fresh sample is flagged `hardcoded`.
 
-Here: the re-run itself (`rerun_given`), its kernel started ahead (`rerun_standby`), the cells
-it leaves out. The fresh sample's refresh and the cells instrumented to call it are in
+Here: the re-run itself (`rerun_given`), its kernel started ahead (`rerun_kernel`), whether one
+can follow (`rerun_possible`), the cells it leaves out. The fresh sample's refresh and the cells instrumented to call it are in
 rerun_sample.py (the refresh's kernel-side code in rerun_kernel.py); judging the values the
 re-run read, in rerun_judge.py.
 """
@@ -63,7 +63,7 @@ async def rerun_given(
 
     The re-run draws on what is left of the submission's time budget. A value graded after an
     earlier cell (a rescued one) is read after that same cell of the re-run. With `standby`
-    (see `rerun_standby`), it runs in that kernel, started earlier, and its workspace. Cells
+    (see `rerun_kernel`), it runs in that kernel, started earlier, and its workspace. Cells
     that `first_run` (the first run's record) says met a limit are not run again.
     """
     spec = asg.spec
@@ -152,13 +152,6 @@ async def _rerun(
     finally:
         await remove_workspace(workspace)
     return answers, why, tampered
-
-
-def rerun_standby(submission: Submission, asg: Assignment, launcher: KernelLauncher) -> StandbyKernel | None:
-    """The re-run's kernel, started now beside the first run's (call from a running event loop);
-    None where no re-run can follow: the assignment has none, or the notebook assigns none of the
-    variables it would read."""
-    return rerun_kernel(submission.path, asg, launcher) if rerun_possible(submission, asg) else None
 
 
 def rerun_kernel(notebook: Path, asg: Assignment, launcher: KernelLauncher) -> StandbyKernel | None:

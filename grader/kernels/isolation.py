@@ -77,12 +77,16 @@ def _python_key(python: str) -> str:
     return hashlib.sha256(json.dumps(facts, default=str).encode()).hexdigest()
 
 
+def _dirs_valid(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(d, str) for d in value)
+
+
 def _remembered_dirs() -> dict[str, list[str]]:
-    return _load_memory("pythons.json", lambda v: isinstance(v, list) and all(isinstance(d, str) for d in v))
+    return _load_memory(_PYTHONS_FILE, _dirs_valid)
 
 
 def _remember_dirs(key: str, dirs: list[str]) -> None:
-    _remember("pythons.json", key, dirs)
+    _remember(_PYTHONS_FILE, _dirs_valid, key, dirs)
 
 
 def grader_dirs(visible: list[str]) -> list[str]:
@@ -150,6 +154,8 @@ def bwrap_args(python_dirs: list[str], ws: Workspace | None, probe: bool) -> lis
 LEVEL_CACHE_ENV = CACHE_DIR_VARIABLE
 _LEVEL_CACHE_VERSION = 1
 _LEVEL_CACHE_MAX = 32  # entries kept (one per Python, wrapper and system the grader has run with)
+# the cache folder's memories (see _load_memory): levels known to work, kernel interpreters' folders
+_LEVELS_FILE, _PYTHONS_FILE = "isolation.json", "pythons.json"
 _SYSTEM_FILES = (  # what makes namespaces work or not, beside the wrapper programs themselves
     "/proc/sys/kernel/random/boot_id", "/proc/sys/kernel/unprivileged_userns_clone",
     "/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/apparmor_restrict_unprivileged_userns",
@@ -160,7 +166,7 @@ _SYSTEM_FILES = (  # what makes namespaces work or not, beside the wrapper progr
 def level_cache_file() -> Path | None:
     """Where levels known to work are remembered ($NNGRADER_CACHE_DIR, else the user's cache folder)."""
     base = cache_dir()
-    return None if base is None else base / "isolation.json"
+    return None if base is None else base / _LEVELS_FILE
 
 
 def stat_key(path: str | None) -> list[Any]:
@@ -203,21 +209,25 @@ def _kernel_code_digest() -> str:
     return h.hexdigest()
 
 
+def _level_valid(value: Any) -> bool:
+    return value in ISOLATION_LEVELS
+
+
 def remembered_levels() -> dict[str, str]:
     """The levels known to work (key -> level); nothing if there is no cache folder."""
-    return _load_memory("isolation.json", lambda v: v in ISOLATION_LEVELS)
+    return _load_memory(_LEVELS_FILE, _level_valid)
 
 
 def remember_level(key: str, level: str) -> None:
     """Remember that `level` works for `key` (the newest last: the oldest entries go first)."""
-    _remember("isolation.json", key, level)
+    _remember(_LEVELS_FILE, _level_valid, key, level)
 
 
 def forget_level(key: str) -> None:
     """Forget the level remembered for `key`, if any."""
     works = remembered_levels()
     if works.pop(key, None) is not None:
-        _save_memory("isolation.json", works)
+        _save_memory(_LEVELS_FILE, works)
 
 
 # A memory is a small JSON map in the cache folder (key -> value), the newest entries last and
@@ -240,8 +250,8 @@ def _load_memory(name: str, valid: Callable[[Any], bool]) -> dict[str, Any]:
     return {k: v for k, v in works.items() if isinstance(k, str) and valid(v)}
 
 
-def _remember(name: str, key: str, value: Any) -> None:
-    known = _load_memory(name, lambda v: True)
+def _remember(name: str, valid: Callable[[Any], bool], key: str, value: Any) -> None:
+    known = _load_memory(name, valid)
     known.pop(key, None)
     known[key] = value
     _save_memory(name, dict(list(known.items())[-_LEVEL_CACHE_MAX:]))

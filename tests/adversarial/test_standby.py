@@ -14,7 +14,7 @@ import pytest
 import grader.grading.stages as stages_mod
 from grader.assignment.load import find_assignment
 from grader.grading.grade import grade_notebook
-from grader.judging.rerun import rerun_standby
+from grader.judging.rerun import rerun_kernel, rerun_possible
 from grader.kernels.launch import LocalKernelLauncher
 from grader.kernels.standby import AHEAD_NICE, StandbyKernel
 from grader.kernels.stop import stop_kernel
@@ -113,12 +113,15 @@ def test_a_failure_in_the_first_run_stops_the_standby_kernel(monkeypatch: pytest
 def test_no_standby_where_no_re_run_can_follow(tmp_path: Path):
     async def check() -> None:
         launcher = LocalKernelLauncher()
-        # the notebook assigns none of the variables a re-run reads
+        # the notebook assigns none of the variables a re-run reads (a kernel started before
+        # the notebook was read is discarded at once: test_a_standby_kernel_no_re_run_needs_is_stopped)
         sub = read_submission(notebook(tmp_path, "def sigmoid(a):\n    return a"))
-        assert rerun_standby(sub, find_assignment(ASSIGNMENT), launcher) is None
-        # the assignment has no re-run
-        sub = read_submission(ASSIGNMENTS / "tanh-softmax-gaussians" / "solution.ipynb")
-        assert rerun_standby(sub, find_assignment("tanh-softmax-gaussians"), launcher) is None
+        assert not rerun_possible(sub, find_assignment(ASSIGNMENT))
+        # the assignment has no re-run: no kernel is started for one at all
+        solution = ASSIGNMENTS / "tanh-softmax-gaussians" / "solution.ipynb"
+        no_rerun = find_assignment("tanh-softmax-gaussians")
+        assert not rerun_possible(read_submission(solution), no_rerun)
+        assert rerun_kernel(solution, no_rerun, launcher) is None
 
     asyncio.run(check())
 
