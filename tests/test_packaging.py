@@ -35,6 +35,25 @@ def test_a_callable_entry_point_names_its_folder(monkeypatch):
     assert load.registered_folders() == [FIXTURES]
 
 
+def test_installed_course_packages_are_scanned_once_per_period(monkeypatch):
+    scans: list[str] = []
+
+    def lookup(group: str) -> list[EntryPoint]:
+        scans.append(group)
+        return []
+
+    now = [1000.0]
+    monkeypatch.setattr(load, "entry_points", lookup)
+    monkeypatch.setattr(load.time, "monotonic", lambda: now[0])
+    monkeypatch.delenv("GRADER_ASSIGNMENTS", raising=False)
+    first = load.known_assignments()
+    assert load.known_assignments() == first and load.find_assignment("sigmoid-2-3-1").id == "sigmoid-2-3-1"
+    assert len(scans) == 1  # one grade asks several times: the packages are scanned once
+    now[0] += load._REGISTERED_FRESH_S  # a long-running service sees packages installed since
+    load.known_assignments()
+    assert len(scans) == 2
+
+
 def test_grader_assignments_comes_first(monkeypatch, tmp_path):
     monkeypatch.setenv("GRADER_ASSIGNMENTS", str(tmp_path))
     assert load.search_path()[0] == tmp_path and load.search_path()[-1] == load.PACKAGE_ASSIGNMENTS

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from grader.kernels import warm as warm_mod
 from grader.kernels.isolation import interpreter_dirs
 from grader.kernels.launch import LocalKernelLauncher
 from grader.kernels.limits import Limits
+from grader.kernels.standby import AHEAD_NICE
 from grader.kernels.stop import stop_kernel
 from grader.kernels.users import KERNEL_UID_BASE
 from grader.kernels.warm import WarmKernelLauncher
@@ -48,9 +50,11 @@ def launcher():
         yield launcher
 
 
-async def _run(launcher: Any, code: str, timeout: float = 60) -> tuple[str, Any]:
-    """Run `code` in a new kernel of `launcher` (own workspace); (printed text, its exit status or None)."""
+async def _run(launcher: Any, code: str, timeout: float = 60, nice: int = 0) -> tuple[str, Any]:
+    """Run `code` in a new kernel of `launcher` (own workspace, its `nice` increment); (printed
+    text, its exit status or None)."""
     ws = make_workspace(NOTEBOOK)
+    ws.nice = nice
     km = await launcher.start(ws)
     kc = km.client(context=km.context)
     kc.start_channels()
@@ -85,9 +89,9 @@ async def _run(launcher: Any, code: str, timeout: float = 60) -> tuple[str, Any]
         ws.cleanup()
 
 
-def run(launcher: Any, code: str, timeout: float = 60) -> str:
+def run(launcher: Any, code: str, timeout: float = 60, nice: int = 0) -> str:
     """What `code` printed in a new kernel of `launcher`."""
-    return asyncio.run(_run(launcher, code, timeout))[0]
+    return asyncio.run(_run(launcher, code, timeout, nice))[0]
 
 
 def facts(launcher: Any) -> dict[str, Any]:
@@ -167,6 +171,14 @@ def test_limits_and_crashes_are_reported_as_for_a_cold_kernel(name: str, event: 
 
 
 @needs_warm
+@needs_warm
+@pytest.mark.parametrize("nice", [0, AHEAD_NICE])
+def test_a_forked_kernel_runs_at_its_workspaces_cpu_priority(launcher: WarmKernelLauncher, nice: int):
+    # (a kernel started ahead of need, as the re-run's, is forked at a lower priority too)
+    assert os.nice(0) == 0
+    assert run(launcher, "import os; print(os.nice(0))", nice=nice).strip() == str(nice)
+
+
 def test_kernels_forked_at_the_same_time_are_apart(launcher: WarmKernelLauncher):
     async def both() -> list[tuple[str, Any]]:
         code = "import os, numpy as np; print(os.getuid(), np.random.randint(1 << 30))"
